@@ -1,0 +1,159 @@
+// cbatch.yaml -> validated, defaulted policy per queue.
+// Order of work: YAML syntax -> schema (with defaults) -> per-queue merge -> cross-field rules.
+// Every problem is reported with its dot-path and line.
+import { readFileSync } from 'node:fs'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
+import { ConfigError, type ConfigIssue } from './errors.ts'
+import { exposedBy } from './paths.ts'
+
+export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
+
+const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
+
+const Volume = Type.Object({
+  source: AbsolutePath('host path to mount'),
+  target: Type.Optional(AbsolutePath('path inside the container (default: same as source)')),
+  readOnly: Type.Boolean({ default: false }),
+}, { additionalProperties: false })
+
+const policyFields = {
+  image: Type.String({ minLength: 1, description: 'image reference the queue\'s jobs run in' }),
+  pull: Type.Union([Type.Literal('missing'), Type.Literal('always'), Type.Literal('never')], {
+    default: 'missing', description: 'when to pull the image: if missing, before every job, or never',
+  }),
+  network: Type.Union([Type.Literal('none'), Type.Literal('host')], {
+    default: 'none', description: 'container network: none, or the host\'s own',
+  }),
+  holder: Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1, default: ['sleep', 'infinity'], description: 'command that keeps the job\'s container up',
+  }),
+  shellFallback: Type.String({ pattern: '^/', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
+  volumes: Type.Array(Volume, { default: [], description: 'site volumes mounted into every job container' }),
+  pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
+}
+
+/** A queue's policy once defaults are applied. */
+export const QueuePolicySchema = Type.Object(policyFields, { additionalProperties: false })
+export type QueuePolicy = Static<typeof QueuePolicySchema>
+
+// What `defaults:` and each queue may say. No defaults here: filling them in per queue
+// would override the `defaults:` section; they are applied once, after the merge.
+const PartialPolicy = Type.Partial(Type.Object(
+  Object.fromEntries(Object.entries(policyFields).map(([key, { default: _, ...field }]) => [key, field])) as typeof policyFields,
+  { additionalProperties: false }))
+
+export const ConfigSchema = Type.Object({
+  engine: Type.Object({
+    socket: Type.String({ default: '/var/run/docker.sock', description: 'Docker engine socket' }),
+    timeout: Type.Number({ exclusiveMinimum: 0, default: 30, description: 'seconds any one engine call may take' }),
+    pullTimeout: Type.Number({ exclusiveMinimum: 0, default: 180, description: 'seconds an image pull may take' }),
+  }, { additionalProperties: false, default: {} }),
+  log: Type.Object({
+    file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
+  }, { additionalProperties: false, default: {} }),
+  defaults: Type.Object(PartialPolicy.properties, { additionalProperties: false, default: {} }),
+  queues: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), PartialPolicy, {
+    default: {}, description: 'policy per TORQUE queue; jobs of other queues run natively',
+  }),
+}, { additionalProperties: false })
+
+type RawConfig = Static<typeof ConfigSchema>
+
+export interface Config {
+  file: string
+  engine: RawConfig['engine']
+  log: RawConfig['log']
+  queues: Map<string, QueuePolicy>
+}
+
+/** pbs_mom kills the prologue 10 s before $prologalarm (300 s by default). */
+const PROLOGUE_BUDGET_SECONDS = 290
+
+
+export function loadConfig(file = DEFAULT_CONFIG_PATH): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}` }])
+  }
+  return parseConfig(text, file)
+}
+
+export function parseConfig(text: string, file = '<config>'): Config {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
+  const lineOf = (path: (string | number)[]) => locate(doc, lineCounter, path)
+  if (doc.errors.length) {
+    throw new ConfigError(file, doc.errors.map(e => ({
+      path: '', line: e.linePos?.[0].line, message: e.message.split('\n')[0],
+    })))
+  }
+  const raw = Value.Default(ConfigSchema, doc.toJS() ?? {})
+  schemaIssues(ConfigSchema, raw, [], lineOf, file)
+
+  const config = raw as RawConfig
+  const queues = new Map<string, QueuePolicy>()
+  const issues: ConfigIssue[] = []
+  for (const [name, queue] of Object.entries(config.queues)) {
+    const policy = Value.Default(QueuePolicySchema, { ...config.defaults, ...queue }) as QueuePolicy
+    const found = [...Value.Errors(QueuePolicySchema, policy)].map(e => ({
+      path: ['queues', name, ...pointer(e.path)],
+      message: e.path === '/image' && e.value === undefined
+        ? 'no image: set queues.<name>.image or defaults.image' : e.message,
+    }))
+    found.push(...policyRules(policy).map(r => ({ path: ['queues', name, ...r.path], message: r.message })))
+    issues.push(...found.map(i => ({ path: i.path.join('.'), line: lineOf(i.path), message: i.message })))
+    queues.set(name, policy)
+  }
+  const budget = config.engine.pullTimeout + 3 * config.engine.timeout
+  if (budget > PROLOGUE_BUDGET_SECONDS) {
+    issues.push({
+      path: 'engine', line: lineOf(['engine']),
+      message: `pullTimeout + 3 x timeout is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
+    })
+  }
+  if (issues.length) throw new ConfigError(file, issues)
+  return { file, engine: config.engine, log: config.log, queues }
+}
+
+/** Cross-field rules of one queue's policy. */
+function policyRules(policy: QueuePolicy): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = []
+  const targets = new Set<string>()
+  policy.volumes.forEach((v, i) => {
+    const forbidden = exposedBy(v.source)
+    if (forbidden) problems.push({ path: ['volumes', i, 'source'], message: `${v.source} may not be mounted into jobs (it exposes ${forbidden})` })
+    const target = v.target ?? v.source
+    if (targets.has(target)) problems.push({ path: ['volumes', i, 'target'], message: `${target} is mounted twice` })
+    targets.add(target)
+  })
+  return problems
+}
+
+function schemaIssues(schema: TSchema, value: unknown, prefix: (string | number)[],
+  lineOf: (p: (string | number)[]) => number | undefined, file: string): void {
+  const issues = [...Value.Errors(schema, value)].map(e => {
+    const path = [...prefix, ...pointer(e.path)]
+    return { path: path.join('.'), line: lineOf(path), message: e.message }
+  })
+  if (issues.length) throw new ConfigError(file, issues)
+}
+
+/** '/queues/batch/volumes/0' -> ['queues', 'batch', 'volumes', 0] */
+function pointer(jsonPointer: string): (string | number)[] {
+  return jsonPointer.split('/').slice(1)
+    .map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map(s => (/^\d+$/.test(s) ? Number(s) : s))
+}
+
+/** Line of the deepest node of `path` that exists in the YAML document. */
+function locate(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
+    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line
+  }
+  return undefined
+}

@@ -1,0 +1,124 @@
+// The job's container as a create request: a pure function of the job, its owner and
+// its queue's policy. Everything a container may do is decided here, in one place.
+import { createHash } from 'node:crypto'
+import type { QueuePolicy } from './config.ts'
+import type { ContainerCreateSpec } from './engine.ts'
+import { PolicyError } from './errors.ts'
+import type { Identity } from './identity.ts'
+import type { JobFacts } from './torque.ts'
+import { parseResourceList, parseSize } from './torque.ts'
+import { exposedBy, isWithin } from './paths.ts'
+
+export const LABEL = {
+  job: 'cbatch.job',
+  user: 'cbatch.user',
+  uid: 'cbatch.uid',
+  queue: 'cbatch.queue',
+  version: 'cbatch.version',
+  shellFallback: 'cbatch.shell-fallback',
+} as const
+
+export interface JobPaths {
+  /** PBS_O_WORKDIR: where qsub was run. */
+  workDir?: string
+  /** PBS_NODEFILE */
+  nodeFile?: string
+  /** TMPDIR made by mom's $tmpdir. */
+  tmpDir?: string
+  /** mom_priv of this pbs_mom: only the job's own script in it may be mounted. */
+  momPriv?: string
+}
+
+export interface ContainerRequest {
+  job: JobFacts
+  owner: Identity
+  policy: QueuePolicy
+  paths: JobPaths
+  version: string
+  hostname: string
+  /** Whether a host path exists; paths of the job that do not are not mounted. */
+  exists: (path: string) => boolean
+}
+
+/** The job id as a Docker container name: sanitised, and kept unique by a hash of the raw id. */
+export function containerName(jobId: string): string {
+  const safe = jobId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)
+  return `cbatch-${safe}-${createHash('sha256').update(jobId).digest('hex').slice(0, 10)}`
+}
+
+export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
+  const { job, owner, policy } = req
+  if (owner.uid === 0 || owner.gid === 0) {
+    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
+  }
+  return {
+    name: containerName(job.jobId),
+    Image: policy.image,
+    Cmd: policy.holder,
+    User: `${owner.uid}:${owner.gid}`,
+    Labels: {
+      [LABEL.job]: job.jobId,
+      [LABEL.user]: owner.name,
+      [LABEL.uid]: String(owner.uid),
+      [LABEL.queue]: job.queue,
+      [LABEL.version]: req.version,
+      [LABEL.shellFallback]: policy.shellFallback,
+    },
+    // With the host's network the host's name comes along; Docker refuses to set both.
+    Hostname: policy.network === 'none' ? req.hostname : undefined,
+    NetworkDisabled: policy.network === 'none' ? true : undefined,
+    HostConfig: {
+      Init: true,
+      NetworkMode: policy.network,
+      GroupAdd: owner.groups.filter(g => g !== owner.gid).map(String),
+      Mounts: mounts(req),
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      Privileged: false,
+      IpcMode: 'private',
+      PidsLimit: policy.pidsLimit,
+      LogConfig: { Type: 'none', Config: {} },
+      ...resourceLimits(job.resources),
+    },
+  }
+}
+
+type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts']>[number]
+
+function mounts(req: ContainerRequest): Mount[] {
+  const { job, owner, policy, paths, exists } = req
+  const list: Mount[] = []
+  const add = (source: string, target: string, readOnly: boolean, what: string) => {
+    if (list.some(m => isWithin(target, m.Target) && isWithin(source, m.Source))) return // already visible
+    const exposed = exposedBy(source)
+    if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
+    list.push({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
+  }
+  add('/etc/passwd', '/etc/passwd', true, 'user database')
+  add('/etc/group', '/etc/group', true, 'group database')
+  if (exists(owner.home)) add(owner.home, owner.home, false, 'home directory')
+  for (const [what, path] of [['PBS_O_WORKDIR', paths.workDir], ['TMPDIR', paths.tmpDir]] as const) {
+    if (path && exists(path)) add(path, path, false, what)
+  }
+  if (paths.nodeFile && exists(paths.nodeFile)) add(paths.nodeFile, paths.nodeFile, true, 'node file')
+  if (job.scriptPath) {
+    if (paths.momPriv && !isWithin(job.scriptPath, `${paths.momPriv}/jobs`)) {
+      throw new PolicyError(`job script ${job.scriptPath} is not in ${paths.momPriv}/jobs`)
+    }
+    list.push({ Type: 'bind', Source: job.scriptPath, Target: job.scriptPath, ReadOnly: true })
+  }
+  for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly, 'volume')
+  return list
+}
+
+/** Memory and CPU limits from the Resource_List (mem, nodes=...:ppn=P, ncpus, procs). */
+export function resourceLimits(resourceList: string): { Memory?: number; NanoCpus?: number } {
+  const resources = parseResourceList(resourceList)
+  const limits: { Memory?: number; NanoCpus?: number } = {}
+  const mem = resources.get('mem')
+  if (mem) limits.Memory = parseSize(mem)
+  const ppn = /(?:^|:)ppn=(\d+)/.exec(resources.get('nodes') ?? '')?.[1]
+  const cpus = Number(ppn ?? resources.get('ncpus') ?? resources.get('procs') ?? 0)
+  if (cpus > 0) limits.NanoCpus = cpus * 1e9
+  return limits
+}

@@ -1,0 +1,236 @@
+// An emulator of pbs_mom for one job on this node, written to ../shared/torque-contract.md:
+// the prologue, job starter and epilogue run as real processes with the argv, environment,
+// stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
+// It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
+import { spawn } from 'node:child_process'
+import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { constants, hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { lookupUser, type Identity } from './identity.ts'
+import { parseDuration, parseResourceList } from './torque.ts'
+
+export interface EmulatorOptions {
+  /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
+  script: string
+  user: string
+  queue: string
+  /** Resource_List, e.g. `nodes=1:ppn=1,walltime=00:10:00`. */
+  resources: string
+  /** Directory holding the built hooks: prologue, jobstarter, epilogue. */
+  hooksDir: string
+  /** Becomes CBATCH_CONFIG in pbs_mom's environment (as if set in pbs_environment). */
+  config?: string
+  /** qsub -v: variables of the job. */
+  variables?: Record<string, string>
+  /** qsub -F: arguments of the job script. */
+  scriptArgs?: string[]
+  /** PBS_O_WORKDIR: where qsub ran. */
+  workDir?: string
+  jobName?: string
+  /** $prologalarm, seconds. */
+  prologAlarm?: number
+  /** Seconds between SIGTERM and SIGKILL on qdel or walltime. */
+  killDelay?: number
+  /** Ends the job as qdel would when aborted. */
+  cancel?: AbortSignal
+  /** pbs_mom's own environment (pbs_environment); PATH and LANG by default. */
+  momEnv?: NodeJS.ProcessEnv
+  keep?: boolean
+}
+
+export interface HookRun {
+  /** Exit code as pbs_mom sees it: the code, 256+signal when killed, -1 permission, -4 timeout. */
+  status: number
+}
+
+export interface EmulatedJob {
+  jobId: string
+  prologue: HookRun
+  /** What pbs_mom does after the prologue. */
+  outcome: 'ran' | 'aborted' | 'requeued'
+  /** The job's exit status (starter's), undefined when it never ran. */
+  exitStatus?: number
+  epilogue?: HookRun
+  stdout: string
+  stderr: string
+  pbsHome: string
+}
+
+const PERMISSION_DENIED = -1
+const TIMED_OUT = -4
+const WALLTIME_KILLED = -11
+let sequence = 0
+
+export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
+  const owner = await lookupUser(opts.user)
+  const group = (await execa('id', ['-gn', '--', opts.user])).stdout.trim()
+  const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}.${hostname()}`
+  const pbsHome = mkdtempSync(join(tmpdir(), 'cbatch-mom-'))
+  try {
+    return await runJob(opts, owner, group, jobId, pbsHome)
+  } finally {
+    if (!opts.keep) rmSync(pbsHome, { recursive: true, force: true })
+  }
+}
+
+async function runJob(opts: EmulatorOptions, owner: Identity, group: string, jobId: string, pbsHome: string): Promise<EmulatedJob> {
+  const momPriv = join(pbsHome, 'mom_priv')
+  const jobsDir = join(momPriv, 'jobs')
+  chmodSync(pbsHome, 0o755)
+  mkdirSync(jobsDir, { recursive: true, mode: 0o751 })
+  chmodSync(momPriv, 0o751)
+  for (const d of ['spool', 'aux']) mkdirSync(join(pbsHome, d), { mode: 0o755 })
+
+  const scriptPath = join(jobsDir, `${jobId}.SC`)
+  copyFileSync(opts.script, scriptPath)
+  chownSync(scriptPath, owner.uid, owner.gid)
+  chmodSync(scriptPath, 0o700)
+  const outFile = join(pbsHome, 'spool', `${jobId}.OU`)
+  const errFile = join(pbsHome, 'spool', `${jobId}.ER`)
+  for (const f of [outFile, errFile]) {
+    writeFileSync(f, '', { mode: 0o600 })
+    chownSync(f, owner.uid, owner.gid)
+  }
+
+  const resources = parseResourceList(opts.resources)
+  const nodes = resources.get('nodes') ?? '1'
+  const ppn = Number(/(?:^|:)ppn=(\d+)/.exec(nodes)?.[1] ?? 1)
+  const nodeFile = join(pbsHome, 'aux', jobId)
+  writeFileSync(nodeFile, `${hostname()}\n`.repeat(ppn), { mode: 0o644 })
+  const workDir = opts.workDir ?? process.cwd()
+  const queue = opts.queue
+  const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
+
+  const momEnv: NodeJS.ProcessEnv = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8',
+    ...opts.momEnv,
+    ...(opts.config ? { CBATCH_CONFIG: opts.config } : {}),
+  }
+  const jobSizes = {
+    PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn), PBS_NODEFILE: nodeFile,
+  }
+  const scriptEnv: NodeJS.ProcessEnv = {
+    ...momEnv, ...jobSizes,
+    PBS_RESOURCE_NODES: nodes, PBS_RESOURCE_GRES: resources.get('gres') ?? '',
+    PBS_NODENUM: '0', PBS_MSHOST: hostname(), PBS_O_WORKDIR: workDir,
+  }
+  const prologueArgs = [jobId, opts.user, group, jobName, opts.resources, queue, '', scriptPath]
+  const files = { out: outFile, err: errFile }
+  const alarm = opts.prologAlarm ?? 300
+
+  const prologue = await runScript(join(opts.hooksDir, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm)
+  const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 ? 'aborted' : 'requeued'
+  const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
+  if (outcome === 'ran') {
+    const started = Date.now()
+    const jobEnv: NodeJS.ProcessEnv = {
+      ...momEnv,
+      PBS_O_HOME: owner.home, PBS_O_LOGNAME: opts.user, PBS_O_PATH: process.env.PATH ?? '',
+      PBS_O_SHELL: owner.shell, PBS_O_WORKDIR: workDir, PBS_O_HOST: hostname(), PBS_O_SERVER: hostname(),
+      PBS_O_QUEUE: queue, PBS_O_LANG: process.env.LANG ?? 'C',
+      ...opts.variables,
+      // pbs_mom's own settings win over anything qsub -v said.
+      HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
+      PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: Math.random().toString(16).slice(2),
+      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: hostname(), PBS_NNODES: '1',
+      PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0', PBS_ENVIRONMENT: 'PBS_BATCH',
+      ...jobSizes,
+      ...(resources.has('walltime') ? { PBS_WALLTIME: String(parseDuration(resources.get('walltime')!)) } : {}),
+    }
+    const line = `exec ${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
+    const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
+    result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), [owner.shell], jobEnv,
+      jobEnv.PBS_O_INITDIR || owner.home, files, line, walltime, opts.killDelay ?? 2, opts.cancel)
+    const wall = formatDuration(Math.round((Date.now() - started) / 1000))
+    const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
+    const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
+    result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv, files, alarm)
+  }
+  result.stdout = readFileSync(outFile, 'utf8')
+  result.stderr = readFileSync(errFile, 'utf8')
+  return result
+}
+
+/** A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm. */
+async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
+  files: { out: string; err: string }, alarmSeconds: number): Promise<HookRun> {
+  let mode: ReturnType<typeof statSync>
+  try {
+    mode = statSync(path)
+  } catch {
+    return { status: 0 } // a missing script counts as success
+  }
+  const owned = mode.uid === 0 && mode.isFile() && (mode.mode & 0o500) === 0o500 && (mode.mode & 0o022) === 0
+  if (!owned) return { status: PERMISSION_DENIED }
+  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  try {
+    const child = spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })
+    let timedOut = false
+    const alarm = setTimeout(() => {
+      timedOut = true
+      killGroup(child.pid, 'SIGKILL')
+    }, (alarmSeconds - 10) * 1000)
+    const { code } = await exited(child)
+    clearTimeout(alarm)
+    if (timedOut) return { status: TIMED_OUT }
+    return { status: code ?? 0 } // killed by a signal, not the alarm: the job runs
+  } finally {
+    fds.forEach(closeSync)
+  }
+}
+
+/** The job starter, privileged, as session leader, with the script line on a stdin pipe. */
+async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
+  files: { out: string; err: string }, stdinLine: string, walltime: number | undefined,
+  killDelay: number, cancel?: AbortSignal): Promise<number> {
+  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  try {
+    const child = spawn(path, args, { cwd, env, argv0: path, stdio: ['pipe', fds[0], fds[1]], detached: true })
+    child.stdin!.on('error', () => undefined) // a job that never reads its stdin
+    child.stdin!.end(stdinLine)
+    const timers: NodeJS.Timeout[] = []
+    let walltimeKilled = false
+    const kill = () => {
+      killGroup(child.pid, 'SIGTERM')
+      timers.push(setTimeout(() => killGroup(child.pid, 'SIGKILL'), killDelay * 1000))
+    }
+    if (walltime !== undefined) {
+      timers.push(setTimeout(() => {
+        walltimeKilled = true
+        writeFileSync(fds[1], `=>> PBS: job killed: walltime ${walltime + 1} exceeded limit ${walltime}\n`)
+        kill()
+      }, walltime * 1000))
+    }
+    cancel?.addEventListener('abort', kill, { once: true })
+    const { code, signal } = await exited(child)
+    timers.forEach(clearTimeout)
+    cancel?.removeEventListener('abort', kill)
+    if (walltimeKilled) return WALLTIME_KILLED
+    return code ?? 256 + constants.signals[signal!]
+  } finally {
+    fds.forEach(closeSync)
+  }
+}
+
+function exited(child: ReturnType<typeof spawn>): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('exit', (code, signal) => resolve({ code, signal }))
+  })
+}
+
+/** pbs_mom signals the whole session of a job; the child leads it, so its group is that session. */
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // already gone
+  }
+}
+
+function formatDuration(seconds: number): string {
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${pad(seconds % 60)}`
+}

@@ -1,0 +1,200 @@
+// The one module that talks to the Docker engine (and the only one importing dockerode).
+// Every call has a deadline; engine faults become EngineError (the job is requeued).
+import Docker from 'dockerode'
+import type { Duplex, Writable } from 'node:stream'
+import { EngineError, EngineTimeoutError, ImagePullError } from './errors.ts'
+
+export type ContainerCreateSpec = Docker.ContainerCreateOptions
+
+export interface EngineOptions {
+  socket: string
+  /** Deadline of one engine call, ms. */
+  timeoutMs: number
+  /** Deadline of an image pull, ms. */
+  pullTimeoutMs: number
+}
+
+export interface JobContainer {
+  id: string
+  name: string
+  labels: Record<string, string>
+  state: string
+}
+
+export interface ContainerDetails extends JobContainer {
+  running: boolean
+  /** `uid:gid` the container runs as. */
+  user: string
+  image: string
+  imageId: string
+  /** Host pid of the container's init, 0 when not running. */
+  pid: number
+  exitCode: number
+  oomKilled: boolean
+}
+
+export interface ExecRequest {
+  cmd: string[]
+  env: string[]
+  workingDir: string
+  user: string
+}
+
+export interface ExecSession {
+  /** Raw multiplexed stream: write stdin to it, read output via `demux`. */
+  stream: Duplex
+  demux(stdout: Writable, stderr: Writable): void
+  /** Host pid of the exec'd process (0 until it runs) and, once it ended, its exit code. */
+  inspect(): Promise<{ pid: number; running: boolean; exitCode: number | null }>
+}
+
+export class Engine {
+  private readonly docker: Docker
+  private readonly options: EngineOptions
+
+  constructor(options: EngineOptions) {
+    this.options = options
+    this.docker = new Docker({ socketPath: options.socket })
+  }
+
+  async ping(): Promise<void> {
+    await this.call('ping the engine', signal => (this.docker.ping as (o: object) => Promise<unknown>)({ abortSignal: signal }))
+  }
+
+  async hasImage(ref: string): Promise<boolean> {
+    // Image inspect would send an abort signal as a query parameter: the deadline alone guards it.
+    return this.call(`inspect image ${ref}`, async () => {
+      try {
+        await this.docker.getImage(ref).inspect()
+        return true
+      } catch (err) {
+        if (statusOf(err) === 404) return false
+        throw err
+      }
+    })
+  }
+
+  async pullImage(ref: string): Promise<void> {
+    await this.call(`pull image ${ref}`, async signal => {
+      const stream = await this.docker.pull(ref, { abortSignal: signal })
+      await new Promise<void>((resolve, reject) => {
+        this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()),
+          (event: { error?: string }) => { if (event.error) reject(new Error(event.error)) })
+      })
+    }, this.options.pullTimeoutMs).catch(err => {
+      if (err instanceof EngineTimeoutError) throw err
+      throw new ImagePullError(`cannot pull image ${ref}`, detailOf(err), { cause: err })
+    })
+  }
+
+  /** Creates and starts a container; removes it again when it cannot start. */
+  async run(spec: ContainerCreateSpec): Promise<string> {
+    const container = await this.call(`create container ${spec.name}`, signal =>
+      this.docker.createContainer({ ...spec, abortSignal: signal } as ContainerCreateSpec))
+    try {
+      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal }))
+    } catch (err) {
+      await this.remove(container.id).catch(() => undefined)
+      throw err
+    }
+    return container.id
+  }
+
+  /** Containers (any state) whose label `key` equals `value`. */
+  async findByLabel(key: string, value: string): Promise<JobContainer[]> {
+    const list = await this.call(`list containers with ${key}=${value}`, signal =>
+      this.docker.listContainers({ all: true, filters: { label: [`${key}=${value}`] }, abortSignal: signal }))
+    // The engine's filter is a convenience; the exact match is ours.
+    return list.filter(c => c.Labels?.[key] === value).map(c => ({
+      id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State,
+    }))
+  }
+
+  async inspect(id: string): Promise<ContainerDetails> {
+    const info = await this.call(`inspect container ${id}`, signal => this.docker.getContainer(id).inspect({ abortSignal: signal }))
+    return {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      labels: info.Config.Labels ?? {},
+      state: info.State.Status,
+      running: info.State.Running,
+      user: info.Config.User,
+      image: info.Config.Image,
+      imageId: info.Image,
+      pid: info.State.Pid,
+      exitCode: info.State.ExitCode,
+      oomKilled: info.State.OOMKilled,
+    }
+  }
+
+  /** Kills and removes a container whatever its state; a missing one is fine. */
+  async remove(id: string): Promise<void> {
+    await this.call(`remove container ${id}`, async signal => {
+      try {
+        await this.docker.getContainer(id).remove({ force: true, v: true, abortSignal: signal })
+      } catch (err) {
+        // 404: already gone; 409: removal already in progress (a second epilogue).
+        if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err
+      }
+    })
+  }
+
+  /** Whether `path` exists in the container's filesystem (no process is started). */
+  async pathExists(id: string, path: string): Promise<boolean> {
+    return this.call(`stat ${path} in ${id}`, async signal => {
+      try {
+        await this.docker.getContainer(id).infoArchive({ path, abortSignal: signal })
+        return true
+      } catch (err) {
+        if (statusOf(err) === 404) return false
+        throw err
+      }
+    })
+  }
+
+  async exec(id: string, request: ExecRequest): Promise<ExecSession> {
+    const exec = await this.call(`create exec in ${id}`, signal => this.docker.getContainer(id).exec({
+      Cmd: request.cmd, Env: request.env, WorkingDir: request.workingDir, User: request.user,
+      AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: false, abortSignal: signal,
+    } as Docker.ExecCreateOptions))
+    const stream = await this.call(`start exec in ${id}`, () => exec.start({ hijack: true, stdin: true }))
+    return {
+      stream,
+      demux: (stdout, stderr) => this.docker.modem.demuxStream(stream, stdout, stderr),
+      inspect: async () => {
+        const info = await this.call(`inspect exec in ${id}`, signal => exec.inspect({ abortSignal: signal }))
+        return { pid: info.Pid, running: info.Running, exitCode: info.ExitCode }
+      },
+    }
+  }
+
+  /** Runs one engine call under a deadline, mapping its faults to EngineError. */
+  private async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, ms = this.options.timeoutMs): Promise<T> {
+    const controller = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort()
+        reject(new EngineTimeoutError(`the Docker engine did not answer in time (${what}, ${ms / 1000} s)`))
+      }, ms)
+    })
+    try {
+      return await Promise.race([fn(controller.signal), timeout])
+    } catch (err) {
+      if (err instanceof EngineError) throw err
+      throw new EngineError(`Docker engine error (${what})`, detailOf(err, this.options.socket), { cause: err })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { statusCode?: number })?.statusCode
+}
+
+function detailOf(err: unknown, socket?: string): string {
+  const e = err as { code?: string; json?: { message?: string }; message?: string }
+  if (socket && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')) return `engine not reachable at ${socket} (${e.code})`
+  return e.json?.message ?? e.message ?? String(err)
+}

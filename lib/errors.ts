@@ -1,0 +1,72 @@
+// Typed errors of cbatch. Library code throws these; only the hook entry points
+// turn them into exit codes (see exitCodeFor in hooks/run.ts).
+
+/** What pbs_mom should do with the job when a hook fails. */
+export type Disposition =
+  | 'abort' // a fault of the job or of the config: retrying cannot help (prologue exit 1)
+  | 'requeue' // a fault that may pass: engine down, pull failed, timeout (prologue exit 2)
+
+export abstract class CbatchError extends Error {
+  abstract readonly disposition: Disposition
+  /** One line for the job owner; `message` carries the detail for the node log. */
+  readonly userMessage: string
+
+  constructor(userMessage: string, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${userMessage}: ${detail}` : userMessage, options)
+    this.userMessage = userMessage
+    this.name = new.target.name
+  }
+}
+
+/** One problem found in the config file, located by dot-path and line. */
+export interface ConfigIssue {
+  path: string
+  line?: number
+  message: string
+}
+
+export class ConfigError extends CbatchError {
+  readonly disposition = 'abort'
+  readonly issues: ConfigIssue[]
+
+  constructor(file: string, issues: ConfigIssue[]) {
+    const where = (i: ConfigIssue) => `${file}${i.line ? `:${i.line}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`
+    super(`invalid cbatch config ${where(issues[0])}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
+      issues.length > 1 ? issues.slice(1).map(where).join('; ') : undefined)
+    this.issues = issues
+  }
+}
+
+/** pbs_mom called a hook with arguments or environment it never sends. */
+export class UsageError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
+/** The job asks for something its queue's policy does not allow. */
+export class PolicyError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
+/** The job owner cannot be resolved on this node. */
+export class IdentityError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
+/** The job's container is missing or does not belong to the caller. */
+export class ContainerNotFoundError extends CbatchError {
+  readonly disposition = 'requeue'
+}
+
+/** The Docker engine is unreachable, failed, or did not answer in time. */
+export class EngineError extends CbatchError {
+  readonly disposition = 'requeue'
+}
+
+export class EngineTimeoutError extends EngineError {}
+
+export class ImagePullError extends EngineError {}
+
+/** The image is not on this node and the pull policy forbids pulling it. */
+export class ImageMissingError extends CbatchError {
+  readonly disposition = 'abort'
+}

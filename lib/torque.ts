@@ -1,0 +1,113 @@
+// What pbs_mom hands our programs: argv of the prologue and epilogue families,
+// the job starter's environment, and the Resource_List string.
+// See ../shared/torque-contract.md ("Arguments", "The job starter").
+import { UsageError } from './errors.ts'
+
+export interface JobFacts {
+  jobId: string
+  user: string
+  group: string
+  jobName: string
+  resources: string
+  queue: string
+  account: string
+  /** `<mom_priv>/jobs/<jobid>.SC`; absent from TORQUE 4.x/5.x. */
+  scriptPath?: string
+}
+
+export interface EpilogueFacts extends JobFacts {
+  sessionId: string
+  resourcesUsed: string
+  exitStatus: number
+}
+
+/** argv after the program name: 8 values from TORQUE 6, 7 from 4.x/5.x. */
+export function parsePrologueArgs(args: string[]): JobFacts {
+  if (args.length !== 7 && args.length !== 8) {
+    throw new UsageError(`prologue expects the 7 or 8 arguments pbs_mom passes, got ${args.length}`)
+  }
+  const [jobId, user, group, jobName, resources, queue, account, scriptPath] = args
+  return checked({ jobId, user, group, jobName, resources, queue, account, scriptPath: scriptPath || undefined })
+}
+
+/** argv after the program name: 11 values from TORQUE 6, 10 from 4.x/5.x. */
+export function parseEpilogueArgs(args: string[]): EpilogueFacts {
+  if (args.length !== 10 && args.length !== 11) {
+    throw new UsageError(`epilogue expects the 10 or 11 arguments pbs_mom passes, got ${args.length}`)
+  }
+  const [jobId, user, group, jobName, sessionId, resources, resourcesUsed, queue, account, exit, scriptPath] = args
+  if (!/^-?\d+$/.test(exit)) throw new UsageError(`epilogue: exit status ${JSON.stringify(exit)} is not a number`)
+  return {
+    ...checked({ jobId, user, group, jobName, resources, queue, account, scriptPath: scriptPath || undefined }),
+    sessionId, resourcesUsed, exitStatus: Number(exit),
+  }
+}
+
+function checked<T extends JobFacts>(facts: T): T {
+  if (!facts.jobId) throw new UsageError('empty job id')
+  if (!facts.user) throw new UsageError('empty job owner')
+  if (facts.scriptPath !== undefined && !facts.scriptPath.startsWith('/')) {
+    throw new UsageError(`job script path ${JSON.stringify(facts.scriptPath)} is not absolute`)
+  }
+  return facts
+}
+
+/** What the job starter learns from pbs_mom's environment (mom's own settings only). */
+export interface StarterFacts {
+  jobId: string
+  user: string
+  queue: string
+  home: string
+  /** cwd of the job shell: PBS_O_INITDIR (qsub -d), else HOME. */
+  workDir: string
+}
+
+export function starterFacts(env: NodeJS.ProcessEnv = process.env): StarterFacts {
+  const need = (name: string) => {
+    const value = env[name]
+    if (!value) throw new UsageError(`job starter: ${name} is not set; it must be run by pbs_mom as $job_starter`)
+    return value
+  }
+  const home = need('HOME')
+  return {
+    jobId: need('PBS_JOBID'),
+    user: need('USER'),
+    queue: need('PBS_QUEUE'),
+    home,
+    workDir: env.PBS_O_INITDIR || home,
+  }
+}
+
+/** Resource_List, e.g. `nodes=1:ppn=2,mem=4gb,walltime=01:00:00`, as name -> value (order kept). */
+export function parseResourceList(list: string): Map<string, string> {
+  const resources = new Map<string, string>()
+  for (const item of list.split(',')) {
+    if (!item) continue
+    const eq = item.indexOf('=')
+    if (eq <= 0) throw new UsageError(`Resource_List item ${JSON.stringify(item)} is not name=value`)
+    resources.set(item.slice(0, eq), item.slice(eq + 1))
+  }
+  return resources
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }
+
+/** TORQUE size (`4gb`, `512mb`, `100`, `2kw` with 8-byte words) -> bytes. */
+export function parseSize(value: string): number {
+  const m = /^(\d+)(([kmgt]?)([bw]))?$/i.exec(value.trim())
+  if (!m) throw new UsageError(`size ${JSON.stringify(value)} is not <number>[b|kb|mb|gb|tb|w|kw|mw|gw|tw]`)
+  const scale = SIZE_UNITS[`${m[3] ?? ''}b`.toLowerCase()] ?? 1
+  const word = m[4]?.toLowerCase() === 'w' ? 8 : 1
+  return Number(m[1]) * scale * word
+}
+
+/** TORQUE time (`HH:MM:SS`, `MM:SS`, or seconds) -> seconds. */
+export function parseDuration(value: string): number {
+  const m = /^(?:(?:(\d+):)?(\d+):)?(\d+)$/.exec(value.trim())
+  if (!m) throw new UsageError(`time ${JSON.stringify(value)} is not HH:MM:SS, MM:SS or seconds`)
+  const [h, min, s] = [m[1], m[2], m[3]].map(v => Number(v ?? 0))
+  if (m[2] !== undefined && (s >= 60 || (m[1] !== undefined && min >= 60))) {
+    throw new UsageError(`time ${JSON.stringify(value)} has minutes or seconds of 60 or more`)
+  }
+  return h * 3600 + min * 60 + s
+}

@@ -1,0 +1,36 @@
+// Bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
+//   dist/prologue, dist/jobstarter, dist/epilogue   /bin/sh wrappers pbs_mom runs
+//   dist/cbatch.d/<hook>.cjs                         the bundled hooks they start
+//   dist/cbatch                                      the CLI (cbatch run)
+import { build } from 'esbuild'
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+
+const HOOKS = ['prologue', 'jobstarter', 'epilogue']
+const common = {
+  bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true,
+  legalComments: 'none', logLevel: 'warning',
+  // Native addons of ssh2 (dockerode's ssh transport, unused on a unix socket).
+  external: ['cpu-features', '*.node'],
+}
+
+rmSync('dist', { recursive: true, force: true })
+mkdirSync('dist/cbatch.d', { recursive: true })
+await Promise.all([
+  ...HOOKS.map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
+  build({ ...common, entryPoints: ['bin/cbatch.ts'], outfile: 'dist/cbatch', banner: { js: '#!/usr/bin/env node' } }),
+])
+chmodSync('dist/cbatch', 0o755)
+// dist/cbatch has no extension: without this, the package's "type": "module" would apply.
+writeFileSync('dist/package.json', '{ "type": "commonjs" }\n')
+
+// pbs_mom runs the hooks as root with variables a job owner may set (qsub -v). Node gets an
+// empty environment, so none of them can change how it runs (NODE_OPTIONS and the like),
+// and reads the real one from fd 3. Node is named by the absolute path it was built with.
+for (const hook of HOOKS) {
+  writeFileSync(`dist/${hook}`, `#!/bin/sh
+# cbatch ${hook} hook for pbs_mom (see the cbatch README)
+exec /usr/bin/env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/${hook}.cjs" "$@" 3<<CBATCH_ENV
+$(/usr/bin/base64 -w 0 /proc/self/environ)
+CBATCH_ENV
+`, { mode: 0o755 })
+}
