@@ -15,7 +15,7 @@ const AbsolutePath = (description: string) => Type.String({ pattern: '^/', descr
 const Volume = Type.Object({
   source: AbsolutePath('host path to mount'),
   target: Type.Optional(AbsolutePath('path inside the container (default: same as source)')),
-  readOnly: Type.Boolean({ default: false }),
+  readOnly: Type.Optional(Type.Boolean({ description: 'mount read-only (default false)' })),
 }, { additionalProperties: false })
 
 const policyFields = {
@@ -84,7 +84,7 @@ export function loadConfig(file = DEFAULT_CONFIG_PATH): Config {
 
 export function parseConfig(text: string, file = '<config>'): Config {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true })
   const lineOf = (path: (string | number)[]) => locate(doc, lineCounter, path)
   if (doc.errors.length) {
     throw new ConfigError(file, doc.errors.map(e => ({
@@ -156,4 +156,13 @@ function locate(doc: Document, lines: LineCounter, path: (string | number)[]): n
     if (isNode(node) && node.range) return lines.linePos(node.range[0]).line
   }
   return undefined
+}
+
+/** The JSON Schema of cbatch.yaml, for editors and other tools (config/cbatch.schema.json). */
+export function configJsonSchema(): object {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'cbatch.yaml',
+    ...JSON.parse(JSON.stringify(ConfigSchema)),
+  }
 }

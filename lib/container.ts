@@ -88,11 +88,13 @@ type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts'
 function mounts(req: ContainerRequest): Mount[] {
   const { job, owner, policy, paths, exists } = req
   const list: Mount[] = []
+  const bind = (source: string, target: string, readOnly: boolean) =>
+    list.push({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
   const add = (source: string, target: string, readOnly: boolean, what: string) => {
     if (list.some(m => isWithin(target, m.Target) && isWithin(source, m.Source))) return // already visible
     const exposed = exposedBy(source)
     if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
-    list.push({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
+    bind(source, target, readOnly)
   }
   add('/etc/passwd', '/etc/passwd', true, 'user database')
   add('/etc/group', '/etc/group', true, 'group database')
@@ -100,14 +102,15 @@ function mounts(req: ContainerRequest): Mount[] {
   for (const [what, path] of [['PBS_O_WORKDIR', paths.workDir], ['TMPDIR', paths.tmpDir]] as const) {
     if (path && exists(path)) add(path, path, false, what)
   }
-  if (paths.nodeFile && exists(paths.nodeFile)) add(paths.nodeFile, paths.nodeFile, true, 'node file')
+  // pbs_mom's own files of this job, below PBS_HOME: mounted one by one, read-only.
+  if (paths.nodeFile && exists(paths.nodeFile)) bind(paths.nodeFile, paths.nodeFile, true)
   if (job.scriptPath) {
     if (paths.momPriv && !isWithin(job.scriptPath, `${paths.momPriv}/jobs`)) {
       throw new PolicyError(`job script ${job.scriptPath} is not in ${paths.momPriv}/jobs`)
     }
-    list.push({ Type: 'bind', Source: job.scriptPath, Target: job.scriptPath, ReadOnly: true })
+    bind(job.scriptPath, job.scriptPath, true)
   }
-  for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly, 'volume')
+  for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly ?? false, 'volume')
   return list
 }
 

@@ -1,9 +1,11 @@
-// Bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
+// Run with tsx (npm run build). Writes config/cbatch.schema.json from lib/config.ts, then
+// bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
 //   dist/prologue, dist/jobstarter, dist/epilogue   /bin/sh wrappers pbs_mom runs
 //   dist/cbatch.d/<hook>.cjs                         the bundled hooks they start
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { configJsonSchema } from '../lib/config.ts'
 
 const HOOKS = ['prologue', 'jobstarter', 'epilogue']
 const common = {
@@ -13,6 +15,7 @@ const common = {
   external: ['cpu-features', '*.node'],
 }
 
+writeFileSync('config/cbatch.schema.json', `${JSON.stringify(configJsonSchema(), null, 2)}\n`)
 rmSync('dist', { recursive: true, force: true })
 mkdirSync('dist/cbatch.d', { recursive: true })
 await Promise.all([

@@ -1,0 +1,74 @@
+#!/bin/sh
+# Makes this Debian machine ready to run cbatch jobs and its test suite, as root:
+# a Docker engine (no bridge network, ever), a registry on loopback, the test image,
+# and the non-root users jobs run as. Idempotent; each step is skipped when already done.
+set -eu
+
+REGISTRY=127.0.0.1:5000
+IMAGE=cbatch-test/busybox:latest
+STATE=/var/lib/cbatch-test
+say() { echo "provision: $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "provision: must run as root" >&2; exit 1; }
+
+missing=""
+for pair in dockerd:docker.io busybox:busybox-static docker-registry:docker-registry setpriv:util-linux getent:libc-bin; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ]; then
+  say "installing$missing"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+fi
+
+mkdir -p "$STATE"
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (no bridge, no iptables)"
+  nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$STATE/dockerd.log" 2>&1 &
+  i=0
+  until docker info >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 60 ] || { echo "provision: dockerd did not start, see $STATE/dockerd.log" >&2; exit 1; }
+    sleep 0.5
+  done
+fi
+
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  say "building $IMAGE from busybox-static"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev" "$root/home"
+  chmod 1777 "$root/tmp"
+  cp "$(command -v busybox)" "$root/bin/busybox"
+  chroot "$root" /bin/busybox --install -s /bin
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "$IMAGE" >/dev/null
+  rm -rf "$root"
+fi
+
+if ! busybox wget -q -O /dev/null "http://$REGISTRY/v2/" 2>/dev/null; then
+  say "starting a registry on $REGISTRY"
+  cat >"$STATE/registry.yml" <<CONF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+CONF
+  nohup docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 &
+  i=0
+  until busybox wget -q -O /dev/null "http://$REGISTRY/v2/" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 40 ] || { echo "provision: registry did not start, see $STATE/registry.log" >&2; exit 1; }
+    sleep 0.25
+  done
+fi
+docker tag "$IMAGE" "$REGISTRY/$IMAGE"
+docker push -q "$REGISTRY/$IMAGE" >/dev/null
+
+# Jobs run as real non-root users; cbatchtest has a supplementary group to check.
+getent group cbatchextra >/dev/null || groupadd cbatchextra
+for user in cbatchtest cbatchdemo; do
+  id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+done
+id -nG cbatchtest | grep -qw cbatchextra || usermod -aG cbatchextra cbatchtest
+say "ready: engine, registry $REGISTRY, image $IMAGE, users cbatchtest and cbatchdemo"

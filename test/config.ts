@@ -1,0 +1,123 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { configJsonSchema, loadConfig, parseConfig } from '../lib/config.ts'
+import { ConfigError } from '../lib/errors.ts'
+
+const issuesOf = (text: string) => {
+  try {
+    parseConfig(text, 'c.yaml')
+  } catch (err) {
+    if (err instanceof ConfigError) return err
+    throw err
+  }
+  throw new Error('config was accepted')
+}
+
+t.test('defaults apply, queue values win over defaults', async t => {
+  const config = parseConfig(`
+defaults:
+  image: site/base:1
+  pull: always
+queues:
+  batch: {}
+  gpu:
+    image: site/cuda:12
+    network: host
+    volumes: [{ source: /scratch }]
+`)
+  const batch = config.queues.get('batch')!
+  t.same(batch, {
+    image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
+    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096,
+  })
+  const gpu = config.queues.get('gpu')!
+  t.equal(gpu.image, 'site/cuda:12')
+  t.equal(gpu.pull, 'always', 'defaults section is not overridden by schema defaults of the queue')
+  t.equal(gpu.network, 'host')
+  t.same(gpu.volumes, [{ source: '/scratch' }])
+  t.equal(config.engine.socket, '/var/run/docker.sock')
+  t.equal(config.engine.timeout, 30)
+  t.equal(config.queues.has('debug'), false)
+})
+
+t.test('an empty file configures no queue', async t => {
+  t.equal(parseConfig('').queues.size, 0)
+})
+
+t.test('errors name the dot-path and line', async t => {
+  const err = issuesOf(`queues:
+  batch:
+    image: x
+    pull: sometimes
+`)
+  t.equal(err.issues[0].path, 'queues.batch.pull')
+  t.equal(err.issues[0].line, 4)
+  t.match(err.userMessage, /^invalid cbatch config c\.yaml:4: queues\.batch\.pull: /)
+  t.equal(err.disposition, 'abort')
+})
+
+t.test('unknown keys are refused (typos must not pass silently)', async t => {
+  const err = issuesOf('queues:\n  batch:\n    image: x\n    volumse: []\n')
+  t.equal(err.issues[0].path, 'queues.batch.volumse')
+  t.equal(err.issues[0].line, 4)
+})
+
+t.test('a queue without an image says how to give one', async t => {
+  const err = issuesOf('queues:\n  batch:\n    pull: never\n')
+  t.equal(err.issues[0].path, 'queues.batch.image')
+  t.equal(err.issues[0].line, 3, 'points at the queue when the key is missing')
+  t.match(err.issues[0].message, /defaults\.image/)
+})
+
+t.test('YAML syntax errors carry their line', async t => {
+  const err = issuesOf('queues:\n  batch:\n    image: [unclosed\n')
+  t.ok(err.issues[0].line! >= 3)
+  t.match(err.userMessage, /invalid cbatch config c\.yaml:\d+/)
+})
+
+t.test('duplicate keys are an error', async t => {
+  const err = issuesOf('queues:\n  batch:\n    image: a\n    image: b\n')
+  t.match(err.userMessage, /c\.yaml:4/)
+})
+
+t.test('volumes that expose the host are refused', async t => {
+  for (const source of ['/var/run/docker.sock', '/', '/var', '/etc/shadow', '/root/.ssh', '/proc/1']) {
+    const err = issuesOf(`queues:\n  batch:\n    image: x\n    volumes:\n      - source: ${source}\n`)
+    t.equal(err.issues[0].path, 'queues.batch.volumes.0.source', source)
+    t.match(err.issues[0].message, /may not be mounted/)
+  }
+  const twice = issuesOf('queues:\n  batch:\n    image: x\n    volumes: [{source: /a, target: /d}, {source: /b, target: /d}]\n')
+  t.match(twice.issues[0].message, /mounted twice/)
+})
+
+t.test('relative paths and bad values are refused', async t => {
+  t.equal(issuesOf('queues:\n  b:\n    image: x\n    volumes: [{source: data}]\n').issues[0].path, 'queues.b.volumes.0.source')
+  t.equal(issuesOf('queues:\n  b:\n    image: x\n    pidsLimit: 0\n').issues[0].path, 'queues.b.pidsLimit')
+  t.equal(issuesOf('queues:\n  b:\n    image: x\n    holder: []\n').issues[0].path, 'queues.b.holder')
+  t.equal(issuesOf('engine:\n  timeout: -1\n').issues[0].path, 'engine.timeout')
+})
+
+t.test('engine deadlines must fit inside the prologue alarm', async t => {
+  const err = issuesOf('engine:\n  pullTimeout: 250\n  timeout: 30\n')
+  t.equal(err.issues[0].path, 'engine')
+  t.match(err.issues[0].message, /prologalarm/)
+})
+
+t.test('every problem is reported, not just the first', async t => {
+  const err = issuesOf('queues:\n  a:\n    image: x\n    pull: often\n  b:\n    network: bridge\n')
+  t.ok(err.issues.length >= 2)
+  t.match(err.message, /and \d+ more/)
+})
+
+t.test('loadConfig reads a file and reports an unreadable one', async t => {
+  const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n' })
+  t.equal(loadConfig(`${dir}/c.yaml`).queues.get('batch')!.image, 'x')
+  t.throws(() => loadConfig(`${dir}/missing.yaml`), { name: 'ConfigError', message: /missing\.yaml: cannot read: ENOENT/ })
+})
+
+t.test('the example config is valid and its schema file is in sync', async t => {
+  const config = loadConfig('config/cbatch.yaml')
+  t.ok(config.queues.size > 0)
+  t.same(JSON.parse(readFileSync('config/cbatch.schema.json', 'utf8')), configJsonSchema(),
+    'regenerate with npm run build')
+})

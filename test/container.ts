@@ -1,0 +1,82 @@
+import t from 'tap'
+import { parseConfig } from '../lib/config.ts'
+import { buildContainerSpec, containerName, resourceLimits, type ContainerRequest } from '../lib/container.ts'
+
+const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
+const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
+const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
+const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
+  job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
+  owner, policy, version: '0.0.0', hostname: 'node1', exists: () => true,
+  paths: { workDir: '/data/run', nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
+  ...over,
+})
+
+t.test('container names are valid, readable and unique per job id', async t => {
+  const name = containerName('123[4].server.example.com')
+  t.match(name, /^cbatch-123_4_\.server\.example\.com-[0-9a-f]{10}$/)
+  t.not(containerName('1[2]'), containerName('1_2_'), 'sanitised alike, still distinct')
+  t.ok(containerName('x'.repeat(300)).length < 100)
+})
+
+t.test('the job runs as its owner, confined', async t => {
+  const spec = buildContainerSpec(request())
+  t.equal(spec.User, '1001:1001')
+  t.same(spec.HostConfig!.GroupAdd, ['27', '3000'])
+  t.same(spec.Cmd, ['sleep', 'infinity'])
+  t.equal(spec.Image, 'img:1')
+  t.equal(spec.Hostname, 'node1')
+  t.match(spec.Labels, { 'cbatch.job': '12.srv', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.queue': 'batch', 'cbatch.version': '0.0.0' })
+  t.match(spec.HostConfig, {
+    Init: true, NetworkMode: 'none', CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false,
+    PidsLimit: 4096, Memory: 1024 ** 3, NanoCpus: 2e9,
+  })
+})
+
+t.test('mounts: user databases, home, workdir, script, node file, site volumes', async t => {
+  const mounts = buildContainerSpec(request()).HostConfig!.Mounts!.map(m => [m.Source, m.Target, m.ReadOnly])
+  t.same(mounts, [
+    ['/etc/passwd', '/etc/passwd', true],
+    ['/etc/group', '/etc/group', true],
+    ['/home/alice', '/home/alice', false],
+    ['/data/run', '/data/run', false],
+    ['/var/spool/torque/aux/12.srv', '/var/spool/torque/aux/12.srv', true],
+    [SC, SC, true],
+    ['/scratch', '/scratch', false],
+    ['/sw', '/opt/sw', true],
+  ])
+})
+
+t.test('paths that do not exist or are already visible are not mounted again', async t => {
+  const spec = buildContainerSpec(request({
+    exists: p => p !== '/var/spool/torque/aux/12.srv',
+    paths: { workDir: '/home/alice/run' },
+  }))
+  const sources = spec.HostConfig!.Mounts!.map(m => m.Source)
+  t.notOk(sources.includes('/home/alice/run'), 'inside the home, already mounted')
+  t.notOk(sources.some(s => s.includes('/aux/')))
+})
+
+t.test('root and host paths are refused', async t => {
+  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
+  t.throws(() => buildContainerSpec(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
+  t.throws(() => buildContainerSpec(request({ paths: { workDir: '/' } })), { name: 'PolicyError', message: /PBS_O_WORKDIR \/ cannot be mounted/ })
+  t.throws(() => buildContainerSpec(request({ owner: { ...owner, home: '/root' } })), { name: 'PolicyError', message: /home directory/ })
+  const elsewhere = request()
+  elsewhere.job = { ...elsewhere.job, scriptPath: '/etc/shadow' }
+  t.throws(() => buildContainerSpec(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
+})
+
+t.test('network host keeps the host name', async t => {
+  const spec = buildContainerSpec(request({ policy: { ...policy, network: 'host' } }))
+  t.equal(spec.HostConfig!.NetworkMode, 'host')
+  t.equal(spec.Hostname, undefined)
+})
+
+t.test('limits from the Resource_List', async t => {
+  t.same(resourceLimits(''), {})
+  t.same(resourceLimits('nodes=2:ppn=4,mem=512mb'), { Memory: 512 * 1024 ** 2, NanoCpus: 4e9 })
+  t.same(resourceLimits('ncpus=3'), { NanoCpus: 3e9 })
+  t.same(resourceLimits('procs=2'), { NanoCpus: 2e9 })
+  t.throws(() => resourceLimits('mem=lots'), { name: 'UsageError' })
+})
