@@ -10,7 +10,7 @@ import { configJsonSchema } from '../lib/config.ts'
 const HOOKS = ['prologue', 'jobstarter', 'epilogue']
 const common = {
   bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true,
-  legalComments: 'none', logLevel: 'warning',
+  legalComments: 'none', logLevel: 'warning', keepNames: true,
   // Native addons of ssh2 (dockerode's ssh transport, unused on a unix socket).
   external: ['cpu-features', '*.node'],
 }

@@ -1,0 +1,66 @@
+// What the job owner and pbs_mom see when cbatch cannot run a job.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+
+t.test('an unreachable engine requeues the job (prologue exit 2) with a clear line', async t => {
+  const config = writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock }
+log: { file: ${shared.path}/cbatch.log }
+queues:
+  batch: { image: ${TEST_IMAGE} }
+`)
+  const { job, status, stderr } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
+  t.equal(job.prologue.status, 2)
+  t.equal(job.outcome, 'requeued')
+  t.equal(job.exitStatus, undefined, 'the job never ran')
+  t.notMatch(job.stdout, 'must-not-run')
+  t.match(job.stderr, /^cbatch: Docker engine error \(.*\)\n$/, 'one line for the owner in .ER')
+  t.match(stderr, 'prologue exited 2: job requeued')
+  t.equal(status, 125)
+  t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), /prologue.*EngineError.*not reachable at .*no-docker\.sock \(ENOENT\)/,
+    'the node log has the detail')
+})
+
+t.test('a bad config aborts the job (prologue exit 1) with path and line', async t => {
+  const config = writeConfig(shared.path, `queues:\n  batch:\n    image: ${TEST_IMAGE}\n    network: bridge\n`)
+  const { job } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
+  t.equal(job.prologue.status, 1)
+  t.equal(job.outcome, 'aborted')
+  t.match(job.stderr, new RegExp(`^cbatch: invalid cbatch config ${config}:4: queues\\.batch\\.network: `))
+  t.notMatch(job.stdout, 'must-not-run')
+})
+
+t.test('a bad config stops a job that reaches the starter anyway: never run unconfined', async t => {
+  const config = writeConfig(shared.path, 'queues: [not, a, map]\n')
+  const starter = runHook('jobstarter', ['/bin/sh'],
+    { PBS_JOBID: '1.x', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: config }, 'echo must-not-run\n')
+  t.equal(starter.status, 125)
+  t.equal(starter.stdout, '')
+  t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1: queues\.0: /)
+})
+
+t.test('the starter refuses a job whose container is missing', async t => {
+  const starter = runHook('jobstarter', ['/bin/sh'],
+    { PBS_JOBID: '999.nowhere', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: testConfig(shared.path) },
+    'echo must-not-run\n')
+  t.equal(starter.status, 125)
+  t.equal(starter.stdout, '')
+  t.match(starter.stderr, /^cbatch: no container for job 999\.nowhere/)
+})
+
+t.test('the epilogue exits 0 when there is nothing to clean', async t => {
+  const epilogue = runHook('epilogue', ['77.nowhere', TEST_USER, TEST_USER, 'j', '0', '', '', 'batch', '', '0', '/x/jobs/77.nowhere.SC'],
+    { CBATCH_CONFIG: testConfig(shared.path) })
+  t.equal(epilogue.status, 0)
+  t.equal(epilogue.stdout, '')
+  t.equal(epilogue.stderr, '')
+})
+
+t.test('hooks called with the wrong arguments say so', async t => {
+  const prologue = runHook('prologue', ['1.x'], { CBATCH_CONFIG: testConfig(shared.path) })
+  t.equal(prologue.status, 1)
+  t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
+})

@@ -1,0 +1,89 @@
+// Runs real jobs through the built `cbatch run` (the pbs_mom emulator) against the real engine.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { EmulatedJob } from '../../lib/emulator.ts'
+
+export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
+export const TEST_USER = 'cbatchtest'
+export const TEST_IMAGE = 'cbatch-test/busybox:latest'
+export const REGISTRY_IMAGE = `127.0.0.1:5000/${TEST_IMAGE}`
+
+export interface JobRun {
+  job: EmulatedJob
+  /** Exit status of `cbatch run` itself. */
+  status: number | null
+  stderr: string
+}
+
+export interface JobOptions {
+  config: string
+  queue?: string
+  resources?: string
+  args?: string[]
+  vars?: Record<string, string>
+  /** Called with the running `cbatch run` process (to signal it). */
+  onStart?: (pid: number) => void
+}
+
+/** A directory every user may write to, removed with `t.teardown(dispose)`. */
+export function sharedDir(): { path: string; dispose: () => void } {
+  const path = mkdtempSync(join(tmpdir(), 'cbatch-it-'))
+  chmodSync(path, 0o1777)
+  return { path, dispose: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+export function writeConfig(dir: string, yaml: string): string {
+  const file = join(dir, `cbatch-${Math.random().toString(36).slice(2)}.yaml`)
+  writeFileSync(file, yaml)
+  return file
+}
+
+/** The standard test config: queue `batch` on the local busybox image. */
+export function testConfig(dir: string, extra = ''): string {
+  return writeConfig(dir, `log: { file: ${dir}/cbatch.log }
+queues:
+  batch:
+    image: ${TEST_IMAGE}
+    pull: never
+${extra}`)
+}
+
+export async function runJob(script: string, opts: JobOptions): Promise<JobRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'cbatch-script-'))
+  const file = join(dir, 'job.sh')
+  writeFileSync(file, script, { mode: 0o644 })
+  const args = ['run', file, ...(opts.args ?? []), '--json', '--user', TEST_USER, '--config', opts.config,
+    '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1']
+  for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
+  try {
+    const child = spawn(CBATCH, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
+    opts.onStart?.(child.pid!)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', d => (stdout += d))
+    child.stderr.on('data', d => (stderr += d))
+    const status = await new Promise<number | null>(r => child.on('close', code => r(code)))
+    if (!stdout) throw new Error(`cbatch run printed no record (exit ${status}): ${stderr}`)
+    return { job: JSON.parse(stdout), status, stderr }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Containers of the engine carrying the job's label (any state). */
+export function containersOf(jobId: string): string[] {
+  return execFileSync('docker', ['ps', '-aq', '--filter', `label=cbatch.job=${jobId}`], { encoding: 'utf8' })
+    .split('\n').filter(Boolean)
+}
+
+export function hostId(flag: '-u' | '-g' | '-G', user = TEST_USER): string {
+  return execFileSync('id', [flag, user], { encoding: 'utf8' }).trim()
+}
+
+/** Runs one built hook directly, as pbs_mom would exec it. */
+export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: string[], env: NodeJS.ProcessEnv, input = '') {
+  const result = spawnSync(join(import.meta.dirname, '../../dist', name), args, { input, encoding: 'utf8', env })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}

@@ -1,0 +1,102 @@
+// Real jobs, real engine, real non-root user: the foundation end to end.
+import t from 'tap'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { containersOf, hostId, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const config = testConfig(shared.path, `    volumes:
+      - { source: ${shared.path} }
+`)
+
+t.test('the job runs in its container as its owner, with all their groups', async t => {
+  const { job, status } = await runJob(`#!/bin/sh
+echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
+test -e /etc/debian_version && echo on-host || echo in-container
+echo "user=$USER job=$PBS_JOBID queue=$PBS_QUEUE pwd=$(pwd)"
+`, { config })
+  t.equal(job.prologue.status, 0)
+  t.equal(job.outcome, 'ran')
+  t.equal(job.exitStatus, 0)
+  t.equal(status, 0)
+  const ids = /uid=(\d+) gid=(\d+) groups=(.*)/.exec(job.stdout)!
+  t.equal(ids[1], hostId('-u'))
+  t.equal(ids[2], hostId('-g'))
+  t.same(ids[3].split(' ').sort(), hostId('-G').split(' ').sort(), 'supplementary groups too')
+  t.match(job.stdout, 'in-container')
+  t.match(job.stdout, `user=${TEST_USER} job=${job.jobId} queue=batch pwd=/home/${TEST_USER}`)
+  t.match(job.stdout, new RegExp(`cbatch: job ${job.jobId.replace(/\./g, '\\.')} ran in .*; exit 0; container removed`))
+  t.same(containersOf(job.jobId), [], 'nothing left behind')
+})
+
+t.test('exit status, stdout and stderr come back unmixed', async t => {
+  const { job, status } = await runJob(`#!/bin/sh
+echo out-1
+echo err-1 >&2
+echo out-2
+echo err-2 >&2
+exit 3
+`, { config })
+  t.equal(job.exitStatus, 3)
+  t.equal(status, 3)
+  t.match(job.stdout, /^out-1\nout-2\n/)
+  t.equal(job.stderr, 'err-1\nerr-2\n')
+  t.same(containersOf(job.jobId), [])
+})
+
+t.test('the stdin line of pbs_mom runs the script with its qsub -F arguments', async t => {
+  const { job } = await runJob('#!/bin/sh\necho "args=$# $1 $2"\nread rest && echo "stdin had more: $rest" || echo stdin-empty\n',
+    { config, args: ['alpha', 'beta'] })
+  t.match(job.stdout, 'args=2 alpha beta\nstdin-empty\n', 'exec replaced the shell: nothing else is read')
+})
+
+t.test('files written to a mounted directory belong to the job owner', async t => {
+  const target = join(shared.path, 'written-by-job')
+  const { job } = await runJob(`#!/bin/sh\necho data > ${target}\necho data > $HOME/.cbatch-home-test\n`, { config })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.equal(readFileSync(target, 'utf8'), 'data\n')
+  t.equal(statSync(target).uid, Number(hostId('-u')))
+  t.equal(statSync(target).gid, Number(hostId('-g')))
+  const home = `/home/${TEST_USER}/.cbatch-home-test`
+  t.equal(statSync(home).uid, Number(hostId('-u')))
+})
+
+t.test('SIGTERM to the job starter reaches the job inside its container', async t => {
+  const marker = join(shared.path, 'term-started')
+  let started = 0
+  const { job } = await runJob(`#!/bin/sh
+trap 'echo got-TERM; exit 42' TERM
+touch ${marker}
+sleep 60 &
+wait
+echo not-reached
+`, {
+    config,
+    onStart: pid => {
+      const poll = setInterval(() => {
+        if (!existsSync(marker)) return
+        clearInterval(poll)
+        started = Date.now()
+        process.kill(pid, 'SIGTERM') // cbatch run emulates qdel: SIGTERM to the starter's session
+      }, 50)
+    },
+  })
+  const elapsed = Date.now() - started
+  t.ok(started > 0, 'the job started')
+  t.match(job.stdout, 'got-TERM')
+  t.notMatch(job.stdout, 'not-reached')
+  t.equal(job.exitStatus, 42, 'the trap ran inside the container and its status came back')
+  t.ok(elapsed < 5000, `job ended ${elapsed} ms after SIGTERM`)
+  t.same(containersOf(job.jobId), [])
+})
+
+t.test('a queue cbatch does not manage runs natively as the owner', async t => {
+  const { job } = await runJob('#!/bin/sh\necho "uid=$(id -u) groups=$(id -G)"\ntest -e /etc/debian_version && echo on-host\nexit 5\n',
+    { config, queue: 'other' })
+  t.equal(job.prologue.status, 0)
+  t.equal(job.exitStatus, 5)
+  t.match(job.stdout, `uid=${hostId('-u')} groups=${hostId('-G')}`)
+  t.match(job.stdout, 'on-host')
+  t.notMatch(job.stdout, 'cbatch:', 'no container, no summary')
+})

@@ -1,0 +1,78 @@
+// The container's life through the library, against the real engine and registry.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { parseConfig } from '../lib/config.ts'
+import { Engine } from '../lib/engine.ts'
+import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
+import { containersOf, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+
+const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
+const facts = (jobId: string, queue = 'batch') =>
+  ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' })
+const config = parseConfig(`queues:
+  batch: { image: ${TEST_IMAGE}, pull: never }
+  pulled: { image: ${REGISTRY_IMAGE}, pull: always }
+`)
+
+t.test('a requeued job whose old container still exists gets a fresh one', async t => {
+  const jobId = `${process.pid}1.requeue`
+  t.teardown(() => cleanupJob({ jobId }, engine))
+  const first = await prepareJob(facts(jobId), config, engine, {})
+  const second = await prepareJob(facts(jobId), config, engine, {})
+  t.equal(first.kind, 'container')
+  t.equal(second.kind === 'container' && second.replaced, 1)
+  t.same(containersOf(jobId).map(id => second.kind === 'container' && second.id.startsWith(id)), [true])
+  const cleaned = await cleanupJob({ jobId }, engine)
+  t.equal(cleaned.removed.length, 1)
+  t.equal(cleaned.removed[0].state, 'running')
+  t.same(containersOf(jobId), [])
+})
+
+t.test('the epilogue removes a container whatever its state', async t => {
+  const jobId = `${process.pid}2.states`
+  t.teardown(() => cleanupJob({ jobId }, engine))
+  const prepared = await prepareJob(facts(jobId), config, engine, {})
+  if (prepared.kind !== 'container') throw new Error('no container')
+  execFileSync('docker', ['kill', prepared.id])
+  const cleaned = await cleanupJob({ jobId }, engine)
+  t.equal(cleaned.removed[0].state, 'exited')
+  t.same(containersOf(jobId), [])
+  t.same((await cleanupJob({ jobId }, engine)).removed, [], 'missing is fine')
+})
+
+t.test('an image missing from the node is pulled from the registry', async t => {
+  const jobId = `${process.pid}3.pull`
+  t.teardown(() => cleanupJob({ jobId }, engine))
+  execFileSync('docker', ['rmi', '-f', REGISTRY_IMAGE], { stdio: 'ignore' })
+  const prepared = await prepareJob(facts(jobId, 'pulled'), config, engine, {})
+  t.equal(prepared.kind === 'container' && prepared.imageSource, 'pulled')
+  t.ok(await engine.hasImage(REGISTRY_IMAGE))
+})
+
+t.test('a pull that fails requeues, naming the image', async t => {
+  const missing = parseConfig('queues:\n  q: { image: 127.0.0.1:5000/cbatch-test/no-such-image:1, pull: missing }\n')
+  await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, {}),
+    { name: 'ImagePullError', disposition: 'requeue', userMessage: 'cannot pull image 127.0.0.1:5000/cbatch-test/no-such-image:1' })
+})
+
+t.test('an engine that does not answer in time is a requeue, not a hang', async t => {
+  // A socket that accepts and never answers, like a wedged dockerd.
+  const { createServer } = await import('node:net')
+  const { mkdtempSync } = await import('node:fs')
+  const path = `${mkdtempSync('/tmp/cbatch-hang-')}/docker.sock`
+  const accepted: import('node:net').Socket[] = []
+  const server = createServer(socket => accepted.push(socket)).listen(path)
+  t.teardown(() => {
+    accepted.forEach(s => s.destroy())
+    server.close()
+  })
+  const hanging = new Engine({ socket: path, timeoutMs: 300, pullTimeoutMs: 300 })
+  const started = Date.now()
+  await t.rejects(prepareJob(facts(`${process.pid}5.hang`), config, hanging, {}),
+    { name: 'EngineTimeoutError', disposition: 'requeue', message: /did not answer in time/ })
+  t.ok(Date.now() - started < 5000)
+})
+
+t.test('a queue cbatch does not manage is left alone', async t => {
+  t.same(await prepareJob(facts('1.x', 'elsewhere'), config, engine, {}), { kind: 'native' })
+})
