@@ -1,0 +1,119 @@
+#!/bin/sh
+# Installs cbatch on a TORQUE compute node: the bundled hooks into mom_priv, the job
+# starter lines into mom_priv/config, an example /etc/cbatch/cbatch.yaml if none exists.
+#
+#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--no-build] [--dry-run]
+#   ./install.sh --uninstall [--pbs-home DIR] [--dry-run]
+#   ./install.sh --demo        try cbatch on this machine without TORQUE
+#
+# Idempotent: running it again changes nothing that is already in place.
+set -eu
+
+PBS_HOME=/var/spool/torque
+CONFIG_DIR=/etc/cbatch
+ACTION=install
+DRY=""
+BUILD=yes
+MARK="# cbatch"
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+die() { echo "install.sh: $*" >&2; exit 1; }
+say() { echo "install.sh: $*"; }
+run() { if [ -n "$DRY" ]; then echo "would run: $*"; else "$@"; fi; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pbs-home) [ $# -ge 2 ] || die "--pbs-home needs a directory"; PBS_HOME=$2; shift ;;
+    --config-dir) [ $# -ge 2 ] || die "--config-dir needs a directory"; CONFIG_DIR=$2; shift ;;
+    --uninstall) ACTION=uninstall ;;
+    --demo) ACTION=demo ;;
+    --dry-run) DRY=yes ;;
+    --no-build) BUILD="" ;;
+    -h|--help) usage 0 ;;
+    *) echo "install.sh: unknown option $1" >&2; usage 64 ;;
+  esac
+  shift
+done
+[ "$(id -u)" = 0 ] || die "run as root: the hooks must be root-owned for pbs_mom to run them"
+
+MOM_PRIV=$PBS_HOME/mom_priv
+MOM_CONFIG=$MOM_PRIV/config
+HOOKS="prologue epilogue jobstarter"
+
+build() {
+  [ -n "$BUILD" ] || return 0
+  command -v node >/dev/null || die "Node.js 20 or newer is needed (apt-get install nodejs npm)"
+  say "installing npm dependencies and building"
+  run sh -c "cd '$HERE' && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build"
+}
+
+is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
+
+install_hooks() {
+  [ -d "$MOM_PRIV" ] || die "$MOM_PRIV does not exist: is pbs_mom installed? (use --pbs-home DIR)"
+  [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] || die "dist/ is not built: run without --no-build"
+  run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
+  for hook in $HOOKS; do
+    run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$hook.cjs" "$MOM_PRIV/cbatch.d/$hook.cjs"
+    target=$MOM_PRIV/$hook
+    if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
+      say "keeping the site's $hook as $target.cbatch-orig"
+      run mv "$target" "$target.cbatch-orig"
+    fi
+    # pbs_mom's check: owned by root, owner r+x, not writable by group or others.
+    run install -o root -g root -m 0755 "$HERE/dist/$hook" "$target"
+  done
+
+  if [ -f "$MOM_CONFIG" ] && grep -q "^\\\$job_starter .*$MARK" "$MOM_CONFIG"; then
+    say "$MOM_CONFIG already names the cbatch job starter"
+  else
+    say "adding the job starter to $MOM_CONFIG"
+    if [ -z "$DRY" ]; then
+      touch "$MOM_CONFIG"
+      # A job starter of the site's own is disabled, and restored by --uninstall.
+      sed -i -e "s/^\\(\\\$job_starter\\(_run_privileged\\)\\{0,1\\}[[:space:]].*\\)$/#cbatch-disabled \\1/" "$MOM_CONFIG"
+      printf '%s\n' "\$job_starter $MOM_PRIV/jobstarter $MARK" "\$job_starter_run_privileged true $MARK" >>"$MOM_CONFIG"
+    fi
+  fi
+
+  if [ -e "$CONFIG_DIR/cbatch.yaml" ]; then
+    say "keeping the existing $CONFIG_DIR/cbatch.yaml"
+  else
+    run install -d -m 0755 "$CONFIG_DIR"
+    run install -o root -g root -m 0644 "$HERE/config/cbatch.yaml" "$CONFIG_DIR/cbatch.yaml"
+    run install -o root -g root -m 0644 "$HERE/config/cbatch.schema.json" "$CONFIG_DIR/cbatch.schema.json"
+  fi
+  run install -d -m 0755 /var/log/cbatch
+  say "done. Edit $CONFIG_DIR/cbatch.yaml, then restart pbs_mom (or: kill -HUP \$(pgrep -x pbs_mom)) to read $MOM_CONFIG"
+}
+
+uninstall_hooks() {
+  for hook in $HOOKS; do
+    target=$MOM_PRIV/$hook
+    if is_ours "$target"; then run rm -f "$target"; fi
+    if [ -e "$target.cbatch-orig" ]; then
+      say "restoring the site's $hook"
+      run mv "$target.cbatch-orig" "$target"
+    fi
+  done
+  run rm -rf "$MOM_PRIV/cbatch.d"
+  if [ -f "$MOM_CONFIG" ]; then
+    say "removing the job starter from $MOM_CONFIG"
+    [ -n "$DRY" ] || sed -i -e "/$MARK\$/d" -e "s/^#cbatch-disabled //" "$MOM_CONFIG"
+  fi
+  say "done; $CONFIG_DIR and /var/log/cbatch are left in place. Restart pbs_mom (or HUP it)."
+}
+
+demo() {
+  run "$HERE/scripts/provision.sh"
+  build
+  say "running examples/hello.sh as cbatchdemo, the way pbs_mom would:"
+  run "$HERE/dist/cbatch" run "$HERE/examples/hello.sh" --user cbatchdemo --config "$HERE/config/cbatch.yaml" --resources nodes=1:ppn=1,mem=256mb
+}
+
+case "$ACTION" in
+  install) build; install_hooks ;;
+  uninstall) uninstall_hooks ;;
+  demo) demo ;;
+esac

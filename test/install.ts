@@ -1,0 +1,68 @@
+// install.sh against a scratch PBS_HOME: modes pbs_mom accepts, idempotence, dry run, uninstall.
+import t, { type Test } from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+
+const INSTALL = join(import.meta.dirname, '../install.sh')
+const SITE_CONFIG = '$pbsserver head\n$job_starter /usr/local/bin/site-starter\n$job_starter_run_privileged false\n$usecp *:/home /home\n'
+const SITE_PROLOGUE = '#!/bin/sh\necho site prologue\n'
+
+const install = (dir: string, ...args: string[]) => {
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--no-build', ...args], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`install.sh ${args.join(' ')} failed: ${r.stderr}`)
+  return r.stdout
+}
+const snapshot = (dir: string): Record<string, string> => Object.fromEntries(
+  readdirSync(dir, { recursive: true, withFileTypes: true }).filter(e => e.isFile()).map(e => {
+    const path = join(e.parentPath, e.name)
+    return [path.slice(dir.length), `${statSync(path).mode.toString(8)} ${readFileSync(path, 'utf8')}`]
+  }))
+
+const fresh = (t: Test) => t.testdir({ mom_priv: { config: SITE_CONFIG, prologue: SITE_PROLOGUE, jobs: {} } })
+
+t.test('installs hooks pbs_mom accepts and the job starter lines once', async t => {
+  const dir = fresh(t)
+  install(dir)
+  for (const hook of ['prologue', 'epilogue', 'jobstarter']) {
+    const st = statSync(join(dir, 'mom_priv', hook))
+    t.equal(st.uid, 0, `${hook} owned by root`)
+    t.equal(st.mode & 0o777, 0o755, `${hook} r+x for root, not group/other writable`)
+    t.ok(statSync(join(dir, 'mom_priv/cbatch.d', `${hook}.cjs`)).isFile())
+  }
+  t.equal(readFileSync(join(dir, 'mom_priv/prologue.cbatch-orig'), 'utf8'), SITE_PROLOGUE, 'the site prologue is kept aside')
+  const config = readFileSync(join(dir, 'mom_priv/config'), 'utf8')
+  t.match(config, `#cbatch-disabled $job_starter /usr/local/bin/site-starter`)
+  t.match(config, `#cbatch-disabled $job_starter_run_privileged false`)
+  t.match(config, `$job_starter ${dir}/mom_priv/jobstarter # cbatch\n$job_starter_run_privileged true # cbatch\n`)
+  t.match(config, '$usecp *:/home /home')
+  t.ok(statSync(join(dir, 'etc/cbatch.yaml')).isFile(), 'example config put in place')
+
+  const before = snapshot(dir)
+  install(dir)
+  t.same(snapshot(dir), before, 'a second run changes nothing')
+})
+
+t.test('--dry-run changes nothing and says what it would do', async t => {
+  const dir = fresh(t)
+  const before = snapshot(dir)
+  const out = install(dir, '--dry-run')
+  t.match(out, /would run: install .*mom_priv\/prologue/)
+  t.same(snapshot(dir), before)
+})
+
+t.test('--uninstall restores what install changed', async t => {
+  const dir = fresh(t)
+  install(dir)
+  install(dir, '--uninstall')
+  t.equal(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), SITE_CONFIG)
+  t.equal(readFileSync(join(dir, 'mom_priv/prologue'), 'utf8'), SITE_PROLOGUE)
+  t.same(readdirSync(join(dir, 'mom_priv')).sort(), ['config', 'jobs', 'prologue'])
+})
+
+t.test('refuses a PBS_HOME without mom_priv', async t => {
+  const dir = t.testdir({})
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--no-build'], { encoding: 'utf8' })
+  t.equal(r.status, 1)
+  t.match(r.stderr, /mom_priv does not exist: is pbs_mom installed/)
+})
