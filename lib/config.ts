@@ -12,6 +12,8 @@ export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
+const Size = (description: string) => Type.String({ pattern: '^\\d+([kKmMgGtT]?[bBwW])?$', description: `${description}, e.g. 4gb` })
+
 const Volume = Type.Object({
   source: AbsolutePath('host path to mount'),
   target: Type.Optional(AbsolutePath('path inside the container (default: same as source)')),
@@ -32,6 +34,18 @@ const policyFields = {
   shellFallback: Type.String({ pattern: '^/', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
   volumes: Type.Array(Volume, { default: [], description: 'site volumes mounted into every job container' }),
   pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
+  limits: Type.Object({
+    cpu: Type.Union([Type.Literal('quota'), Type.Literal('cpuset'), Type.Literal('none')], {
+      default: 'quota', description: 'CPUs of the job as a CPU-time quota, TORQUE\'s cpuset for the job, or unlimited',
+    }),
+    defaultCpus: Type.Integer({ minimum: 1, default: 1, description: 'CPUs of a job that asks for none' }),
+    maxCpus: Type.Optional(Type.Integer({ minimum: 1, description: 'most CPUs a job may ask for on one node' })),
+    defaultMem: Type.Optional(Size('memory of a job that asks for none')),
+    maxMem: Type.Optional(Size('most memory a job may ask for')),
+  }, { additionalProperties: false, default: {} }),
+  cgroupParent: Type.Union([Type.Literal('none'), Type.Literal('torque')], {
+    default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
+  }),
 }
 
 /** A queue's policy once defaults are applied. */
@@ -40,9 +54,17 @@ export type QueuePolicy = Static<typeof QueuePolicySchema>
 
 // What `defaults:` and each queue may say. No defaults here: filling them in per queue
 // would override the `defaults:` section; they are applied once, after the merge.
-const PartialPolicy = Type.Partial(Type.Object(
-  Object.fromEntries(Object.entries(policyFields).map(([key, { default: _, ...field }]) => [key, field])) as typeof policyFields,
-  { additionalProperties: false }))
+const PartialPolicy = withoutDefaults(Type.Object(policyFields, { additionalProperties: false }))
+
+/** The schema, every level of it optional and without defaults. */
+function withoutDefaults<T extends TSchema>(schema: T): T {
+  const { default: _, required: __, ...rest } = schema as TSchema
+  if (rest.properties) {
+    rest.properties = Object.fromEntries(Object.entries(rest.properties as Record<string, TSchema>)
+      .map(([key, field]) => [key, withoutDefaults(field)]))
+  }
+  return rest as T
+}
 
 export const ConfigSchema = Type.Object({
   engine: Type.Object({
@@ -53,7 +75,10 @@ export const ConfigSchema = Type.Object({
   log: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
   }, { additionalProperties: false, default: {} }),
-  defaults: Type.Object(PartialPolicy.properties, { additionalProperties: false, default: {} }),
+  accounting: Type.Object({
+    file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
+  }, { additionalProperties: false, default: {} }),
+  defaults: { ...PartialPolicy, default: {} } as typeof PartialPolicy,
   queues: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), PartialPolicy, {
     default: {}, description: 'policy per TORQUE queue; jobs of other queues run natively',
   }),
@@ -65,6 +90,7 @@ export interface Config {
   file: string
   engine: RawConfig['engine']
   log: RawConfig['log']
+  accounting: RawConfig['accounting']
   queues: Map<string, QueuePolicy>
 }
 
@@ -98,7 +124,9 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const queues = new Map<string, QueuePolicy>()
   const issues: ConfigIssue[] = []
   for (const [name, queue] of Object.entries(config.queues)) {
-    const policy = Value.Default(QueuePolicySchema, { ...config.defaults, ...queue }) as QueuePolicy
+    // A queue's keys replace those of `defaults`; `limits` is merged key by key.
+    const merged = { ...config.defaults, ...queue, limits: { ...config.defaults.limits, ...queue.limits } }
+    const policy = Value.Default(QueuePolicySchema, merged) as QueuePolicy
     const found = [...Value.Errors(QueuePolicySchema, policy)].map(e => ({
       path: ['queues', name, ...pointer(e.path)],
       message: e.path === '/image' && e.value === undefined
@@ -116,7 +144,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
     })
   }
   if (issues.length) throw new ConfigError(file, issues)
-  return { file, engine: config.engine, log: config.log, queues }
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, queues }
 }
 
 /** Cross-field rules of one queue's policy. */

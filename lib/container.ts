@@ -6,7 +6,8 @@ import type { ContainerCreateSpec } from './engine.ts'
 import { PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobFacts } from './torque.ts'
-import { parseResourceList, parseSize } from './torque.ts'
+import { parseSize } from './torque.ts'
+import { containerLimits, parseRequest, type NodeFacts } from './resources.ts'
 import { exposedBy, isWithin } from './paths.ts'
 
 export const LABEL = {
@@ -36,6 +37,8 @@ export interface ContainerRequest {
   paths: JobPaths
   version: string
   hostname: string
+  /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
+  node: NodeFacts
   /** Whether a host path exists; paths of the job that do not are not mounted. */
   exists: (path: string) => boolean
 }
@@ -78,7 +81,12 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       IpcMode: 'private',
       PidsLimit: policy.pidsLimit,
       LogConfig: { Type: 'none', Config: {} },
-      ...resourceLimits(job.resources),
+      CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
+      ...containerLimits(parseRequest(job.resources), {
+        ...policy.limits,
+        defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
+        maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
+      }, req.node),
     },
   }
 }
@@ -112,16 +120,4 @@ function mounts(req: ContainerRequest): Mount[] {
   }
   for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly ?? false, 'volume')
   return list
-}
-
-/** Memory and CPU limits from the Resource_List (mem, nodes=...:ppn=P, ncpus, procs). */
-export function resourceLimits(resourceList: string): { Memory?: number; NanoCpus?: number } {
-  const resources = parseResourceList(resourceList)
-  const limits: { Memory?: number; NanoCpus?: number } = {}
-  const mem = resources.get('mem')
-  if (mem) limits.Memory = parseSize(mem)
-  const ppn = /(?:^|:)ppn=(\d+)/.exec(resources.get('nodes') ?? '')?.[1]
-  const cpus = Number(ppn ?? resources.get('ncpus') ?? resources.get('procs') ?? 0)
-  if (cpus > 0) limits.NanoCpus = cpus * 1e9
-  return limits
 }

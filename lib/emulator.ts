@@ -7,6 +7,7 @@ import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, 
 import { constants, hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { formatDuration } from './accounting.ts'
 import { lookupUser, type Identity } from './identity.ts'
 import { parseDuration, parseResourceList } from './torque.ts'
 
@@ -142,7 +143,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
     result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), [owner.shell], jobEnv,
       jobEnv.PBS_O_INITDIR || owner.home, files, line, walltime, opts.killDelay ?? 2, opts.cancel)
-    const wall = formatDuration(Math.round((Date.now() - started) / 1000))
+    const wall = formatDuration((Date.now() - started) / 1000)
     const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
     result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv, files, alarm)
@@ -228,9 +229,4 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   } catch {
     // already gone
   }
-}
-
-function formatDuration(seconds: number): string {
-  const pad = (n: number) => String(n).padStart(2, '0')
-  return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${pad(seconds % 60)}`
 }

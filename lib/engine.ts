@@ -31,6 +31,7 @@ export interface ContainerDetails extends JobContainer {
   pid: number
   exitCode: number
   oomKilled: boolean
+  startedAt: Date
 }
 
 export interface ExecRequest {
@@ -124,7 +125,13 @@ export class Engine {
       pid: info.State.Pid,
       exitCode: info.State.ExitCode,
       oomKilled: info.State.OOMKilled,
+      startedAt: new Date(info.State.StartedAt),
     }
+  }
+
+  /** The registry digest of an image (`repo@sha256:...`), if it came from a registry. */
+  async imageDigest(imageId: string): Promise<string | undefined> {
+    return this.call(`inspect image ${imageId}`, async () => (await this.docker.getImage(imageId).inspect()).RepoDigests?.[0])
   }
 
   /** Kills and removes a container whatever its state; a missing one is fine. */

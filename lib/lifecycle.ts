@@ -7,6 +7,8 @@ import { buildContainerSpec, LABEL } from './container.ts'
 import type { Engine } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
 import { lookupUser } from './identity.ts'
+import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
+import type { AccountingRecord } from './accounting.ts'
 import type { EpilogueFacts, JobFacts } from './torque.ts'
 
 export const VERSION = '0.1.0'
@@ -24,6 +26,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   // Every policy decision is made before the engine is touched.
   const spec = buildContainerSpec({
     job: facts, owner, policy, version: VERSION, hostname: hostname(), exists: existsSync,
+    node: {
+      ppnHere: env.PBS_NUM_PPN ? Number(env.PBS_NUM_PPN) : undefined,
+      torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
+    },
     paths: {
       workDir: env.PBS_O_WORKDIR,
       nodeFile: env.PBS_NODEFILE,
@@ -37,20 +43,39 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   return { kind: 'container', id, name: spec.name!, image: policy.image, imageSource, replaced }
 }
 
-export interface Cleaned {
-  /** Containers found and removed for the job. */
-  removed: { name: string; image: string; state: string; exitCode: number; oomKilled: boolean }[]
+/** Epilogue: what the job's containers used, read before they are removed whatever their state. */
+export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
+  engine: Engine, now: () => Date = () => new Date()): Promise<AccountingRecord[]> {
+  const containers = await engine.findByLabel(LABEL.job, facts.jobId)
+  return Promise.all(containers.map(async c => {
+    const details = await engine.inspect(c.id)
+    const usage = details.running ? usageOf(details.pid) : undefined
+    const imageDigest = await engine.imageDigest(details.imageId).catch(() => undefined)
+    await engine.remove(c.id)
+    const end = now()
+    return {
+      time: end.toISOString(),
+      jobId: facts.jobId,
+      user: c.labels[LABEL.user] ?? facts.user,
+      queue: c.labels[LABEL.queue] ?? facts.queue,
+      node: hostname(),
+      container: c.name,
+      image: details.image,
+      imageDigest,
+      exitStatus: facts.exitStatus,
+      wallSeconds: Math.max(0, (end.getTime() - details.startedAt.getTime()) / 1000),
+      oomKilled: details.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
+      usage,
+    }
+  }))
 }
 
-/** Epilogue: the job's containers, whatever their state, are gone. */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId'>, engine: Engine): Promise<Cleaned> {
-  const containers = await engine.findByLabel(LABEL.job, facts.jobId)
-  const removed = await Promise.all(containers.map(async c => {
-    const details = await engine.inspect(c.id)
-    await engine.remove(c.id)
-    return { name: c.name, image: details.image, state: details.state, exitCode: details.exitCode, oomKilled: details.oomKilled }
-  }))
-  return { removed }
+function usageOf(pid: number): CgroupUsage | undefined {
+  try {
+    return readUsage(pid)
+  } catch {
+    return undefined // the container stopped meanwhile: its cgroup is gone
+  }
 }
 
 async function removeJobContainers(engine: Engine, jobId: string): Promise<number> {

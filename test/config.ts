@@ -28,7 +28,7 @@ queues:
   const batch = config.queues.get('batch')!
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
-    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096,
+    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
   })
   const gpu = config.queues.get('gpu')!
   t.equal(gpu.image, 'site/cuda:12')
@@ -120,4 +120,21 @@ t.test('the example config is valid and its schema file is in sync', async t => 
   t.ok(config.queues.size > 0)
   t.same(JSON.parse(readFileSync('config/cbatch.schema.json', 'utf8')), configJsonSchema(),
     'regenerate with npm run build')
+})
+
+t.test('limits: defaults merge key by key; sizes are checked', async t => {
+  const config = parseConfig(`
+defaults:
+  limits: { cpu: cpuset, maxMem: 64gb }
+queues:
+  a: { image: x }
+  b: { image: x, limits: { maxMem: 8gb } }
+`)
+  t.same(config.queues.get('a')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: '64gb' })
+  t.same(config.queues.get('b')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: '8gb' }, 'cpu from defaults kept')
+  t.equal(config.queues.get('a')!.cgroupParent, 'none')
+  t.equal(config.accounting.file, '/var/log/cbatch/accounting.jsonl')
+  const err = issuesOf('queues:\n  a:\n    image: x\n    limits:\n      maxMem: lots\n')
+  t.equal(err.issues[0].path, 'queues.a.limits.maxMem')
+  t.equal(err.issues[0].line, 5)
 })

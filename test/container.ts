@@ -1,13 +1,13 @@
 import t from 'tap'
 import { parseConfig } from '../lib/config.ts'
-import { buildContainerSpec, containerName, resourceLimits, type ContainerRequest } from '../lib/container.ts'
+import { buildContainerSpec, containerName, type ContainerRequest } from '../lib/container.ts'
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
-  owner, policy, version: '0.0.0', hostname: 'node1', exists: () => true,
+  owner, policy, version: '0.0.0', hostname: 'node1', exists: () => true, node: {},
   paths: { workDir: '/data/run', nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
   ...over,
 })
@@ -73,10 +73,10 @@ t.test('network host keeps the host name', async t => {
   t.equal(spec.Hostname, undefined)
 })
 
-t.test('limits from the Resource_List', async t => {
-  t.same(resourceLimits(''), {})
-  t.same(resourceLimits('nodes=2:ppn=4,mem=512mb'), { Memory: 512 * 1024 ** 2, NanoCpus: 4e9 })
-  t.same(resourceLimits('ncpus=3'), { NanoCpus: 3e9 })
-  t.same(resourceLimits('procs=2'), { NanoCpus: 2e9 })
-  t.throws(() => resourceLimits('mem=lots'), { name: 'UsageError' })
+t.test('limits from the Resource_List and the queue', async t => {
+  t.match(buildContainerSpec(request()).HostConfig, { Memory: 1024 ** 3, MemorySwap: 1024 ** 3, NanoCpus: 2e9, CgroupParent: undefined })
+  const torque = buildContainerSpec(request({ policy: { ...policy, cgroupParent: 'torque', limits: { cpu: 'cpuset', defaultCpus: 1, maxMem: '2gb' } }, node: { torqueCpuset: '2-3' } }))
+  t.match(torque.HostConfig, { CgroupParent: '/torque/12.srv', CpusetCpus: '2-3', NanoCpus: undefined })
+  t.throws(() => buildContainerSpec(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: '512mb' } } })),
+    { name: 'PolicyError', message: 'the job asks for 1 GiB of memory; its queue allows at most 512 MiB' })
 })

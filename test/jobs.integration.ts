@@ -26,7 +26,7 @@ echo "user=$USER job=$PBS_JOBID queue=$PBS_QUEUE pwd=$(pwd)"
   t.same(ids[3].split(' ').sort(), hostId('-G').split(' ').sort(), 'supplementary groups too')
   t.match(job.stdout, 'in-container')
   t.match(job.stdout, `user=${TEST_USER} job=${job.jobId} queue=batch pwd=/home/${TEST_USER}`)
-  t.match(job.stdout, new RegExp(`cbatch: job ${job.jobId.replace(/\./g, '\\.')} ran in .*; exit 0; container removed`))
+  t.match(job.stdout, /\ncbatch: cpu \d+\.\d s, peak mem [\d.]+ [KM]iB, wall 00:00:0\d, exit 0\n$/)
   t.same(containersOf(job.jobId), [], 'nothing left behind')
 })
 

@@ -9,6 +9,7 @@ import { containersOf, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/j
 const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
 const facts = (jobId: string, queue = 'batch') =>
   ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' })
+const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 })
 const config = parseConfig(`queues:
   batch: { image: ${TEST_IMAGE}, pull: never }
   pulled: { image: ${REGISTRY_IMAGE}, pull: always }
@@ -16,33 +17,34 @@ const config = parseConfig(`queues:
 
 t.test('a requeued job whose old container still exists gets a fresh one', async t => {
   const jobId = `${process.pid}1.requeue`
-  t.teardown(() => cleanupJob({ jobId }, engine))
+  t.teardown(() => cleanupJob(ended(jobId), engine))
   const first = await prepareJob(facts(jobId), config, engine, {})
   const second = await prepareJob(facts(jobId), config, engine, {})
   t.equal(first.kind, 'container')
   t.equal(second.kind === 'container' && second.replaced, 1)
   t.same(containersOf(jobId).map(id => second.kind === 'container' && second.id.startsWith(id)), [true])
-  const cleaned = await cleanupJob({ jobId }, engine)
-  t.equal(cleaned.removed.length, 1)
-  t.equal(cleaned.removed[0].state, 'running')
+  const cleaned = await cleanupJob(ended(jobId), engine)
+  t.equal(cleaned.length, 1)
+  t.ok(cleaned[0].usage, 'a running container is accounted from its cgroup')
   t.same(containersOf(jobId), [])
 })
 
 t.test('the epilogue removes a container whatever its state', async t => {
   const jobId = `${process.pid}2.states`
-  t.teardown(() => cleanupJob({ jobId }, engine))
+  t.teardown(() => cleanupJob(ended(jobId), engine))
   const prepared = await prepareJob(facts(jobId), config, engine, {})
   if (prepared.kind !== 'container') throw new Error('no container')
   execFileSync('docker', ['kill', prepared.id])
-  const cleaned = await cleanupJob({ jobId }, engine)
-  t.equal(cleaned.removed[0].state, 'exited')
+  const cleaned = await cleanupJob(ended(jobId), engine)
+  t.equal(cleaned.length, 1)
+  t.equal(cleaned[0].usage, undefined, 'a stopped container has no cgroup left to read')
   t.same(containersOf(jobId), [])
-  t.same((await cleanupJob({ jobId }, engine)).removed, [], 'missing is fine')
+  t.same(await cleanupJob(ended(jobId), engine), [], 'missing is fine')
 })
 
 t.test('an image missing from the node is pulled from the registry', async t => {
   const jobId = `${process.pid}3.pull`
-  t.teardown(() => cleanupJob({ jobId }, engine))
+  t.teardown(() => cleanupJob(ended(jobId), engine))
   execFileSync('docker', ['rmi', '-f', REGISTRY_IMAGE], { stdio: 'ignore' })
   const prepared = await prepareJob(facts(jobId, 'pulled'), config, engine, {})
   t.equal(prepared.kind === 'container' && prepared.imageSource, 'pulled')

@@ -1,0 +1,59 @@
+// What a job used, as one JSON line per job in an append-only file, and as one line
+// for the job owner.
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type { CgroupUsage } from './cgroup.ts'
+import { formatBytes } from './resources.ts'
+
+export interface AccountingRecord {
+  time: string
+  jobId: string
+  user: string
+  queue: string
+  node: string
+  container: string
+  image: string
+  imageDigest?: string
+  /** The job's exit status as pbs_mom reports it. */
+  exitStatus: number
+  wallSeconds: number
+  /** True when the kernel killed a process of the job for exceeding its memory. */
+  oomKilled: boolean
+  /** Absent when the container had already stopped and its cgroup was gone. */
+  usage?: CgroupUsage
+}
+
+/**
+ * Appends one line. A single write(2) on an O_APPEND descriptor: lines of epilogues
+ * writing at once never interleave, and earlier lines are never touched.
+ */
+export function appendRecord(file: string, record: AccountingRecord): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o755 })
+  const fd = openSync(file, 'a', 0o640)
+  try {
+    writeSync(fd, `${JSON.stringify(record)}\n`)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** `cbatch: cpu 12.3 s, peak mem 512 MiB, wall 00:01:02, exit 0` */
+export function summaryLine(record: AccountingRecord): string {
+  const parts = []
+  if (record.usage) {
+    parts.push(`cpu ${record.usage.cpu.totalSeconds.toFixed(1)} s`, `peak mem ${formatBytes(record.usage.memory.peakBytes)}`)
+  }
+  parts.push(`wall ${formatDuration(record.wallSeconds)}`, `exit ${record.exitStatus}`)
+  if (record.oomKilled) {
+    const limit = record.usage?.memory.limitBytes
+    parts.push(`killed: out of memory${limit ? ` (limit ${formatBytes(limit)})` : ''}`)
+  }
+  return `cbatch: ${parts.join(', ')}`
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.round(seconds)
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${pad(Math.floor(s / 3600))}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`
+}

@@ -1,0 +1,146 @@
+// What a container's processes used, read straight from its cgroup files (cgroup v1 or
+// v2): no stats call that waits a second for a second sample.
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+export interface CgroupUsage {
+  version: 1 | 2
+  cpu: { userSeconds: number; systemSeconds: number; totalSeconds: number }
+  memory: { peakBytes: number; limitBytes?: number; oomKills: number }
+  io: { readBytes: number; writeBytes: number }
+  pids: { peak?: number }
+}
+
+export interface CgroupRoots {
+  /** procfs, to find the cgroup of a pid. */
+  proc: string
+  /** where cgroup hierarchies are mounted. */
+  sys: string
+}
+
+const HOST: CgroupRoots = { proc: '/proc', sys: '/sys/fs/cgroup' }
+/** Kernel USER_HZ: units of cpuacct.stat. */
+const USER_HZ = 100
+
+/** The directory of `controller` for the cgroup of `pid`. */
+function locate(pid: number, roots: CgroupRoots): { version: 1 | 2; dir: (controller: string) => string } {
+  const lines = readFileSync(join(roots.proc, String(pid), 'cgroup'), 'utf8').trim().split('\n')
+  if (existsSync(join(roots.sys, 'cgroup.controllers'))) {
+    const path = lines.find(l => l.startsWith('0::'))!.slice(3)
+    return { version: 2, dir: () => join(roots.sys, path) }
+  }
+  const byController = new Map<string, string>()
+  for (const line of lines) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? []
+    for (const c of controllers?.split(',') ?? []) if (c) byController.set(c, path)
+  }
+  return {
+    version: 1,
+    dir: controller => join(roots.sys, controller, byController.get(controller) ?? '/'),
+  }
+}
+
+export function readUsage(pid: number, roots: CgroupRoots = HOST): CgroupUsage {
+  const { version, dir } = locate(pid, roots)
+  const read = (controller: string, file: string) => readFileSync(join(dir(controller), file), 'utf8')
+  const optional = (controller: string, file: string) => {
+    try {
+      return read(controller, file)
+    } catch {
+      return undefined
+    }
+  }
+  const pidsPeak = optional('pids', 'pids.peak')
+  const pids = { peak: pidsPeak === undefined ? undefined : Number(pidsPeak) }
+  if (version === 2) {
+    const cpu = keyed(read('', 'cpu.stat'))
+    const limit = read('', 'memory.max').trim()
+    return {
+      version,
+      cpu: { userSeconds: cpu.user_usec / 1e6, systemSeconds: cpu.system_usec / 1e6, totalSeconds: cpu.usage_usec / 1e6 },
+      memory: {
+        peakBytes: Number(optional('', 'memory.peak') ?? read('', 'memory.current')),
+        limitBytes: limit === 'max' ? undefined : Number(limit),
+        oomKills: keyed(read('', 'memory.events')).oom_kill ?? 0,
+      },
+      io: ioV2(optional('', 'io.stat') ?? ''),
+      pids,
+    }
+  }
+  const ticks = keyed(read('cpuacct', 'cpuacct.stat'))
+  const limit = Number(read('memory', 'memory.limit_in_bytes'))
+  return {
+    version,
+    cpu: {
+      userSeconds: ticks.user / USER_HZ,
+      systemSeconds: ticks.system / USER_HZ,
+      totalSeconds: Number(read('cpuacct', 'cpuacct.usage')) / 1e9,
+    },
+    memory: {
+      peakBytes: Number(read('memory', 'memory.max_usage_in_bytes')),
+      // v1 says "no limit" with a huge page-aligned number.
+      limitBytes: limit >= 2 ** 62 ? undefined : limit,
+      oomKills: keyed(read('memory', 'memory.oom_control')).oom_kill ?? 0,
+    },
+    io: ioV1(optional('blkio', 'blkio.throttle.io_service_bytes') ?? ''),
+    pids,
+  }
+}
+
+/** OOM kills in the cgroup of `pid` so far; 0 when it cannot be told. */
+export function oomKills(pid: number, roots: CgroupRoots = HOST): number {
+  try {
+    const { version, dir } = locate(pid, roots)
+    const file = version === 2 ? join(dir(''), 'memory.events') : join(dir('memory'), 'memory.oom_control')
+    return keyed(readFileSync(file, 'utf8')).oom_kill ?? 0
+  } catch {
+    return 0
+  }
+}
+
+/** "key value" lines -> record of numbers. */
+function keyed(text: string): Record<string, number> {
+  const result: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const [key, value] = line.trim().split(/\s+/)
+    if (key && value !== undefined) result[key] = Number(value)
+  }
+  return result
+}
+
+/** v1 blkio: "8:0 Read 4096" per device, and a "Total" line. */
+function ioV1(text: string): CgroupUsage['io'] {
+  let readBytes = 0
+  let writeBytes = 0
+  for (const line of text.split('\n')) {
+    const [device, op, value] = line.trim().split(/\s+/)
+    if (!device || device === 'Total') continue
+    if (op === 'Read') readBytes += Number(value)
+    if (op === 'Write') writeBytes += Number(value)
+  }
+  return { readBytes, writeBytes }
+}
+
+/** v2 io.stat: "8:0 rbytes=4096 wbytes=0 rios=1 ..." per device. */
+function ioV2(text: string): CgroupUsage['io'] {
+  let readBytes = 0
+  let writeBytes = 0
+  for (const m of text.matchAll(/\brbytes=(\d+)|\bwbytes=(\d+)/g)) {
+    readBytes += Number(m[1] ?? 0)
+    writeBytes += Number(m[2] ?? 0)
+  }
+  return { readBytes, writeBytes }
+}
+
+/** The CPUs of the cpuset TORQUE made for a job (built with cgroups), if any. */
+export function torqueCpuset(jobId: string, roots: CgroupRoots = HOST): string | undefined {
+  for (const file of [join(roots.sys, 'cpuset/torque', jobId, 'cpuset.cpus'), join(roots.sys, 'torque', jobId, 'cpuset.cpus.effective')]) {
+    try {
+      const cpus = readFileSync(file, 'utf8').trim()
+      if (cpus) return cpus
+    } catch {
+      // not this layout
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,133 @@
+// The job's resource request (Resource_List) and the container limits it becomes under
+// its queue's policy. Pure: no I/O.
+import { PolicyError, UsageError } from './errors.ts'
+import { parseDuration, parseResourceList, parseSize } from './torque.ts'
+
+export interface NodeSpec {
+  /** `nodes=2:...`: how many nodes; a named node counts 1. */
+  count: number
+  name?: string
+  ppn: number
+  gpus: number
+  properties: string[]
+}
+
+export interface JobRequest {
+  nodes: NodeSpec[]
+  procs?: number
+  ncpus?: number
+  /** bytes */
+  mem?: number
+  pmem?: number
+  vmem?: number
+  pvmem?: number
+  /** seconds */
+  walltime?: number
+}
+
+/** `2:ppn=4:gpus=1+node7:ppn=2:bigmem` -> one spec per `+` part. */
+export function parseNodes(spec: string): NodeSpec[] {
+  return spec.split('+').map(part => {
+    const [head, ...rest] = part.split(':')
+    if (!head) throw new UsageError(`nodes=${spec}: empty node spec`)
+    const node: NodeSpec = /^\d+$/.test(head)
+      ? { count: Number(head), ppn: 1, gpus: 0, properties: [] }
+      : { count: 1, name: head, ppn: 1, gpus: 0, properties: [] }
+    for (const item of rest) {
+      const m = /^(ppn|gpus)=(\d+)$/.exec(item)
+      if (m) node[m[1] as 'ppn' | 'gpus'] = Number(m[2])
+      else if (/^[A-Za-z0-9_.-]+$/.test(item) && !item.includes('=')) node.properties.push(item)
+      else throw new UsageError(`nodes=${spec}: ${JSON.stringify(item)} is not ppn=N, gpus=N or a node property`)
+    }
+    if (node.count < 1 || node.ppn < 1) throw new UsageError(`nodes=${spec}: counts must be at least 1`)
+    return node
+  })
+}
+
+export function parseRequest(resourceList: string): JobRequest {
+  const list = parseResourceList(resourceList)
+  const count = (name: string) => {
+    const v = list.get(name)
+    if (v === undefined) return undefined
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${name}=${v} is not a positive whole number`)
+    return Number(v)
+  }
+  const size = (name: string) => (list.has(name) ? parseSize(list.get(name)!) : undefined)
+  return {
+    nodes: list.has('nodes') ? parseNodes(list.get('nodes')!) : [],
+    procs: count('procs'),
+    ncpus: count('ncpus'),
+    mem: size('mem'),
+    pmem: size('pmem'),
+    vmem: size('vmem'),
+    pvmem: size('pvmem'),
+    walltime: list.has('walltime') ? parseDuration(list.get('walltime')!) : undefined,
+  }
+}
+
+export interface LimitsPolicy {
+  cpu: 'quota' | 'cpuset' | 'none'
+  defaultCpus: number
+  maxCpus?: number
+  /** bytes */
+  defaultMem?: number
+  maxMem?: number
+}
+
+export interface ContainerLimits {
+  Memory?: number
+  MemorySwap?: number
+  NanoCpus?: number
+  CpusetCpus?: string
+}
+
+export interface NodeFacts {
+  /** PBS_NUM_PPN: processors of the job on this node, as pbs_mom counted them. */
+  ppnHere?: number
+  /** The cpuset TORQUE made for the job (cpuset.cpus of its cgroup), for `cpu: cpuset`. */
+  torqueCpuset?: string
+}
+
+/** CPUs of the job on this node. */
+export function cpusOf(request: JobRequest, facts: NodeFacts, fallback: number): number {
+  return facts.ppnHere ?? request.nodes[0]?.ppn ?? request.ncpus ?? request.procs ?? fallback
+}
+
+export function containerLimits(request: JobRequest, policy: LimitsPolicy, facts: NodeFacts = {}): ContainerLimits {
+  const cpus = cpusOf(request, facts, policy.defaultCpus)
+  if (policy.maxCpus !== undefined && cpus > policy.maxCpus) {
+    throw new PolicyError(`the job asks for ${cpus} CPUs on this node; its queue allows at most ${policy.maxCpus}`)
+  }
+  // mem is the job's total; pmem is per process (per ppn slot).
+  const memory = request.mem ?? (request.pmem !== undefined ? request.pmem * cpus : policy.defaultMem)
+  const virtual = request.vmem ?? (request.pvmem !== undefined ? request.pvmem * cpus : undefined)
+  const limits: ContainerLimits = {}
+  const ceiling = memory ?? virtual
+  if (ceiling !== undefined) {
+    if (policy.maxMem !== undefined && ceiling > policy.maxMem) {
+      throw new PolicyError(`the job asks for ${formatBytes(ceiling)} of memory; its queue allows at most ${formatBytes(policy.maxMem)}`)
+    }
+    limits.Memory = Math.min(ceiling, virtual ?? ceiling)
+    // Memory plus swap: vmem when given, else no swap at all, so `mem` means what it says.
+    limits.MemorySwap = Math.max(limits.Memory, virtual ?? 0)
+  }
+  if (policy.cpu === 'quota') limits.NanoCpus = cpus * 1e9
+  if (policy.cpu === 'cpuset') {
+    if (!facts.torqueCpuset) {
+      throw new PolicyError('the queue pins jobs to TORQUE\'s cpuset, but TORQUE made none for this job (is pbs_mom built with cgroups?)')
+    }
+    limits.CpusetCpus = facts.torqueCpuset
+  }
+  return limits
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`
+}
