@@ -4,7 +4,9 @@ import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
+import { oomKills, readUsage } from './cgroup.ts'
 import { LABEL } from './container.ts'
+import { formatBytes } from './resources.ts'
 import type { Engine } from './engine.ts'
 import { ContainerNotFoundError, PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
@@ -69,10 +71,24 @@ export async function runInContainer(engine: Engine, req: ShellRequest, stdio: S
     session.demux(stdio.stdout, stdio.stderr)
     stdio.stdin.pipe(session.stream, { end: true })
     await ended
-    return await exitStatus(session)
+    const status = await exitStatus(session)
+    // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
+    if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
+      stdio.stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
+    }
+    return status
   } finally {
     for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
     stdio.stdin.unpipe(session.stream)
+  }
+}
+
+function memoryLimit(pid: number): string {
+  try {
+    const limit = readUsage(pid).memory.limitBytes
+    return limit ? ` (limit ${formatBytes(limit)})` : ''
+  } catch {
+    return ''
   }
 }
 

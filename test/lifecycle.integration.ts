@@ -1,6 +1,7 @@
 // The container's life through the library, against the real engine and registry.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { parseConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
 import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
@@ -77,4 +78,18 @@ t.test('an engine that does not answer in time is a requeue, not a hang', async 
 
 t.test('a queue cbatch does not manage is left alone', async t => {
   t.same(await prepareJob(facts('1.x', 'elsewhere'), config, engine, {}), { kind: 'native' })
+})
+
+t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup', async t => {
+  const jobId = `${process.pid}6.torque`
+  const torque = parseConfig(`queues:\n  batch: { image: ${TEST_IMAGE}, pull: never, cgroupParent: torque }\n`)
+  t.teardown(async () => {
+    await cleanupJob(ended(jobId), engine)
+    // What TORQUE itself would remove at the end of the job.
+    execFileSync('sh', ['-c', `rmdir /sys/fs/cgroup/*/torque/${jobId} 2>/dev/null; true`])
+  })
+  const prepared = await prepareJob(facts(jobId), torque, engine, {})
+  if (prepared.kind !== 'container') throw new Error('no container')
+  const pid = (await engine.inspect(prepared.id)).pid
+  t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/${prepared.id}\\n`))
 })

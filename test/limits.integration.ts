@@ -1,0 +1,78 @@
+// Limits from the job's request, and accounting of what it really used, on the real engine.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import type { AccountingRecord } from '../lib/accounting.ts'
+import { parseConfig } from '../lib/config.ts'
+import { Engine } from '../lib/engine.ts'
+import { prepareJob } from '../lib/lifecycle.ts'
+import { containersOf, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const ACCOUNTING = `${shared.path}/accounting.jsonl`
+const config = testConfig(shared.path, `accounting: { file: ${ACCOUNTING} }\n`)
+const MiB = 1024 ** 2
+
+const recordOf = (jobId: string): AccountingRecord => readFileSync(ACCOUNTING, 'utf8').trim().split('\n')
+  .map(l => JSON.parse(l) as AccountingRecord).find(r => r.jobId === jobId)!
+
+t.test('a job over its mem is killed by the kernel, and told so', async t => {
+  const { job } = await runJob('#!/bin/sh\necho start\nexec dd if=/dev/zero of=/dev/null bs=200M count=1\n', { config, resources: 'nodes=1:ppn=1,mem=64mb' })
+  t.equal(job.exitStatus, 137, 'the exit status of a killed job')
+  t.match(job.stderr, 'cbatch: job killed: out of memory (limit 64 MiB)\n')
+  t.match(job.stdout, /cbatch: .*exit 137, killed: out of memory \(limit 64 MiB\)\n$/)
+  const record = recordOf(job.jobId)
+  t.equal(record.oomKilled, true)
+  t.equal(record.usage!.memory.limitBytes, 64 * MiB)
+  t.ok(record.usage!.memory.peakBytes <= 64 * MiB, 'never above the limit')
+  t.same(containersOf(job.jobId), [])
+})
+
+t.test('ppn=1 gives two busy loops one CPU between them', async t => {
+  const loop = 'timeout 3 sh -c "while :; do :; done"'
+  const { job } = await runJob(`#!/bin/sh\n${loop} &\n${loop} &\nwait\n`, { config, resources: 'nodes=1:ppn=1' })
+  t.equal(job.exitStatus, 0, job.stderr)
+  const { usage } = recordOf(job.jobId)
+  // Unlimited, the two loops would use about 6 s of CPU in their 3 s.
+  t.ok(usage!.cpu.totalSeconds > 2.4 && usage!.cpu.totalSeconds < 3.6, `cpu ${usage!.cpu.totalSeconds} s in 3 s`)
+})
+
+t.test('CPU time and peak memory match what the job burnt within 10%', async t => {
+  const { job } = await runJob(`#!/bin/sh
+timeout 2 sh -c "while :; do :; done"
+dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null
+times
+`, { config, resources: 'nodes=1:ppn=2' })
+  t.equal(job.exitStatus, 0, job.stderr)
+  // `times`: the shell's user/system, then its children's.
+  const seconds = (v: string) => { const [, m, s] = /(\d+)m([\d.]+)s/.exec(v)!; return Number(m) * 60 + Number(s) }
+  const [, children] = job.stdout.trim().split('\n')
+  const burnt = children.split(' ').map(seconds).reduce((a, b) => a + b)
+  const { usage } = recordOf(job.jobId)
+  t.ok(Math.abs(usage!.cpu.totalSeconds - burnt) <= 0.1 * burnt, `cgroup ${usage!.cpu.totalSeconds} s, job ${burnt} s`)
+  const peak = usage!.memory.peakBytes
+  t.ok(Math.abs(peak - 100 * MiB) <= 10 * MiB, `peak ${peak / MiB} MiB for a 100 MiB buffer`)
+  t.match(job.stdout, new RegExp(`cbatch: cpu ${usage!.cpu.totalSeconds.toFixed(1)} s, peak mem \\d+(\\.\\d)? MiB, wall 00:00:0\\d, exit 0\\n$`))
+})
+
+t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {
+  const parallel = `${shared.path}/parallel.jsonl`
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 60_000, pullTimeoutMs: 60_000 })
+  const queues = parseConfig(readFileSync(config, 'utf8'))
+  const jobIds = Array.from({ length: 16 }, (_, i) => `${process.pid}${i}.parallel`)
+  await Promise.all(jobIds.map(jobId => prepareJob(
+    { jobId, user: TEST_USER, group: '', jobName: 'p', resources: '', queue: 'batch', account: '' }, queues, engine, {})))
+  const epilogueConfig = testConfig(shared.path, `accounting: { file: ${parallel} }\n`)
+  const statuses = await Promise.all(jobIds.map(jobId => new Promise<number | null>(resolve => {
+    const child = spawn(`${import.meta.dirname}/../dist/epilogue`,
+      [jobId, TEST_USER, TEST_USER, 'p', '0', '', '', 'batch', '', '0', `/x/jobs/${jobId}.SC`],
+      { env: { CBATCH_CONFIG: epilogueConfig }, stdio: 'ignore' })
+    child.on('close', resolve)
+  })))
+  t.same(statuses, jobIds.map(() => 0))
+  const lines = readFileSync(parallel, 'utf8').split('\n').filter(Boolean)
+  t.equal(lines.length, 16)
+  t.same(lines.map(l => (JSON.parse(l) as AccountingRecord).jobId).sort(), [...jobIds].sort())
+  t.same(jobIds.flatMap(containersOf), [])
+})

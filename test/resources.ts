@@ -1,0 +1,59 @@
+import t from 'tap'
+import { containerLimits, formatBytes, parseNodes, parseRequest, type LimitsPolicy } from '../lib/resources.ts'
+
+const quota: LimitsPolicy = { cpu: 'quota', defaultCpus: 1 }
+const GiB = 1024 ** 3
+
+t.test('nodes: counts, names, ppn, gpus, properties and + joins', async t => {
+  t.same(parseNodes('1'), [{ count: 1, ppn: 1, gpus: 0, properties: [] }])
+  t.same(parseNodes('2:ppn=4:gpus=1'), [{ count: 2, ppn: 4, gpus: 1, properties: [] }])
+  t.same(parseNodes('node7:ppn=2:bigmem+3:ppn=8'), [
+    { count: 1, name: 'node7', ppn: 2, gpus: 0, properties: ['bigmem'] },
+    { count: 3, ppn: 8, gpus: 0, properties: [] },
+  ])
+  for (const bad of ['', '1:ppn=x', '1:ppn=0', '0:ppn=1', '1:gpus=-1', '1+', 'n:ppn=2:a=b']) {
+    t.throws(() => parseNodes(bad), { name: 'UsageError' }, bad)
+  }
+})
+
+t.test('the whole Resource_List', async t => {
+  t.same(parseRequest('neednodes=1:ppn=2,nodes=1:ppn=2,mem=4gb,pmem=1gb,vmem=8gb,pvmem=2gb,walltime=01:00:00,procs=2,ncpus=2'), {
+    nodes: [{ count: 1, ppn: 2, gpus: 0, properties: [] }], procs: 2, ncpus: 2,
+    mem: 4 * GiB, pmem: GiB, vmem: 8 * GiB, pvmem: 2 * GiB, walltime: 3600,
+  })
+  t.same(parseRequest('walltime=90,mem=100mw'), { nodes: [], procs: undefined, ncpus: undefined, mem: 100 * 1024 ** 2 * 8, pmem: undefined, vmem: undefined, pvmem: undefined, walltime: 90 })
+  t.throws(() => parseRequest('procs=0'), { message: /procs=0 is not a positive whole number/ })
+  t.throws(() => parseRequest('mem=4 gb'), { name: 'UsageError' })
+  t.throws(() => parseRequest('walltime=1:2:3:4'), { name: 'UsageError' })
+})
+
+t.test('memory: mem, else pmem x CPUs, else the queue default; vmem adds swap', async t => {
+  t.same(containerLimits(parseRequest('mem=2gb'), quota), { Memory: 2 * GiB, MemorySwap: 2 * GiB, NanoCpus: 1e9 })
+  t.same(containerLimits(parseRequest('nodes=1:ppn=4,pmem=1gb'), quota), { Memory: 4 * GiB, MemorySwap: 4 * GiB, NanoCpus: 4e9 })
+  t.same(containerLimits(parseRequest('mem=2gb,vmem=3gb'), quota), { Memory: 2 * GiB, MemorySwap: 3 * GiB, NanoCpus: 1e9 })
+  t.same(containerLimits(parseRequest('nodes=1:ppn=2,pvmem=1gb'), quota), { Memory: 2 * GiB, MemorySwap: 2 * GiB, NanoCpus: 2e9 })
+  t.same(containerLimits(parseRequest(''), { ...quota, defaultMem: GiB }), { Memory: GiB, MemorySwap: GiB, NanoCpus: 1e9 })
+  t.same(containerLimits(parseRequest(''), { ...quota, cpu: 'none' }), {}, 'no request, no default: no limit')
+})
+
+t.test('CPUs: ppn on this node (PBS_NUM_PPN), ncpus, procs, default; quota or TORQUE cpuset', async t => {
+  t.equal(containerLimits(parseRequest('nodes=2:ppn=8'), quota, { ppnHere: 3 }).NanoCpus, 3e9)
+  t.equal(containerLimits(parseRequest('ncpus=6'), quota).NanoCpus, 6e9)
+  t.equal(containerLimits(parseRequest('procs=5'), quota).NanoCpus, 5e9)
+  t.equal(containerLimits(parseRequest(''), { ...quota, defaultCpus: 2 }).NanoCpus, 2e9)
+  t.same(containerLimits(parseRequest('nodes=1:ppn=2'), { ...quota, cpu: 'cpuset' }, { torqueCpuset: '0,2' }), { CpusetCpus: '0,2' })
+  t.throws(() => containerLimits(parseRequest(''), { ...quota, cpu: 'cpuset' }), { name: 'PolicyError', message: /made none for this job/ })
+})
+
+t.test('maximums of the queue abort the job with what is allowed', async t => {
+  t.throws(() => containerLimits(parseRequest('nodes=1:ppn=16'), { ...quota, maxCpus: 8 }),
+    { name: 'PolicyError', message: 'the job asks for 16 CPUs on this node; its queue allows at most 8' })
+  t.throws(() => containerLimits(parseRequest('vmem=64gb'), { ...quota, maxMem: 32 * GiB }),
+    { message: 'the job asks for 64 GiB of memory; its queue allows at most 32 GiB' })
+})
+
+t.test('formatBytes', async t => {
+  t.equal(formatBytes(0), '0 B')
+  t.equal(formatBytes(1536), '1.5 KiB')
+  t.equal(formatBytes(512 * 1024 ** 2), '512 MiB')
+})
