@@ -43,6 +43,26 @@ const policyFields = {
     defaultMem: Type.Optional(Size('memory of a job that asks for none')),
     maxMem: Type.Optional(Size('most memory a job may ask for')),
   }, { additionalProperties: false, default: {} }),
+  allowedImages: Type.Array(Type.String({ minLength: 1 }), {
+    default: [], description: 'globs of images a job may ask for (#CBATCH image=, CBATCH_IMAGE); `*` stops at /, `**` does not',
+  }),
+  userMounts: Type.Array(Type.Object({
+    source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
+    readOnly: Type.Optional(Type.Boolean({ description: 'force such mounts read-only (default false)' })),
+  }, { additionalProperties: false }), { default: [] }),
+  capAdd: Type.Array(Type.String({ pattern: '^[A-Z][A-Z_]*$' }), {
+    default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE',
+  }),
+  devices: Type.Array(Type.Object({
+    path: Type.String({ pattern: '^/dev/', description: 'host device, e.g. /dev/nvidia0' }),
+    permissions: Type.String({ pattern: '^[rwm]{1,3}$', default: 'rwm' }),
+  }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
+  allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
+  readOnlyRootfs: Type.Boolean({ default: false, description: 'read-only image filesystem, with a writable tmpfs /tmp' }),
+  scratch: Type.Optional(Type.Object({
+    base: AbsolutePath('host directory for per-job scratch directories'),
+    target: AbsolutePath('where the job sees its scratch directory (also $CBATCH_SCRATCH)'),
+  }, { additionalProperties: false })),
   cgroupParent: Type.Union([Type.Literal('none'), Type.Literal('torque')], {
     default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
   }),
@@ -157,6 +177,18 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
     const target = v.target ?? v.source
     if (targets.has(target)) problems.push({ path: ['volumes', i, 'target'], message: `${target} is mounted twice` })
     targets.add(target)
+  })
+  policy.userMounts.forEach((m, i) => {
+    const forbidden = exposedBy(m.source)
+    if (forbidden) problems.push({ path: ['userMounts', i, 'source'], message: `${m.source} may not be offered to jobs (it exposes ${forbidden})` })
+  })
+  if (policy.scratch && exposedBy(policy.scratch.base)) {
+    problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
+  }
+  policy.capAdd.forEach((cap, i) => {
+    if (['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID'].includes(cap.replace(/^CAP_/, ''))) {
+      problems.push({ path: ['capAdd', i], message: `${cap} would let a job escape its container or become root; it is never given back` })
+    }
   })
   return problems
 }

@@ -1,6 +1,7 @@
 // The job's container as a create request: a pure function of the job, its owner and
 // its queue's policy. Everything a container may do is decided here, in one place.
 import { createHash } from 'node:crypto'
+import { posix } from 'node:path'
 import type { QueuePolicy } from './config.ts'
 import type { ContainerCreateSpec } from './engine.ts'
 import { PolicyError } from './errors.ts'
@@ -17,6 +18,7 @@ export const LABEL = {
   queue: 'cbatch.queue',
   version: 'cbatch.version',
   shellFallback: 'cbatch.shell-fallback',
+  scratch: 'cbatch.scratch',
 } as const
 
 export interface JobPaths {
@@ -28,6 +30,8 @@ export interface JobPaths {
   tmpDir?: string
   /** mom_priv of this pbs_mom: only the job's own script in it may be mounted. */
   momPriv?: string
+  /** The job's scratch directory on the host, when the queue gives one. */
+  scratchDir?: string
 }
 
 export interface ContainerRequest {
@@ -37,6 +41,8 @@ export interface ContainerRequest {
   paths: JobPaths
   version: string
   hostname: string
+  /** The image and extra volumes the job asked for, as its queue allowed them. */
+  granted: { image: string; volumes: { source: string; target: string; readOnly: boolean }[] }
   /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
   node: NodeFacts
   /** Whether a host path exists; paths of the job that do not are not mounted. */
@@ -50,14 +56,17 @@ export function containerName(jobId: string): string {
 }
 
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
-  const { job, owner, policy } = req
-  if (owner.uid === 0 || owner.gid === 0) {
+  const { job, owner, policy, paths } = req
+  if ((owner.uid === 0 || owner.gid === 0) && !policy.allowRoot) {
     throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
   }
+  const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
   return {
     name: containerName(job.jobId),
-    Image: policy.image,
+    Image: req.granted.image,
     Cmd: policy.holder,
+    // The exec'd job shell inherits this.
+    Env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],
     User: `${owner.uid}:${owner.gid}`,
     Labels: {
       [LABEL.job]: job.jobId,
@@ -66,6 +75,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.queue]: job.queue,
       [LABEL.version]: req.version,
       [LABEL.shellFallback]: policy.shellFallback,
+      ...scratch,
     },
     // With the host's network the host's name comes along; Docker refuses to set both.
     Hostname: policy.network === 'none' ? req.hostname : undefined,
@@ -76,8 +86,13 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       GroupAdd: owner.groups.filter(g => g !== owner.gid).map(String),
       Mounts: mounts(req),
       CapDrop: ['ALL'],
+      CapAdd: policy.capAdd.length ? policy.capAdd : undefined,
+      // Docker's default seccomp profile stays: nothing here may say seccomp=unconfined.
       SecurityOpt: ['no-new-privileges'],
       Privileged: false,
+      Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions })),
+      ReadonlyRootfs: policy.readOnlyRootfs,
+      Tmpfs: policy.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,mode=1777' } : undefined,
       IpcMode: 'private',
       PidsLimit: policy.pidsLimit,
       LogConfig: { Type: 'none', Config: {} },
@@ -98,9 +113,11 @@ function mounts(req: ContainerRequest): Mount[] {
   const list: Mount[] = []
   const bind = (source: string, target: string, readOnly: boolean) =>
     list.push({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
+  // This pbs_mom's own home, wherever it is, is as protected as the default one.
+  const pbsHome = paths.momPriv ? posix.dirname(paths.momPriv) : undefined
   const add = (source: string, target: string, readOnly: boolean, what: string) => {
     if (list.some(m => isWithin(target, m.Target) && isWithin(source, m.Source))) return // already visible
-    const exposed = exposedBy(source)
+    const exposed = exposedBy(source) ?? (pbsHome && (isWithin(source, pbsHome) || isWithin(pbsHome, source)) ? pbsHome : undefined)
     if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
     bind(source, target, readOnly)
   }
@@ -119,5 +136,7 @@ function mounts(req: ContainerRequest): Mount[] {
     bind(job.scriptPath, job.scriptPath, true)
   }
   for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly ?? false, 'volume')
+  for (const v of req.granted.volumes) add(v.source, v.target, v.readOnly, 'requested mount')
+  if (policy.scratch && paths.scratchDir) bind(paths.scratchDir, policy.scratch.target, false)
   return list
 }

@@ -87,6 +87,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   copyFileSync(opts.script, scriptPath)
   chownSync(scriptPath, owner.uid, owner.gid)
   chmodSync(scriptPath, 0o700)
+  // The job as pbs_mom stores it: binary, root's, with the Variable_List in it.
+  const variables = Object.entries(opts.variables ?? {}).map(([k, v]) => `${k}=${v.replace(/,/g, '\\,')}`).join(',')
+  writeFileSync(join(jobsDir, `${jobId}.JB`), Buffer.from(`PBSJOB\0Variable_List\0${variables}\0`), { mode: 0o600 })
   const outFile = join(pbsHome, 'spool', `${jobId}.OU`)
   const errFile = join(pbsHome, 'spool', `${jobId}.ER`)
   for (const f of [outFile, errFile]) {

@@ -1,12 +1,13 @@
 // The container's life around a job: made by the prologue, removed by the epilogue.
-import { existsSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { dirname } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import type { Config } from './config.ts'
-import { buildContainerSpec, LABEL } from './container.ts'
-import type { Engine } from './engine.ts'
+import { buildContainerSpec, containerName, LABEL } from './container.ts'
+import type { Engine, JobContainer } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
-import { lookupUser } from './identity.ts'
+import { lookupUser, type Identity } from './identity.ts'
+import { jobVariable, parseDirectives, resolveJobAsks, type JobAsks } from './jobrequest.ts'
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
 import type { AccountingRecord } from './accounting.ts'
 import type { EpilogueFacts, JobFacts } from './torque.ts'
@@ -23,9 +24,11 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
   const owner = await lookupUser(facts.user, facts.group)
+  const granted = resolveJobAsks(policy, jobAsks(facts), jobImageVariable(facts))
+  const scratchDir = policy.scratch && join(policy.scratch.base, containerName(facts.jobId))
   // Every policy decision is made before the engine is touched.
   const spec = buildContainerSpec({
-    job: facts, owner, policy, version: VERSION, hostname: hostname(), exists: existsSync,
+    job: facts, owner, policy, granted, version: VERSION, hostname: hostname(), exists: existsSync,
     node: {
       ppnHere: env.PBS_NUM_PPN ? Number(env.PBS_NUM_PPN) : undefined,
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
@@ -35,15 +38,42 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       nodeFile: env.PBS_NODEFILE,
       tmpDir: env.TMPDIR,
       momPriv: facts.scriptPath ? dirname(dirname(facts.scriptPath)) : undefined,
+      scratchDir,
     },
   })
   // A requeued job may have left its old container behind; it gets a fresh one.
-  const [imageSource, replaced] = await Promise.all([ensureImage(engine, policy), removeJobContainers(engine, facts.jobId)])
-  const id = await engine.run(spec)
-  return { kind: 'container', id, name: spec.name!, image: policy.image, imageSource, replaced }
+  const [imageSource, replaced] = await Promise.all([
+    ensureImage(engine, { image: granted.image, pull: policy.pull }),
+    removeJobContainers(engine, facts.jobId),
+  ])
+  if (scratchDir) makeScratch(scratchDir, owner)
+  try {
+    const id = await engine.run(spec)
+    return { kind: 'container', id, name: spec.name!, image: granted.image, imageSource, replaced }
+  } catch (err) {
+    if (scratchDir) rmSync(scratchDir, { recursive: true, force: true })
+    throw err
+  }
 }
 
-/** Epilogue: what the job's containers used, read before they are removed whatever their state. */
+/** What the job script's `#CBATCH` lines ask for (TORQUE 6 passes the script's path). */
+function jobAsks(facts: JobFacts): JobAsks {
+  return facts.scriptPath ? parseDirectives(readFileSync(facts.scriptPath, 'utf8')) : { mounts: [] }
+}
+
+/** CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it (`<jobid>.JB` beside the script). */
+function jobImageVariable(facts: JobFacts): string | undefined {
+  const jobFile = facts.scriptPath?.replace(/\.SC$/, '.JB')
+  return jobFile && existsSync(jobFile) ? jobVariable(readFileSync(jobFile), 'CBATCH_IMAGE') : undefined
+}
+
+function makeScratch(dir: string, owner: Identity): void {
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 })
+  rmSync(dir, { recursive: true, force: true }) // a requeued job starts clean
+  mkdirSync(dir, { mode: 0o700 })
+  chownSync(dir, owner.uid, owner.gid)
+}
+
 export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
   engine: Engine, now: () => Date = () => new Date()): Promise<AccountingRecord[]> {
   const containers = await engine.findByLabel(LABEL.job, facts.jobId)
@@ -52,6 +82,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     const usage = details.running ? usageOf(details.pid) : undefined
     const imageDigest = await engine.imageDigest(details.imageId).catch(() => undefined)
     await engine.remove(c.id)
+    removeScratch(c)
     const end = now()
     return {
       time: end.toISOString(),
@@ -68,6 +99,12 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
       usage,
     }
   }))
+}
+
+/** The job's scratch directory, named by the prologue after the container. */
+function removeScratch(container: JobContainer): void {
+  const dir = container.labels[LABEL.scratch]
+  if (dir && basename(dir) === container.name) rmSync(dir, { recursive: true, force: true })
 }
 
 function usageOf(pid: number): CgroupUsage | undefined {

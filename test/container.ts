@@ -8,6 +8,7 @@ const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
   owner, policy, version: '0.0.0', hostname: 'node1', exists: () => true, node: {},
+  granted: { image: 'img:1', volumes: [] },
   paths: { workDir: '/data/run', nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
   ...over,
 })

@@ -1,0 +1,96 @@
+// What a job asks of cbatch itself, and whether its queue allows it: another image
+// (`#CBATCH image=REF` in the script, or CBATCH_IMAGE from qsub -v) and extra mounts
+// (`#CBATCH mount=/path[:ro]`). Values are parsed strictly: nothing reaches a shell.
+import picomatch from 'picomatch'
+import type { QueuePolicy } from './config.ts'
+import { PolicyError } from './errors.ts'
+import { isWithin } from './paths.ts'
+
+export interface JobAsks {
+  image?: string
+  mounts: { path: string; readOnly: boolean }[]
+}
+
+const DIRECTIVE = /^#CBATCH\s+(.*)$/
+
+/**
+ * `#CBATCH key=value ...` lines of the script's leading comment block (as qsub reads
+ * `#PBS` lines): parsing stops at the first line that is not blank or a comment.
+ */
+export function parseDirectives(script: string): JobAsks {
+  const asks: JobAsks = { mounts: [] }
+  for (const raw of script.split('\n')) {
+    const line = raw.trim()
+    if (line && !line.startsWith('#')) break
+    const m = DIRECTIVE.exec(line)
+    if (!m) continue
+    for (const token of m[1].trim().split(/\s+/)) {
+      const eq = token.indexOf('=')
+      const [key, value] = eq > 0 ? [token.slice(0, eq), token.slice(eq + 1)] : [token, '']
+      if (key === 'image') {
+        asks.image = checkedImage(value, '#CBATCH image')
+      } else if (key === 'mount') {
+        asks.mounts.push(checkedMount(value))
+      } else {
+        throw new PolicyError(`#CBATCH ${token}: unknown directive (known: image=REF, mount=/path[:ro])`)
+      }
+    }
+  }
+  return asks
+}
+
+/**
+ * A variable of the job's Variable_List (qsub -v) from its `.JB` file: the prologue is not
+ * given the job's environment, but root may read the job as pbs_mom stored it.
+ */
+export function jobVariable(jobFile: Buffer, name: string): string | undefined {
+  const m = new RegExp(`(?:^|[,\\0])${name}=([^,\\0]*)`).exec(jobFile.toString('latin1'))
+  return m ? m[1] : undefined
+}
+
+// docker/distribution's reference grammar: [domain[:port]/]path[:tag][@digest].
+const DOMAIN = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?'
+const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`)
+
+export function isImageReference(ref: string): boolean {
+  return ref.length <= 255 && REFERENCE.test(ref)
+}
+
+function checkedImage(ref: string, what: string): string {
+  if (!isImageReference(ref)) throw new PolicyError(`${what}=${JSON.stringify(ref)} is not an image reference`)
+  return ref
+}
+
+function checkedMount(value: string): { path: string; readOnly: boolean } {
+  const readOnly = value.endsWith(':ro')
+  const path = readOnly ? value.slice(0, -3) : value
+  // Segments may not start with a dot: no `.` or `..`, no empty segments, no trailing slash.
+  if (!/^(\/[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]*)+$/.test(path)) {
+    throw new PolicyError(`#CBATCH mount=${JSON.stringify(value)}: give a plain absolute path, optionally with :ro`)
+  }
+  return { path, readOnly }
+}
+
+/** The image and extra volumes of the job, as its queue allows; anything else aborts it. */
+export function resolveJobAsks(policy: QueuePolicy, asks: JobAsks, variableImage?: string):
+  { image: string; volumes: { source: string; target: string; readOnly: boolean }[] } {
+  const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
+  let image = policy.image
+  if (wanted && wanted !== policy.image) {
+    const candidate = wanted.includes(':') || wanted.includes('@') ? wanted : `${wanted}:latest`
+    if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
+      throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
+    }
+    image = candidate
+  }
+  const volumes = asks.mounts.map(m => {
+    const allowed = policy.userMounts.find(u => isWithin(m.path, u.source))
+    if (!allowed) {
+      const list = policy.userMounts.map(u => u.source).join(', ') || 'none'
+      throw new PolicyError(`mount ${m.path} is not allowed in this queue; allowed below: ${list}`)
+    }
+    return { source: m.path, target: m.path, readOnly: m.readOnly || (allowed.readOnly ?? false) }
+  })
+  return { image, volumes }
+}
