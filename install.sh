@@ -52,6 +52,10 @@ is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
 
 install_hooks() {
   [ -d "$MOM_PRIV" ] || die "$MOM_PRIV does not exist: is pbs_mom installed? (use --pbs-home DIR)"
+  # The hooks' wrappers run as root among the job owner's variables: their shell must be
+  # statically linked, or LD_PRELOAD of a job would run as root.
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 \
+    || die "/bin/busybox must be the statically linked one: apt-get install busybox-static"
   [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] || die "dist/ is not built: run without --no-build"
   run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
   for hook in $HOOKS; do

@@ -50,13 +50,15 @@ export type ExitCodes = Record<Disposition | 'internal', number>
  */
 export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) => string | undefined, codes: ExitCodes,
   main: (ctx: HookContext) => Promise<number>): Promise<never> {
-  const env = hookEnvironment()
-  const jobId = jobIdFrom(env)
-  let log = nodeLogger(name, jobId ?? '-', undefined, env)
+  let env: NodeJS.ProcessEnv = {}
+  let log = nodeLogger(name, '-', undefined, process.env)
   let status: number
   try {
+    env = hookEnvironment()
+    const jobId = jobIdFrom(env) ?? '-'
+    log = nodeLogger(name, jobId, undefined, env)
     const config = loadConfig(configPath(env))
-    log = nodeLogger(name, jobId ?? '-', config.log.file, env)
+    log = nodeLogger(name, jobId, config.log.file, env)
     status = await main({ env, config, log })
   } catch (err) {
     if (err instanceof CbatchError) {

@@ -55,7 +55,7 @@ const policyFields = {
   }),
   devices: Type.Array(Type.Object({
     path: Type.String({ pattern: '^/dev/', description: 'host device, e.g. /dev/nvidia0' }),
-    permissions: Type.String({ pattern: '^[rwm]{1,3}$', default: 'rwm' }),
+    permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', description: 'cgroup device permissions (default rwm)' })),
   }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
   allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
   readOnlyRootfs: Type.Boolean({ default: false, description: 'read-only image filesystem, with a writable tmpfs /tmp' }),

@@ -90,7 +90,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       // Docker's default seccomp profile stays: nothing here may say seccomp=unconfined.
       SecurityOpt: ['no-new-privileges'],
       Privileged: false,
-      Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions })),
+      Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
       ReadonlyRootfs: policy.readOnlyRootfs,
       Tmpfs: policy.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,mode=1777' } : undefined,
       IpcMode: 'private',

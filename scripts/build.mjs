@@ -26,14 +26,16 @@ chmodSync('dist/cbatch', 0o755)
 // dist/cbatch has no extension: without this, the package's "type": "module" would apply.
 writeFileSync('dist/package.json', '{ "type": "commonjs" }\n')
 
-// pbs_mom runs the hooks as root with variables a job owner may set (qsub -v). Node gets an
-// empty environment, so none of them can change how it runs (NODE_OPTIONS and the like),
-// and reads the real one from fd 3. Node is named by the absolute path it was built with.
+// pbs_mom runs the hooks as root with variables a job owner may set (qsub -v). The wrapper
+// runs in Debian's statically linked busybox, so the dynamic loader never reads LD_PRELOAD
+// or its kin; node then starts with an empty environment, so none of them (NODE_OPTIONS…)
+// can change how it runs, and reads the real one from fd 3. Node is named by the absolute
+// path it was built with.
 for (const hook of HOOKS) {
-  writeFileSync(`dist/${hook}`, `#!/bin/sh
+  writeFileSync(`dist/${hook}`, `#!/bin/busybox sh
 # cbatch ${hook} hook for pbs_mom (see the cbatch README)
-exec /usr/bin/env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/${hook}.cjs" "$@" 3<<CBATCH_ENV
-$(/usr/bin/base64 -w 0 /proc/self/environ)
+exec /bin/busybox env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/${hook}.cjs" "$@" 3<<CBATCH_ENV
+$(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV
 `, { mode: 0o755 })
 }

@@ -12,9 +12,11 @@ say() { echo "provision: $*"; }
 [ "$(id -u)" = 0 ] || { echo "provision: must run as root" >&2; exit 1; }
 
 missing=""
-for pair in dockerd:docker.io busybox:busybox-static docker-registry:docker-registry setpriv:util-linux getent:libc-bin; do
+for pair in dockerd:docker.io docker-registry:docker-registry setpriv:util-linux getent:libc-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# The hooks' wrappers need the statically linked busybox (see scripts/build.mjs).
+[ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing="$missing busybox-static"
 if [ -n "$missing" ]; then
   say "installing$missing"
   apt-get update -q >/dev/null
@@ -32,14 +34,19 @@ if ! docker info >/dev/null 2>&1; then
   done
 fi
 
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+# The test image: busybox, plus a setuid-root copy that the security tests try to abuse.
+IMAGE_VERSION=3
+if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "$IMAGE" 2>/dev/null)" != "$IMAGE_VERSION" ]; then
   say "building $IMAGE from busybox-static"
   root=$(mktemp -d)
-  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev" "$root/home"
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev" "$root/home" "$root/usr/local/bin"
   chmod 1777 "$root/tmp"
-  cp "$(command -v busybox)" "$root/bin/busybox"
+  cp /bin/busybox "$root/bin/busybox"
   chroot "$root" /bin/busybox --install -s /bin
-  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "$IMAGE" >/dev/null
+  cp /bin/busybox "$root/usr/local/bin/busybox-suid"
+  chmod 4755 "$root/usr/local/bin/busybox-suid"
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    -c "LABEL cbatch.test-image=$IMAGE_VERSION" - "$IMAGE" >/dev/null
   rm -rf "$root"
 fi
 

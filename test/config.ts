@@ -139,3 +139,13 @@ queues:
   t.equal(err.issues[0].path, 'queues.a.limits.maxMem')
   t.equal(err.issues[0].line, 5)
 })
+
+t.test('security settings that would open the node are refused', async t => {
+  t.equal(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [SYS_ADMIN]\n').issues[0].path, 'queues.a.capAdd.0')
+  t.match(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [CAP_SYS_MODULE]\n').issues[0].message, /never given back/)
+  t.equal(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [net_admin]\n').issues[0].path, 'queues.a.capAdd.0')
+  t.match(issuesOf('queues:\n  a:\n    image: x\n    userMounts: [{ source: /var }]\n').issues[0].message, /may not be offered to jobs \(it exposes \/var\/run\/docker\.sock\)/)
+  t.equal(issuesOf('queues:\n  a:\n    image: x\n    scratch: { base: /root/s, target: /scratch }\n').issues[0].path, 'queues.a.scratch.base')
+  t.equal(issuesOf('queues:\n  a:\n    image: x\n    devices: [{ path: /etc/passwd }]\n').issues[0].path, 'queues.a.devices.0.path')
+  t.same(parseConfig('queues:\n  a:\n    image: x\n    devices: [{ path: /dev/fuse }]\n').queues.get('a')!.devices, [{ path: '/dev/fuse' }])
+})

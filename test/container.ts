@@ -81,3 +81,31 @@ t.test('limits from the Resource_List and the queue', async t => {
   t.throws(() => buildContainerSpec(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: '512mb' } } })),
     { name: 'PolicyError', message: 'the job asks for 1 GiB of memory; its queue allows at most 512 MiB' })
 })
+
+t.test('security options of the queue', async t => {
+  const spec = buildContainerSpec(request({
+    policy: { ...policy, capAdd: ['NET_BIND_SERVICE'], devices: [{ path: '/dev/fuse', permissions: 'rw' }], readOnlyRootfs: true, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
+    paths: { scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
+  }))
+  t.match(spec.HostConfig, {
+    CapDrop: ['ALL'], CapAdd: ['NET_BIND_SERVICE'], ReadonlyRootfs: true, Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777' },
+    Devices: [{ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rw' }],
+  })
+  t.notMatch(JSON.stringify(spec.HostConfig!.SecurityOpt), /seccomp|apparmor=unconfined/)
+  t.same(spec.Env, ['CBATCH_SCRATCH=/scratch'])
+  t.equal(spec.Labels!['cbatch.scratch'], '/var/tmp/cbatch/cbatch-12.srv-x')
+  t.same(spec.HostConfig!.Mounts!.at(-1), { Type: 'bind', Source: '/var/tmp/cbatch/cbatch-12.srv-x', Target: '/scratch', ReadOnly: false })
+  const plain = buildContainerSpec(request())
+  t.match(plain.HostConfig, { CapAdd: undefined, Devices: [], ReadonlyRootfs: false, Tmpfs: undefined })
+  t.same(plain.Env, [])
+})
+
+t.test('root only where the queue allows it; this mom\'s PBS_HOME is protected wherever it is', async t => {
+  t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).User, '0:0')
+  const elsewhere = request({ paths: { momPriv: '/opt/torque/mom_priv', workDir: '/opt/torque' } })
+  elsewhere.job = { ...elsewhere.job, scriptPath: '/opt/torque/mom_priv/jobs/12.srv.SC' }
+  t.throws(() => buildContainerSpec(elsewhere),
+    { name: 'PolicyError', message: 'PBS_O_WORKDIR /opt/torque cannot be mounted into the job\'s container (it would expose /opt/torque)' })
+  const granted = { image: 'img:1', volumes: [{ source: '/opt/torque/mom_priv', target: '/x', readOnly: true }] }
+  t.throws(() => buildContainerSpec({ ...elsewhere, granted, paths: { momPriv: '/opt/torque/mom_priv' } }), { message: /requested mount/ })
+})

@@ -1,0 +1,61 @@
+import t from 'tap'
+import { parseConfig } from '../lib/config.ts'
+import { isImageReference, jobVariable, parseDirectives, resolveJobAsks } from '../lib/jobrequest.ts'
+
+const policy = parseConfig(`queues:
+  q:
+    image: site/base:1
+    allowedImages: ['registry.site.org/hpc/*', 'site/pinned@sha256:${'a'.repeat(64)}']
+    userMounts: [{ source: /data }, { source: /refdata, readOnly: true }]
+`).queues.get('q')!
+
+t.test('image references follow Docker\'s grammar', async t => {
+  for (const ok of ['busybox', 'busybox:1.36', 'site/base:1', 'registry.site.org:5000/hpc/gromacs:2024.1',
+    '127.0.0.1:5000/a/b', `x@sha256:${'0'.repeat(64)}`, 'a_b/c__d/e-f:tag']) t.ok(isImageReference(ok), ok)
+  for (const bad of ['', 'Busybox', 'busybox;id', 'a b', '$(id)', '`id`', 'busybox:', 'busybox@sha256:12', '-x', 'a//b', 'x'.repeat(300)]) {
+    t.notOk(isImageReference(bad), bad)
+  }
+})
+
+t.test('directives: leading comment block only, strict values', async t => {
+  t.same(parseDirectives('#!/bin/sh\n#PBS -l nodes=1\n#CBATCH image=registry.site.org/hpc/a:1\n\n#CBATCH mount=/data/p mount=/refdata/x:ro\necho\n#CBATCH image=late:1\n'),
+    { image: 'registry.site.org/hpc/a:1', mounts: [{ path: '/data/p', readOnly: false }, { path: '/refdata/x', readOnly: true }] })
+  t.same(parseDirectives('#!/bin/sh\necho hi\n'), { mounts: [] })
+  t.throws(() => parseDirectives('#CBATCH image=a;b\n'), { name: 'PolicyError', message: /not an image reference/ })
+  t.throws(() => parseDirectives('#CBATCH privileged\n'), { message: /unknown directive/ })
+  t.throws(() => parseDirectives('#CBATCH mount=/a b\n'), { message: '#CBATCH b: unknown directive (known: image=REF, mount=/path[:ro])' })
+  for (const bad of ['data', '/data/../etc', '/data/./x', '/data//x', '/data/', '/x;y', '/.ssh', '']) {
+    t.throws(() => parseDirectives(`#CBATCH mount=${bad}\n`), { message: /plain absolute path/ }, bad)
+  }
+})
+
+t.test('CBATCH_IMAGE from the Variable_List of the job file', async t => {
+  const jb = Buffer.from('\x00\x01PBSJOB\x00Variable_List\x00PBS_O_HOME=/home/a,CBATCH_IMAGE=site/x:2,PBS_O_SHELL=/bin/sh\x00\xff')
+  t.equal(jobVariable(jb, 'CBATCH_IMAGE'), 'site/x:2')
+  t.equal(jobVariable(jb, 'PBS_O_HOME'), '/home/a')
+  t.equal(jobVariable(jb, 'MISSING'), undefined)
+  t.equal(jobVariable(Buffer.from('XCBATCH_IMAGE=evil'), 'CBATCH_IMAGE'), undefined, 'whole names only')
+})
+
+t.test('the queue decides the image', async t => {
+  t.equal(resolveJobAsks(policy, { mounts: [] }).image, 'site/base:1')
+  t.equal(resolveJobAsks(policy, { image: 'site/base:1', mounts: [] }).image, 'site/base:1')
+  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }).image, 'registry.site.org/hpc/a:1')
+  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a', mounts: [] }).image, 'registry.site.org/hpc/a:latest')
+  t.equal(resolveJobAsks(policy, { mounts: [] }, 'registry.site.org/hpc/b:2').image, 'registry.site.org/hpc/b:2', 'CBATCH_IMAGE')
+  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }, 'site/base:1').image, 'site/base:1', 'the variable wins over the script')
+  t.equal(resolveJobAsks(policy, { image: `site/pinned@sha256:${'a'.repeat(64)}`, mounts: [] }).image, `site/pinned@sha256:${'a'.repeat(64)}`)
+  for (const denied of ['registry.site.org/hpc/sub/a:1', 'registry.site.org/other:1', 'site/pinned:1', `site/pinned@sha256:${'b'.repeat(64)}`]) {
+    t.throws(() => resolveJobAsks(policy, { image: denied, mounts: [] }), { name: 'PolicyError', message: /is not allowed in this queue; allowed: site\/base:1, registry/ }, denied)
+  }
+  t.throws(() => resolveJobAsks(policy, { mounts: [] }, 'a;b'), { message: 'CBATCH_IMAGE="a;b" is not an image reference' })
+})
+
+t.test('the queue decides the mounts', async t => {
+  t.same(resolveJobAsks(policy, { mounts: [{ path: '/data/p', readOnly: false }, { path: '/refdata/x', readOnly: false }] }).volumes, [
+    { source: '/data/p', target: '/data/p', readOnly: false },
+    { source: '/refdata/x', target: '/refdata/x', readOnly: true },
+  ])
+  t.throws(() => resolveJobAsks(policy, { mounts: [{ path: '/database', readOnly: false }] }),
+    { message: 'mount /database is not allowed in this queue; allowed below: /data, /refdata' })
+})
