@@ -8,11 +8,27 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { configJsonSchema } from '../lib/config.ts'
 
 const HOOKS = ['prologue', 'jobstarter', 'epilogue']
+
+// dockerode loads, at start-up, what only image builds (BuildKit sessions over gRPC) and
+// ssh:// engines need. cbatch uses neither: leaving them out of the bundle halves the
+// hooks' start-up. Any use of them fails loudly instead of silently.
+const UNUSED = ['@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'ssh2', 'tar-fs', '@balena/dockerignore', 'uuid']
+const leaveOutUnused = {
+  name: 'leave-out-unused',
+  setup(b) {
+    const filter = new RegExp(`^(${UNUSED.map(m => m.replace(/[/.]/g, '\\$&')).join('|')})$`)
+    b.onResolve({ filter }, args => ({ path: args.path, namespace: 'unused' }))
+    b.onLoad({ filter: /.*/, namespace: 'unused' }, args => ({
+      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not part of the cbatch bundle`)}) }
+module.exports = new Proxy(fail, { get: () => fail })`,
+    }))
+  },
+}
+
 const common = {
+  plugins: [leaveOutUnused],
   bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true,
   legalComments: 'none', logLevel: 'warning', keepNames: true,
-  // Native addons of ssh2 (dockerode's ssh transport, unused on a unix socket).
-  external: ['cpu-features', '*.node'],
 }
 
 writeFileSync('config/cbatch.schema.json', `${JSON.stringify(configJsonSchema(), null, 2)}\n`)
