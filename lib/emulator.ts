@@ -43,6 +43,8 @@ export interface EmulatorOptions {
 export interface HookRun {
   /** Exit code as pbs_mom sees it: the code, 256+signal when killed, -1 permission, -4 timeout. */
   status: number
+  /** How long it ran, milliseconds. */
+  ms: number
 }
 
 export interface EmulatedJob {
@@ -52,6 +54,8 @@ export interface EmulatedJob {
   outcome: 'ran' | 'aborted' | 'requeued'
   /** The job's exit status (starter's), undefined when it never ran. */
   exitStatus?: number
+  /** How long the job starter ran, milliseconds. */
+  starterMs?: number
   epilogue?: HookRun
   stdout: string
   stderr: string
@@ -127,7 +131,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
   if (outcome === 'ran') {
-    const started = Date.now()
+    const started = performance.now()
     const jobEnv: NodeJS.ProcessEnv = {
       ...momEnv,
       PBS_O_HOME: owner.home, PBS_O_LOGNAME: opts.user, PBS_O_PATH: process.env.PATH ?? '',
@@ -146,7 +150,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
     result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), [owner.shell], jobEnv,
       jobEnv.PBS_O_INITDIR || owner.home, files, line, walltime, opts.killDelay ?? 2, opts.cancel)
-    const wall = formatDuration((Date.now() - started) / 1000)
+    result.starterMs = performance.now() - started
+    const wall = formatDuration(result.starterMs / 1000)
     const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
     result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv, files, alarm)
@@ -163,12 +168,13 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
   try {
     mode = statSync(path)
   } catch {
-    return { status: 0 } // a missing script counts as success
+    return { status: 0, ms: 0 } // a missing script counts as success
   }
   const owned = mode.uid === 0 && mode.isFile() && (mode.mode & 0o500) === 0o500 && (mode.mode & 0o022) === 0
-  if (!owned) return { status: PERMISSION_DENIED }
+  if (!owned) return { status: PERMISSION_DENIED, ms: 0 }
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
   try {
+    const started = performance.now()
     const child = spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })
     let timedOut = false
     const alarm = setTimeout(() => {
@@ -177,8 +183,9 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
     }, (alarmSeconds - 10) * 1000)
     const { code } = await exited(child)
     clearTimeout(alarm)
-    if (timedOut) return { status: TIMED_OUT }
-    return { status: code ?? 0 } // killed by a signal, not the alarm: the job runs
+    const ms = performance.now() - started
+    if (timedOut) return { status: TIMED_OUT, ms }
+    return { status: code ?? 0, ms } // killed by a signal, not the alarm: the job runs
   } finally {
     fds.forEach(closeSync)
   }

@@ -7,7 +7,7 @@ import type { Readable, Writable } from 'node:stream'
 import { oomKills, readUsage } from './cgroup.ts'
 import { LABEL } from './container.ts'
 import { formatBytes } from './resources.ts'
-import type { Engine } from './engine.ts'
+import type { ContainerDetails, Engine } from './engine.ts'
 import { ContainerNotFoundError, PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { StarterFacts } from './torque.ts'
@@ -29,17 +29,21 @@ export interface ShellRequest {
   env: NodeJS.ProcessEnv
 }
 
+/** The job's container, found by its `cbatch.job` label. */
+export async function findJobContainer(engine: Engine, jobId: string): Promise<ContainerDetails> {
+  const [found, ...others] = await engine.findByLabel(LABEL.job, jobId)
+  if (!found) throw new ContainerNotFoundError(`no container for job ${jobId}: its prologue did not run or failed`)
+  if (others.length) throw new ContainerNotFoundError(`job ${jobId} has ${others.length + 1} containers`)
+  return engine.inspect(found.id)
+}
+
 /** Runs the job shell in the job's container; resolves with its exit status. */
-export async function runInContainer(engine: Engine, req: ShellRequest, stdio: Stdio = process,
-  signals: NodeJS.EventEmitter = process): Promise<number> {
+export async function runInContainer(engine: Engine, container: ContainerDetails, req: ShellRequest,
+  stdio: Stdio = process, signals: NodeJS.EventEmitter = process): Promise<number> {
   const { facts, owner } = req
-  const [found, ...others] = await engine.findByLabel(LABEL.job, facts.jobId)
-  if (!found) throw new ContainerNotFoundError(`no container for job ${facts.jobId}: its prologue did not run or failed`)
-  if (others.length) throw new ContainerNotFoundError(`job ${facts.jobId} has ${others.length + 1} containers`)
-  const container = await engine.inspect(found.id)
   // The labels were written by the prologue as root; USER was set by pbs_mom. Both must agree.
-  if (container.labels[LABEL.user] !== facts.user || container.labels[LABEL.uid] !== String(owner.uid)
-    || !container.user.startsWith(`${owner.uid}:`)) {
+  if (container.labels[LABEL.job] !== facts.jobId || container.labels[LABEL.user] !== facts.user
+    || container.labels[LABEL.uid] !== String(owner.uid) || !container.user.startsWith(`${owner.uid}:`)) {
     throw new PolicyError(`the container of job ${facts.jobId} does not belong to ${facts.user}`)
   }
   if (!container.running) throw new ContainerNotFoundError(`the container of job ${facts.jobId} is not running (${container.state})`)

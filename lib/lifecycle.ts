@@ -11,6 +11,7 @@ import { jobVariable, parseDirectives, resolveJobAsks, type JobAsks } from './jo
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
 import type { AccountingRecord } from './accounting.ts'
 import type { EpilogueFacts, JobFacts } from './torque.ts'
+import { CbatchError, UsageError } from './errors.ts'
 
 export const VERSION = '0.1.0'
 
@@ -23,10 +24,17 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   env: NodeJS.ProcessEnv = process.env): Promise<Prepared> {
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
-  const owner = await lookupUser(facts.user, facts.group)
+  // What the job asks for is judged before the engine is touched.
   const granted = resolveJobAsks(policy, jobAsks(facts), jobImageVariable(facts))
+  // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
+  // other, and neither needs undoing if the owner is then refused. A requeued job may have
+  // left its old container behind; it gets a fresh one.
+  const [owner, imageSource, replaced] = await Promise.all([
+    lookupUser(facts.user, facts.group),
+    ensureImage(engine, { image: granted.image, pull: policy.pull }),
+    removeJobContainers(engine, facts.jobId),
+  ])
   const scratchDir = policy.scratch && join(policy.scratch.base, containerName(facts.jobId))
-  // Every policy decision is made before the engine is touched.
   const spec = buildContainerSpec({
     job: facts, owner, policy, granted, version: VERSION, hostname: hostname(), exists: existsSync,
     node: {
@@ -41,11 +49,6 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       scratchDir,
     },
   })
-  // A requeued job may have left its old container behind; it gets a fresh one.
-  const [imageSource, replaced] = await Promise.all([
-    ensureImage(engine, { image: granted.image, pull: policy.pull }),
-    removeJobContainers(engine, facts.jobId),
-  ])
   if (scratchDir) makeScratch(scratchDir, owner)
   try {
     const id = await engine.run(spec)
@@ -58,7 +61,13 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
 
 /** What the job script's `#CBATCH` lines ask for (TORQUE 6 passes the script's path). */
 function jobAsks(facts: JobFacts): JobAsks {
-  return facts.scriptPath ? parseDirectives(readFileSync(facts.scriptPath, 'utf8')) : { mounts: [] }
+  if (!facts.scriptPath) return { mounts: [] }
+  try {
+    return parseDirectives(readFileSync(facts.scriptPath, 'utf8'))
+  } catch (err) {
+    if (err instanceof CbatchError) throw err
+    throw new UsageError(`cannot read the job script ${facts.scriptPath}`, (err as Error).message)
+  }
 }
 
 /** CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it (`<jobid>.JB` beside the script). */
@@ -80,8 +89,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
   return Promise.all(containers.map(async c => {
     const details = await engine.inspect(c.id)
     const usage = details.running ? usageOf(details.pid) : undefined
-    const imageDigest = await engine.imageDigest(details.imageId).catch(() => undefined)
-    await engine.remove(c.id)
+    const [imageDigest] = await Promise.all([engine.imageDigest(details.imageId).catch(() => undefined), engine.remove(c.id)])
     removeScratch(c)
     const end = now()
     return {

@@ -1,0 +1,206 @@
+// cbatch benchmark: the cost of a container per job, side by side with plain Docker, in
+// one run on one engine and image. Prints tables of medians and ratios (npm run bench).
+// Needs what `npm test` provisions (engine, image, user cbatchtest); run as root.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { createServer } from 'node:net'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { emulateJob, type EmulatedJob } from '../lib/emulator.ts'
+
+const IMAGE = 'cbatch-test/busybox:latest'
+const USER = 'cbatchtest'
+const SOCKET = '/var/run/docker.sock'
+const HOOKS = join(import.meta.dirname, '../dist')
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 7)
+const work = mkdtempSync(join(tmpdir(), 'cbatch-bench-'))
+chmodSync(work, 0o1777)
+process.on('exit', () => rmSync(work, { recursive: true, force: true }))
+
+const config = join(work, 'cbatch.yaml')
+// Where pbs_mom keeps job scripts: <PBS_HOME>/mom_priv/jobs.
+const script = join(work, 'pbs_home/mom_priv/jobs/1.bench.SC')
+mkdirSync(dirname(script), { recursive: true })
+writeFileSync(script, '#!/bin/sh\ntrue\n')
+writeFileSync(config, `log: { file: "" }\naccounting: { file: "" }\nqueues:\n  batch: { image: ${IMAGE}, pull: never, volumes: [{ source: ${work} }] }\n  tmp: { image: ${IMAGE}, pull: never, readOnlyRootfs: true, volumes: [{ source: ${work} }] }\n`)
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const ms = (x: number) => `${x.toFixed(0)} ms`
+const ratio = (a: number, b: number) => (a / b).toFixed(2)
+const table = (title: string, rows: string[][]) => {
+  console.log(`\n${title}`)
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
+  for (const r of rows) console.log(`  ${r.map((c, i) => c.padEnd(widths[i])).join('  ')}`)
+}
+async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const t = performance.now()
+  await fn()
+  return performance.now() - t
+}
+async function repeat(fn: () => Promise<unknown> | unknown, n = REPEATS): Promise<number> {
+  const times = []
+  for (let i = 0; i < n; i++) times.push(await timed(fn))
+  return median(times)
+}
+
+function job(script: string, queue = 'batch'): Promise<EmulatedJob> {
+  const file = join(work, `job-${Math.random().toString(36).slice(2)}.sh`)
+  writeFileSync(file, script)
+  return emulateJob({ script: file, user: USER, queue, resources: 'nodes=1:ppn=1', hooksDir: HOOKS, config, workDir: work })
+    .finally(() => rmSync(file, { force: true }))
+}
+
+/** One Engine API call on the socket, no client library around it. */
+function api(method: string, path: string, body?: object): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: SOCKET, method, path, headers: { 'Content-Type': 'application/json' } }, res => {
+      let data = ''
+      res.on('data', d => (data += d))
+      res.on('end', () => resolve({ status: res.statusCode!, body: data }))
+    })
+    req.on('error', reject)
+    req.end(body ? JSON.stringify(body) : undefined)
+  })
+}
+
+/** The floor: create + start + exec + delete, what any container-per-job design must pay. */
+async function apiFloor(): Promise<void> {
+  const created = JSON.parse((await api('POST', '/containers/create', {
+    Image: IMAGE, Cmd: ['sleep', 'infinity'], HostConfig: { Init: true, NetworkMode: 'none' },
+  })).body)
+  await api('POST', `/containers/${created.Id}/start`)
+  const exec = JSON.parse((await api('POST', `/containers/${created.Id}/exec`, { Cmd: ['true'], AttachStdout: true })).body)
+  await api('POST', `/exec/${exec.Id}/start`, { Detach: false, Tty: false })
+  await api('DELETE', `/containers/${created.Id}?force=true`)
+}
+
+/** ms from spawning a hook to its first engine request (a fake engine socket). */
+async function startupBeforeEngine(hook: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<number> {
+  const socket = join(work, `fake-${hook}.sock`)
+  const cfg = join(work, `fake-${hook}.yaml`)
+  writeFileSync(cfg, `engine: { socket: ${socket} }\nlog: { file: "" }\nqueues:\n  batch: { image: ${IMAGE} }\n`)
+  let started = 0
+  const first = new Promise<number>(resolve => {
+    const server = createServer(c => {
+      resolve(performance.now() - started)
+      c.destroy()
+      server.close()
+    }).listen(socket)
+  })
+  started = performance.now()
+  const child = spawn(join(HOOKS, hook), args, { env: { ...env, CBATCH_CONFIG: cfg }, stdio: ['pipe', 'ignore', 'inherit'] })
+  child.stdin.end(stdin)
+  const closed = new Promise(r => child.on('close', r))
+  const result = await Promise.race([first, closed.then(() => { throw new Error(`${hook} ended before calling the engine`) })])
+  await closed
+  rmSync(socket, { force: true })
+  return result
+}
+
+async function overhead() {
+  const noop = '#!/bin/sh\ntrue\n'
+  await job(noop) // warm caches
+  const phases: Record<string, number[]> = { prologue: [], starter: [], epilogue: [], pipeline: [] }
+  for (let i = 0; i < REPEATS; i++) {
+    const j = await job(noop)
+    if (j.exitStatus !== 0) throw new Error(`noop job failed: ${j.stderr}`)
+    phases.prologue.push(j.prologue.ms)
+    phases.starter.push(j.starterMs!)
+    phases.epilogue.push(j.epilogue!.ms)
+    phases.pipeline.push(j.prologue.ms + j.starterMs! + j.epilogue!.ms)
+  }
+  const dockerRun = await repeat(() => execFileSync('docker', ['run', '--rm', '--network', 'none', IMAGE, 'true']))
+  const floor = await repeat(apiFloor)
+  const nodeAlone = await repeat(() => execFileSync(process.execPath, ['-e', '0']))
+  const pipeline = median(phases.pipeline)
+  table('1. Per-job overhead (job: /bin/true; medians)', [
+    ['what', 'time', 'pipeline / it'],
+    ['cbatch pipeline (prologue + starter + epilogue)', ms(pipeline), '1.00'],
+    ['docker run --rm IMAGE true', ms(dockerRun), ratio(pipeline, dockerRun)],
+    ['API floor: create+start+exec+delete on the socket', ms(floor), ratio(pipeline, floor)],
+    ['  prologue', ms(median(phases.prologue)), ''],
+    ['  job starter', ms(median(phases.starter)), ''],
+    ['  epilogue', ms(median(phases.epilogue)), ''],
+  ])
+  const env = { PBS_JOBID: '1.bench', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
+  const hookArgs = ['1.bench', USER, USER, 'b', 'nodes=1', 'batch', '', script]
+  const startups = {
+    prologue: await repeat(() => startupBeforeEngine('prologue', hookArgs, {})),
+    jobstarter: await repeat(() => startupBeforeEngine('jobstarter', ['/bin/sh'], env, 'true\n')),
+    epilogue: await repeat(() => startupBeforeEngine('epilogue', ['1.bench', USER, USER, 'b', '0', '', '', 'batch', '', '0', script], {})),
+  }
+  table('   Hook start-up before its first engine call (medians)', [
+    ['hook', 'time', 'of which node itself (node -e 0)'],
+    ...Object.entries(startups).map(([h, t]) => [h, ms(t), ms(nodeAlone)]),
+  ])
+  return { pipeline, dockerRun, floor, startups, nodeAlone }
+}
+
+async function scaling() {
+  const rows = [['jobs at once', 'all succeeded', 'wall', 'per job', 'API floor per job', 'cbatch / floor']]
+  for (const n of [1, 2, 4, 8, 16, 32]) {
+    let ok = 0
+    const wall = await timed(async () => {
+      const jobs = await Promise.all(Array.from({ length: n }, () => job('#!/bin/sh\ntrue\n')))
+      ok = jobs.filter(j => j.exitStatus === 0).length
+    })
+    const floorWall = await timed(() => Promise.all(Array.from({ length: n }, apiFloor)))
+    rows.push([String(n), `${ok}/${n}`, ms(wall), ms(wall / n), ms(floorWall / n), ratio(wall, floorWall)])
+  }
+  table('2. Scaling: jobs starting at once', rows)
+}
+
+/** Seconds a shell snippet takes, measured inside it with /proc/uptime (10 ms resolution). */
+const clocked = (snippet: string) => `#!/bin/sh
+read a _ < /proc/uptime
+${snippet}
+read b _ < /proc/uptime
+echo "seconds=$(echo "$a $b" | awk '{print $2 - $1}')"
+`
+const secondsOf = (out: string) => Number(/seconds=([\d.]+)/.exec(out)?.[1])
+
+async function jobSpeed() {
+  const cpu = 'i=0; while [ $i -lt 400000 ]; do i=$((i + 1)); done'
+  const write = (dir: string) => `dd if=/dev/zero of=${dir}/bench.dat bs=1M count=1024 conv=fsync 2>/dev/null`
+  const read = (dir: string) => `dd if=${dir}/bench.dat of=/dev/null bs=1M 2>/dev/null; rm -f ${dir}/bench.dat`
+  const onHost = (snippet: string) => secondsOf(execFileSync('/bin/busybox', ['sh', '-c', clocked(snippet)], { encoding: 'utf8' }))
+  const inJob = async (snippet: string, queue = 'batch') => {
+    const j = await job(clocked(snippet), queue)
+    if (j.exitStatus !== 0) throw new Error(j.stderr)
+    return secondsOf(j.stdout)
+  }
+  const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'])
+  const both = async (label: string, host: () => number, inside: () => Promise<number>, reps = 3) => {
+    const h: number[] = []
+    const c: number[] = []
+    for (let i = 0; i < reps; i++) {
+      h.push(host())
+      c.push(await inside())
+    }
+    return [label, `${median(h).toFixed(2)} s`, `${median(c).toFixed(2)} s`, ratio(median(h), median(c))]
+  }
+  const ioPair = (dir: string, queue?: string) => async () => {
+    await inJob(write(dir), queue)
+    dropCaches()
+    return inJob(read(dir), queue)
+  }
+  const rows = [['work', 'host', 'in the job', 'speed inside / host']]
+  rows.push(await both('CPU-bound shell loop', () => onHost(cpu), () => inJob(cpu)))
+  rows.push(await both('write 1 GiB to a mounted dir (fsync)', () => onHost(write(work)), () => inJob(write(work))))
+  rows.push(await both('read 1 GiB from a mounted dir (cold)', () => {
+    onHost(write(work))
+    dropCaches()
+    return onHost(read(work))
+  }, ioPair(work)))
+  rows.push(await both('write 1 GiB to the overlay (/var/tmp in the image)', () => onHost(write(work)),
+    () => inJob(`mkdir -p /var/tmp; ${write('/var/tmp')}`)))
+  rows.push(await both('write 1 GiB to a tmpfs /tmp (readOnlyRootfs queue)', () => onHost(write(work)), () => inJob(write('/tmp'), 'tmp')))
+  table('3. The job\'s own speed inside against on the host (medians of 3; ratio >= 0.95 is the target)', rows)
+}
+
+console.log(`cbatch benchmark — ${new Date().toISOString()}`)
+console.log(`machine: ${cpus().length} x ${cpus()[0].model}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; ${execFileSync('docker', ['version', '-f', 'Docker Engine {{.Server.Version}}, API {{.Server.APIVersion}}'], { encoding: 'utf8' }).trim()}; node ${process.version}; ${REPEATS} repeats`)
+await overhead()
+await scaling()
+if (!process.env.BENCH_SKIP_IO) await jobSpeed()
