@@ -58,6 +58,8 @@ install_hooks() {
     || die "/bin/busybox must be the statically linked one: apt-get install busybox-static"
   [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] || die "dist/ is not built: run without --no-build"
   run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
+  # The CLI, for `cbatch gc` from cron (and `cbatch run` to try a job on this node).
+  run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
   for hook in $HOOKS; do
     run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$hook.cjs" "$MOM_PRIV/cbatch.d/$hook.cjs"
     target=$MOM_PRIV/$hook
@@ -90,6 +92,7 @@ install_hooks() {
   fi
   run install -d -m 0755 /var/log/cbatch
   say "done. Edit $CONFIG_DIR/cbatch.yaml, then restart pbs_mom (or: kill -HUP \$(pgrep -x pbs_mom)) to read $MOM_CONFIG"
+  say "optional, from cron: */15 * * * * $MOM_PRIV/cbatch.d/cbatch gc --pbs-home $PBS_HOME"
 }
 
 uninstall_hooks() {

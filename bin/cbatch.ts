@@ -1,36 +1,52 @@
 // cbatch: the command-line face of the package.
-//   cbatch run SCRIPT [--user U] [--queue Q] [--resources R] [--config F] [-v VAR=value]... [--json]
-// runs one job the way pbs_mom would on this node (see lib/emulator.ts).
-import { dirname, resolve } from 'node:path'
+//   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (lib/emulator.ts)
+//   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/gc.ts)
+import { existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config.ts'
+import { Engine } from '../lib/engine.ts'
 import { emulateJob } from '../lib/emulator.ts'
 import { CbatchError } from '../lib/errors.ts'
+import { collectOrphans } from '../lib/gc.ts'
 
-const USAGE = `usage: cbatch run SCRIPT [options]
+const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --user USER         job owner (default: $SUDO_USER)
   --queue QUEUE       queue (default: batch)
   --resources LIST    Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00
-  --config FILE       cbatch.yaml (default: /etc/cbatch/cbatch.yaml)
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
+  --pbs-home DIR      the emulated PBS_HOME (default: cbatch-pbs_home in the temp dir)
   --json              print the job's record as JSON instead of its output
-  --keep              keep the emulated PBS_HOME for inspection`
+  --keep              keep the job's files in PBS_HOME for inspection
+       cbatch gc [options]   (safe to run from cron)
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
+  --grace SECONDS     leave containers younger than this (default: gc.graceSeconds)
+  --dry-run           only list what would be removed`
+
+const options = {
+  user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
+  resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' },
+  var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
+  keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
+  'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv, allowPositionals: true,
-    options: {
-      user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
-      resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' },
-      var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
-      keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    },
-  })
-  const [command, script, ...scriptArgs] = positionals
-  if (values.help || command !== 'run' || !script) {
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options })
+  const [command, ...rest] = positionals
+  if (values.help || !['run', 'gc'].includes(command) || (command === 'run' && !rest.length)) {
     process.stderr.write(`${USAGE}\n`)
     return values.help ? 0 : 64
   }
-  if (process.getuid?.() !== 0) throw new Error('cbatch run must run as root, like pbs_mom')
+  if (process.getuid?.() !== 0) throw new Error(`cbatch ${command} must run as root, like pbs_mom`)
+  return command === 'run' ? run(rest, values) : gc(values)
+}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values']
+
+async function run([script, ...scriptArgs]: string[], values: Values): Promise<number> {
   const user = values.user ?? process.env.SUDO_USER
   if (!user) throw new Error('say which user owns the job: --user USER')
   const variables = Object.fromEntries((values.var ?? []).map(v => {
@@ -43,8 +59,8 @@ async function main(argv: string[]): Promise<number> {
   for (const s of ['SIGINT', 'SIGTERM'] as const) process.on(s, () => cancel.abort())
   const job = await emulateJob({
     script: resolve(script), scriptArgs, user, queue: values.queue!, resources: values.resources!,
-    config: values.config && resolve(values.config), variables,
-    hooksDir: dirname(process.argv[1]), cancel: cancel.signal, keep: values.keep,
+    config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
+    cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
   })
   if (values.json) {
     process.stdout.write(`${JSON.stringify(job)}\n`)
@@ -59,6 +75,24 @@ async function main(argv: string[]): Promise<number> {
   // 256+signal (killed) and negative TORQUE codes do not fit an exit code.
   const status = job.exitStatus!
   return status > 255 ? 128 + (status - 256) : status < 0 ? 125 : status
+}
+
+async function gc(values: Values): Promise<number> {
+  const config = loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
+  if (!(grace >= 0)) throw new Error(`--grace ${values.grace}: expected seconds`)
+  const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
+  if (!existsSync(join(momPriv, 'jobs'))) throw new Error(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
+  const engine = Engine.fromConfig(config.engine)
+  const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'] })
+  for (const c of removed) process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels['cbatch.job']}, ${c.state})\n`)
+  return 0
+}
+
+/** The built hooks: beside this program (dist/), or one level up (mom_priv/cbatch.d/). */
+function hooksDir(): string {
+  const here = dirname(process.argv[1])
+  return existsSync(join(here, 'prologue')) ? here : dirname(here)
 }
 
 main(process.argv.slice(2)).then(code => process.exit(code), err => {

@@ -1,5 +1,8 @@
-// pbs_mom's prologue (root, mother superior): make the job's container.
+// pbs_mom's prologue (root, mother superior): make the job's container, and clear away
+// containers of jobs this pbs_mom no longer knows.
 // Exit 0: the job runs; 1: the job is aborted; 2: the job is requeued.
+import { dirname } from 'node:path'
+import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { parsePrologueArgs } from '../lib/torque.ts'
 import { engineFor, runHook } from './run.ts'
@@ -7,7 +10,15 @@ import { engineFor, runHook } from './run.ts'
 const args = process.argv.slice(2)
 void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, config, log }) => {
   const facts = parsePrologueArgs(args)
-  const prepared = await prepareJob(facts, config, engineFor(config), env)
+  const engine = engineFor(config)
+  const momPriv = facts.scriptPath ? dirname(dirname(facts.scriptPath)) : `${config.torque.home}/mom_priv`
+  // Orphans are collected alongside, best effort: they must never fail this job.
+  const gc = config.gc.onPrologue && config.queues.has(facts.queue)
+    ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
+      removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels['cbatch.job']}`)),
+      err => log.error(`orphan collection failed: ${(err as Error).message}`))
+    : Promise.resolve()
+  const [prepared] = await Promise.all([prepareJob(facts, config, engine, env), gc])
   if (prepared.kind === 'native') {
     log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
   } else {

@@ -28,11 +28,7 @@ export function configPath(env: NodeJS.ProcessEnv): string {
 }
 
 export function engineFor(config: Config): Engine {
-  return new Engine({
-    socket: config.engine.socket,
-    timeoutMs: config.engine.timeout * 1000,
-    pullTimeoutMs: config.engine.pullTimeout * 1000,
-  })
+  return Engine.fromConfig(config.engine)
 }
 
 export interface HookContext {

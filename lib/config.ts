@@ -95,6 +95,13 @@ export const ConfigSchema = Type.Object({
   log: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
   }, { additionalProperties: false, default: {} }),
+  torque: Type.Object({
+    home: AbsolutePath('PBS_HOME of this node\'s pbs_mom (default /var/spool/torque)'),
+  }, { additionalProperties: false, default: { home: '/var/spool/torque' } }),
+  gc: Type.Object({
+    graceSeconds: Type.Integer({ minimum: 0, default: 600, description: 'orphaned containers younger than this are left alone' }),
+    onPrologue: Type.Boolean({ default: true, description: 'every prologue also removes orphans' }),
+  }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
   }, { additionalProperties: false, default: {} }),
@@ -111,6 +118,8 @@ export interface Config {
   engine: RawConfig['engine']
   log: RawConfig['log']
   accounting: RawConfig['accounting']
+  torque: RawConfig['torque']
+  gc: RawConfig['gc']
   queues: Map<string, QueuePolicy>
 }
 
@@ -164,7 +173,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
     })
   }
   if (issues.length) throw new ConfigError(file, issues)
-  return { file, engine: config.engine, log: config.log, accounting: config.accounting, queues }
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, queues }
 }
 
 /** Cross-field rules of one queue's policy. */

@@ -3,7 +3,7 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -37,6 +37,9 @@ export interface EmulatorOptions {
   cancel?: AbortSignal
   /** pbs_mom's own environment (pbs_environment); PATH and LANG by default. */
   momEnv?: NodeJS.ProcessEnv
+  /** PBS_HOME shared by the jobs this node runs (default: cbatch-pbs_home in the temp dir). */
+  pbsHome?: string
+  /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
 }
 
@@ -71,21 +74,28 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const owner = await lookupUser(opts.user)
   const group = (await execa('id', ['-gn', '--', opts.user])).stdout.trim()
   const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}.${hostname()}`
-  const pbsHome = mkdtempSync(join(tmpdir(), 'cbatch-mom-'))
+  const pbsHome = opts.pbsHome ?? join(tmpdir(), 'cbatch-pbs_home')
   try {
     return await runJob(opts, owner, group, jobId, pbsHome)
   } finally {
-    if (!opts.keep) rmSync(pbsHome, { recursive: true, force: true })
+    // pbs_mom forgets the job: its files go, and with them the job's .JB.
+    if (!opts.keep) {
+      for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%']) {
+        rmSync(join(pbsHome, f.replace('%', jobId)), { force: true })
+      }
+    }
   }
 }
 
 async function runJob(opts: EmulatorOptions, owner: Identity, group: string, jobId: string, pbsHome: string): Promise<EmulatedJob> {
   const momPriv = join(pbsHome, 'mom_priv')
   const jobsDir = join(momPriv, 'jobs')
-  chmodSync(pbsHome, 0o755)
   mkdirSync(jobsDir, { recursive: true, mode: 0o751 })
+  for (const d of ['spool', 'aux']) mkdirSync(join(pbsHome, d), { recursive: true, mode: 0o755 })
+  // As pbs_mom keeps them: traversable by job owners, whose scripts live in jobs/.
+  chmodSync(pbsHome, 0o755)
   chmodSync(momPriv, 0o751)
-  for (const d of ['spool', 'aux']) mkdirSync(join(pbsHome, d), { mode: 0o755 })
+  chmodSync(jobsDir, 0o751)
 
   const scriptPath = join(jobsDir, `${jobId}.SC`)
   copyFileSync(opts.script, scriptPath)

@@ -19,6 +19,7 @@ export interface JobContainer {
   name: string
   labels: Record<string, string>
   state: string
+  created: Date
 }
 
 export interface ContainerDetails extends JobContainer {
@@ -56,6 +57,11 @@ export class Engine {
   constructor(options: EngineOptions) {
     this.options = options
     this.docker = new Docker({ socketPath: options.socket })
+  }
+
+  /** From the `engine:` section of cbatch.yaml (seconds). */
+  static fromConfig(engine: { socket: string; timeout: number; pullTimeout: number }): Engine {
+    return new Engine({ socket: engine.socket, timeoutMs: engine.timeout * 1000, pullTimeoutMs: engine.pullTimeout * 1000 })
   }
 
   async ping(): Promise<void> {
@@ -101,13 +107,14 @@ export class Engine {
     return container.id
   }
 
-  /** Containers (any state) whose label `key` equals `value`. */
-  async findByLabel(key: string, value: string): Promise<JobContainer[]> {
-    const list = await this.call(`list containers with ${key}=${value}`, signal =>
-      this.docker.listContainers({ all: true, filters: { label: [`${key}=${value}`] }, abortSignal: signal }))
+  /** Containers (any state) whose label `key` equals `value`, or that carry `key` at all. */
+  async findByLabel(key: string, value?: string): Promise<JobContainer[]> {
+    const filter = value === undefined ? key : `${key}=${value}`
+    const list = await this.call(`list containers with ${filter}`, signal =>
+      this.docker.listContainers({ all: true, filters: { label: [filter] }, abortSignal: signal }))
     // The engine's filter is a convenience; the exact match is ours.
-    return list.filter(c => c.Labels?.[key] === value).map(c => ({
-      id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State,
+    return list.filter(c => (value === undefined ? key in (c.Labels ?? {}) : c.Labels?.[key] === value)).map(c => ({
+      id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State, created: new Date(c.Created * 1000),
     }))
   }
 
@@ -126,6 +133,7 @@ export class Engine {
       exitCode: info.State.ExitCode,
       oomKilled: info.State.OOMKilled,
       startedAt: new Date(info.State.StartedAt),
+      created: new Date(info.Created),
     }
   }
 
