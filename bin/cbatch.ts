@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
-import { emulateJob } from '../lib/emulator.ts'
+import { DEFAULT_PBS_HOME, emulateJob } from '../lib/emulator.ts'
 import { CbatchError } from '../lib/errors.ts'
 import { collectOrphans } from '../lib/gc.ts'
 
@@ -16,7 +16,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --resources LIST    Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
-  --pbs-home DIR      the emulated PBS_HOME (default: cbatch-pbs_home in the temp dir)
+  --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
   --keep              keep the job's files in PBS_HOME for inspection
        cbatch gc [options]   (safe to run from cron)

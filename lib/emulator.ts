@@ -4,7 +4,7 @@
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
 import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { constants, hostname, tmpdir } from 'node:os'
+import { constants, hostname } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { formatDuration } from './accounting.ts'
@@ -37,7 +37,7 @@ export interface EmulatorOptions {
   cancel?: AbortSignal
   /** pbs_mom's own environment (pbs_environment); PATH and LANG by default. */
   momEnv?: NodeJS.ProcessEnv
-  /** PBS_HOME shared by the jobs this node runs (default: cbatch-pbs_home in the temp dir). */
+  /** PBS_HOME shared by the jobs this node runs (default: DEFAULT_PBS_HOME). */
   pbsHome?: string
   /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
@@ -69,12 +69,14 @@ const PERMISSION_DENIED = -1
 const TIMED_OUT = -4
 const WALLTIME_KILLED = -11
 let sequence = 0
+/** Like TORQUE's /var/spool/torque: outside any directory a job may be submitted from. */
+export const DEFAULT_PBS_HOME = '/var/spool/cbatch-pbs_home'
 
 export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const owner = await lookupUser(opts.user)
   const group = (await execa('id', ['-gn', '--', opts.user])).stdout.trim()
   const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}.${hostname()}`
-  const pbsHome = opts.pbsHome ?? join(tmpdir(), 'cbatch-pbs_home')
+  const pbsHome = opts.pbsHome ?? DEFAULT_PBS_HOME
   try {
     return await runJob(opts, owner, group, jobId, pbsHome)
   } finally {

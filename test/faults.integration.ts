@@ -1,0 +1,122 @@
+// Faults, signals and cleanup: nothing is lost, nothing is left behind.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { AccountingRecord } from '../lib/accounting.ts'
+import { parseConfig } from '../lib/config.ts'
+import { Engine } from '../lib/engine.ts'
+import { collectOrphans } from '../lib/gc.ts'
+import { prepareJob } from '../lib/lifecycle.ts'
+import { privateEngine } from './helpers/engine.ts'
+import { containersOf, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const config = testConfig(shared.path, `    volumes: [{ source: ${shared.path} }]\naccounting: { file: ${shared.path}/accounting.jsonl }\n`)
+const waitFor = async (path: string) => {
+  for (let i = 0; i < 150 && !existsSync(path); i++) await new Promise(r => setTimeout(r, 100))
+  if (!existsSync(path)) throw new Error(`${path} never appeared`)
+}
+const facts = (jobId: string) => ({ jobId, user: TEST_USER, group: '', jobName: 'f', resources: '', queue: 'batch', account: '' })
+
+t.test('a walltime kill reaches the job in its container: SIGTERM it may trap, then SIGKILL', async t => {
+  const { job } = await runJob(`#!/bin/sh
+trap 'echo "TERM at walltime: saving state"; exit 9' TERM
+sleep 30 &
+wait
+`, { config, resources: 'nodes=1:ppn=1,walltime=00:00:02' })
+  t.equal(job.exitStatus, -11, 'pbs_mom reports a walltime kill')
+  t.match(job.stderr, '=>> PBS: job killed: walltime 3 exceeded limit 2\n')
+  t.match(job.stdout, 'TERM at walltime: saving state\n', 'the trap ran inside the container; its output is kept')
+  t.same(containersOf(job.jobId), [])
+})
+
+t.test('a job that ignores SIGTERM is gone after kill_delay; the epilogue removes its container', async t => {
+  const marker = join(shared.path, 'stubborn')
+  let started = 0
+  const { job } = await runJob(`#!/bin/sh\ntrap '' TERM\ntouch ${marker}\necho before\nsleep 60\necho not-reached\n`, {
+    config, onStart: pid => waitFor(marker).then(() => { started = Date.now(); process.kill(pid, 'SIGTERM') }),
+  })
+  t.equal(job.exitStatus, 256 + 9, 'killed by SIGKILL after kill_delay')
+  t.ok(Date.now() - started < 10_000)
+  t.match(job.stdout, 'before\n', 'output written before the kill is kept')
+  t.notMatch(job.stdout, 'not-reached')
+  t.same(containersOf(job.jobId), [])
+})
+
+t.test('when the job starter itself is SIGKILLed, the epilogue still removes the container', async t => {
+  const marker = join(shared.path, 'orphaned-exec')
+  const run = runJob(`#!/bin/sh\ntouch ${marker}\nsleep 60\n`, { config })
+  await waitFor(marker)
+  execFileSync('pkill', ['-KILL', '-f', 'cbatch.d/jobstarter.cjs'])
+  const { job } = await run
+  t.equal(job.exitStatus, 256 + 9)
+  t.equal(job.epilogue?.status, 0)
+  t.same(containersOf(job.jobId), [], 'the sleep inside went with its container')
+})
+
+t.test('cbatch gc removes orphans only: old, labelled, and unknown to pbs_mom', async t => {
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const momPriv = join(shared.path, 'gc/mom_priv')
+  mkdirSync(join(momPriv, 'jobs'), { recursive: true })
+  const queues = parseConfig(readFileSync(config, 'utf8'))
+  const [known, orphan] = [`${process.pid}1.known`, `${process.pid}2.orphan`]
+  writeFileSync(join(momPriv, 'jobs', `${known}.JB`), 'job')
+  await prepareJob(facts(known), queues, engine, {})
+  await prepareJob(facts(orphan), queues, engine, {})
+  const unlabelled = execFileSync('docker', ['run', '-d', '--network', 'none', TEST_IMAGE, 'sleep', '60'], { encoding: 'utf8' }).trim()
+  t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...containersOf(known), ...containersOf(orphan)]))
+
+  t.same(await collectOrphans(engine, { momPriv, graceSeconds: 3600 }), [], 'too young: its prologue may still run')
+  const dry = await collectOrphans(engine, { momPriv, graceSeconds: 0, dryRun: true })
+  t.same(dry.map(c => c.labels['cbatch.job']), [orphan])
+  t.equal(containersOf(orphan).length, 1, 'a dry run removes nothing')
+
+  const cli = execFileSync(join(import.meta.dirname, '../dist/cbatch'),
+    ['gc', '--config', config, '--pbs-home', join(shared.path, 'gc'), '--grace', '0'], { encoding: 'utf8' })
+  t.match(cli, new RegExp(`^removed cbatch-${orphan.replace('.', '\\.')}-\\w+ \\(job ${orphan.replace('.', '\\.')}, running\\)\\n$`))
+  t.same(containersOf(orphan), [])
+  t.equal(containersOf(known).length, 1, 'a job pbs_mom knows keeps its container')
+  t.match(execFileSync('docker', ['inspect', '-f', '{{.State.Status}}', unlabelled], { encoding: 'utf8' }), 'running', 'never a container without the label')
+})
+
+t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {
+  const engine = privateEngine()
+  t.teardown(() => engine.dispose())
+  await engine.start()
+  const privateConfig = writeConfig(shared.path, `engine: { socket: ${engine.socket}, timeout: 5 }
+log: { file: ${shared.path}/cbatch.log }
+queues:
+  batch: { image: ${TEST_IMAGE}, pull: never, volumes: [{ source: ${shared.path} }] }
+`)
+  const marker = join(shared.path, 'engine-restart')
+  const run = runJob(`#!/bin/sh\ntouch ${marker}\necho working\nsleep 60\n`, { config: privateConfig })
+  await waitFor(marker)
+  await engine.stop() // the engine goes away under a running job...
+  const { job } = await run
+  t.equal(job.exitStatus, 125, 'the starter fails the job as cbatch\'s own failure')
+  t.match(job.stdout, 'working\n', 'what the job wrote before is kept')
+  t.match(job.stderr, /^cbatch: Docker engine error/m, 'and says why')
+  t.equal(job.epilogue?.status, 2, '...and is still down at the epilogue, which says so')
+  await engine.start()
+  const left = execFileSync('docker', ['-H', `unix://${engine.socket}`, 'ps', '-aq', '--filter', `label=cbatch.job=${job.jobId}`], { encoding: 'utf8' }).trim()
+  t.ok(left, 'the container outlived the engine restart')
+  // Later, cbatch gc (cron, or the next prologue) removes it: pbs_mom has forgotten the job.
+  const gc = execFileSync(join(import.meta.dirname, '../dist/cbatch'),
+    ['gc', '--config', privateConfig, '--pbs-home', job.pbsHome, '--grace', '0'], { encoding: 'utf8' })
+  t.match(gc, `(job ${job.jobId}, `)
+  t.equal(execFileSync('docker', ['-H', `unix://${engine.socket}`, 'ps', '-aq'], { encoding: 'utf8' }).trim(), '')
+})
+
+t.test('32 jobs starting and ending at once all succeed, with no clash and no leftover', async t => {
+  const accounting = join(shared.path, 'accounting.jsonl')
+  const before = existsSync(accounting) ? readFileSync(accounting, 'utf8').split('\n').filter(Boolean).length : 0
+  const runs = await Promise.all(Array.from({ length: 32 }, (_, i) => runJob(`#!/bin/sh\necho "job ${i} $PBS_JOBID"\n`, { config })))
+  t.same(runs.map(r => r.job.exitStatus), runs.map(() => 0))
+  runs.forEach((r, i) => t.match(r.job.stdout, `job ${i} ${r.job.jobId}\n`))
+  t.equal(new Set(runs.map(r => r.job.jobId)).size, 32)
+  const lines = readFileSync(accounting, 'utf8').split('\n').filter(Boolean).slice(before).map(l => JSON.parse(l) as AccountingRecord)
+  t.same(lines.map(l => l.jobId).sort(), runs.map(r => r.job.jobId).sort(), 'one accounting line each')
+  t.same(runs.flatMap(r => containersOf(r.job.jobId)), [])
+})
