@@ -1,0 +1,43 @@
+// Soak: many short jobs one after another leave nothing growing behind: containers,
+// open descriptors, engine memory, engine disk. SOAK_JOBS sets how many (default 500).
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { emulateJob } from '../lib/emulator.ts'
+import { sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+
+const JOBS = Number(process.env.SOAK_JOBS ?? 500)
+// About a second and a half a job on a small machine: well past tap's default timeout.
+t.setTimeout(40 * 60 * 1000)
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const config = testConfig(shared.path, `accounting: { file: ${shared.path}/accounting.jsonl }\n`)
+const script = join(shared.path, 'short.sh')
+writeFileSync(script, '#!/bin/sh\necho "$PBS_JOBID"\n')
+
+const containers = () => execFileSync('docker', ['ps', '-aq'], { encoding: 'utf8' }).split('\n').filter(Boolean).length
+const openFds = () => readdirSync('/proc/self/fd').length
+const dockerdRssMiB = () => {
+  const pid = execFileSync('pidof', ['dockerd'], { encoding: 'utf8' }).trim().split(' ')[0]
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
+}
+const engineDirs = () => ['containers', 'overlay2'].map(d => readdirSync(`/var/lib/docker/${d}`).length)
+const job = () => emulateJob({ script, user: TEST_USER, queue: 'batch', resources: 'nodes=1:ppn=1', hooksDir: join(import.meta.dirname, '../dist'), config })
+
+t.test(`${JOBS} short jobs in a row`, async t => {
+  for (let i = 0; i < 10; i++) await job() // warm up: the engine's caches settle
+  const before = { containers: containers(), fds: openFds(), rss: dockerdRssMiB(), dirs: engineDirs() }
+  let failed = 0
+  for (let i = 0; i < JOBS; i++) {
+    const j = await job()
+    if (j.exitStatus !== 0 || !j.stdout.startsWith(`${j.jobId}\n`)) failed++
+  }
+  const after = { containers: containers(), fds: openFds(), rss: dockerdRssMiB(), dirs: engineDirs() }
+  t.equal(failed, 0, 'every job ran and printed its id')
+  t.equal(after.containers, before.containers, 'no container left')
+  t.same(after.dirs, before.dirs, 'no container or layer directory left in the engine\'s data root')
+  t.ok(after.fds <= before.fds, `open descriptors: ${before.fds} -> ${after.fds}`)
+  t.ok(after.rss - before.rss < 40, `engine memory: ${before.rss.toFixed(0)} -> ${after.rss.toFixed(0)} MiB`)
+  t.equal(readFileSync(`${shared.path}/accounting.jsonl`, 'utf8').split('\n').filter(Boolean).length, JOBS + 10, 'one accounting line per job')
+})
