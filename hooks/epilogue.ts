@@ -4,12 +4,13 @@
 import { appendRecord, summaryLine } from '../lib/accounting.ts'
 import { cleanupJob } from '../lib/lifecycle.ts'
 import { parseEpilogueArgs } from '../lib/torque.ts'
-import { engineFor, runHook } from './run.ts'
+import { Engine } from '../lib/engine.ts'
+import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
 void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
   const facts = parseEpilogueArgs(args)
-  const records = await cleanupJob(facts, engineFor(config))
+  const records = await cleanupJob(facts, Engine.fromConfig(config.engine))
   for (const record of records) {
     if (config.accounting.file) appendRecord(config.accounting.file, record)
     process.stdout.write(`${summaryLine(record)}\n`)

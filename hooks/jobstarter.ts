@@ -5,14 +5,15 @@ import { findJobContainer, runInContainer, runNatively } from '../lib/exec.ts'
 import { lookupUser } from '../lib/identity.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
-import { engineFor, runHook } from './run.ts'
+import { Engine } from '../lib/engine.ts'
+import { runHook } from './run.ts'
 
 const shellArgv = process.argv.slice(2)
 void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, internal: 125 }, async ({ env, config, log }) => {
   if (!shellArgv.length) throw new UsageError('job starter: no job shell given')
   const facts = starterFacts(env)
   if (!config.queues.has(facts.queue)) return runNatively({ facts, owner: await lookupUser(facts.user), shellArgv, env })
-  const engine = engineFor(config)
+  const engine = Engine.fromConfig(config.engine)
   const [owner, container] = await Promise.all([lookupUser(facts.user), findJobContainer(engine, facts.jobId)])
   const status = await runInContainer(engine, container, { facts, owner, shellArgv, env })
   log.info(`job shell exited ${status}`)

@@ -5,12 +5,13 @@ import { dirname } from 'node:path'
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { parsePrologueArgs } from '../lib/torque.ts'
-import { engineFor, runHook } from './run.ts'
+import { Engine } from '../lib/engine.ts'
+import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
 void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, config, log }) => {
   const facts = parsePrologueArgs(args)
-  const engine = engineFor(config)
+  const engine = Engine.fromConfig(config.engine)
   const momPriv = facts.scriptPath ? dirname(dirname(facts.scriptPath)) : `${config.torque.home}/mom_priv`
   // Orphans are collected alongside, best effort: they must never fail this job.
   const gc = config.gc.onPrologue && config.queues.has(facts.queue)

@@ -2,7 +2,6 @@
 // errors become pbs_mom exit codes. No job logic lives here.
 import { readFileSync } from 'node:fs'
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../lib/config.ts'
-import { Engine } from '../lib/engine.ts'
 import { CbatchError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 
@@ -25,10 +24,6 @@ export function hookEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
 
 export function configPath(env: NodeJS.ProcessEnv): string {
   return env.CBATCH_CONFIG || DEFAULT_CONFIG_PATH
-}
-
-export function engineFor(config: Config): Engine {
-  return Engine.fromConfig(config.engine)
 }
 
 export interface HookContext {

@@ -109,3 +109,9 @@ t.test('root only where the queue allows it; this mom\'s PBS_HOME is protected w
   const granted = { image: 'img:1', volumes: [{ source: '/opt/torque/mom_priv', target: '/x', readOnly: true }] }
   t.throws(() => buildContainerSpec({ ...elsewhere, granted, paths: { momPriv: '/opt/torque/mom_priv' } }), { message: /requested mount/ })
 })
+
+t.test('containers are labelled with the version of the package', async t => {
+  const { VERSION } = await import('../lib/lifecycle.ts')
+  const { readFileSync } = await import('node:fs')
+  t.equal(VERSION, JSON.parse(readFileSync('package.json', 'utf8')).version)
+})
