@@ -3,11 +3,12 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { formatDuration } from './accounting.ts'
+import { parentOf, signalSession } from './exec.ts'
 import { lookupUser, type Identity } from './identity.ts'
 import { parseDuration, parseResourceList } from './torque.ts'
 
@@ -41,6 +42,8 @@ export interface EmulatorOptions {
   pbsHome?: string
   /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
+  /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
+  interactive?: { input: string; command?: string }
 }
 
 export interface HookRun {
@@ -140,7 +143,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const alarm = opts.prologAlarm ?? 300
 
   const prologue = await runScript(join(opts.hooksDir, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm)
-  const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 ? 'aborted' : 'requeued'
+  // An interactive job has nobody to wait for it: any failure aborts it.
+  const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
   if (outcome === 'ran') {
     const started = performance.now()
@@ -154,19 +158,24 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
       PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: Math.random().toString(16).slice(2),
       PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: hostname(), PBS_NNODES: '1',
-      PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0', PBS_ENVIRONMENT: 'PBS_BATCH',
+      PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
+      PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
       ...jobSizes,
       ...(resources.has('walltime') ? { PBS_WALLTIME: String(parseDuration(resources.get('walltime')!)) } : {}),
     }
     const line = `exec ${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
     const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
-    result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), [owner.shell], jobEnv,
-      jobEnv.PBS_O_INITDIR || owner.home, files, line, walltime, opts.killDelay ?? 2, opts.cancel)
+    const command = opts.interactive?.command
+    result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
+      jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
+      walltime, opts.killDelay ?? 2, opts.cancel)
     result.starterMs = performance.now() - started
     const wall = formatDuration(result.starterMs / 1000)
     const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
-    result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv, files, alarm)
+    // Epilogues of interactive jobs print into /dev/null.
+    result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
+      opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files, alarm)
   }
   result.stdout = readFileSync(outFile, 'utf8')
   result.stderr = readFileSync(errFile, 'utf8')
@@ -191,7 +200,7 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
     let timedOut = false
     const alarm = setTimeout(() => {
       timedOut = true
-      killGroup(child.pid, 'SIGKILL')
+      signalSession(child.pid!, 'SIGKILL')
     }, (alarmSeconds - 10) * 1000)
     const { code } = await exited(child)
     clearTimeout(alarm)
@@ -203,20 +212,28 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
   }
 }
 
-/** The job starter, privileged, as session leader, with the script line on a stdin pipe. */
+/**
+ * The job starter, privileged, as session leader: batch jobs get the script line on a stdin
+ * pipe; interactive ones a terminal (util-linux `script` holds the pty master).
+ */
 async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, stdinLine: string, walltime: number | undefined,
+  files: { out: string; err: string }, input: string, interactive: boolean, walltime: number | undefined,
   killDelay: number, cancel?: AbortSignal): Promise<number> {
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
   try {
-    const child = spawn(path, args, { cwd, env, argv0: path, stdio: ['pipe', fds[0], fds[1]], detached: true })
+    const quoted = [path, ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+    const child = interactive
+      ? spawn('script', ['--quiet', '--return', '--command', `exec ${quoted}`, '/dev/null'], { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })
+      : spawn(path, args, { cwd, env, argv0: path, stdio: ['pipe', fds[0], fds[1]], detached: true })
     child.stdin!.on('error', () => undefined) // a job that never reads its stdin
-    child.stdin!.end(stdinLine)
+    child.stdin!.end(input)
+    // pbs_mom signals every process of the job's session: the starter leads it.
+    const session = () => (interactive ? childOf(child.pid!) : child.pid!)
     const timers: NodeJS.Timeout[] = []
     let walltimeKilled = false
     const kill = () => {
-      killGroup(child.pid, 'SIGTERM')
-      timers.push(setTimeout(() => killGroup(child.pid, 'SIGKILL'), killDelay * 1000))
+      signalSession(session(), 'SIGTERM')
+      timers.push(setTimeout(() => signalSession(session(), 'SIGKILL'), killDelay * 1000))
     }
     if (walltime !== undefined) {
       timers.push(setTimeout(() => {
@@ -236,6 +253,18 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
   }
 }
 
+/** The child of `pid` (the starter under `script`), or 0. */
+function childOf(pid: number): number {
+  for (const entry of readdirSync('/proc')) {
+    try {
+      if (/^\d+$/.test(entry) && parentOf(readFileSync(`/proc/${entry}/stat`, 'utf8')) === pid) return Number(entry)
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return 0
+}
+
 function exited(child: ReturnType<typeof spawn>): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
     child.on('error', reject)
@@ -243,12 +272,3 @@ function exited(child: ReturnType<typeof spawn>): Promise<{ code: number | null;
   })
 }
 
-/** pbs_mom signals the whole session of a job; the child leads it, so its group is that session. */
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid) return
-  try {
-    process.kill(-pid, signal)
-  } catch {
-    // already gone
-  }
-}

@@ -40,12 +40,16 @@ export interface ExecRequest {
   env: string[]
   workingDir: string
   user: string
+  /** A terminal (interactive jobs): one raw stream instead of stdout and stderr. */
+  tty: boolean
 }
 
 export interface ExecSession {
   /** Raw multiplexed stream: write stdin to it, read output via `demux`. */
   stream: Duplex
   demux(stdout: Writable, stderr: Writable): void
+  /** Sets the terminal size of a tty exec. */
+  resize(rows: number, columns: number): Promise<void>
   /** Host pid of the exec'd process (0 until it runs) and, once it ended, its exit code. */
   inspect(): Promise<{ pid: number; running: boolean; exitCode: number | null }>
 }
@@ -170,12 +174,15 @@ export class Engine {
   async exec(id: string, request: ExecRequest): Promise<ExecSession> {
     const exec = await this.call(`create exec in ${id}`, signal => this.docker.getContainer(id).exec({
       Cmd: request.cmd, Env: request.env, WorkingDir: request.workingDir, User: request.user,
-      AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: false, abortSignal: signal,
+      AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: request.tty, abortSignal: signal,
     } as Docker.ExecCreateOptions))
-    const stream = await this.call(`start exec in ${id}`, () => exec.start({ hijack: true, stdin: true }))
+    const stream = await this.call(`start exec in ${id}`, () => exec.start({ hijack: true, stdin: true, Tty: request.tty }))
     return {
       stream,
-      demux: (stdout, stderr) => this.docker.modem.demuxStream(stream, stdout, stderr),
+      demux: (stdout, stderr) => (request.tty ? stream.pipe(stdout, { end: false }) : this.docker.modem.demuxStream(stream, stdout, stderr)),
+      resize: async (rows, columns) => {
+        await this.call(`resize exec in ${id}`, () => exec.resize({ h: rows, w: columns }))
+      },
       inspect: async () => {
         const info = await this.call(`inspect exec in ${id}`, signal => exec.inspect({ abortSignal: signal }))
         return { pid: info.Pid, running: info.Running, exitCode: info.ExitCode }

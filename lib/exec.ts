@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
+import type { ReadStream, WriteStream } from 'node:tty'
 import { oomKills, readUsage } from './cgroup.ts'
 import { LABEL } from './container.ts'
 import { formatBytes } from './resources.ts'
@@ -51,12 +52,24 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
   const [shell, ...rest] = req.shellArgv
   const fallback = container.labels[LABEL.shellFallback]
   const usable = await engine.pathExists(container.id, shell) || !fallback ? shell : fallback
+  // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
+  const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
   const session = await engine.exec(container.id, {
     cmd: [usable, ...rest],
     env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
     workingDir: facts.workDir,
     user: container.user,
+    tty: terminal !== undefined,
   })
+  const size = stdio.stdout as WriteStream
+  const resize = () => {
+    if (size.rows && size.columns) session.resize(size.rows, size.columns).catch(() => undefined)
+  }
+  if (terminal) {
+    terminal.setRawMode(true) // keystrokes, ^C included, go to the job's terminal as they are
+    resize()
+    signals.on('SIGWINCH', resize)
+  }
 
   // The exec'd shell leads its own session (runc makes it one): signal every process of
   // that session, as pbs_mom itself would on the host.
@@ -83,7 +96,11 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     return status
   } finally {
     for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
+    signals.off('SIGWINCH', resize)
+    terminal?.setRawMode(false)
     stdio.stdin.unpipe(session.stream)
+    // A terminal never ends by itself: let go of it, or the starter would wait on it.
+    terminal?.pause()
   }
 }
 
@@ -125,7 +142,17 @@ export function signalSession(sid: number, signal: NodeJS.Signals, proc = '/proc
 
 /** Session id from /proc/<pid>/stat (field 6; the command name may hold spaces and parens). */
 export function sessionOf(stat: string): number {
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3])
+  return Number(statFields(stat)[3])
+}
+
+/** Parent pid from /proc/<pid>/stat (field 4). */
+export function parentOf(stat: string): number {
+  return Number(statFields(stat)[1])
+}
+
+/** The fields of /proc/<pid>/stat after the command name, from field 3 (state) on. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
 /**

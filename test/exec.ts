@@ -1,10 +1,11 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { sessionOf, signalSession } from '../lib/exec.ts'
+import { parentOf, sessionOf, signalSession } from '../lib/exec.ts'
 
 t.test('session id is read past a command name with spaces and parens', async t => {
   t.equal(sessionOf('4242 (a) b) c) S 1 4242 4200 0 -1 4194560'), 4200)
+  t.equal(parentOf('4242 (a) b) c) S 1 4242 4200 0 -1 4194560'), 1)
   t.equal(sessionOf(readFileSync('/proc/self/stat', 'utf8')), Number(readFileSync('/proc/self/stat', 'utf8').split(' ')[5]))
 })
 

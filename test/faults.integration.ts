@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/accounting.ts'
 import { parseConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
+import { emulateJob } from '../lib/emulator.ts'
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { privateEngine } from './helpers/engine.ts'
@@ -119,4 +120,23 @@ t.test('32 jobs starting and ending at once all succeed, with no clash and no le
   const lines = readFileSync(accounting, 'utf8').split('\n').filter(Boolean).slice(before).map(l => JSON.parse(l) as AccountingRecord)
   t.same(lines.map(l => l.jobId).sort(), runs.map(r => r.job.jobId).sort(), 'one accounting line each')
   t.same(runs.flatMap(r => containersOf(r.job.jobId)), [])
+})
+
+t.test('interactive jobs (qsub -I) get a terminal in their container, and qdel ends them too', async t => {
+  const hooksDir = join(import.meta.dirname, '../dist')
+  const base = { user: TEST_USER, queue: 'batch', resources: 'nodes=1:ppn=1', hooksDir, config, script: join(shared.path, 'none.sh') }
+  writeFileSync(base.script, '#!/bin/sh\n')
+  const job = await emulateJob({ ...base, interactive: { input: 'tty\necho "env=$PBS_ENVIRONMENT"\nexit 4\n' } })
+  t.equal(job.exitStatus, 4)
+  t.match(job.stdout, /\/dev\/pts\/\d+/, 'the job shell has a terminal')
+  t.match(job.stdout, 'env=PBS_INTERACTIVE')
+  t.same(containersOf(job.jobId), [])
+
+  const cancel = new AbortController()
+  setTimeout(() => cancel.abort(), 2000)
+  const started = Date.now()
+  const cancelled = await emulateJob({ ...base, cancel: cancel.signal, interactive: { input: 'sleep 60\n' } })
+  t.ok(Date.now() - started < 8000, `ended ${Date.now() - started} ms after it started`)
+  t.not(cancelled.exitStatus, 0)
+  t.same(containersOf(cancelled.jobId), [])
 })

@@ -185,3 +185,13 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
 t.test('the node log holds no secret of the node', async t => {
   t.notMatch(execFileSync('cat', [`${shared.path}/cbatch.log`], { encoding: 'utf8' }), /root:\$|shadow/)
 })
+
+t.test('a queue with a read-only root filesystem keeps a writable /tmp', async t => {
+  const readOnly = writeConfig(shared.path, `queues:\n  batch: { image: ${TEST_IMAGE}, pull: never, readOnlyRootfs: true }\n`)
+  const { job } = await runJob(`#!/bin/sh
+touch /usr/x 2>/dev/null; echo "rootfs=$?"
+touch /tmp/x && echo tmp-ok
+grep ' /tmp ' /proc/mounts | cut -d' ' -f3
+`, { config: readOnly })
+  t.match(job.stdout, /rootfs=[1-9]\d*\ntmp-ok\ntmpfs\n/)
+})
