@@ -1,10 +1,9 @@
 // pbs_mom's prologue (root, mother superior): make the job's container, and clear away
 // containers of jobs this pbs_mom no longer knows.
 // Exit 0: the job runs; 1: the job is aborted; 2: the job is requeued.
-import { dirname } from 'node:path'
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
-import { parsePrologueArgs } from '../lib/torque.ts'
+import { momPrivOf, parsePrologueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
@@ -12,7 +11,7 @@ const args = process.argv.slice(2)
 void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, config, log }) => {
   const facts = parsePrologueArgs(args)
   const engine = Engine.fromConfig(config.engine)
-  const momPriv = facts.scriptPath ? dirname(dirname(facts.scriptPath)) : `${config.torque.home}/mom_priv`
+  const momPriv = facts.scriptPath ? momPrivOf(facts.scriptPath) : `${config.torque.home}/mom_priv`
   // Orphans are collected alongside, best effort: they must never fail this job.
   const gc = config.gc.onPrologue && config.queues.has(facts.queue)
     ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(

@@ -10,7 +10,7 @@ import { lookupUser, type Identity } from './identity.ts'
 import { jobVariable, parseDirectives, resolveJobAsks, type JobAsks } from './jobrequest.ts'
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
 import type { AccountingRecord } from './accounting.ts'
-import type { EpilogueFacts, JobFacts } from './torque.ts'
+import { momPrivOf, type EpilogueFacts, type JobFacts } from './torque.ts'
 import { CbatchError, UsageError } from './errors.ts'
 
 export const VERSION = '0.1.0'
@@ -45,7 +45,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       workDir: env.PBS_O_WORKDIR,
       nodeFile: env.PBS_NODEFILE,
       tmpDir: env.TMPDIR,
-      momPriv: facts.scriptPath ? dirname(dirname(facts.scriptPath)) : undefined,
+      momPriv: facts.scriptPath ? momPrivOf(facts.scriptPath) : undefined,
       scratchDir,
     },
   })

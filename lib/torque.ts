@@ -1,6 +1,7 @@
 // What pbs_mom hands our programs: argv of the prologue and epilogue families,
 // the job starter's environment, and the Resource_List string.
 // See ../shared/torque-contract.md ("Arguments", "The job starter").
+import { dirname } from 'node:path'
 import { UsageError } from './errors.ts'
 
 export interface JobFacts {
@@ -41,6 +42,11 @@ export function parseEpilogueArgs(args: string[]): EpilogueFacts {
     ...checked({ jobId, user, group, jobName, resources, queue, account, scriptPath: scriptPath || undefined }),
     sessionId, resourcesUsed, exitStatus: Number(exit),
   }
+}
+
+/** `<PBS_HOME>/mom_priv` of the pbs_mom that gave us `<mom_priv>/jobs/<jobid>.SC`. */
+export function momPrivOf(scriptPath: string): string {
+  return dirname(dirname(scriptPath))
 }
 
 function checked<T extends JobFacts>(facts: T): T {

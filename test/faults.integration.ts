@@ -1,7 +1,7 @@
 // Faults, signals and cleanup: nothing is lost, nothing is left behind.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/accounting.ts'
 import { parseConfig } from '../lib/config.ts'
@@ -10,7 +10,7 @@ import { emulateJob } from '../lib/emulator.ts'
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { privateEngine } from './helpers/engine.ts'
-import { containersOf, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersOf, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -139,4 +139,29 @@ t.test('interactive jobs (qsub -I) get a terminal in their container, and qdel e
   t.ok(Date.now() - started < 8000, `ended ${Date.now() - started} ms after it started`)
   t.not(cancelled.exitStatus, 0)
   t.same(containersOf(cancelled.jobId), [])
+})
+
+t.test('a pbs_mom restart mid-job leaves the job running, and the epilogue still cleans up', async t => {
+  const marker = join(shared.path, 'mom-restart')
+  const done = join(shared.path, 'mom-restart-done')
+  const script = join(shared.path, 'survivor.sh')
+  writeFileSync(script, `#!/bin/sh\ntouch ${marker}\nsleep 2\ntouch ${done}\n`)
+  // Not below a mounted volume: a PBS_HOME never reaches a job.
+  const pbsHome = `/var/spool/cbatch-restart-test-${process.pid}`
+  t.teardown(() => rmSync(pbsHome, { recursive: true, force: true }))
+  // pbs_mom (here `cbatch run`) dies under a running job...
+  const mom = spawn(join(import.meta.dirname, '../dist/cbatch'),
+    ['run', script, '--user', TEST_USER, '--config', config, '--pbs-home', pbsHome, '--keep'], { stdio: 'ignore' })
+  await waitFor(marker)
+  mom.kill('SIGKILL')
+  // ...the job goes on in its container, and ends by itself.
+  await waitFor(done)
+  const jobId = readdirSync(join(pbsHome, 'mom_priv/jobs')).find(f => f.endsWith('.JB'))!.replace(/\.JB$/, '')
+  t.equal(containersOf(jobId).length, 1, 'the container is still there for the epilogue')
+  // The restarted pbs_mom recovers the job from mom_priv/jobs and runs its epilogue.
+  const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'survivor', '0', '', '', 'batch', '', '0',
+    join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { CBATCH_CONFIG: config })
+  t.equal(epilogue.status, 0, epilogue.stderr)
+  t.match(epilogue.stdout, /^cbatch: cpu .*, exit 0\n$/)
+  t.same(containersOf(jobId), [])
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque.ts'
+import { momPrivOf, parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque.ts'
 
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 
@@ -13,6 +13,7 @@ t.test('prologue: 8 arguments of TORQUE 6, 7 of 4.x/5.x', async t => {
   t.throws(() => parsePrologueArgs(['', 'a', 'g', 'n', '', 'q', '', SC]), { message: /empty job id/ })
   t.throws(() => parsePrologueArgs(['1', '', 'g', 'n', '', 'q', '', SC]), { message: /empty job owner/ })
   t.throws(() => parsePrologueArgs(['1', 'a', 'g', 'n', '', 'q', '', 'jobs/1.SC']), { message: /not absolute/ })
+  t.equal(momPrivOf(SC), '/var/spool/torque/mom_priv')
 })
 
 t.test('epilogue: 11 arguments of TORQUE 6, 10 of older ones', async t => {
