@@ -22,7 +22,7 @@ export function hookEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
   return result
 }
 
-export function configPath(env: NodeJS.ProcessEnv): string {
+function configPath(env: NodeJS.ProcessEnv): string {
   return env.CBATCH_CONFIG || DEFAULT_CONFIG_PATH
 }
 

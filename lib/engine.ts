@@ -30,7 +30,6 @@ export interface ContainerDetails extends JobContainer {
   imageId: string
   /** Host pid of the container's init, 0 when not running. */
   pid: number
-  exitCode: number
   oomKilled: boolean
   startedAt: Date
 }
@@ -134,7 +133,6 @@ export class Engine {
       image: info.Config.Image,
       imageId: info.Image,
       pid: info.State.Pid,
-      exitCode: info.State.ExitCode,
       oomKilled: info.State.OOMKilled,
       startedAt: new Date(info.State.StartedAt),
       created: new Date(info.Created),

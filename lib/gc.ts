@@ -15,7 +15,7 @@ export interface GcOptions {
 }
 
 /** True when pbs_mom still knows the job (its .JB file is there). */
-export function jobKnown(momPriv: string, jobId: string): boolean {
+function jobKnown(momPriv: string, jobId: string): boolean {
   return existsSync(join(momPriv, 'jobs', `${jobId}.JB`))
 }
 

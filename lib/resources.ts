@@ -89,7 +89,7 @@ export interface NodeFacts {
 }
 
 /** CPUs of the job on this node. */
-export function cpusOf(request: JobRequest, facts: NodeFacts, fallback: number): number {
+function cpusOf(request: JobRequest, facts: NodeFacts, fallback: number): number {
   return facts.ppnHere ?? request.nodes[0]?.ppn ?? request.ncpus ?? request.procs ?? fallback
 }
 
