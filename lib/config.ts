@@ -126,7 +126,6 @@ export interface Config {
 /** pbs_mom kills the prologue 10 s before $prologalarm (300 s by default). */
 const PROLOGUE_BUDGET_SECONDS = 290
 
-
 export function loadConfig(file = DEFAULT_CONFIG_PATH): Config {
   let text: string
   try {
@@ -147,7 +146,11 @@ export function parseConfig(text: string, file = '<config>'): Config {
     })))
   }
   const raw = Value.Default(ConfigSchema, doc.toJS() ?? {})
-  schemaIssues(ConfigSchema, raw, [], lineOf, file)
+  const schemaIssues = [...Value.Errors(ConfigSchema, raw)].map(e => {
+    const path = pointer(e.path)
+    return { path: path.join('.'), line: lineOf(path), message: e.message }
+  })
+  if (schemaIssues.length) throw new ConfigError(file, schemaIssues)
 
   const config = raw as RawConfig
   const queues = new Map<string, QueuePolicy>()
@@ -200,15 +203,6 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
     }
   })
   return problems
-}
-
-function schemaIssues(schema: TSchema, value: unknown, prefix: (string | number)[],
-  lineOf: (p: (string | number)[]) => number | undefined, file: string): void {
-  const issues = [...Value.Errors(schema, value)].map(e => {
-    const path = [...prefix, ...pointer(e.path)]
-    return { path: path.join('.'), line: lineOf(path), message: e.message }
-  })
-  if (issues.length) throw new ConfigError(file, issues)
 }
 
 /** '/queues/batch/volumes/0' -> ['queues', 'batch', 'volumes', 0] */
