@@ -10,7 +10,8 @@ import { execa } from 'execa'
 import { formatDuration } from './accounting.ts'
 import { parentOf, signalSession } from './exec.ts'
 import { lookupUser, type Identity } from './identity.ts'
-import { parseDuration, parseResourceList } from './torque.ts'
+import { parseRequest } from './resources.ts'
+import { parseResourceList } from './torque.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
@@ -118,7 +119,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
 
   const resources = parseResourceList(opts.resources)
   const nodes = resources.get('nodes') ?? '1'
-  const ppn = Number(/(?:^|:)ppn=(\d+)/.exec(nodes)?.[1] ?? 1)
+  const request = parseRequest(opts.resources)
+  const ppn = request.nodes[0]?.ppn ?? 1
+  const walltime = request.walltime
   const nodeFile = join(pbsHome, 'aux', jobId)
   writeFileSync(nodeFile, `${hostname()}\n`.repeat(ppn), { mode: 0o644 })
   const workDir = opts.workDir ?? process.cwd()
@@ -161,10 +164,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
       PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
       ...jobSizes,
-      ...(resources.has('walltime') ? { PBS_WALLTIME: String(parseDuration(resources.get('walltime')!)) } : {}),
+      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
     }
     const line = `exec ${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
-    const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
     const command = opts.interactive?.command
     result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
