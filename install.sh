@@ -60,6 +60,8 @@ install_hooks() {
   run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
   # The CLI, for `cbatch gc` from cron (and `cbatch run` to try a job on this node).
   run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
+  # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
+  run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
   for hook in $HOOKS; do
     run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$hook.cjs" "$MOM_PRIV/cbatch.d/$hook.cjs"
     target=$MOM_PRIV/$hook

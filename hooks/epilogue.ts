@@ -10,8 +10,8 @@ import { runHook } from './run.ts'
 const args = process.argv.slice(2)
 void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
   const facts = parseEpilogueArgs(args)
-  const records = await cleanupJob(facts, Engine.fromConfig(config.engine))
-  for (const record of records) {
+  const record = await cleanupJob(facts, Engine.fromConfig(config.engine))
+  if (record) {
     if (config.accounting.file) appendRecord(config.accounting.file, record)
     process.stdout.write(`${summaryLine(record)}\n`)
     log.info(`removed ${record.container}; ${JSON.stringify(record)}`)

@@ -1,7 +1,7 @@
 // pbs_mom's $job_starter (root, with $job_starter_run_privileged true):
 // argv = [starter, shell, ...rest], stdin = the job's script line, stdout/stderr = .OU/.ER.
 // Its exit status is the job's; 125 means cbatch itself could not run the job.
-import { findJobContainer, runInContainer, runNatively } from '../lib/exec.ts'
+import { containerForShell, runInContainer, runNatively } from '../lib/exec.ts'
 import { lookupUser } from '../lib/identity.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
@@ -14,7 +14,8 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, int
   const facts = starterFacts(env)
   if (!config.queues.has(facts.queue)) return runNatively({ facts, owner: await lookupUser(facts.user), shellArgv, env })
   const engine = Engine.fromConfig(config.engine)
-  const [owner, container] = await Promise.all([lookupUser(facts.user), findJobContainer(engine, facts.jobId)])
+  // The engine's answer is the slower: ask it first, look the owner up while it works.
+  const [container, owner] = await Promise.all([containerForShell(engine, facts.jobId), lookupUser(facts.user)])
   const status = await runInContainer(engine, container, { facts, owner, shellArgv, env })
   log.info(`job shell exited ${status}`)
   return status

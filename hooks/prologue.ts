@@ -23,7 +23,7 @@ void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, a
     log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
   } else {
     log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
-      + (prepared.replaced ? `, replacing ${prepared.replaced} left by an earlier run` : ''))
+      + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
   }
   return 0
 })

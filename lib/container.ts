@@ -1,9 +1,10 @@
-// The job's container as a create request: a pure function of the job, its owner and
-// its queue's policy. Everything a container may do is decided here, in one place.
+// The job's container: its name and labels, how it is found, and its create request, a
+// pure function of the job, its owner and its queue's policy. Everything a container may
+// do is decided here, in one place.
 import { createHash } from 'node:crypto'
 import { posix } from 'node:path'
 import type { QueuePolicy } from './config.ts'
-import type { ContainerCreateSpec } from './engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, Engine } from './engine.ts'
 import { PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobFacts } from './torque.ts'
@@ -53,6 +54,15 @@ export interface ContainerRequest {
 export function containerName(jobId: string): string {
   const safe = jobId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)
   return `cbatch-${safe}-${createHash('sha256').update(jobId).digest('hex').slice(0, 10)}`
+}
+
+/**
+ * The job's container, by the name the prologue gave it (one engine call, and names are
+ * unique); undefined if there is none, or if what has the name is not labelled this job's.
+ */
+export async function findJobContainer(engine: Engine, jobId: string): Promise<ContainerDetails | undefined> {
+  const found = await engine.inspect(containerName(jobId))
+  return found?.labels[LABEL.job] === jobId ? found : undefined
 }
 
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {

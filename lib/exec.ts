@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
 import { oomKills, readUsage } from './cgroup.ts'
-import { LABEL } from './container.ts'
+import { findJobContainer, LABEL } from './container.ts'
 import { formatBytes } from './resources.ts'
 import type { ContainerDetails, Engine } from './engine.ts'
 import { ContainerNotFoundError, PolicyError } from './errors.ts'
@@ -30,12 +30,11 @@ export interface ShellRequest {
   env: NodeJS.ProcessEnv
 }
 
-/** The job's container, found by its `cbatch.job` label. */
-export async function findJobContainer(engine: Engine, jobId: string): Promise<ContainerDetails> {
-  const [found, ...others] = await engine.findByLabel(LABEL.job, jobId)
+/** The container the job shell must run in. */
+export async function containerForShell(engine: Engine, jobId: string): Promise<ContainerDetails> {
+  const found = await findJobContainer(engine, jobId)
   if (!found) throw new ContainerNotFoundError(`no container for job ${jobId}: its prologue did not run or failed`)
-  if (others.length) throw new ContainerNotFoundError(`job ${jobId} has ${others.length + 1} containers`)
-  return engine.inspect(found.id)
+  return found
 }
 
 /** Runs the job shell in the job's container; resolves with its exit status. */
@@ -51,7 +50,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
 
   const [shell, ...rest] = req.shellArgv
   const fallback = container.labels[LABEL.shellFallback]
-  const usable = await engine.pathExists(container.id, shell) || !fallback ? shell : fallback
+  const usable = !fallback || await engine.pathExists(container.id, shell) ? shell : fallback
   // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
   const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
   const session = await engine.exec(container.id, {

@@ -1,6 +1,6 @@
 // Who the job owner is on this node. Through NSS (getent, id), so LDAP/SSSD users
 // of a cluster resolve the same way as local ones.
-import { execa } from 'execa'
+import { execFile } from 'node:child_process'
 import { IdentityError } from './errors.ts'
 
 export interface Identity {
@@ -23,7 +23,7 @@ export async function lookupUser(name: string, group?: string): Promise<Identity
   }
   const [passwd, ids, groupEntry] = await Promise.all([
     getent('passwd', name),
-    execa('id', ['-G', '--', name], { reject: false }),
+    command('id', ['-G', '--', name]),
     group ? getent('group', group) : Promise.resolve(undefined),
   ])
   if (!passwd) throw new IdentityError(`unknown user ${name} on this node`)
@@ -40,6 +40,17 @@ export async function lookupUser(name: string, group?: string): Promise<Identity
 }
 
 async function getent(database: 'passwd' | 'group', key: string): Promise<string | undefined> {
-  const result = await execa('getent', [database, '--', key], { reject: false })
+  const result = await command('getent', [database, '--', key])
   return result.exitCode === 0 ? result.stdout.split('\n')[0] : undefined
+}
+
+// Node's own execFile, not execa: these run in every hook, and loading execa alone costs
+// more than the whole start-up budget of a hook (see bench/RESULTS.md).
+function command(file: string, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return new Promise(resolve => {
+    execFile(file, args, { encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = (err as { code?: unknown } | null)?.code
+      resolve({ exitCode: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr || (err?.message ?? '') })
+    })
+  })
 }

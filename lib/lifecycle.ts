@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import type { Config } from './config.ts'
-import { buildContainerSpec, containerName, LABEL } from './container.ts'
+import { buildContainerSpec, containerName, findJobContainer, LABEL } from './container.ts'
 import type { Engine, JobContainer } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
 import { lookupUser, type Identity } from './identity.ts'
@@ -17,7 +17,7 @@ export const VERSION = '0.1.0'
 
 export type Prepared =
   | { kind: 'native' }
-  | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: number }
+  | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: boolean }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
 export async function prepareJob(facts: JobFacts, config: Config, engine: Engine,
@@ -29,10 +29,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
-  const [owner, imageSource, replaced] = await Promise.all([
-    lookupUser(facts.user, facts.group),
+  const [imageSource, replaced, owner] = await Promise.all([
     ensureImage(engine, { image: granted.image, pull: policy.pull }),
-    removeJobContainers(engine, facts.jobId),
+    removeJobContainer(engine, facts.jobId),
+    lookupUser(facts.user, facts.group),
   ])
   const scratchDir = policy.scratch && join(policy.scratch.base, containerName(facts.jobId))
   const spec = buildContainerSpec({
@@ -83,30 +83,32 @@ function makeScratch(dir: string, owner: Identity): void {
   chownSync(dir, owner.uid, owner.gid)
 }
 
+/** Epilogue: what the job used, read before its container is removed; undefined if it had none. */
 export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
-  engine: Engine, now: () => Date = () => new Date()): Promise<AccountingRecord[]> {
-  const containers = await engine.findByLabel(LABEL.job, facts.jobId)
-  return Promise.all(containers.map(async c => {
-    const details = await engine.inspect(c.id)
-    const usage = details.running ? usageOf(details.pid) : undefined
-    const [imageDigest] = await Promise.all([engine.imageDigest(details.imageId).catch(() => undefined), engine.remove(c.id)])
-    removeScratch(c)
-    const end = now()
-    return {
-      time: end.toISOString(),
-      jobId: facts.jobId,
-      user: c.labels[LABEL.user] ?? facts.user,
-      queue: c.labels[LABEL.queue] ?? facts.queue,
-      node: hostname(),
-      container: c.name,
-      image: details.image,
-      imageDigest,
-      exitStatus: facts.exitStatus,
-      wallSeconds: Math.max(0, (end.getTime() - details.startedAt.getTime()) / 1000),
-      oomKilled: details.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
-      usage,
-    }
-  }))
+  engine: Engine, now: () => Date = () => new Date()): Promise<AccountingRecord | undefined> {
+  const container = await findJobContainer(engine, facts.jobId)
+  if (!container) return undefined
+  const usage = container.running ? usageOf(container.pid) : undefined
+  const [imageDigest] = await Promise.all([
+    engine.imageDigest(container.imageId).catch(() => undefined),
+    engine.remove(container.id),
+  ])
+  removeScratch(container)
+  const end = now()
+  return {
+    time: end.toISOString(),
+    jobId: facts.jobId,
+    user: container.labels[LABEL.user] ?? facts.user,
+    queue: container.labels[LABEL.queue] ?? facts.queue,
+    node: hostname(),
+    container: container.name,
+    image: container.image,
+    imageDigest,
+    exitStatus: facts.exitStatus,
+    wallSeconds: Math.max(0, (end.getTime() - container.startedAt.getTime()) / 1000),
+    oomKilled: container.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
+    usage,
+  }
 }
 
 /** The job's scratch directory, named by the prologue after the container. */
@@ -123,8 +125,9 @@ function usageOf(pid: number): CgroupUsage | undefined {
   }
 }
 
-async function removeJobContainers(engine: Engine, jobId: string): Promise<number> {
-  const stale = await engine.findByLabel(LABEL.job, jobId)
-  await Promise.all(stale.map(c => engine.remove(c.id)))
-  return stale.length
+/** A requeued job's container from its earlier run; true if there was one. */
+async function removeJobContainer(engine: Engine, jobId: string): Promise<boolean> {
+  const stale = await findJobContainer(engine, jobId)
+  if (stale) await engine.remove(stale.id)
+  return stale !== undefined
 }

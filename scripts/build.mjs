@@ -36,6 +36,7 @@ rmSync('dist', { recursive: true, force: true })
 mkdirSync('dist/cbatch.d', { recursive: true })
 await Promise.all([
   ...HOOKS.map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
+  build({ ...common, entryPoints: ['hooks/load.ts'], outfile: 'dist/cbatch.d/load.cjs' }),
   build({ ...common, entryPoints: ['bin/cbatch.ts'], outfile: 'dist/cbatch', banner: { js: '#!/usr/bin/env node' } }),
 ])
 chmodSync('dist/cbatch', 0o755)
@@ -50,7 +51,7 @@ writeFileSync('dist/package.json', '{ "type": "commonjs" }\n')
 for (const hook of HOOKS) {
   writeFileSync(`dist/${hook}`, `#!/bin/busybox sh
 # cbatch ${hook} hook for pbs_mom (see the cbatch README)
-exec /bin/busybox env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/${hook}.cjs" "$@" 3<<CBATCH_ENV
+exec /bin/busybox env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/load.cjs" ${hook} "$@" 3<<CBATCH_ENV
 $(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV
 `, { mode: 0o755 })

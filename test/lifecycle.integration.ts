@@ -22,11 +22,10 @@ t.test('a requeued job whose old container still exists gets a fresh one', async
   const first = await prepareJob(facts(jobId), config, engine, {})
   const second = await prepareJob(facts(jobId), config, engine, {})
   t.equal(first.kind, 'container')
-  t.equal(second.kind === 'container' && second.replaced, 1)
+  t.equal(second.kind === 'container' && second.replaced, true)
   t.same(containersOf(jobId).map(id => second.kind === 'container' && second.id.startsWith(id)), [true])
   const cleaned = await cleanupJob(ended(jobId), engine)
-  t.equal(cleaned.length, 1)
-  t.ok(cleaned[0].usage, 'a running container is accounted from its cgroup')
+  t.ok(cleaned?.usage, 'a running container is accounted from its cgroup')
   t.same(containersOf(jobId), [])
 })
 
@@ -37,10 +36,10 @@ t.test('the epilogue removes a container whatever its state', async t => {
   if (prepared.kind !== 'container') throw new Error('no container')
   execFileSync('docker', ['kill', prepared.id])
   const cleaned = await cleanupJob(ended(jobId), engine)
-  t.equal(cleaned.length, 1)
-  t.equal(cleaned[0].usage, undefined, 'a stopped container has no cgroup left to read')
+  t.equal(cleaned?.jobId, jobId)
+  t.equal(cleaned?.usage, undefined, 'a stopped container has no cgroup left to read')
   t.same(containersOf(jobId), [])
-  t.same(await cleanupJob(ended(jobId), engine), [], 'missing is fine')
+  t.equal(await cleanupJob(ended(jobId), engine), undefined, 'missing is fine')
 })
 
 t.test('an image missing from the node is pulled from the registry', async t => {
@@ -90,6 +89,6 @@ t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup',
   })
   const prepared = await prepareJob(facts(jobId), torque, engine, {})
   if (prepared.kind !== 'container') throw new Error('no container')
-  const pid = (await engine.inspect(prepared.id)).pid
+  const pid = (await engine.inspect(prepared.id))!.pid
   t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/${prepared.id}\\n`))
 })

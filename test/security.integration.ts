@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/config.ts'
+import { containerName } from '../lib/container.ts'
 import { Engine } from '../lib/engine.ts'
 import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
 import { hostId, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
@@ -180,6 +181,20 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
   t.equal(asOther.status, 125)
   t.match(asOther.stderr, 'does not belong to cbatchdemo')
   t.equal(starter({}).stdout, `${uid}\n`, 'the owner, and only they, gets in')
+})
+
+t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const jobId = `${process.pid}9.lookalike`
+  const name = containerName(jobId)
+  execFileSync('docker', ['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
+  t.teardown(() => { spawnSync('docker', ['rm', '-f', name]) })
+  const r = runHook('jobstarter', ['/bin/sh'],
+    { PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: config, USER: TEST_USER, PBS_JOBID: jobId }, 'id -u\n')
+  t.equal(r.status, 125)
+  t.match(r.stderr, `no container for job ${jobId}`)
+  t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)
+  t.equal(execFileSync('docker', ['inspect', '-f', '{{.Name}}', name], { encoding: 'utf8' }).trim(), `/${name}`, 'still there')
 })
 
 t.test('the node log holds no secret of the node', async t => {

@@ -1,0 +1,58 @@
+// Starts a hook bundle from V8's code cache: the wrapper runs `node load.cjs <hook> ARGS`.
+// Compiling and warming a bundle costs a hook about as much as Node's own start-up; the
+// cache (bytecode of every function the hook ran) removes most of it (bench/RESULTS.md).
+// Node 20 has no built-in compile cache for CommonJS, hence these few lines.
+//
+// The cache sits beside the bundle, in the root-owned install directory, and is written
+// by the hook itself (as root) whenever it is missing or V8 refused it (another Node).
+// V8 checks its version and flags, but matches the source by length only: the file starts
+// with the bundle's SHA-256, so a cache is never used with any other bundle.
+import { createHash } from 'node:crypto'
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import Module from 'node:module'
+import { dirname, join } from 'node:path'
+import { Script } from 'node:vm'
+
+const HOOK = /^(prologue|jobstarter|epilogue)$/
+const DIGEST_BYTES = 32
+
+const hook = process.argv[2] ?? ''
+if (!HOOK.test(hook)) {
+  process.stderr.write(`cbatch: unknown hook ${JSON.stringify(hook)}\n`)
+  process.exit(2)
+}
+const bundle = join(__dirname, `${hook}.cjs`)
+const cacheFile = `${bundle}.cache`
+// The bundle sees the argv it would have had if node had started it directly.
+process.argv.splice(1, 2, bundle)
+
+const source = readFileSync(bundle, 'utf8')
+const digest = createHash('sha256').update(source).digest()
+const cached = readCache()
+const script = new Script(Module.wrap(source), { filename: bundle, cachedData: cached })
+if (!cached || script.cachedDataRejected) process.on('exit', writeCache)
+
+const hookModule = new Module(bundle)
+hookModule.filename = bundle
+const main = script.runInThisContext() as (...args: unknown[]) => void
+main.call(hookModule.exports, hookModule.exports, require, hookModule, bundle, dirname(bundle))
+
+function readCache(): Buffer | undefined {
+  try {
+    const file = readFileSync(cacheFile)
+    return file.subarray(0, DIGEST_BYTES).equals(digest) ? file.subarray(DIGEST_BYTES) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** At exit, so the cache holds every function this run compiled. Best effort: speed only. */
+function writeCache(): void {
+  const temporary = `${cacheFile}.${process.pid}`
+  try {
+    writeFileSync(temporary, Buffer.concat([digest, script.createCachedData()]), { mode: 0o644 })
+    renameSync(temporary, cacheFile) // concurrent hooks each write whole files
+  } catch {
+    rmSync(temporary, { force: true }) // a read-only install runs uncached
+  }
+}

@@ -1,0 +1,60 @@
+// The hook loader (dist/cbatch.d/load.cjs): code cache written, reused, never trusted blindly.
+import t, { type Test } from 'tap'
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+
+const DIST = join(import.meta.dirname, '../dist/cbatch.d')
+
+/** A copy of the loader and the prologue, and a config without the job's queue: no engine. */
+function installed(t: Test): string {
+  const dir = t.testdir({ 'cbatch.yaml': 'log: { file: "" }\nqueues:\n  batch: { image: busybox }\n' })
+  for (const file of ['load.cjs', 'prologue.cjs']) copyFileSync(join(DIST, file), join(dir, file))
+  return dir
+}
+
+function prologue(dir: string, hook = 'prologue') {
+  return spawnSync(process.execPath, [join(dir, 'load.cjs'), hook, '1.node', 'someone', 'users', 'job', 'nodes=1', 'native', ''],
+    { env: { CBATCH_CONFIG: join(dir, 'cbatch.yaml') }, encoding: 'utf8' })
+}
+
+const digestOf = (dir: string) => createHash('sha256').update(readFileSync(join(dir, 'prologue.cjs'))).digest()
+
+t.test('the first run writes the cache, later runs use it as it is', async t => {
+  const dir = installed(t)
+  const first = prologue(dir)
+  t.equal(first.status, 0, first.stderr)
+  const cache = readFileSync(join(dir, 'prologue.cjs.cache'))
+  t.same(cache.subarray(0, 32), digestOf(dir), 'keyed by the bundle\'s digest')
+  t.ok(cache.length > 10_000, 'holds compiled code')
+  const written = statSync(join(dir, 'prologue.cjs.cache')).mtimeMs
+  const second = prologue(dir)
+  t.equal(second.status, 0, second.stderr)
+  t.equal(statSync(join(dir, 'prologue.cjs.cache')).mtimeMs, written, 'a valid cache is not rewritten')
+})
+
+t.test('a cache of another bundle, or one V8 refuses, is replaced and the hook still runs', async t => {
+  const dir = installed(t)
+  const cacheFile = join(dir, 'prologue.cjs.cache')
+  for (const [what, content] of [
+    ['another bundle', Buffer.concat([Buffer.alloc(32, 1), Buffer.alloc(4096, 7)])],
+    ['garbage V8 data', Buffer.concat([digestOf(dir), Buffer.alloc(4096, 7)])],
+  ] as const) {
+    writeFileSync(cacheFile, content)
+    const r = prologue(dir)
+    t.equal(r.status, 0, `${what}: ${r.stderr}`)
+    const cache = readFileSync(cacheFile)
+    t.same(cache.subarray(0, 32), digestOf(dir), `${what}: rewritten for this bundle`)
+    t.notSame(cache.subarray(32, 64), Buffer.alloc(32, 7), `${what}: with V8's own data`)
+  }
+})
+
+t.test('only cbatch\'s hooks can be started', async t => {
+  const dir = installed(t)
+  for (const hook of ['../prologue', 'cbatch', '']) {
+    const r = prologue(dir, hook)
+    t.equal(r.status, 2, hook)
+    t.match(r.stderr, 'cbatch: unknown hook')
+  }
+})
