@@ -14,9 +14,8 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, int
   const facts = starterFacts(env)
   if (!config.queues.has(facts.queue)) return runNatively({ facts, owner: await lookupUser(facts.user), shellArgv, env })
   const engine = Engine.fromConfig(config.engine)
-  // The engine's answer is the slower: ask it first, look the owner up while it works.
-  const [container, owner] = await Promise.all([containerForShell(engine, facts.jobId), lookupUser(facts.user)])
-  const status = await runInContainer(engine, container, { facts, owner, shellArgv, env })
+  const container = await containerForShell(engine, facts.jobId)
+  const status = await runInContainer(engine, container, { facts, shellArgv, env })
   log.info(`job shell exited ${status}`)
   return status
 })

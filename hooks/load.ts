@@ -26,10 +26,10 @@ const cacheFile = `${bundle}.cache`
 // The bundle sees the argv it would have had if node had started it directly.
 process.argv.splice(1, 2, bundle)
 
-const source = readFileSync(bundle, 'utf8')
+const source = readFileSync(bundle)
 const digest = createHash('sha256').update(source).digest()
 const cached = readCache()
-const script = new Script(Module.wrap(source), { filename: bundle, cachedData: cached })
+const script = new Script(Module.wrap(source.toString('utf8')), { filename: bundle, cachedData: cached })
 if (!cached || script.cachedDataRejected) process.on('exit', writeCache)
 
 const hookModule = new Module(bundle)

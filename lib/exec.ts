@@ -24,7 +24,6 @@ export interface Stdio {
 
 export interface ShellRequest {
   facts: StarterFacts
-  owner: Identity
   /** `[shell, ...rest]` as pbs_mom passed them to the starter. */
   shellArgv: string[]
   env: NodeJS.ProcessEnv
@@ -40,10 +39,13 @@ export async function containerForShell(engine: Engine, jobId: string): Promise<
 /** Runs the job shell in the job's container; resolves with its exit status. */
 export async function runInContainer(engine: Engine, container: ContainerDetails, req: ShellRequest,
   stdio: Stdio = process, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const { facts, owner } = req
-  // The labels were written by the prologue as root; USER was set by pbs_mom. Both must agree.
+  const { facts } = req
+  // The prologue, as root, labelled the container with the job and its owner's name and uid
+  // (looked up through NSS) and made it run as that uid; pbs_mom set PBS_JOBID and USER.
+  // All must agree. No second lookup: the prologue's is the job's.
+  const uid = container.labels[LABEL.uid]
   if (container.labels[LABEL.job] !== facts.jobId || container.labels[LABEL.user] !== facts.user
-    || container.labels[LABEL.uid] !== String(owner.uid) || !container.user.startsWith(`${owner.uid}:`)) {
+    || !uid || !container.user.startsWith(`${uid}:`)) {
     throw new PolicyError(`the container of job ${facts.jobId} does not belong to ${facts.user}`)
   }
   if (!container.running) throw new ContainerNotFoundError(`the container of job ${facts.jobId} is not running (${container.state})`)
@@ -158,7 +160,7 @@ function statFields(stat: string): string[] {
  * Runs the job shell on the host as its owner (queues cbatch does not manage). The starter
  * runs as root: setpriv drops to the owner's uid, gid and all their groups first.
  */
-export async function runNatively(req: ShellRequest, signals: NodeJS.EventEmitter = process): Promise<number> {
+export async function runNatively(req: ShellRequest & { owner: Identity }, signals: NodeJS.EventEmitter = process): Promise<number> {
   const { owner, facts } = req
   const child = spawn('/usr/bin/setpriv', [
     `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--init-groups', '--', ...req.shellArgv,
