@@ -143,7 +143,8 @@ async function overhead() {
 }
 
 async function scaling() {
-  const rows = [['jobs at once', 'all succeeded', 'wall', 'per job', 'API floor per job', 'cbatch / floor']]
+  await job('#!/bin/sh\ntrue\n') // warm caches (the hooks' code cache is written by their first run)
+  const rows = [['jobs at once', 'all succeeded', 'wall', 'per job', 'API floor per job', 'cbatch - floor per job', 'cbatch / floor']]
   for (const n of [1, 2, 4, 8, 16, 32]) {
     let ok = 0
     const wall = await timed(async () => {
@@ -151,7 +152,7 @@ async function scaling() {
       ok = jobs.filter(j => j.exitStatus === 0).length
     })
     const floorWall = await timed(() => Promise.all(Array.from({ length: n }, apiFloor)))
-    rows.push([String(n), `${ok}/${n}`, ms(wall), ms(wall / n), ms(floorWall / n), ratio(wall, floorWall)])
+    rows.push([String(n), `${ok}/${n}`, ms(wall), ms(wall / n), ms(floorWall / n), ms((wall - floorWall) / n), ratio(wall, floorWall)])
   }
   table('2. Scaling: jobs starting at once', rows)
 }

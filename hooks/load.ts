@@ -4,7 +4,8 @@
 // Node 20 has no built-in compile cache for CommonJS, hence these few lines.
 //
 // The cache sits beside the bundle, in the root-owned install directory, and is written
-// by the hook itself (as root) whenever it is missing or V8 refused it (another Node).
+// by the hook itself (as root) whenever it is missing or V8 refused it (another Node), at
+// the end of a run that succeeded: then it holds the code of the path jobs take.
 // V8 checks its version and flags, but matches the source by length only: the file starts
 // with the bundle's SHA-256, so a cache is never used with any other bundle.
 import { createHash } from 'node:crypto'
@@ -47,7 +48,8 @@ function readCache(): Buffer | undefined {
 }
 
 /** At exit, so the cache holds every function this run compiled. Best effort: speed only. */
-function writeCache(): void {
+function writeCache(code: number): void {
+  if (code !== 0) return
   const temporary = `${cacheFile}.${process.pid}`
   try {
     writeFileSync(temporary, Buffer.concat([digest, script.createCachedData()]), { mode: 0o644 })

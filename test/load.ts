@@ -1,7 +1,8 @@
-// The hook loader (dist/cbatch.d/load.cjs): code cache written, reused, never trusted blindly.
+// The built hooks: the loader (dist/cbatch.d/load.cjs) writes, reuses and never blindly
+// trusts their code cache; the bundles carry no needless work.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 
@@ -47,6 +48,22 @@ t.test('a cache of another bundle, or one V8 refuses, is replaced and the hook s
     const cache = readFileSync(cacheFile)
     t.same(cache.subarray(0, 32), digestOf(dir), `${what}: rewritten for this bundle`)
     t.notSame(cache.subarray(32, 64), Buffer.alloc(32, 7), `${what}: with V8's own data`)
+  }
+})
+
+t.test('a run that fails writes no cache: a cache holds the path jobs take', async t => {
+  const dir = installed(t)
+  writeFileSync(join(dir, 'cbatch.yaml'), 'queues: [\n')
+  const r = prologue(dir)
+  t.equal(r.status, 1, 'a broken config aborts the job')
+  t.match(r.stderr, 'invalid cbatch config')
+  t.notOk(existsSync(join(dir, 'prologue.cjs.cache')))
+})
+
+t.test('the bundles format no debug log of the engine client while it is off', async t => {
+  // docker-modem would util.inspect every request for a log nobody reads (scripts/build.mjs).
+  for (const hook of ['prologue', 'jobstarter', 'epilogue']) {
+    t.match(readFileSync(join(DIST, `${hook}.cjs`), 'utf8'), /\.enabled&&\w+\("Sending: %s"/, hook)
   }
 })
 
