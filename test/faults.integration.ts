@@ -50,7 +50,7 @@ t.test('when the job starter itself is SIGKILLed, the epilogue still removes the
   const marker = join(shared.path, 'orphaned-exec')
   const run = runJob(`#!/bin/sh\ntouch ${marker}\nsleep 60\n`, { config })
   await waitFor(marker)
-  execFileSync('pkill', ['-KILL', '-f', 'cbatch.d/jobstarter.cjs'])
+  execFileSync('pkill', ['-KILL', '-f', 'cbatch.d/load.cjs jobstarter'])
   const { job } = await run
   t.equal(job.exitStatus, 256 + 9)
   t.equal(job.epilogue?.status, 0)
