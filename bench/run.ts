@@ -2,7 +2,7 @@
 // one run on one engine and image. Prints tables of medians and ratios (npm run bench).
 // Needs what `npm test` provisions (engine, image, user cbatchtest); run as root.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -42,6 +42,19 @@ async function repeat(fn: () => Promise<unknown> | unknown, n = REPEATS): Promis
   const times = []
   for (let i = 0; i < n; i++) times.push(await timed(fn))
   return median(times)
+}
+
+/** CPU time the machine spent busy (every process, every core; USER_HZ 100), ms. */
+function busyCpuMs(): number {
+  const [, user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).map(Number)
+  return (user + nice + system + irq + softirq) * 10
+}
+
+/** Median time of `fn` and the machine's busy CPU per run (engine, hooks, clients: all of it). */
+async function repeatWithCpu(fn: () => Promise<unknown> | unknown, n = REPEATS): Promise<[number, number]> {
+  const before = busyCpuMs()
+  const time = await repeat(fn, n)
+  return [time, (busyCpuMs() - before) / n]
 }
 
 function job(script: string, queue = 'batch'): Promise<EmulatedJob> {
@@ -106,6 +119,7 @@ async function overhead() {
   const noop = '#!/bin/sh\ntrue\n'
   await job(noop) // warm caches
   const phases: Record<string, number[]> = { prologue: [], starter: [], epilogue: [], pipeline: [] }
+  const cpuBefore = busyCpuMs()
   for (let i = 0; i < REPEATS; i++) {
     const j = await job(noop)
     if (j.exitStatus !== 0) throw new Error(`noop job failed: ${j.stderr}`)
@@ -114,19 +128,20 @@ async function overhead() {
     phases.epilogue.push(j.epilogue!.ms)
     phases.pipeline.push(j.prologue.ms + j.starterMs! + j.epilogue!.ms)
   }
-  const dockerRun = await repeat(() => execFileSync('docker', ['run', '--rm', '--network', 'none', IMAGE, 'true']))
-  const floor = await repeat(apiFloor)
+  const pipelineCpu = (busyCpuMs() - cpuBefore) / REPEATS
+  const [dockerRun, dockerRunCpu] = await repeatWithCpu(() => execFileSync('docker', ['run', '--rm', '--network', 'none', IMAGE, 'true']))
+  const [floor, floorCpu] = await repeatWithCpu(apiFloor)
   // As the hooks start it: with an empty environment.
   const nodeAlone = await repeat(() => execFileSync(process.execPath, ['-e', '0'], { env: {} }))
   const pipeline = median(phases.pipeline)
-  table('1. Per-job overhead (job: /bin/true; medians)', [
-    ['what', 'time', 'pipeline / it'],
-    ['cbatch pipeline (prologue + starter + epilogue)', ms(pipeline), '1.00'],
-    ['docker run --rm IMAGE true', ms(dockerRun), ratio(pipeline, dockerRun)],
-    ['API floor: create+start+exec+delete on the socket', ms(floor), ratio(pipeline, floor)],
-    ['  prologue', ms(median(phases.prologue)), ''],
-    ['  job starter', ms(median(phases.starter)), ''],
-    ['  epilogue', ms(median(phases.epilogue)), ''],
+  table('1. Per-job overhead (job: /bin/true; medians; CPU: the whole machine\'s, per job)', [
+    ['what', 'time', 'pipeline / it', 'CPU'],
+    ['cbatch pipeline (prologue + starter + epilogue)', ms(pipeline), '1.00', ms(pipelineCpu)],
+    ['docker run --rm IMAGE true', ms(dockerRun), ratio(pipeline, dockerRun), ms(dockerRunCpu)],
+    ['API floor: create+start+exec+delete on the socket', ms(floor), ratio(pipeline, floor), ms(floorCpu)],
+    ['  prologue', ms(median(phases.prologue)), '', ''],
+    ['  job starter', ms(median(phases.starter)), '', ''],
+    ['  epilogue', ms(median(phases.epilogue)), '', ''],
   ])
   const env = { PBS_JOBID: '1.bench', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
   const hookArgs = ['1.bench', USER, USER, 'b', 'nodes=1', 'batch', '', script]
