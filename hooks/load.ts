@@ -5,7 +5,8 @@
 //
 // The cache sits beside the bundle, in the root-owned install directory, and is written
 // by the hook itself (as root) whenever it is missing or V8 refused it (another Node), at
-// the end of a run that succeeded: then it holds the code of the path jobs take.
+// the end of a run that succeeded (for the starter: a job that exited 0): then it holds the
+// code of the path jobs take.
 // V8 checks its version and flags, but matches the source by length only: the file starts
 // with the bundle's SHA-256, so a cache is never used with any other bundle.
 import { createHash } from 'node:crypto'

@@ -113,13 +113,12 @@ export class Engine {
     return container.id
   }
 
-  /** Containers (any state) whose label `key` equals `value`, or that carry `key` at all. */
-  async findByLabel(key: string, value?: string): Promise<JobContainer[]> {
-    const filter = value === undefined ? key : `${key}=${value}`
-    const list = await this.call(`list containers with ${filter}`, signal =>
-      this.docker.listContainers({ all: true, filters: { label: [filter] }, abortSignal: signal }))
+  /** Containers (any state) that carry the label `key`. */
+  async findByLabel(key: string): Promise<JobContainer[]> {
+    const list = await this.call(`list containers with ${key}`, signal =>
+      this.docker.listContainers({ all: true, filters: { label: [key] }, abortSignal: signal }))
     // The engine's filter is a convenience; the exact match is ours.
-    return list.filter(c => (value === undefined ? key in (c.Labels ?? {}) : c.Labels?.[key] === value)).map(c => ({
+    return list.filter(c => key in (c.Labels ?? {})).map(c => ({
       id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State, created: new Date(c.Created * 1000),
     }))
   }
