@@ -76,15 +76,7 @@ export class Engine {
 
   async hasImage(ref: string): Promise<boolean> {
     // Image inspect would send an abort signal as a query parameter: the deadline alone guards it.
-    return this.call(`inspect image ${ref}`, async () => {
-      try {
-        await this.docker.getImage(ref).inspect()
-        return true
-      } catch (err) {
-        if (statusOf(err) === 404) return false
-        throw err
-      }
-    })
+    return this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect().then(() => true), false))
   }
 
   async pullImage(ref: string): Promise<void> {
@@ -125,14 +117,8 @@ export class Engine {
 
   /** A container by id or name; undefined when there is none. */
   async inspect(id: string): Promise<ContainerDetails | undefined> {
-    const info = await this.call(`inspect container ${id}`, async signal => {
-      try {
-        return await this.docker.getContainer(id).inspect({ abortSignal: signal })
-      } catch (err) {
-        if (statusOf(err) === 404) return undefined
-        throw err
-      }
-    })
+    const info = await this.call(`inspect container ${id}`, signal =>
+      ifFound(this.docker.getContainer(id).inspect({ abortSignal: signal }), undefined))
     if (!info) return undefined
     return {
       id: info.Id,
@@ -169,15 +155,8 @@ export class Engine {
 
   /** Whether `path` exists in the container's filesystem (no process is started). */
   async pathExists(id: string, path: string): Promise<boolean> {
-    return this.call(`stat ${path} in ${id}`, async signal => {
-      try {
-        await this.docker.getContainer(id).infoArchive({ path, abortSignal: signal })
-        return true
-      } catch (err) {
-        if (statusOf(err) === 404) return false
-        throw err
-      }
-    })
+    return this.call(`stat ${path} in ${id}`, signal =>
+      ifFound(this.docker.getContainer(id).infoArchive({ path, abortSignal: signal }).then(() => true), false))
   }
 
   async exec(id: string, request: ExecRequest): Promise<ExecSession> {
@@ -217,6 +196,16 @@ export class Engine {
     } finally {
       clearTimeout(timer)
     }
+  }
+}
+
+/** The engine's answer, or `missing` when it says there is no such thing (404). */
+async function ifFound<T, M>(answer: Promise<T>, missing: M): Promise<T | M> {
+  try {
+    return await answer
+  } catch (err) {
+    if (statusOf(err) === 404) return missing
+    throw err
   }
 }
 
