@@ -36,6 +36,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || die "run as root: the hooks must be root-owned for pbs_mom to run them"
+case "$CONFIG_DIR" in
+  /*) ;;
+  *) die "--config-dir must be an absolute path" ;;
+esac
+case "$CONFIG_DIR" in
+  *"'"*|*"|"*|*"
+"*) die "--config-dir may not hold quotes, '|' or newlines" ;;
+esac
 
 MOM_PRIV=$PBS_HOME/mom_priv
 MOM_CONFIG=$MOM_PRIV/config
@@ -69,8 +77,12 @@ install_hooks() {
       say "keeping the site's $hook as $target.cbatch-orig"
       run mv "$target" "$target.cbatch-orig"
     fi
-    # pbs_mom's check: owned by root, owner r+x, not writable by group or others.
-    run install -o root -g root -m 0755 "$HERE/dist/$hook" "$target"
+    # pbs_mom's check: owned by root, owner r+x, not writable by group or others. The
+    # wrapper names the config file itself: the hooks never take it from a job.
+    wrapper=$(mktemp)
+    sed "s|CBATCH_CONFIG='[^']*'|CBATCH_CONFIG='$CONFIG_DIR/cbatch.yaml'|" "$HERE/dist/$hook" >"$wrapper"
+    run install -o root -g root -m 0755 "$wrapper" "$target"
+    rm -f "$wrapper"
   done
 
   if [ -f "$MOM_CONFIG" ] && grep -q "^\\\$job_starter .*$MARK" "$MOM_CONFIG"; then

@@ -7,7 +7,8 @@ import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
-import { emulateJob, type EmulatedJob } from '../lib/emulator.ts'
+import { DEFAULT_PBS_HOME, emulateJob, hooksFor, writeJobFile, type EmulatedJob } from '../lib/emulator.ts'
+import { lookupUser } from '../lib/identity.ts'
 
 const IMAGE = 'cbatch-test/busybox:latest'
 const USER = 'cbatchtest'
@@ -106,7 +107,7 @@ async function startupBeforeEngine(hook: string, args: string[], env: NodeJS.Pro
     }).listen(socket)
   })
   started = performance.now()
-  const child = spawn(join(HOOKS, hook), args, { env: { ...env, CBATCH_CONFIG: cfg }, stdio: ['pipe', 'ignore', 'ignore'] })
+  const child = spawn(join(hooksFor(HOOKS, cfg), hook), args, { env, stdio: ['pipe', 'ignore', 'ignore'] })
   child.stdin.end(stdin)
   const closed = new Promise(r => child.on('close', r))
   const result = await Promise.race([first, closed.then(() => { throw new Error(`${hook} ended before calling the engine`) })])
@@ -144,6 +145,8 @@ async function overhead() {
     ['  epilogue', ms(median(phases.epilogue)), '', ''],
   ])
   const env = { PBS_JOBID: '1.bench', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
+  const owner = await lookupUser(USER)
+  writeJobFile(DEFAULT_PBS_HOME, { jobId: '1.bench', queue: 'batch', owner, group: USER, resources: 'nodes=1', variables: {} })
   const hookArgs = ['1.bench', USER, USER, 'b', 'nodes=1', 'batch', '', script]
   const startups = {
     prologue: await repeat(() => startupBeforeEngine('prologue', hookArgs, {})),

@@ -3,6 +3,7 @@
 // pbs_mom only logs the exit code.
 import { appendRecord, summaryLine } from '../lib/accounting.ts'
 import { cleanupJob } from '../lib/lifecycle.ts'
+import { removeScratchDir } from '../lib/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
@@ -10,11 +11,13 @@ import { runHook } from './run.ts'
 const args = process.argv.slice(2)
 void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
   const facts = parseEpilogueArgs(args)
-  const record = await cleanupJob(facts, Engine.fromConfig(config.engine))
-  if (record) {
-    if (config.accounting.file) appendRecord(config.accounting.file, record)
-    process.stdout.write(`${summaryLine(record)}\n`)
-    log.info(`removed ${record.container}; ${JSON.stringify(record)}`)
-  }
+  const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine))
+  if (!cleaned) return 0
+  const { record, scratchDir } = cleaned
+  if (config.accounting.file) appendRecord(config.accounting.file, record)
+  process.stdout.write(`${summaryLine(record)}\n`)
+  log.info(`removed ${record.container}; ${JSON.stringify(record)}`)
+  // Whatever the job left in its scratch directory cannot cost it its accounting line.
+  if (scratchDir) await removeScratchDir(scratchDir).catch(err => log.error(`${err.message}`))
   return 0
 })

@@ -1,21 +1,27 @@
-// pbs_mom's $job_starter (root, with $job_starter_run_privileged true):
-// argv = [starter, shell, ...rest], stdin = the job's script line, stdout/stderr = .OU/.ER.
+// pbs_mom's $job_starter (root, with $job_starter_run_privileged true), for the job shell
+// (argv = [starter, shell, ...rest], stdin = the job's script line) and for every TM task
+// (argv = [starter, task argv...], stdin /dev/null); stdout/stderr = the job's output.
 // Its exit status is the job's; 125 means cbatch itself could not run the job.
-import { containerForShell, runInContainer, runNatively } from '../lib/exec.ts'
+// Its environment is the job's: whose job it is comes from pbs_mom's job file.
+import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/exec.ts'
 import { lookupUser } from '../lib/identity.ts'
+import { readJobRecord } from '../lib/jobfile.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
-const shellArgv = process.argv.slice(2)
-void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, internal: 125 }, async ({ env, config, log }) => {
-  if (!shellArgv.length) throw new UsageError('job starter: no job shell given')
+const argv = process.argv.slice(2)
+void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, internal: 125 }, async ({ env, momPriv, config, log }) => {
+  if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
-  if (!config.queues.has(facts.queue)) return runNatively({ facts, owner: await lookupUser(facts.user), shellArgv, env })
+  const job = readJobRecord(momPriv, facts.jobId)
+  checkClaims(facts, job)
+  const request = { facts, job, argv, env }
+  if (!config.queues.has(job.queue)) return runNatively({ ...request, owner: await lookupUser(job.user, job.group) })
   const engine = Engine.fromConfig(config.engine)
-  const container = await containerForShell(engine, facts.jobId)
-  const status = await runInContainer(engine, container, { facts, shellArgv, env })
-  log.info(`job shell exited ${status}`)
+  const container = await containerForShell(engine, job.jobId)
+  const status = await runInContainer(engine, container, request)
+  log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
   return status
 })

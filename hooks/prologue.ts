@@ -3,25 +3,27 @@
 // Exit 0: the job runs; 1: the job is aborted; 2: the job is requeued.
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
-import { momPrivOf, parsePrologueArgs } from '../lib/torque.ts'
+import { LABEL } from '../lib/container.ts'
+import { parsePrologueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, config, log }) => {
+void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
   const facts = parsePrologueArgs(args)
+  if (!config.queues.has(facts.queue)) {
+    log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
+    return 0
+  }
   const engine = Engine.fromConfig(config.engine)
-  const momPriv = facts.scriptPath ? momPrivOf(facts.scriptPath) : `${config.torque.home}/mom_priv`
   // Orphans are collected alongside, best effort: they must never fail this job.
-  const gc = config.gc.onPrologue && config.queues.has(facts.queue)
+  const gc = config.gc.onPrologue
     ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
-      removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels['cbatch.job']}`)),
+      removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
       err => log.error(`orphan collection failed: ${(err as Error).message}`))
     : Promise.resolve()
-  const [prepared] = await Promise.all([prepareJob(facts, config, engine, env), gc])
-  if (prepared.kind === 'native') {
-    log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
-  } else {
+  const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv }), gc])
+  if (prepared.kind === 'container') {
     log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
       + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
   }

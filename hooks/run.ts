@@ -1,33 +1,34 @@
 // What the three hook entry points share: where their environment comes from, and how
 // errors become pbs_mom exit codes. No job logic lives here.
 import { readFileSync } from 'node:fs'
-import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../lib/config.ts'
-import { CbatchError, type Disposition } from '../lib/errors.ts'
+import { loadConfig, type Config } from '../lib/config.ts'
+import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 
 /**
- * The environment pbs_mom gave the hook. The installed hook is a /bin/sh wrapper that
- * starts node with an empty environment (a job owner's NODE_OPTIONS must never reach a
- * root process) and hands the real one over on a file descriptor, NUL-separated and base64.
+ * The hook's own settings and the environment pbs_mom gave it. The installed hook is a
+ * busybox wrapper (hooks/wrapper.ts) that starts node with an empty environment holding
+ * only what root wrote into the wrapper (the config path, this pbs_mom's mom_priv), and hands pbs_mom's environment
+ * over on a file descriptor, NUL-separated and base64. For the job starter that environment
+ * is the job's: data to check, never settings.
  */
-export function hookEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const fd = env.CBATCH_ENV_FD
-  if (!fd) return env
+export function hookStart(own: NodeJS.ProcessEnv = process.env): { configPath: string; momPriv: string; env: NodeJS.ProcessEnv } {
+  const { CBATCH_ENV_FD: fd, CBATCH_CONFIG: configPath, CBATCH_MOM_PRIV: momPriv } = own
+  if (!fd || !configPath || !momPriv) throw new UsageError('cbatch hooks must be started through their installed wrapper')
   const pairs = Buffer.from(readFileSync(Number(fd), 'utf8'), 'base64').toString('utf8').split('\0')
-  const result: NodeJS.ProcessEnv = {}
+  const env: NodeJS.ProcessEnv = {}
   for (const pair of pairs) {
     const eq = pair.indexOf('=')
-    if (eq > 0) result[pair.slice(0, eq)] = pair.slice(eq + 1)
+    if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1)
   }
-  return result
-}
-
-function configPath(env: NodeJS.ProcessEnv): string {
-  return env.CBATCH_CONFIG || DEFAULT_CONFIG_PATH
+  return { configPath, momPriv, env }
 }
 
 export interface HookContext {
+  /** pbs_mom's environment for the hook: for the job starter, the job's. */
   env: NodeJS.ProcessEnv
+  /** This pbs_mom's mom_priv, where the hook is installed. */
+  momPriv: string
   config: Config
   log: Logger
 }
@@ -41,16 +42,13 @@ export type ExitCodes = Record<Disposition | 'internal', number>
  */
 export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) => string | undefined, codes: ExitCodes,
   main: (ctx: HookContext) => Promise<number>): Promise<never> {
-  let env: NodeJS.ProcessEnv = {}
-  let log = nodeLogger(name, '-', undefined, process.env)
+  let log = nodeLogger(name, '-', undefined)
   let status: number
   try {
-    env = hookEnvironment()
-    const jobId = jobIdFrom(env) ?? '-'
-    log = nodeLogger(name, jobId, undefined, env)
-    const config = loadConfig(configPath(env))
-    log = nodeLogger(name, jobId, config.log.file, env)
-    status = await main({ env, config, log })
+    const { configPath, momPriv, env } = hookStart()
+    const config = loadConfig(configPath)
+    log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
+    status = await main({ env, momPriv, config, log })
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)

@@ -1,9 +1,8 @@
 // What a job used, as one JSON line per job in an append-only file, and as one line
 // for the job owner.
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs'
-import { dirname } from 'node:path'
 import type { CgroupUsage } from './cgroup.ts'
 import { formatBytes } from './resources.ts'
+import { appendToRootFile } from './trusted.ts'
 
 export interface AccountingRecord {
   time: string
@@ -28,14 +27,7 @@ export interface AccountingRecord {
  * writing at once never interleave, and earlier lines are never touched.
  */
 export function appendRecord(file: string, record: AccountingRecord): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o755 })
-  const fd = openSync(file, 'a', 0o640)
-  try {
-    writeSync(fd, `${JSON.stringify(record)}\n`)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
+  appendToRootFile(file, `${JSON.stringify(record)}\n`, 'accounting file', { sync: true })
 }
 
 /** `cbatch: cpu 12.3 s, peak mem 512 MiB, wall 00:01:02, exit 0` */

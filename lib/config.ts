@@ -2,11 +2,14 @@
 // Order of work: YAML syntax -> schema (with defaults) -> per-queue merge -> cross-field rules.
 // Every problem is reported with its dot-path and line.
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
-import { ConfigError, type ConfigIssue } from './errors.ts'
+import { ConfigError, UnsafePathError, type ConfigIssue } from './errors.ts'
+import { assertRootControlled } from './trusted.ts'
 import { exposedBy } from './paths.ts'
+import { parseSize } from './torque.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
 
@@ -126,12 +129,17 @@ export interface Config {
 /** pbs_mom kills the prologue 10 s before $prologalarm (300 s by default). */
 const PROLOGUE_BUDGET_SECONDS = 290
 
-export function loadConfig(file = DEFAULT_CONFIG_PATH): Config {
+/** Reads the config file, which must be root's to change (it decides what root does). */
+export function loadConfig(path = DEFAULT_CONFIG_PATH): Config {
+  const file = resolve(path)
   let text: string
   try {
+    // Its directories must be root's; the file itself, if there is one, too.
+    assertRootControlled(file, 'cbatch config', { mayBeMissing: true })
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}` }])
+    const reason = err instanceof UnsafePathError ? err.message : `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}`
+    throw new ConfigError(file, [{ path: '', message: reason }])
   }
   return parseConfig(text, file)
 }
@@ -196,6 +204,15 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
   })
   if (policy.scratch && exposedBy(policy.scratch.base)) {
     problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
+  }
+  for (const key of ['defaultMem', 'maxMem'] as const) {
+    const size = policy.limits[key]
+    if (size === undefined) continue
+    try {
+      parseSize(size)
+    } catch (err) {
+      problems.push({ path: ['limits', key], message: (err as Error).message })
+    }
   }
   policy.capAdd.forEach((cap, i) => {
     if (['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID'].includes(cap.replace(/^CAP_/, ''))) {

@@ -2,7 +2,6 @@
 // pure function of the job, its owner and its queue's policy. Everything a container may
 // do is decided here, in one place.
 import { createHash } from 'node:crypto'
-import { posix } from 'node:path'
 import type { QueuePolicy } from './config.ts'
 import type { ContainerCreateSpec, ContainerDetails, Engine } from './engine.ts'
 import { PolicyError } from './errors.ts'
@@ -10,12 +9,14 @@ import type { Identity } from './identity.ts'
 import type { JobFacts } from './torque.ts'
 import { parseSize } from './torque.ts'
 import { containerLimits, parseRequest, type NodeFacts } from './resources.ts'
-import { exposedBy, isWithin } from './paths.ts'
+import type { HostMount } from './mounts.ts'
+import { isWithin } from './paths.ts'
 
 export const LABEL = {
   job: 'cbatch.job',
   user: 'cbatch.user',
   uid: 'cbatch.uid',
+  gid: 'cbatch.gid',
   queue: 'cbatch.queue',
   version: 'cbatch.version',
   shellFallback: 'cbatch.shell-fallback',
@@ -23,17 +24,21 @@ export const LABEL = {
 } as const
 
 export interface JobPaths {
-  /** PBS_O_WORKDIR: where qsub was run. */
-  workDir?: string
-  /** PBS_NODEFILE */
+  /** PBS_NODEFILE, when it exists. */
   nodeFile?: string
-  /** TMPDIR made by mom's $tmpdir. */
-  tmpDir?: string
   /** mom_priv of this pbs_mom: only the job's own script in it may be mounted. */
-  momPriv?: string
+  momPriv: string
   /** The job's scratch directory on the host, when the queue gives one. */
   scratchDir?: string
 }
+
+/**
+ * Who runs the container's init and holder: an unprivileged uid that is not the job's, so
+ * the job can neither signal nor stop it (and so cannot end its container before the
+ * epilogue has read what it used). Job shells and tasks run as the owner, by exec.
+ */
+export const HOLDER_UID = 65534
+const HOLDER_USER = `${HOLDER_UID}:${HOLDER_UID}`
 
 export interface ContainerRequest {
   job: JobFacts
@@ -42,12 +47,12 @@ export interface ContainerRequest {
   paths: JobPaths
   version: string
   hostname: string
-  /** The image and extra volumes the job asked for, as its queue allowed them. */
-  granted: { image: string; volumes: { source: string; target: string; readOnly: boolean }[] }
+  /** The image, as its queue allowed it. */
+  image: string
+  /** Host directories of the site and of the job, resolved and judged (mounts.ts). */
+  mounts: HostMount[]
   /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
   node: NodeFacts
-  /** Whether a host path exists; paths of the job that do not are not mounted. */
-  exists: (path: string) => boolean
 }
 
 /** The job id as a Docker container name: sanitised, and kept unique by a hash of the raw id. */
@@ -70,18 +75,24 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   if ((owner.uid === 0 || owner.gid === 0) && !policy.allowRoot) {
     throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
   }
+  if (owner.uid === HOLDER_UID) {
+    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}) are not run in containers: that uid runs the container's holder`)
+  }
   const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
   return {
     name: containerName(job.jobId),
-    Image: req.granted.image,
+    Image: req.image,
+    // The holder alone, whatever entrypoint the image names.
+    Entrypoint: [],
     Cmd: policy.holder,
     // The exec'd job shell inherits this.
     Env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],
-    User: `${owner.uid}:${owner.gid}`,
+    User: HOLDER_USER,
     Labels: {
       [LABEL.job]: job.jobId,
       [LABEL.user]: owner.name,
       [LABEL.uid]: String(owner.uid),
+      [LABEL.gid]: String(owner.gid),
       [LABEL.queue]: job.queue,
       [LABEL.version]: req.version,
       [LABEL.shellFallback]: policy.shellFallback,
@@ -119,34 +130,16 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
 type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts']>[number]
 
 function mounts(req: ContainerRequest): Mount[] {
-  const { job, owner, policy, paths, exists } = req
-  const list: Mount[] = []
-  const bind = (source: string, target: string, readOnly: boolean) =>
-    list.push({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
-  // This pbs_mom's own home, wherever it is, is as protected as the default one.
-  const pbsHome = paths.momPriv ? posix.dirname(paths.momPriv) : undefined
-  const add = (source: string, target: string, readOnly: boolean, what: string) => {
-    if (list.some(m => isWithin(target, m.Target) && isWithin(source, m.Source))) return // already visible
-    const exposed = exposedBy(source) ?? (pbsHome && (isWithin(source, pbsHome) || isWithin(pbsHome, source)) ? pbsHome : undefined)
-    if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
-    bind(source, target, readOnly)
-  }
-  add('/etc/passwd', '/etc/passwd', true, 'user database')
-  add('/etc/group', '/etc/group', true, 'group database')
-  if (exists(owner.home)) add(owner.home, owner.home, false, 'home directory')
-  for (const [what, path] of [['PBS_O_WORKDIR', paths.workDir], ['TMPDIR', paths.tmpDir]] as const) {
-    if (path && exists(path)) add(path, path, false, what)
-  }
+  const { job, policy, paths } = req
+  const bind = (source: string, target: string, readOnly: boolean): Mount => ({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
   // pbs_mom's own files of this job, below PBS_HOME: mounted one by one, read-only.
-  if (paths.nodeFile && exists(paths.nodeFile)) bind(paths.nodeFile, paths.nodeFile, true)
+  const list = [bind('/etc/passwd', '/etc/passwd', true), bind('/etc/group', '/etc/group', true)]
+  if (paths.nodeFile) list.push(bind(paths.nodeFile, paths.nodeFile, true))
   if (job.scriptPath) {
-    if (paths.momPriv && !isWithin(job.scriptPath, `${paths.momPriv}/jobs`)) {
-      throw new PolicyError(`job script ${job.scriptPath} is not in ${paths.momPriv}/jobs`)
-    }
-    bind(job.scriptPath, job.scriptPath, true)
+    if (!isWithin(job.scriptPath, `${paths.momPriv}/jobs`)) throw new PolicyError(`job script ${job.scriptPath} is not in ${paths.momPriv}/jobs`)
+    list.push(bind(job.scriptPath, job.scriptPath, true))
   }
-  for (const v of policy.volumes) add(v.source, v.target ?? v.source, v.readOnly ?? false, 'volume')
-  for (const v of req.granted.volumes) add(v.source, v.target, v.readOnly, 'requested mount')
-  if (policy.scratch && paths.scratchDir) bind(paths.scratchDir, policy.scratch.target, false)
+  list.push(...req.mounts.map(m => bind(m.source, m.target, m.readOnly)))
+  if (policy.scratch && paths.scratchDir) list.push(bind(paths.scratchDir, policy.scratch.target, false))
   return list
 }

@@ -3,10 +3,14 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { execa } from 'execa'
+import { XMLBuilder } from 'fast-xml-parser'
+import { createHash } from 'node:crypto'
+import { writeWrappers } from '../hooks/wrapper.ts'
+import { DEFAULT_CONFIG_PATH } from './config.ts'
 import { formatDuration } from './accounting.ts'
 import { parentOf, signalSession } from './exec.ts'
 import { lookupUser, type Identity } from './identity.ts'
@@ -20,9 +24,9 @@ export interface EmulatorOptions {
   queue: string
   /** Resource_List, e.g. `nodes=1:ppn=1,walltime=00:10:00`. */
   resources: string
-  /** Directory holding the built hooks: prologue, jobstarter, epilogue. */
+  /** Directory holding the built hooks: prologue, jobstarter, epilogue, and their cbatch.d/. */
   hooksDir: string
-  /** Becomes CBATCH_CONFIG in pbs_mom's environment (as if set in pbs_environment). */
+  /** The config the hooks read instead of the one their wrappers name (as install.sh --config-dir). */
   config?: string
   /** qsub -v: variables of the job. */
   variables?: Record<string, string>
@@ -43,6 +47,8 @@ export interface EmulatorOptions {
   pbsHome?: string
   /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
+  /** TM tasks, as pbsdsh would start them while the job shell runs: each argv through the starter. */
+  tasks?: string[][]
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
   interactive?: { input: string; command?: string }
 }
@@ -61,6 +67,8 @@ export interface EmulatedJob {
   outcome: 'ran' | 'aborted' | 'requeued'
   /** The job's exit status (starter's), undefined when it never ran. */
   exitStatus?: number
+  /** Exit statuses of the TM tasks, in order. */
+  taskStatuses?: number[]
   /** How long the job starter ran, milliseconds. */
   starterMs?: number
   epilogue?: HookRun
@@ -107,9 +115,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   copyFileSync(opts.script, scriptPath)
   chownSync(scriptPath, owner.uid, owner.gid)
   chmodSync(scriptPath, 0o700)
-  // The job as pbs_mom stores it: binary, root's, with the Variable_List in it.
-  const variables = Object.entries(opts.variables ?? {}).map(([k, v]) => `${k}=${v.replace(/,/g, '\\,')}`).join(',')
-  writeFileSync(join(jobsDir, `${jobId}.JB`), Buffer.from(`PBSJOB\0Variable_List\0${variables}\0`), { mode: 0o600 })
+  writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
   const outFile = join(pbsHome, 'spool', `${jobId}.OU`)
   const errFile = join(pbsHome, 'spool', `${jobId}.ER`)
   for (const f of [outFile, errFile]) {
@@ -131,7 +137,6 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const momEnv: NodeJS.ProcessEnv = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8',
     ...opts.momEnv,
-    ...(opts.config ? { CBATCH_CONFIG: opts.config } : {}),
   }
   const jobSizes = {
     PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn), PBS_NODEFILE: nodeFile,
@@ -144,44 +149,111 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const prologueArgs = [jobId, opts.user, group, jobName, opts.resources, queue, '', scriptPath]
   const files = { out: outFile, err: errFile }
   const alarm = opts.prologAlarm ?? 300
+  const hooks = hooksFor(opts.hooksDir, opts.config, pbsHome)
 
-  const prologue = await runScript(join(opts.hooksDir, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm)
+  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm)
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
   if (outcome === 'ran') {
     const started = performance.now()
-    const jobEnv: NodeJS.ProcessEnv = {
+    const variableList: NodeJS.ProcessEnv = {
       ...momEnv,
       PBS_O_HOME: owner.home, PBS_O_LOGNAME: opts.user, PBS_O_PATH: process.env.PATH ?? '',
       PBS_O_SHELL: owner.shell, PBS_O_WORKDIR: workDir, PBS_O_HOST: hostname(), PBS_O_SERVER: hostname(),
       PBS_O_QUEUE: queue, PBS_O_LANG: process.env.LANG ?? 'C',
       ...opts.variables,
-      // pbs_mom's own settings win over anything qsub -v said.
+    }
+    const cookie = Math.random().toString(16).slice(2)
+    // pbs_mom's own settings win over anything qsub -v said.
+    const jobEnv: NodeJS.ProcessEnv = {
+      ...variableList,
       HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
-      PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: Math.random().toString(16).slice(2),
+      PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie,
       PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: hostname(), PBS_NNODES: '1',
       PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
       PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
       ...jobSizes,
       ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
     }
+    // A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
+    // SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
+    const taskEnv = (task: number): NodeJS.ProcessEnv => ({
+      ...variableList,
+      PBS_JOBID: jobId, HOME: owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: '0', PBS_VNODENUM: '0',
+      PBS_MOMPORT: '15003', PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie, PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn),
+      PBS_ENVIRONMENT: 'PBS_BATCH', PBS_NODEFILE: nodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${jobId}gpu`),
+      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
+    })
+    const tasks = Promise.all((opts.tasks ?? []).map((argv, i) =>
+      runTask(join(hooks, 'jobstarter'), argv, taskEnv(i + 2), owner.home, files)))
     const line = `exec ${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
     const command = opts.interactive?.command
-    result.exitStatus = await runStarter(join(opts.hooksDir, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
+    result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
       walltime, opts.killDelay ?? 2, opts.cancel)
+    result.taskStatuses = await tasks
     result.starterMs = performance.now() - started
     const wall = formatDuration(result.starterMs / 1000)
     const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
     // Epilogues of interactive jobs print into /dev/null.
-    result.epilogue = await runScript(join(opts.hooksDir, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
+    result.epilogue = await runScript(join(hooks, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
       opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files, alarm)
   }
   result.stdout = readFileSync(outFile, 'utf8')
   result.stderr = readFileSync(errFile, 'utf8')
   return result
+}
+
+export interface EmulatedJobFile {
+  jobId: string
+  queue: string
+  owner: Pick<Identity, 'name' | 'uid' | 'gid'>
+  group: string
+  resources: string
+  variables: Record<string, string>
+}
+
+/** The job as TORQUE 6's pbs_mom stores it: `mom_priv/jobs/<jobid>.JB`, XML, root's (src/server/job_recov.c, saveJobToXML). */
+export function writeJobFile(pbsHome: string, job: EmulatedJobFile): string {
+  const file = join(pbsHome, 'mom_priv', 'jobs', `${job.jobId.replace(/^(\d+)\[(\d+)\]/, '$1-$2')}.JB`)
+  writeFileSync(file, jobFileXml(job), { mode: 0o600 })
+  return file
+}
+
+function jobFileXml(job: EmulatedJobFile): string {
+  const flags = { '@_flags': '1' }
+  const attribute = (value: string) => ({ ...flags, '#text': value })
+  return new XMLBuilder({ format: true, ignoreAttributes: false, suppressEmptyNode: false }).build({
+    '?xml': { '@_version': '1.0' },
+    job: {
+      version: 131842, state: 4, substate: 42, server_flags: 33, start_time: Math.floor(Date.now() / 1000),
+      jobid: job.jobId, fileprefix: job.jobId, queue: '', destination_queue: '', record_type: 3, svr_addr: 0, exit_status: 0,
+      execution_uid: job.owner.uid, execution_gid: job.owner.gid,
+      attributes: {
+        Job_Owner: attribute(`${job.owner.name}@${hostname()}`),
+        job_state: attribute('R'),
+        queue: attribute(job.queue),
+        Resource_List: Object.fromEntries([...parseResourceList(job.resources)].map(([k, v]) => [k, attribute(v)])),
+        Variable_List: attribute(Object.entries(job.variables).map(([k, v]) => `${k}=${v}`).join('\n')),
+        euser: attribute(job.owner.name),
+        egroup: attribute(job.group),
+      },
+    },
+  })
+}
+
+/**
+ * The hooks as install.sh would install them for this PBS_HOME and `config`: wrappers
+ * naming both, kept in PBS_HOME per config and sharing the built bundles of `hooksDir`.
+ */
+export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome = DEFAULT_PBS_HOME): string {
+  const elsewhere = { momPriv: join(pbsHome, 'mom_priv'), bundles: join(resolve(hooksDir), 'cbatch.d') }
+  const options = { node: process.execPath, config, elsewhere }
+  const dir = join(pbsHome, 'cbatch-hooks', createHash('sha256').update(JSON.stringify(options)).digest('hex').slice(0, 16))
+  if (!existsSync(join(dir, 'epilogue'))) writeWrappers(dir, options)
+  return dir
 }
 
 /** A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm. */
@@ -249,6 +321,18 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
     timers.forEach(clearTimeout)
     cancel?.removeEventListener('abort', kill)
     if (walltimeKilled) return WALLTIME_KILLED
+    return code ?? 256 + constants.signals[signal!]
+  } finally {
+    fds.forEach(closeSync)
+  }
+}
+
+/** A TM task through the starter: its own argv, stdin /dev/null, output into the job's, session leader, cwd $HOME. */
+async function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): Promise<number> {
+  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  try {
+    const child = spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true })
+    const { code, signal } = await exited(child)
     return code ?? 256 + constants.signals[signal!]
   } finally {
     fds.forEach(closeSync)

@@ -4,6 +4,7 @@ import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import type { Duplex, Writable } from 'node:stream'
 import { EngineError, EngineTimeoutError, ImagePullError } from './errors.ts'
+import { assertRootControlled } from './trusted.ts'
 
 export type ContainerCreateSpec = Docker.ContainerCreateOptions
 
@@ -65,8 +66,10 @@ export class Engine {
     this.docker = new Docker({ socketPath: options.socket, agent: new Agent({ servername: '' } as AgentOptions) } as Docker.DockerOptions)
   }
 
-  /** From the `engine:` section of cbatch.yaml (seconds). */
+  /** From the `engine:` section of cbatch.yaml (seconds). Only root's socket is believed. */
   static fromConfig(engine: { socket: string; timeout: number; pullTimeout: number }): Engine {
+    // A socket that is not there is an engine that is down (requeue), not a threat.
+    assertRootControlled(engine.socket, 'engine socket', { mayBeMissing: true })
     return new Engine({ socket: engine.socket, timeoutMs: engine.timeout * 1000, pullTimeoutMs: engine.pullTimeout * 1000 })
   }
 

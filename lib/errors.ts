@@ -52,6 +52,14 @@ export class IdentityError extends CbatchError {
   readonly disposition = 'abort'
 }
 
+/**
+ * A path root was to rely on, or to work in, could be changed by someone other than root
+ * (config, engine socket, log, scratch base), or a path of the job is not what it claimed.
+ */
+export class UnsafePathError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
 /** The job's container is missing or does not belong to the caller. */
 export class ContainerNotFoundError extends CbatchError {
   readonly disposition = 'requeue'

@@ -1,7 +1,8 @@
-// The job starter's work: run the job shell in the job's container (or natively for
-// queues cbatch does not manage), wire stdio through, forward signals, return the status.
+// The job starter's work: run the job shell or a TM task in the job's container (or
+// natively, as its owner, for queues cbatch does not manage), wire stdio through, forward
+// signals, return the status. Whose job it is comes from root's records, never the job.
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { accessSync, constants as fsConstants, readdirSync, readFileSync, statSync } from 'node:fs'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
@@ -9,8 +10,9 @@ import { oomKills, readUsage } from './cgroup.ts'
 import { findJobContainer, LABEL } from './container.ts'
 import { formatBytes } from './resources.ts'
 import type { ContainerDetails, Engine } from './engine.ts'
-import { ContainerNotFoundError, PolicyError } from './errors.ts'
+import { ContainerNotFoundError, IdentityError, PolicyError, UsageError } from './errors.ts'
 import type { Identity } from './identity.ts'
+import type { JobRecord } from './jobfile.ts'
 import type { StarterFacts } from './torque.ts'
 
 /** Signals pbs_mom (qdel, walltime) and terminals send that the job must see. */
@@ -24,9 +26,21 @@ export interface Stdio {
 
 export interface ShellRequest {
   facts: StarterFacts
-  /** `[shell, ...rest]` as pbs_mom passed them to the starter. */
-  shellArgv: string[]
+  /** The job as pbs_mom stored it (mom_priv/jobs/<jobid>.JB). */
+  job: JobRecord
+  /** `[shell, ...rest]` of the job shell, or a task's argv, as pbs_mom passed them. */
+  argv: string[]
   env: NodeJS.ProcessEnv
+}
+
+/** What pbs_mom's environment claims must be what its job file says. */
+export function checkClaims(facts: StarterFacts, job: JobRecord): void {
+  if (facts.queue !== undefined && facts.queue !== job.queue) {
+    throw new PolicyError(`job ${job.jobId} is in queue ${job.queue}, not ${facts.queue}`)
+  }
+  if (facts.user !== undefined && facts.user !== job.user) {
+    throw new PolicyError(`job ${job.jobId} belongs to ${job.user}, not ${facts.user}`)
+  }
 }
 
 /** The container the job shell must run in. */
@@ -39,27 +53,28 @@ export async function containerForShell(engine: Engine, jobId: string): Promise<
 /** Runs the job shell in the job's container; resolves with its exit status. */
 export async function runInContainer(engine: Engine, container: ContainerDetails, req: ShellRequest,
   stdio: Stdio = process, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const { facts } = req
-  // The prologue, as root, labelled the container with the job and its owner's name and uid
-  // (looked up through NSS) and made it run as that uid; pbs_mom set PBS_JOBID and USER.
-  // All must agree. No second lookup: the prologue's is the job's.
-  const uid = container.labels[LABEL.uid]
-  if (container.labels[LABEL.job] !== facts.jobId || container.labels[LABEL.user] !== facts.user
-    || !uid || !container.user.startsWith(`${uid}:`)) {
-    throw new PolicyError(`the container of job ${facts.jobId} does not belong to ${facts.user}`)
+  const { facts, job } = req
+  // The prologue, as root, labelled the container with the job, its queue and its owner's
+  // name, uid and gid; pbs_mom wrote the job file. Both must agree, and the job shell or
+  // task runs as the labels say. No lookup of the owner here: the prologue's is the job's.
+  const { labels } = container
+  if (labels[LABEL.job] !== job.jobId || labels[LABEL.queue] !== job.queue || labels[LABEL.user] !== job.user
+    || labels[LABEL.uid] !== String(job.uid) || !/^\d+$/.test(labels[LABEL.gid] ?? '')) {
+    throw new PolicyError(`the container of job ${job.jobId} does not belong to ${job.user}`)
   }
-  if (!container.running) throw new ContainerNotFoundError(`the container of job ${facts.jobId} is not running (${container.state})`)
+  if (!container.running) throw new ContainerNotFoundError(`the container of job ${job.jobId} is not running (${container.state})`)
 
-  const [shell, ...rest] = req.shellArgv
-  const fallback = container.labels[LABEL.shellFallback]
-  const usable = !fallback || await engine.pathExists(container.id, shell) ? shell : fallback
+  const [command, ...rest] = req.argv
+  // Only the job shell falls back to another shell; a task runs what it named, or fails.
+  const fallback = facts.task === 1 ? labels[LABEL.shellFallback] : undefined
+  const usable = !fallback || await engine.pathExists(container.id, command) ? command : fallback
   // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
   const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
   const session = await engine.exec(container.id, {
     cmd: [usable, ...rest],
     env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
     workingDir: facts.workDir,
-    user: container.user,
+    user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,
     tty: terminal !== undefined,
   })
   const size = stdio.stdout as WriteStream
@@ -77,7 +92,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
   let pid: Promise<number> | undefined
   const execPid = () => (pid ??= session.inspect().then(i => i.pid))
   const forward = (signal: NodeJS.Signals) => {
-    execPid().then(p => signalSession(p, signal)).catch(() => undefined)
+    execPid().then(p => signalSession(p, signal, { container: container.id })).catch(() => undefined)
   }
   for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
   try {
@@ -124,14 +139,20 @@ async function exitStatus(session: Awaited<ReturnType<Engine['exec']>>): Promise
   }
 }
 
-/** Sends `signal` to every process whose session id is `sid` (host pids). */
-export function signalSession(sid: number, signal: NodeJS.Signals, proc = '/proc'): number {
+/**
+ * Sends `signal` to every process whose session id is `sid` (host pids). With `container`,
+ * only to processes in that container's cgroup: neither a wrong answer from the engine nor
+ * a pid reused since makes root signal anything outside the job.
+ */
+export function signalSession(sid: number, signal: NodeJS.Signals, options: { container?: string; proc?: string } = {}): number {
+  const proc = options.proc ?? '/proc'
   if (!(sid > 1)) return 0
   let sent = 0
   for (const entry of readdirSync(proc)) {
     if (!/^\d+$/.test(entry)) continue
     try {
       if (sessionOf(readFileSync(`${proc}/${entry}/stat`, 'utf8')) !== sid) continue
+      if (options.container && !inContainer(readFileSync(`${proc}/${entry}/cgroup`, 'utf8'), options.container)) continue
       process.kill(Number(entry), signal)
       sent++
     } catch {
@@ -139,6 +160,15 @@ export function signalSession(sid: number, signal: NodeJS.Signals, proc = '/proc
     }
   }
   return sent
+}
+
+/** Whether /proc/<pid>/cgroup places the process in the container (cgroupfs or systemd names, v1 or v2). */
+export function inContainer(cgroups: string, containerId: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(containerId)) return false
+  return cgroups.split('\n').some(line => {
+    const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1)
+    return path.split('/').some(part => part === containerId || part === `docker-${containerId}.scope`)
+  })
 }
 
 /** Session id from /proc/<pid>/stat (field 6; the command name may hold spaces and parens). */
@@ -157,14 +187,25 @@ function statFields(stat: string): string[] {
 }
 
 /**
- * Runs the job shell on the host as its owner (queues cbatch does not manage). The starter
- * runs as root: setpriv drops to the owner's uid, gid and all their groups first.
+ * Runs the job shell or task on the host as its owner (queues cbatch does not manage), as
+ * pbs_mom would without cbatch. The starter first becomes the owner itself (groups, gid,
+ * uid: nothing of it runs as root afterwards), so the job's environment only ever reaches
+ * the owner's processes, and its working directory is entered with the owner's rights.
  */
 export async function runNatively(req: ShellRequest & { owner: Identity }, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const { owner, facts } = req
-  const child = spawn('/usr/bin/setpriv', [
-    `--reuid=${owner.uid}`, `--regid=${owner.gid}`, '--init-groups', '--', ...req.shellArgv,
-  ], { stdio: 'inherit', cwd: facts.workDir, env: req.env })
+  const { owner, facts, job } = req
+  if (owner.uid !== job.uid) {
+    throw new IdentityError(`${job.user} is uid ${owner.uid} on this node, but pbs_mom runs job ${job.jobId} as uid ${job.uid}`)
+  }
+  becomeOwner(owner)
+  try {
+    if (!statSync(facts.workDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+    accessSync(facts.workDir, fsConstants.X_OK)
+  } catch (err) {
+    throw new UsageError(`cannot enter the job's working directory ${facts.workDir}`, (err as NodeJS.ErrnoException).code)
+  }
+  const [command, ...rest] = req.argv
+  const child = spawn(command, rest, { stdio: 'inherit', cwd: facts.workDir, env: req.env })
   // pbs_mom signals the whole session, the shell included: the starter only has to outlive it.
   const ignore = () => undefined
   for (const s of FORWARDED_SIGNALS) signals.on(s, ignore)
@@ -176,4 +217,12 @@ export async function runNatively(req: ShellRequest & { owner: Identity }, signa
   } finally {
     for (const s of FORWARDED_SIGNALS) signals.off(s, ignore)
   }
+}
+
+/** Drops every privilege for good: supplementary groups, then gid, then uid (real, effective, saved). */
+function becomeOwner(owner: Identity): void {
+  process.setgroups!(owner.groups)
+  process.setgid!(owner.gid)
+  process.setuid!(owner.uid)
+  if (process.getuid!() !== owner.uid || process.geteuid!() !== owner.uid) throw new IdentityError(`cannot become ${owner.name}`)
 }

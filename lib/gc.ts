@@ -1,9 +1,8 @@
-// Orphans: containers of jobs this pbs_mom no longer knows (no mom_priv/jobs/<jobid>.JB),
+// Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
 // left by an epilogue that could not reach the engine, a crash, or a killed prologue.
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { LABEL } from './container.ts'
 import type { Engine, JobContainer } from './engine.ts'
+import { jobFilePath } from './jobfile.ts'
 
 export interface GcOptions {
   /** `$PBS_HOME/mom_priv`: where pbs_mom keeps the jobs it knows. */
@@ -14,9 +13,9 @@ export interface GcOptions {
   now?: Date
 }
 
-/** True when pbs_mom still knows the job (its .JB file is there). */
+/** True when pbs_mom still knows the job (its .JB file is there, named as pbs_mom names it). */
 function jobKnown(momPriv: string, jobId: string): boolean {
-  return existsSync(join(momPriv, 'jobs', `${jobId}.JB`))
+  return jobFilePath(momPriv, jobId) !== undefined
 }
 
 /** Removes orphaned job containers; returns those it removed (or would, with dryRun). */

@@ -1,10 +1,10 @@
-// What a job asks of cbatch itself, and whether its queue allows it: another image
-// (`#CBATCH image=REF` in the script, or CBATCH_IMAGE from qsub -v) and extra mounts
-// (`#CBATCH mount=/path[:ro]`). Values are parsed strictly: nothing reaches a shell.
+// What a job asks of cbatch itself: another image (`#CBATCH image=REF` in the script, or
+// CBATCH_IMAGE from qsub -v), which its queue must allow, and extra mounts
+// (`#CBATCH mount=/path[:ro]`, judged on their real paths by mounts.ts). Values are parsed
+// strictly: nothing reaches a shell.
 import picomatch from 'picomatch'
 import type { QueuePolicy } from './config.ts'
 import { PolicyError } from './errors.ts'
-import { isWithin } from './paths.ts'
 
 export interface JobAsks {
   image?: string
@@ -12,6 +12,7 @@ export interface JobAsks {
 }
 
 const DIRECTIVE = /^#CBATCH\s+(.*)$/
+export const MAX_DIRECTIVE_LINE = 1024
 
 /**
  * `#CBATCH key=value ...` lines of the script's leading comment block (as qsub reads
@@ -24,6 +25,7 @@ export function parseDirectives(script: string): JobAsks {
     if (line && !line.startsWith('#')) break
     const m = DIRECTIVE.exec(line)
     if (!m) continue
+    if (line.length > MAX_DIRECTIVE_LINE) throw new PolicyError(`a #CBATCH line is longer than ${MAX_DIRECTIVE_LINE} characters`)
     for (const token of m[1].trim().split(/\s+/)) {
       const eq = token.indexOf('=')
       const [key, value] = eq > 0 ? [token.slice(0, eq), token.slice(eq + 1)] : [token, '']
@@ -44,7 +46,7 @@ export function parseDirectives(script: string): JobAsks {
  * given the job's environment, but root may read the job as pbs_mom stored it.
  */
 export function jobVariable(jobFile: Buffer, name: string): string | undefined {
-  const m = new RegExp(`(?:^|[,\\0])${name}=([^,\\0]*)`).exec(jobFile.toString('latin1'))
+  const m = new RegExp(`(?:^|[,\\0\\n>])${name}=([^,\\0\\n<]*)`).exec(jobFile.toString('latin1'))
   return m ? m[1] : undefined
 }
 
@@ -72,25 +74,13 @@ function checkedMount(value: string): { path: string; readOnly: boolean } {
   return { path, readOnly }
 }
 
-/** The image and extra volumes of the job, as its queue allows; anything else aborts it. */
-export function resolveJobAsks(policy: QueuePolicy, asks: JobAsks, variableImage?: string):
-  { image: string; volumes: { source: string; target: string; readOnly: boolean }[] } {
+/** The image of the job, as its queue allows; anything else aborts it. */
+export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?: string): string {
   const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
-  let image = policy.image
-  if (wanted && wanted !== policy.image) {
-    const candidate = wanted.includes(':') || wanted.includes('@') ? wanted : `${wanted}:latest`
-    if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
-      throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
-    }
-    image = candidate
+  if (!wanted || wanted === policy.image) return policy.image
+  const candidate = wanted.includes(':') || wanted.includes('@') ? wanted : `${wanted}:latest`
+  if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
+    throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
   }
-  const volumes = asks.mounts.map(m => {
-    const allowed = policy.userMounts.find(u => isWithin(m.path, u.source))
-    if (!allowed) {
-      const list = policy.userMounts.map(u => u.source).join(', ') || 'none'
-      throw new PolicyError(`mount ${m.path} is not allowed in this queue; allowed below: ${list}`)
-    }
-    return { source: m.path, target: m.path, readOnly: m.readOnly || (allowed.readOnly ?? false) }
-  })
-  return { image, volumes }
+  return candidate
 }

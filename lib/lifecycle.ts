@@ -1,17 +1,20 @@
 // The container's life around a job: made by the prologue, removed by the epilogue.
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
-import { hostname } from 'node:os'
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
+import { availableParallelism, hostname } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import type { Config } from './config.ts'
 import { buildContainerSpec, containerName, findJobContainer, LABEL } from './container.ts'
-import type { Engine, JobContainer } from './engine.ts'
+import type { Engine } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
-import { lookupUser, type Identity } from './identity.ts'
-import { jobVariable, parseDirectives, resolveJobAsks, type JobAsks } from './jobrequest.ts'
+import { lookupUser } from './identity.ts'
+import { grantedImage, jobVariable, parseDirectives, type JobAsks } from './jobrequest.ts'
+import { planMounts, verifyMounts } from './mounts.ts'
+import { isWithin } from './paths.ts'
+import { makeScratch, removeScratchDir } from './scratch.ts'
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
 import type { AccountingRecord } from './accounting.ts'
-import { momPrivOf, type EpilogueFacts, type JobFacts } from './torque.ts'
-import { CbatchError, UsageError } from './errors.ts'
+import { parseCount, type EpilogueFacts, type JobFacts } from './torque.ts'
+import { PolicyError, UsageError } from './errors.ts'
 
 export const VERSION = '0.1.0'
 
@@ -19,54 +22,94 @@ export type Prepared =
   | { kind: 'native' }
   | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: boolean }
 
+/** What the prologue knows of the job beyond its arguments: pbs_mom's environment and home. */
+export interface PrologueContext {
+  /** This pbs_mom's mom_priv. */
+  momPriv: string
+  /** The prologue's environment (pbs_mom's own, never the job's). */
+  env: NodeJS.ProcessEnv
+}
+
 /** Prologue: the job's container, started and waiting for the job shell. */
-export async function prepareJob(facts: JobFacts, config: Config, engine: Engine,
-  env: NodeJS.ProcessEnv = process.env): Promise<Prepared> {
+export async function prepareJob(facts: JobFacts, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
+  const { env, momPriv } = context
   // What the job asks for is judged before the engine is touched.
-  const granted = resolveJobAsks(policy, jobAsks(facts), jobImageVariable(facts))
+  const asks = jobAsks(facts, momPriv)
+  const image = grantedImage(policy, asks, jobImageVariable(facts))
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
   const [imageSource, replaced, owner] = await Promise.all([
-    ensureImage(engine, { image: granted.image, pull: policy.pull }),
+    ensureImage(engine, { image, pull: policy.pull }),
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])
-  const scratchDir = policy.scratch && join(policy.scratch.base, containerName(facts.jobId))
-  const spec = buildContainerSpec({
-    job: facts, owner, policy, granted, version: VERSION, hostname: hostname(), exists: existsSync,
+  const mounts = await planMounts({
+    owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
+  })
+  const name = containerName(facts.jobId)
+  const build = (scratchDir?: string) => buildContainerSpec({
+    job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
     node: {
-      ppnHere: env.PBS_NUM_PPN ? Number(env.PBS_NUM_PPN) : undefined,
+      ppnHere: env.PBS_NUM_PPN === undefined ? undefined : parseCount(env.PBS_NUM_PPN, 'PBS_NUM_PPN'),
+      hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
     },
-    paths: {
-      workDir: env.PBS_O_WORKDIR,
-      nodeFile: env.PBS_NODEFILE,
-      tmpDir: env.TMPDIR,
-      momPriv: facts.scriptPath ? momPrivOf(facts.scriptPath) : undefined,
-      scratchDir,
-    },
+    paths: { nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? env.PBS_NODEFILE : undefined, momPriv, scratchDir },
   })
-  if (scratchDir) makeScratch(scratchDir, owner)
+  build() // every policy check passes before anything is made on the node
+  const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)
   try {
-    const id = await engine.run(spec)
-    return { kind: 'container', id, name: spec.name!, image: granted.image, imageSource, replaced }
+    const id = await engine.run(build(scratchDir))
+    const started = await engine.inspect(id)
+    try {
+      verifyMounts(started?.pid ?? 0, mounts)
+    } catch (err) {
+      await engine.remove(id)
+      throw err
+    }
+    return { kind: 'container', id, name, image, imageSource, replaced }
   } catch (err) {
-    if (scratchDir) rmSync(scratchDir, { recursive: true, force: true })
+    if (scratchDir) await removeScratchDir(scratchDir).catch(() => undefined)
     throw err
   }
 }
 
-/** What the job script's `#CBATCH` lines ask for (TORQUE 6 passes the script's path). */
-function jobAsks(facts: JobFacts): JobAsks {
+/** Longest leading part of a job script read for `#CBATCH` lines: they sit in its first comment block. */
+export const SCRIPT_HEAD_BYTES = 64 * 1024
+
+/**
+ * What the job script's `#CBATCH` lines ask for (TORQUE 6 passes the script's path). The
+ * script is the owner's file in root's jobs directory: read without following a link, and
+ * only its head. Interactive jobs have none, though pbs_mom names one.
+ */
+function jobAsks(facts: JobFacts, momPriv: string): JobAsks {
   if (!facts.scriptPath) return { mounts: [] }
+  if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new UsageError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
+  let head: string
   try {
-    return parseDirectives(readFileSync(facts.scriptPath, 'utf8'))
+    head = readHead(facts.scriptPath, SCRIPT_HEAD_BYTES)
   } catch (err) {
-    if (err instanceof CbatchError) throw err
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { mounts: [] }
     throw new UsageError(`cannot read the job script ${facts.scriptPath}`, (err as Error).message)
+  }
+  const asks = parseDirectives(head)
+  if (head.length >= SCRIPT_HEAD_BYTES && !/\n[ \t]*[^#\s]/.test(head)) {
+    throw new PolicyError(`the job script's leading comment block is longer than ${SCRIPT_HEAD_BYTES / 1024} KiB: #CBATCH lines must come earlier`)
+  }
+  return asks
+}
+
+function readHead(file: string, bytes: number): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error('not a regular file')
+    const buffer = Buffer.alloc(bytes)
+    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0)).toString('utf8')
+  } finally {
+    closeSync(fd)
   }
 }
 
@@ -76,16 +119,12 @@ function jobImageVariable(facts: JobFacts): string | undefined {
   return jobFile && existsSync(jobFile) ? jobVariable(readFileSync(jobFile), 'CBATCH_IMAGE') : undefined
 }
 
-function makeScratch(dir: string, owner: Identity): void {
-  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 })
-  rmSync(dir, { recursive: true, force: true }) // a requeued job starts clean
-  mkdirSync(dir, { mode: 0o700 })
-  chownSync(dir, owner.uid, owner.gid)
-}
-
-/** Epilogue: what the job used, read before its container is removed; undefined if it had none. */
+/**
+ * Epilogue: what the job used, read before its container is removed, and its scratch
+ * directory, to remove once that is recorded; undefined if the job had no container.
+ */
 export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
-  engine: Engine, now: () => Date = () => new Date()): Promise<AccountingRecord | undefined> {
+  engine: Engine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   const container = await findJobContainer(engine, facts.jobId)
   if (!container) return undefined
   const usage = container.running ? usageOf(container.pid) : undefined
@@ -93,9 +132,9 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     engine.imageDigest(container.imageId).catch(() => undefined),
     engine.remove(container.id),
   ])
-  removeScratch(container)
   const end = now()
-  return {
+  const scratch = container.labels[LABEL.scratch]
+  const record: AccountingRecord = {
     time: end.toISOString(),
     jobId: facts.jobId,
     user: container.labels[LABEL.user] ?? facts.user,
@@ -109,12 +148,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     oomKilled: container.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
     usage,
   }
-}
-
-/** The job's scratch directory, named by the prologue after the container. */
-function removeScratch(container: JobContainer): void {
-  const dir = container.labels[LABEL.scratch]
-  if (dir && basename(dir) === container.name) rmSync(dir, { recursive: true, force: true })
+  return { record, scratchDir: scratch && basename(scratch) === container.name ? scratch : undefined }
 }
 
 function usageOf(pid: number): CgroupUsage | undefined {

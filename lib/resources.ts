@@ -1,7 +1,7 @@
 // The job's resource request (Resource_List) and the container limits it becomes under
 // its queue's policy. Pure: no I/O.
 import { PolicyError, UsageError } from './errors.ts'
-import { parseDuration, parseResourceList, parseSize } from './torque.ts'
+import { parseCount, parseDuration, parseResourceList, parseSize } from './torque.ts'
 
 export interface NodeSpec {
   /** `nodes=2:...`: how many nodes; a named node counts 1. */
@@ -31,11 +31,11 @@ export function parseNodes(spec: string): NodeSpec[] {
     const [head, ...rest] = part.split(':')
     if (!head) throw new UsageError(`nodes=${spec}: empty node spec`)
     const node: NodeSpec = /^\d+$/.test(head)
-      ? { count: Number(head), ppn: 1, gpus: 0, properties: [] }
+      ? { count: parseCount(head, `nodes=${spec}: node count`), ppn: 1, gpus: 0, properties: [] }
       : { count: 1, name: head, ppn: 1, gpus: 0, properties: [] }
     for (const item of rest) {
       const m = /^(ppn|gpus)=(\d+)$/.exec(item)
-      if (m) node[m[1] as 'ppn' | 'gpus'] = Number(m[2])
+      if (m) node[m[1] as 'ppn' | 'gpus'] = m[1] === 'gpus' && m[2] === '0' ? 0 : parseCount(m[2], `nodes=${spec}: ${m[1]}`)
       else if (/^[A-Za-z0-9_.-]+$/.test(item) && !item.includes('=')) node.properties.push(item)
       else throw new UsageError(`nodes=${spec}: ${JSON.stringify(item)} is not ppn=N, gpus=N or a node property`)
     }
@@ -46,13 +46,16 @@ export function parseNodes(spec: string): NodeSpec[] {
 
 export function parseRequest(resourceList: string): JobRequest {
   const list = parseResourceList(resourceList)
-  const count = (name: string) => {
+  const count = (name: string) => (list.has(name) ? parseCount(list.get(name)!, name) : undefined)
+  const size = (name: string) => {
     const v = list.get(name)
     if (v === undefined) return undefined
-    if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${name}=${v} is not a positive whole number`)
-    return Number(v)
+    try {
+      return parseSize(v)
+    } catch (err) {
+      throw new UsageError(`${name}=${v}: ${(err as Error).message}`)
+    }
   }
-  const size = (name: string) => (list.has(name) ? parseSize(list.get(name)!) : undefined)
   return {
     nodes: list.has('nodes') ? parseNodes(list.get('nodes')!) : [],
     procs: count('procs'),
@@ -64,6 +67,9 @@ export function parseRequest(resourceList: string): JobRequest {
     walltime: list.has('walltime') ? parseDuration(list.get('walltime')!) : undefined,
   }
 }
+
+/** The engine's smallest memory limit (6 MiB). */
+export const MIN_MEMORY = 6 * 1024 ** 2
 
 export interface LimitsPolicy {
   cpu: 'quota' | 'cpuset' | 'none'
@@ -84,6 +90,8 @@ export interface ContainerLimits {
 export interface NodeFacts {
   /** PBS_NUM_PPN: processors of the job on this node, as pbs_mom counted them. */
   ppnHere?: number
+  /** CPUs of this node: a CPU quota cannot exceed them. */
+  hostCpus?: number
   /** The cpuset TORQUE made for the job (cpuset.cpus of its cgroup), for `cpu: cpuset`. */
   torqueCpuset?: string
 }
@@ -99,19 +107,27 @@ export function containerLimits(request: JobRequest, policy: LimitsPolicy, facts
     throw new PolicyError(`the job asks for ${cpus} CPUs on this node; its queue allows at most ${policy.maxCpus}`)
   }
   // mem is the job's total; pmem is per process (per ppn slot).
-  const memory = request.mem ?? (request.pmem !== undefined ? request.pmem * cpus : policy.defaultMem)
-  const virtual = request.vmem ?? (request.pvmem !== undefined ? request.pvmem * cpus : undefined)
+  const perSlot = (bytes: number, name: string) => {
+    if (!Number.isSafeInteger(bytes * cpus)) throw new UsageError(`${name} for ${cpus} CPUs is too large`)
+    return bytes * cpus
+  }
+  const memory = request.mem ?? (request.pmem !== undefined ? perSlot(request.pmem, 'pmem') : policy.defaultMem)
+  const virtual = request.vmem ?? (request.pvmem !== undefined ? perSlot(request.pvmem, 'pvmem') : undefined)
   const limits: ContainerLimits = {}
   const ceiling = memory ?? virtual
   if (ceiling !== undefined) {
     if (policy.maxMem !== undefined && ceiling > policy.maxMem) {
       throw new PolicyError(`the job asks for ${formatBytes(ceiling)} of memory; its queue allows at most ${formatBytes(policy.maxMem)}`)
     }
+    if (Math.min(ceiling, virtual ?? ceiling) < MIN_MEMORY) {
+      throw new PolicyError(`the job asks for ${formatBytes(Math.min(ceiling, virtual ?? ceiling))} of memory; a container needs at least ${formatBytes(MIN_MEMORY)}`)
+    }
     limits.Memory = Math.min(ceiling, virtual ?? ceiling)
     // Memory plus swap: vmem when given, else no swap at all, so `mem` means what it says.
     limits.MemorySwap = Math.max(limits.Memory, virtual ?? 0)
   }
-  if (policy.cpu === 'quota') limits.NanoCpus = cpus * 1e9
+  // More CPUs than the node has is all of them: the engine refuses a larger quota.
+  if (policy.cpu === 'quota') limits.NanoCpus = Math.min(cpus, facts.hostCpus ?? cpus) * 1e9
   if (policy.cpu === 'cpuset') {
     if (!facts.torqueCpuset) {
       throw new PolicyError('the queue pins jobs to TORQUE\'s cpuset, but TORQUE made none for this job (is pbs_mom built with cgroups?)')

@@ -1,7 +1,6 @@
 // What pbs_mom hands our programs: argv of the prologue and epilogue families,
 // the job starter's environment, and the Resource_List string.
 // See ../shared/torque-contract.md ("Arguments", "The job starter").
-import { dirname } from 'node:path'
 import { UsageError } from './errors.ts'
 
 export interface JobFacts {
@@ -44,11 +43,6 @@ export function parseEpilogueArgs(args: string[]): EpilogueFacts {
   }
 }
 
-/** `<PBS_HOME>/mom_priv` of the pbs_mom that gave us `<mom_priv>/jobs/<jobid>.SC`. */
-export function momPrivOf(scriptPath: string): string {
-  return dirname(dirname(scriptPath))
-}
-
 function checked<T extends JobFacts>(facts: T): T {
   if (!facts.jobId) throw new UsageError('empty job id')
   if (!facts.user) throw new UsageError('empty job owner')
@@ -58,13 +52,22 @@ function checked<T extends JobFacts>(facts: T): T {
   return facts
 }
 
-/** What the job starter learns from pbs_mom's environment (mom's own settings only). */
+/**
+ * What the job starter is told by its environment. It is the job's environment: pbs_mom's
+ * own values override the job's for the job shell, but a TM task (pbsdsh, mpiexec) carries
+ * no USER of mom's, so a task's USER is whatever `qsub -v` said. These are claims, checked
+ * against what root wrote (the job's .JB, its container's labels); never settings.
+ */
 export interface StarterFacts {
   jobId: string
-  user: string
-  queue: string
+  /** PBS_TASKNUM: 1 for the job shell, 2, 3, … for TM tasks. */
+  task: number
+  /** PBS_QUEUE, as pbs_mom set it. */
+  queue?: string
+  /** USER, for the job shell only: pbs_mom sets it there. */
+  user?: string
   home: string
-  /** cwd of the job shell: PBS_O_INITDIR (qsub -d), else HOME. */
+  /** cwd of the job shell or task: PBS_O_INITDIR (qsub -d), else HOME. */
   workDir: string
 }
 
@@ -75,10 +78,14 @@ export function starterFacts(env: NodeJS.ProcessEnv = process.env): StarterFacts
     return value
   }
   const home = need('HOME')
+  const taskNumber = env.PBS_TASKNUM ?? '1'
+  if (!/^[1-9]\d{0,8}$/.test(taskNumber)) throw new UsageError(`job starter: PBS_TASKNUM=${JSON.stringify(taskNumber)} is not a task number`)
+  const task = Number(taskNumber)
   return {
     jobId: need('PBS_JOBID'),
-    user: need('USER'),
-    queue: need('PBS_QUEUE'),
+    task,
+    queue: env.PBS_QUEUE,
+    user: task === 1 ? need('USER') : undefined,
     home,
     workDir: env.PBS_O_INITDIR || home,
   }
@@ -98,13 +105,30 @@ export function parseResourceList(list: string): Map<string, string> {
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }
 
-/** TORQUE size (`4gb`, `512mb`, `100`, `2kw` with 8-byte words) -> bytes. */
+/**
+ * TORQUE size (`4gb`, `512mb`, `100`, `2kw` with 8-byte words) -> bytes. Never 0 (Docker
+ * reads a limit of 0 as none) and never beyond what a number holds exactly.
+ */
 export function parseSize(value: string): number {
   const m = /^(\d+)(([kmgt]?)([bw]))?$/i.exec(value.trim())
   if (!m) throw new UsageError(`size ${JSON.stringify(value)} is not <number>[b|kb|mb|gb|tb|w|kw|mw|gw|tw]`)
   const scale = SIZE_UNITS[`${m[3] ?? ''}b`.toLowerCase()] ?? 1
   const word = m[4]?.toLowerCase() === 'w' ? 8 : 1
-  return Number(m[1]) * scale * word
+  const bytes = Number(m[1]) * scale * word
+  if (bytes === 0) throw new UsageError(`size ${JSON.stringify(value)} is 0: a limit of nothing`)
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`size ${JSON.stringify(value)} is too large`)
+  return bytes
+}
+
+/** Most of anything a job may count (CPUs, nodes, processes): far above any node. */
+export const MAX_COUNT = 1_000_000
+
+/** A whole number from 1 to MAX_COUNT (ppn, ncpus, procs, PBS_NUM_PPN). */
+export function parseCount(value: string, name: string): number {
+  if (!/^\d{1,7}$/.test(value) || Number(value) < 1 || Number(value) > MAX_COUNT) {
+    throw new UsageError(`${name}=${value} is not a whole number from 1 to ${MAX_COUNT}`)
+  }
+  return Number(value)
 }
 
 /** TORQUE time (`HH:MM:SS`, `MM:SS`, or seconds) -> seconds. */

@@ -5,9 +5,8 @@
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { configJsonSchema } from '../lib/config.ts'
-
-const HOOKS = ['prologue', 'jobstarter', 'epilogue']
+import { configJsonSchema, DEFAULT_CONFIG_PATH } from '../lib/config.ts'
+import { HOOKS, writeWrappers } from '../hooks/wrapper.ts'
 
 // dockerode loads, at start-up, what only image builds (BuildKit sessions over gRPC) and
 // ssh:// engines need. cbatch uses neither: leaving them out of the bundle halves the
@@ -61,16 +60,6 @@ chmodSync('dist/cbatch', 0o755)
 // dist/cbatch has no extension: without this, the package's "type": "module" would apply.
 writeFileSync('dist/package.json', '{ "type": "commonjs" }\n')
 
-// pbs_mom runs the hooks as root with variables a job owner may set (qsub -v). The wrapper
-// runs in Debian's statically linked busybox, so the dynamic loader never reads LD_PRELOAD
-// or its kin; node then starts with an empty environment, so none of them (NODE_OPTIONS…)
-// can change how it runs, and reads the real one from fd 3. Node is named by the absolute
-// path it was built with.
-for (const hook of HOOKS) {
-  writeFileSync(`dist/${hook}`, `#!/bin/busybox sh
-# cbatch ${hook} hook for pbs_mom (see the cbatch README)
-exec /bin/busybox env -i CBATCH_ENV_FD=3 ${process.execPath} "\${0%/*}/cbatch.d/load.cjs" ${hook} "$@" 3<<CBATCH_ENV
-$(/bin/busybox base64 -w 0 /proc/self/environ)
-CBATCH_ENV
-`, { mode: 0o755 })
-}
+// The wrappers pbs_mom runs (hooks/wrapper.ts), for the default config path; install.sh
+// writes the path a site chose. Node is named by the absolute path it was built with.
+writeWrappers('dist', { node: process.execPath, config: DEFAULT_CONFIG_PATH })

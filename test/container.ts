@@ -5,11 +5,14 @@ import { buildContainerSpec, containerName, type ContainerRequest } from '../lib
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
+const planned = [
+  { source: '/scratch', target: '/scratch', readOnly: false, what: 'volume' },
+  { source: '/home/alice', target: '/home/alice', readOnly: false, what: 'home directory' },
+]
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
-  owner, policy, version: '0.0.0', hostname: 'node1', exists: () => true, node: {},
-  granted: { image: 'img:1', volumes: [] },
-  paths: { workDir: '/data/run', nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
+  owner, policy, version: '0.0.0', hostname: 'node1', node: {}, image: 'img:1', mounts: planned,
+  paths: { nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
   ...over,
 })
 
@@ -20,49 +23,39 @@ t.test('container names are valid, readable and unique per job id', async t => {
   t.ok(containerName('x'.repeat(300)).length < 100)
 })
 
-t.test('the job runs as its owner, confined', async t => {
+t.test('the job runs as its owner, confined; the holder as a uid the job cannot signal', async t => {
   const spec = buildContainerSpec(request())
-  t.equal(spec.User, '1001:1001')
+  t.equal(spec.User, '65534:65534', 'the holder: not the owner, not root')
   t.same(spec.HostConfig!.GroupAdd, ['27', '3000'])
+  t.same(spec.Entrypoint, [], 'no entrypoint of the image runs')
   t.same(spec.Cmd, ['sleep', 'infinity'])
   t.equal(spec.Image, 'img:1')
   t.equal(spec.Hostname, 'node1')
-  t.match(spec.Labels, { 'cbatch.job': '12.srv', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.queue': 'batch', 'cbatch.version': '0.0.0' })
+  t.match(spec.Labels, { 'cbatch.job': '12.srv', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1001', 'cbatch.queue': 'batch', 'cbatch.version': '0.0.0' })
   t.match(spec.HostConfig, {
     Init: true, NetworkMode: 'none', CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false,
     PidsLimit: 4096, Memory: 1024 ** 3, NanoCpus: 2e9,
   })
 })
 
-t.test('mounts: user databases, home, workdir, script, node file, site volumes', async t => {
+t.test('mounts: user databases, node file, script, then what mounts.ts planned', async t => {
   const mounts = buildContainerSpec(request()).HostConfig!.Mounts!.map(m => [m.Source, m.Target, m.ReadOnly])
   t.same(mounts, [
     ['/etc/passwd', '/etc/passwd', true],
     ['/etc/group', '/etc/group', true],
-    ['/home/alice', '/home/alice', false],
-    ['/data/run', '/data/run', false],
     ['/var/spool/torque/aux/12.srv', '/var/spool/torque/aux/12.srv', true],
     [SC, SC, true],
     ['/scratch', '/scratch', false],
-    ['/sw', '/opt/sw', true],
+    ['/home/alice', '/home/alice', false],
   ])
+  const noNodeFile = buildContainerSpec(request({ paths: { momPriv: '/var/spool/torque/mom_priv' } })).HostConfig!.Mounts!
+  t.notOk(noNodeFile.some(m => m.Source.includes('/aux/')))
 })
 
-t.test('paths that do not exist or are already visible are not mounted again', async t => {
-  const spec = buildContainerSpec(request({
-    exists: p => p !== '/var/spool/torque/aux/12.srv',
-    paths: { workDir: '/home/alice/run' },
-  }))
-  const sources = spec.HostConfig!.Mounts!.map(m => m.Source)
-  t.notOk(sources.includes('/home/alice/run'), 'inside the home, already mounted')
-  t.notOk(sources.some(s => s.includes('/aux/')))
-})
-
-t.test('root and host paths are refused', async t => {
+t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async t => {
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
-  t.throws(() => buildContainerSpec(request({ paths: { workDir: '/' } })), { name: 'PolicyError', message: /PBS_O_WORKDIR \/ cannot be mounted/ })
-  t.throws(() => buildContainerSpec(request({ owner: { ...owner, home: '/root' } })), { name: 'PolicyError', message: /home directory/ })
+  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
   const elsewhere = request()
   elsewhere.job = { ...elsewhere.job, scriptPath: '/etc/shadow' }
   t.throws(() => buildContainerSpec(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
@@ -85,7 +78,7 @@ t.test('limits from the Resource_List and the queue', async t => {
 t.test('security options of the queue', async t => {
   const spec = buildContainerSpec(request({
     policy: { ...policy, capAdd: ['NET_BIND_SERVICE'], devices: [{ path: '/dev/fuse', permissions: 'rw' }], readOnlyRootfs: true, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
-    paths: { scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
+    paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
   }))
   t.match(spec.HostConfig, {
     CapDrop: ['ALL'], CapAdd: ['NET_BIND_SERVICE'], ReadonlyRootfs: true, Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777' },
@@ -100,14 +93,8 @@ t.test('security options of the queue', async t => {
   t.same(plain.Env, [])
 })
 
-t.test('root only where the queue allows it; this mom\'s PBS_HOME is protected wherever it is', async t => {
-  t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).User, '0:0')
-  const elsewhere = request({ paths: { momPriv: '/opt/torque/mom_priv', workDir: '/opt/torque' } })
-  elsewhere.job = { ...elsewhere.job, scriptPath: '/opt/torque/mom_priv/jobs/12.srv.SC' }
-  t.throws(() => buildContainerSpec(elsewhere),
-    { name: 'PolicyError', message: 'PBS_O_WORKDIR /opt/torque cannot be mounted into the job\'s container (it would expose /opt/torque)' })
-  const granted = { image: 'img:1', volumes: [{ source: '/opt/torque/mom_priv', target: '/x', readOnly: true }] }
-  t.throws(() => buildContainerSpec({ ...elsewhere, granted, paths: { momPriv: '/opt/torque/mom_priv' } }), { message: /requested mount/ })
+t.test('root only where the queue allows it', async t => {
+  t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
 })
 
 t.test('containers are labelled with the version of the package', async t => {

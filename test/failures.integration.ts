@@ -1,7 +1,7 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { recordJob, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -36,16 +36,16 @@ t.test('a bad config aborts the job (prologue exit 1) with path and line', async
 t.test('a bad config stops a job that reaches the starter anyway: never run unconfined', async t => {
   const config = writeConfig(shared.path, 'queues: [not, a, map]\n')
   const starter = runHook('jobstarter', ['/bin/sh'],
-    { PBS_JOBID: '1.x', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: config }, 'echo must-not-run\n')
+    { env: { PBS_JOBID: '1.x', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config, input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
   t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1: queues\.0: /)
 })
 
 t.test('the starter refuses a job whose container is missing', async t => {
+  recordJob('999.nowhere')
   const starter = runHook('jobstarter', ['/bin/sh'],
-    { PBS_JOBID: '999.nowhere', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: testConfig(shared.path) },
-    'echo must-not-run\n')
+    { env: { PBS_JOBID: '999.nowhere', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config: testConfig(shared.path), input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
   t.match(starter.stderr, /^cbatch: no container for job 999\.nowhere/)
@@ -53,14 +53,14 @@ t.test('the starter refuses a job whose container is missing', async t => {
 
 t.test('the epilogue exits 0 when there is nothing to clean', async t => {
   const epilogue = runHook('epilogue', ['77.nowhere', TEST_USER, TEST_USER, 'j', '0', '', '', 'batch', '', '0', '/x/jobs/77.nowhere.SC'],
-    { CBATCH_CONFIG: testConfig(shared.path) })
+    { env: {}, config: testConfig(shared.path) })
   t.equal(epilogue.status, 0)
   t.equal(epilogue.stdout, '')
   t.equal(epilogue.stderr, '')
 })
 
 t.test('hooks called with the wrong arguments say so', async t => {
-  const prologue = runHook('prologue', ['1.x'], { CBATCH_CONFIG: testConfig(shared.path) })
+  const prologue = runHook('prologue', ['1.x'], { env: {}, config: testConfig(shared.path) })
   t.equal(prologue.status, 1)
   t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
 })

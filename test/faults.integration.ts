@@ -10,7 +10,7 @@ import { emulateJob } from '../lib/emulator.ts'
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { privateEngine } from './helpers/engine.ts'
-import { containersOf, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersOf, PROLOGUE, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -64,8 +64,8 @@ t.test('cbatch gc removes orphans only: old, labelled, and unknown to pbs_mom', 
   const queues = parseConfig(readFileSync(config, 'utf8'))
   const [known, orphan] = [`${process.pid}1.known`, `${process.pid}2.orphan`]
   writeFileSync(join(momPriv, 'jobs', `${known}.JB`), 'job')
-  await prepareJob(facts(known), queues, engine, {})
-  await prepareJob(facts(orphan), queues, engine, {})
+  await prepareJob(facts(known), queues, engine, PROLOGUE)
+  await prepareJob(facts(orphan), queues, engine, PROLOGUE)
   const unlabelled = execFileSync('docker', ['run', '-d', '--network', 'none', TEST_IMAGE, 'sleep', '60'], { encoding: 'utf8' }).trim()
   t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...containersOf(known), ...containersOf(orphan)]))
 
@@ -160,7 +160,7 @@ t.test('a pbs_mom restart mid-job leaves the job running, and the epilogue still
   t.equal(containersOf(jobId).length, 1, 'the container is still there for the epilogue')
   // The restarted pbs_mom recovers the job from mom_priv/jobs and runs its epilogue.
   const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'survivor', '0', '', '', 'batch', '', '0',
-    join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { CBATCH_CONFIG: config })
+    join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { env: {}, config })
   t.equal(epilogue.status, 0, epilogue.stderr)
   t.match(epilogue.stdout, /^cbatch: cpu .*, exit 0\n$/)
   t.same(containersOf(jobId), [])

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseConfig } from '../lib/config.ts'
-import { isImageReference, jobVariable, parseDirectives, resolveJobAsks } from '../lib/jobrequest.ts'
+import { grantedImage, isImageReference, jobVariable, parseDirectives } from '../lib/jobrequest.ts'
 
 const policy = parseConfig(`queues:
   q:
@@ -38,24 +38,25 @@ t.test('CBATCH_IMAGE from the Variable_List of the job file', async t => {
 })
 
 t.test('the queue decides the image', async t => {
-  t.equal(resolveJobAsks(policy, { mounts: [] }).image, 'site/base:1')
-  t.equal(resolveJobAsks(policy, { image: 'site/base:1', mounts: [] }).image, 'site/base:1')
-  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }).image, 'registry.site.org/hpc/a:1')
-  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a', mounts: [] }).image, 'registry.site.org/hpc/a:latest')
-  t.equal(resolveJobAsks(policy, { mounts: [] }, 'registry.site.org/hpc/b:2').image, 'registry.site.org/hpc/b:2', 'CBATCH_IMAGE')
-  t.equal(resolveJobAsks(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }, 'site/base:1').image, 'site/base:1', 'the variable wins over the script')
-  t.equal(resolveJobAsks(policy, { image: `site/pinned@sha256:${'a'.repeat(64)}`, mounts: [] }).image, `site/pinned@sha256:${'a'.repeat(64)}`)
+  t.equal(grantedImage(policy, { mounts: [] }), 'site/base:1')
+  t.equal(grantedImage(policy, { image: 'site/base:1', mounts: [] }), 'site/base:1')
+  t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }), 'registry.site.org/hpc/a:1')
+  t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a', mounts: [] }), 'registry.site.org/hpc/a:latest')
+  t.equal(grantedImage(policy, { mounts: [] }, 'registry.site.org/hpc/b:2'), 'registry.site.org/hpc/b:2', 'CBATCH_IMAGE')
+  t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }, 'site/base:1'), 'site/base:1', 'the variable wins over the script')
+  t.equal(grantedImage(policy, { image: `site/pinned@sha256:${'a'.repeat(64)}`, mounts: [] }), `site/pinned@sha256:${'a'.repeat(64)}`)
   for (const denied of ['registry.site.org/hpc/sub/a:1', 'registry.site.org/other:1', 'site/pinned:1', `site/pinned@sha256:${'b'.repeat(64)}`]) {
-    t.throws(() => resolveJobAsks(policy, { image: denied, mounts: [] }), { name: 'PolicyError', message: /is not allowed in this queue; allowed: site\/base:1, registry/ }, denied)
+    t.throws(() => grantedImage(policy, { image: denied, mounts: [] }), { name: 'PolicyError', message: /is not allowed in this queue; allowed: site\/base:1, registry/ }, denied)
   }
-  t.throws(() => resolveJobAsks(policy, { mounts: [] }, 'a;b'), { message: 'CBATCH_IMAGE="a;b" is not an image reference' })
+  t.throws(() => grantedImage(policy, { mounts: [] }, 'a;b'), { message: 'CBATCH_IMAGE="a;b" is not an image reference' })
 })
 
-t.test('the queue decides the mounts', async t => {
-  t.same(resolveJobAsks(policy, { mounts: [{ path: '/data/p', readOnly: false }, { path: '/refdata/x', readOnly: false }] }).volumes, [
-    { source: '/data/p', target: '/data/p', readOnly: false },
-    { source: '/refdata/x', target: '/refdata/x', readOnly: true },
-  ])
-  t.throws(() => resolveJobAsks(policy, { mounts: [{ path: '/database', readOnly: false }] }),
-    { message: 'mount /database is not allowed in this queue; allowed below: /data, /refdata' })
+t.test('directive lines have a length cap', async t => {
+  t.throws(() => parseDirectives(`#CBATCH mount=/data/${'x'.repeat(2000)}\n`), { name: 'PolicyError', message: /longer than 1024/ })
+})
+
+t.test('CBATCH_IMAGE from the XML Variable_List of TORQUE 6', async t => {
+  const jb = Buffer.from('<Variable_List flags="1">PBS_O_QUEUE=batch\nCBATCH_IMAGE=site/x:2\nPBS_O_HOME=/home/a</Variable_List>')
+  t.equal(jobVariable(jb, 'CBATCH_IMAGE'), 'site/x:2')
+  t.equal(jobVariable(jb, 'PBS_O_HOME'), '/home/a')
 })

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { parseConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
 import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
-import { containersOf, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { containersOf, PROLOGUE, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
 const facts = (jobId: string, queue = 'batch') =>
@@ -19,25 +19,25 @@ const config = parseConfig(`queues:
 t.test('a requeued job whose old container still exists gets a fresh one', async t => {
   const jobId = `${process.pid}1.requeue`
   t.teardown(() => cleanupJob(ended(jobId), engine))
-  const first = await prepareJob(facts(jobId), config, engine, {})
-  const second = await prepareJob(facts(jobId), config, engine, {})
+  const first = await prepareJob(facts(jobId), config, engine, PROLOGUE)
+  const second = await prepareJob(facts(jobId), config, engine, PROLOGUE)
   t.equal(first.kind, 'container')
   t.equal(second.kind === 'container' && second.replaced, true)
   t.same(containersOf(jobId).map(id => second.kind === 'container' && second.id.startsWith(id)), [true])
   const cleaned = await cleanupJob(ended(jobId), engine)
-  t.ok(cleaned?.usage, 'a running container is accounted from its cgroup')
+  t.ok(cleaned?.record.usage, 'a running container is accounted from its cgroup')
   t.same(containersOf(jobId), [])
 })
 
 t.test('the epilogue removes a container whatever its state', async t => {
   const jobId = `${process.pid}2.states`
   t.teardown(() => cleanupJob(ended(jobId), engine))
-  const prepared = await prepareJob(facts(jobId), config, engine, {})
+  const prepared = await prepareJob(facts(jobId), config, engine, PROLOGUE)
   if (prepared.kind !== 'container') throw new Error('no container')
   execFileSync('docker', ['kill', prepared.id])
   const cleaned = await cleanupJob(ended(jobId), engine)
-  t.equal(cleaned?.jobId, jobId)
-  t.equal(cleaned?.usage, undefined, 'a stopped container has no cgroup left to read')
+  t.equal(cleaned?.record.jobId, jobId)
+  t.equal(cleaned?.record.usage, undefined, 'a stopped container has no cgroup left to read')
   t.same(containersOf(jobId), [])
   t.equal(await cleanupJob(ended(jobId), engine), undefined, 'missing is fine')
 })
@@ -46,14 +46,14 @@ t.test('an image missing from the node is pulled from the registry', async t => 
   const jobId = `${process.pid}3.pull`
   t.teardown(() => cleanupJob(ended(jobId), engine))
   execFileSync('docker', ['rmi', '-f', REGISTRY_IMAGE], { stdio: 'ignore' })
-  const prepared = await prepareJob(facts(jobId, 'pulled'), config, engine, {})
+  const prepared = await prepareJob(facts(jobId, 'pulled'), config, engine, PROLOGUE)
   t.equal(prepared.kind === 'container' && prepared.imageSource, 'pulled')
   t.ok(await engine.hasImage(REGISTRY_IMAGE))
 })
 
 t.test('a pull that fails requeues, naming the image', async t => {
   const missing = parseConfig('queues:\n  q: { image: 127.0.0.1:5000/cbatch-test/no-such-image:1, pull: missing }\n')
-  await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, {}),
+  await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, PROLOGUE),
     { name: 'ImagePullError', disposition: 'requeue', userMessage: 'cannot pull image 127.0.0.1:5000/cbatch-test/no-such-image:1' })
 })
 
@@ -70,13 +70,13 @@ t.test('an engine that does not answer in time is a requeue, not a hang', async 
   })
   const hanging = new Engine({ socket: path, timeoutMs: 300, pullTimeoutMs: 300 })
   const started = Date.now()
-  await t.rejects(prepareJob(facts(`${process.pid}5.hang`), config, hanging, {}),
+  await t.rejects(prepareJob(facts(`${process.pid}5.hang`), config, hanging, PROLOGUE),
     { name: 'EngineTimeoutError', disposition: 'requeue', message: /did not answer in time/ })
   t.ok(Date.now() - started < 5000)
 })
 
 t.test('a queue cbatch does not manage is left alone', async t => {
-  t.same(await prepareJob(facts('1.x', 'elsewhere'), config, engine, {}), { kind: 'native' })
+  t.same(await prepareJob(facts('1.x', 'elsewhere'), config, engine, PROLOGUE), { kind: 'native' })
 })
 
 t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup', async t => {
@@ -87,7 +87,7 @@ t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup',
     // What TORQUE itself would remove at the end of the job.
     execFileSync('sh', ['-c', `rmdir /sys/fs/cgroup/*/torque/${jobId} 2>/dev/null; true`])
   })
-  const prepared = await prepareJob(facts(jobId), torque, engine, {})
+  const prepared = await prepareJob(facts(jobId), torque, engine, PROLOGUE)
   if (prepared.kind !== 'container') throw new Error('no container')
   const pid = (await engine.inspect(prepared.id))!.pid
   t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/${prepared.id}\\n`))

@@ -2,11 +2,13 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/accounting.ts'
 import { parseConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
+import { hooksFor } from '../lib/emulator.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
-import { containersOf, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { containersOf, PROLOGUE, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -62,12 +64,11 @@ t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {
   const queues = parseConfig(readFileSync(config, 'utf8'))
   const jobIds = Array.from({ length: 16 }, (_, i) => `${process.pid}${i}.parallel`)
   await Promise.all(jobIds.map(jobId => prepareJob(
-    { jobId, user: TEST_USER, group: '', jobName: 'p', resources: '', queue: 'batch', account: '' }, queues, engine, {})))
+    { jobId, user: TEST_USER, group: '', jobName: 'p', resources: '', queue: 'batch', account: '' }, queues, engine, PROLOGUE)))
   const epilogueConfig = testConfig(shared.path, `accounting: { file: ${parallel} }\n`)
   const statuses = await Promise.all(jobIds.map(jobId => new Promise<number | null>(resolve => {
-    const child = spawn(`${import.meta.dirname}/../dist/epilogue`,
-      [jobId, TEST_USER, TEST_USER, 'p', '0', '', '', 'batch', '', '0', `/x/jobs/${jobId}.SC`],
-      { env: { CBATCH_CONFIG: epilogueConfig }, stdio: 'ignore' })
+    const child = spawn(join(hooksFor(join(import.meta.dirname, '../dist'), epilogueConfig), 'epilogue'),
+      [jobId, TEST_USER, TEST_USER, 'p', '0', '', '', 'batch', '', '0', `/x/jobs/${jobId}.SC`], { stdio: 'ignore' })
     child.on('close', resolve)
   })))
   t.same(statuses, jobIds.map(() => 0))

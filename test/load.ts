@@ -5,19 +5,20 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { writeWrappers } from '../hooks/wrapper.ts'
 
 const DIST = join(import.meta.dirname, '../dist/cbatch.d')
 
-/** A copy of the loader and the prologue, and a config without the job's queue: no engine. */
+/** A copy of the loader and the prologue, its wrapper, and a config without the job's queue: no engine. */
 function installed(t: Test): string {
   const dir = t.testdir({ 'cbatch.yaml': 'log: { file: "" }\nqueues:\n  batch: { image: busybox }\n' })
   for (const file of ['load.cjs', 'prologue.cjs']) copyFileSync(join(DIST, file), join(dir, file))
+  writeWrappers(join(dir, 'hooks'), { node: process.execPath, config: join(dir, 'cbatch.yaml'), elsewhere: { momPriv: dir, bundles: dir } })
   return dir
 }
 
-function prologue(dir: string, hook = 'prologue') {
-  return spawnSync(process.execPath, [join(dir, 'load.cjs'), hook, '1.node', 'someone', 'users', 'job', 'nodes=1', 'native', ''],
-    { env: { CBATCH_CONFIG: join(dir, 'cbatch.yaml') }, encoding: 'utf8' })
+function prologue(dir: string) {
+  return spawnSync(join(dir, 'hooks/prologue'), ['1.node', 'someone', 'users', 'job', 'nodes=1', 'native', ''], { env: {}, encoding: 'utf8' })
 }
 
 const digestOf = (dir: string) => createHash('sha256').update(readFileSync(join(dir, 'prologue.cjs'))).digest()
@@ -70,8 +71,17 @@ t.test('the bundles format no debug log of the engine client while it is off', a
 t.test('only cbatch\'s hooks can be started', async t => {
   const dir = installed(t)
   for (const hook of ['../prologue', 'cbatch', '']) {
-    const r = prologue(dir, hook)
+    const r = spawnSync(process.execPath, [join(dir, 'load.cjs'), hook], { env: {}, encoding: 'utf8' })
     t.equal(r.status, 2, hook)
     t.match(r.stderr, 'cbatch: unknown hook')
   }
+})
+
+t.test('a hook started without its wrapper runs nothing', async t => {
+  const dir = installed(t)
+  // As if a job's variables named another config: node started directly is refused.
+  const r = spawnSync(process.execPath, [join(dir, 'load.cjs'), 'prologue', '1.node', 'someone', 'users', 'job', 'nodes=1', 'native', ''],
+    { env: { CBATCH_CONFIG: join(dir, 'cbatch.yaml'), CBATCH_MOM_PRIV: dir }, encoding: 'utf8' })
+  t.equal(r.status, 1)
+  t.equal(r.stderr, 'cbatch: cbatch hooks must be started through their installed wrapper\n')
 })

@@ -22,7 +22,7 @@ t.test('the whole Resource_List', async t => {
     mem: 4 * GiB, pmem: GiB, vmem: 8 * GiB, pvmem: 2 * GiB, walltime: 3600,
   })
   t.same(parseRequest('walltime=90,mem=100mw'), { nodes: [], procs: undefined, ncpus: undefined, mem: 100 * 1024 ** 2 * 8, pmem: undefined, vmem: undefined, pvmem: undefined, walltime: 90 })
-  t.throws(() => parseRequest('procs=0'), { message: /procs=0 is not a positive whole number/ })
+  t.throws(() => parseRequest('procs=0'), { message: 'procs=0 is not a whole number from 1 to 1000000' })
   t.throws(() => parseRequest('mem=4 gb'), { name: 'UsageError' })
   t.throws(() => parseRequest('walltime=1:2:3:4'), { name: 'UsageError' })
 })
@@ -56,4 +56,19 @@ t.test('formatBytes', async t => {
   t.equal(formatBytes(0), '0 B')
   t.equal(formatBytes(1536), '1.5 KiB')
   t.equal(formatBytes(512 * 1024 ** 2), '512 MiB')
+})
+
+t.test('requests never lift a limit: zero, huge and malformed sizes and counts abort', async t => {
+  for (const list of ['mem=0b', 'mem=0', 'vmem=0kb', 'pmem=0mb', 'pvmem=0', 'mem=99999999999999999999tb', 'ncpus=0', 'procs=99999999999',
+    'nodes=1:ppn=0', 'nodes=1:ppn=99999999999', 'nodes=0', 'mem=-1gb', 'mem=1.5gb', 'ncpus=two']) {
+    t.throws(() => containerLimits(parseRequest(list), quota), { name: 'UsageError', disposition: 'abort' }, list)
+  }
+  t.throws(() => containerLimits(parseRequest('nodes=1:ppn=4096,pmem=4tb'), quota), { message: 'pmem for 4096 CPUs is too large' })
+  t.throws(() => containerLimits(parseRequest('mem=1kb'), quota), { name: 'PolicyError', message: /a container needs at least 6 MiB/ })
+  t.throws(() => containerLimits(parseRequest('mem=1gb,vmem=1mb'), quota), { message: /at least 6 MiB/ }, 'vmem is a ceiling too')
+})
+
+t.test('a CPU quota is at most the node\'s CPUs (the engine refuses more)', async t => {
+  t.equal(containerLimits(parseRequest('nodes=1:ppn=64'), quota, { hostCpus: 2 }).NanoCpus, 2e9)
+  t.equal(containerLimits(parseRequest('nodes=1:ppn=1'), quota, { hostCpus: 2 }).NanoCpus, 1e9)
 })

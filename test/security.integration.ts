@@ -3,13 +3,13 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/config.ts'
 import { containerName } from '../lib/container.ts'
 import { Engine } from '../lib/engine.ts'
 import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
-import { hostId, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { hostId, PROLOGUE, recordJob, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -169,9 +169,11 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
   const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}9.victim`
   t.teardown(() => cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine))
-  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'v', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, {})
+  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'v', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
+  const jobFile = recordJob(jobId)
+  t.teardown(() => rmSync(jobFile, { force: true }))
   const starter = (env: Record<string, string>) => runHook('jobstarter', ['/bin/sh'],
-    { PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: config, USER: TEST_USER, PBS_JOBID: jobId, ...env }, 'id -u\n')
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, ...env }, config, input: 'id -u\n' })
   for (const other of [`${process.pid}9`, `${jobId}*`, `${jobId.split('.')[0]}.*`, '']) {
     const r = starter({ PBS_JOBID: other })
     t.equal(r.status, 125, `PBS_JOBID=${other}`)
@@ -179,8 +181,16 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
   }
   const asOther = starter({ USER: 'cbatchdemo' })
   t.equal(asOther.status, 125)
-  t.match(asOther.stderr, 'does not belong to cbatchdemo')
+  t.match(asOther.stderr, `job ${jobId} belongs to ${TEST_USER}, not cbatchdemo`)
+  const otherQueue = starter({ PBS_QUEUE: 'unmanaged' })
+  t.equal(otherQueue.status, 125, 'a queue claim that is not the job file\'s')
+  t.equal(otherQueue.stdout, '')
   t.equal(starter({}).stdout, `${uid}\n`, 'the owner, and only they, gets in')
+  // pbs_mom's record and the prologue's labels must agree on the owner.
+  recordJob(jobId, 'batch', 'cbatchdemo')
+  const relabelled = starter({ USER: 'cbatchdemo' })
+  t.equal(relabelled.status, 125)
+  t.match(relabelled.stderr, `the container of job ${jobId} does not belong to cbatchdemo`)
 })
 
 t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
@@ -189,8 +199,10 @@ t.test('a container that only has a job\'s name is neither entered nor removed',
   const name = containerName(jobId)
   execFileSync('docker', ['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
   t.teardown(() => { spawnSync('docker', ['rm', '-f', name]) })
+  const jobFile = recordJob(jobId)
+  t.teardown(() => rmSync(jobFile, { force: true }))
   const r = runHook('jobstarter', ['/bin/sh'],
-    { PBS_QUEUE: 'batch', HOME: '/tmp', CBATCH_CONFIG: config, USER: TEST_USER, PBS_JOBID: jobId }, 'id -u\n')
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId }, config, input: 'id -u\n' })
   t.equal(r.status, 125)
   t.match(r.stderr, `no container for job ${jobId}`)
   t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { momPrivOf, parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque.ts'
+import { parseCount, parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque.ts'
 
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 
@@ -13,7 +13,6 @@ t.test('prologue: 8 arguments of TORQUE 6, 7 of 4.x/5.x', async t => {
   t.throws(() => parsePrologueArgs(['', 'a', 'g', 'n', '', 'q', '', SC]), { message: /empty job id/ })
   t.throws(() => parsePrologueArgs(['1', '', 'g', 'n', '', 'q', '', SC]), { message: /empty job owner/ })
   t.throws(() => parsePrologueArgs(['1', 'a', 'g', 'n', '', 'q', '', 'jobs/1.SC']), { message: /not absolute/ })
-  t.equal(momPrivOf(SC), '/var/spool/torque/mom_priv')
 })
 
 t.test('epilogue: 11 arguments of TORQUE 6, 10 of older ones', async t => {
@@ -30,9 +29,28 @@ t.test('epilogue: 11 arguments of TORQUE 6, 10 of older ones', async t => {
 
 t.test('starter facts come from what pbs_mom sets', async t => {
   const env = { PBS_JOBID: '1.s', USER: 'alice', PBS_QUEUE: 'batch', HOME: '/home/alice' }
-  t.same(starterFacts(env), { jobId: '1.s', user: 'alice', queue: 'batch', home: '/home/alice', workDir: '/home/alice' })
+  t.same(starterFacts(env), { jobId: '1.s', task: 1, user: 'alice', queue: 'batch', home: '/home/alice', workDir: '/home/alice' })
   t.equal(starterFacts({ ...env, PBS_O_INITDIR: '/data' }).workDir, '/data')
   t.throws(() => starterFacts({ ...env, PBS_JOBID: '' }), { name: 'UsageError', message: /PBS_JOBID is not set/ })
+})
+
+t.test('a TM task\'s USER is the job\'s own variable: never taken as a fact', async t => {
+  const task = { PBS_JOBID: '1.s', PBS_TASKNUM: '3', PBS_QUEUE: 'batch', HOME: '/home/alice', USER: 'root' }
+  t.same(starterFacts(task), { jobId: '1.s', task: 3, user: undefined, queue: 'batch', home: '/home/alice', workDir: '/home/alice' })
+  t.equal(starterFacts({ ...task, USER: undefined }).user, undefined, 'tasks need no USER')
+  t.throws(() => starterFacts({ ...task, PBS_TASKNUM: '1', USER: undefined }), { message: /USER is not set/ }, 'the job shell does')
+  for (const bad of ['0', '-1', 'x', '1e3', '99999999999']) {
+    t.throws(() => starterFacts({ ...task, PBS_TASKNUM: bad }), { message: /not a task number/ }, bad)
+  }
+})
+
+t.test('sizes never mean "no limit" and never overflow', async t => {
+  for (const zero of ['0', '0b', '0kb', '0gb', '00mw']) t.throws(() => parseSize(zero), { name: 'UsageError', message: /is 0/ }, zero)
+  for (const huge of ['99999999999999999999', '9999999999tb', '9007199254740993']) {
+    t.throws(() => parseSize(huge), { name: 'UsageError', message: /too large/ }, huge)
+  }
+  t.equal(parseCount('8', 'ppn'), 8)
+  for (const bad of ['0', '-1', '1.5', '', '99999999', '1000001', ' 1']) t.throws(() => parseCount(bad, 'ppn'), { name: 'UsageError' }, bad)
 })
 
 t.test('Resource_List', async t => {

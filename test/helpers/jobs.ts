@@ -1,9 +1,9 @@
 // Runs real jobs through the built `cbatch run` (the pbs_mom emulator) against the real engine.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { EmulatedJob } from '../../lib/emulator.ts'
+import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../lib/emulator.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
@@ -23,9 +23,14 @@ export interface JobOptions {
   resources?: string
   args?: string[]
   vars?: Record<string, string>
+  /** TM tasks started while the job runs, as pbsdsh would (command lines split at spaces). */
+  tasks?: string[]
   /** Called with the running `cbatch run` process (to signal it). */
   onStart?: (pid: number) => void
 }
+
+/** What the prologue knows beyond its arguments, for jobs made through the library. */
+export const PROLOGUE = { env: {}, momPriv: join(DEFAULT_PBS_HOME, 'mom_priv') }
 
 /** A directory every user may write to, removed with `t.teardown(dispose)`. */
 export function sharedDir(): { path: string; dispose: () => void } {
@@ -51,12 +56,15 @@ ${extra}`)
 }
 
 export async function runJob(script: string, opts: JobOptions): Promise<JobRun> {
+  // Where the owner ran qsub: their own directory, as PBS_O_WORKDIR.
   const dir = mkdtempSync(join(tmpdir(), 'cbatch-script-'))
+  chownSync(dir, Number(hostId('-u')), Number(hostId('-g')))
   const file = join(dir, 'job.sh')
   writeFileSync(file, script, { mode: 0o644 })
   const args = ['run', file, ...(opts.args ?? []), '--json', '--user', TEST_USER, '--config', opts.config,
     '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1']
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
+  for (const task of opts.tasks ?? []) args.push('--task', task)
   try {
     const child = spawn(CBATCH, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
     opts.onStart?.(child.pid!)
@@ -82,8 +90,18 @@ export function hostId(flag: '-u' | '-g' | '-G', user = TEST_USER): string {
   return execFileSync('id', [flag, user], { encoding: 'utf8' }).trim()
 }
 
-/** Runs one built hook directly, as pbs_mom would exec it. */
-export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: string[], env: NodeJS.ProcessEnv, input = '') {
-  const result = spawnSync(join(import.meta.dirname, '../../dist', name), args, { input, encoding: 'utf8', env })
+/** Runs one built hook directly, as pbs_mom would exec it, installed to read `config`. */
+export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: string[],
+  { env, config, input = '' }: { env: NodeJS.ProcessEnv; config: string; input?: string }) {
+  const hook = join(hooksFor(join(import.meta.dirname, '../../dist'), config), name)
+  const result = spawnSync(hook, args, { input, encoding: 'utf8', env, cwd: '/' })
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+/** pbs_mom's record of a job (its .JB) in the emulator's PBS_HOME, for hooks run directly. */
+export function recordJob(jobId: string, queue = 'batch', user = TEST_USER): string {
+  return writeJobFile(DEFAULT_PBS_HOME, {
+    jobId, queue, group: user, resources: '', variables: {},
+    owner: { name: user, uid: Number(hostId('-u', user)), gid: Number(hostId('-g', user)) },
+  })
 }

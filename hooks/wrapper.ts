@@ -1,0 +1,52 @@
+// The small /bin/busybox sh programs pbs_mom runs as its prologue, job starter and epilogue.
+// pbs_mom runs them as root among variables a job owner may set (qsub -v): the wrapper is
+// statically linked busybox, so no dynamic loader reads LD_PRELOAD or its kin; node starts
+// with an empty environment, so none of them (NODE_OPTIONS…) changes how it runs, and reads
+// the real one from fd 3 as data. What cbatch itself obeys (the config file) is written
+// here, by root, never taken from the job.
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+export const HOOKS = ['prologue', 'jobstarter', 'epilogue'] as const
+export type HookName = typeof HOOKS[number]
+
+export interface WrapperOptions {
+  /** The node binary, by absolute path. */
+  node: string
+  /** The config file the hooks read. */
+  config: string
+  /**
+   * Where the wrapper is not in mom_priv beside its bundles (the emulator): this pbs_mom's
+   * mom_priv and the bundles' directory. Installed, both follow from the wrapper's own path,
+   * which pbs_mom chose: `mom_priv/<hook>` and `mom_priv/cbatch.d`.
+   */
+  elsewhere?: { momPriv: string; bundles: string }
+}
+
+const OWN_DIR = '"${0%/*}"'
+
+export function hookWrapper(hook: HookName, { node, config, elsewhere }: WrapperOptions): string {
+  const paths = { node, config, ...elsewhere }
+  for (const [what, value] of Object.entries(paths)) {
+    if (!/^\/[^'\0-\x1f]*$/.test(value)) throw new Error(`${what} ${JSON.stringify(value)}: an absolute path without quotes or control characters`)
+  }
+  const momPriv = elsewhere ? `'${elsewhere.momPriv}'` : OWN_DIR
+  const loader = elsewhere ? `'${elsewhere.bundles}/load.cjs'` : `"\${0%/*}/cbatch.d/load.cjs"`
+  return `#!/bin/busybox sh
+# cbatch ${hook} hook for pbs_mom (see the cbatch README)
+exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
+$(/bin/busybox base64 -w 0 /proc/self/environ)
+CBATCH_ENV
+`
+}
+
+/** Writes the three wrappers into `dir`, each whole (concurrent writers never leave half a file). */
+export function writeWrappers(dir: string, options: WrapperOptions): void {
+  mkdirSync(dir, { recursive: true, mode: 0o755 })
+  for (const hook of HOOKS) {
+    const temporary = join(dir, `.${hook}.${process.pid}`)
+    writeFileSync(temporary, hookWrapper(hook, options), { mode: 0o755 })
+    chmodSync(temporary, 0o755)
+    renameSync(temporary, join(dir, hook))
+  }
+}

@@ -1,0 +1,146 @@
+// Host directories a job's container gets: resolved, judged, mounted, checked. A path the
+// job names (home, work dir, `#CBATCH mount=`) is the owner's to swap at any moment, so:
+// 1. it is resolved to its real path as the owner reaches it (links, `..`, `//`; the
+//    owner's own permissions on every directory on the way);
+// 2. that real path is judged: never-mounted places, the queue's allowed roots;
+// 3. the real path is what is mounted, at the same path in the container;
+// 4. once the container runs, what it shows at each target must be the very directory
+//    (device and inode) now found at the real path without following any link, or the job
+//    is refused: a swap between the check and the engine's mount cannot go unnoticed.
+import { lstatSync, realpathSync, statSync } from 'node:fs'
+import { posix } from 'node:path'
+import type { QueuePolicy } from './config.ts'
+import { PolicyError, UnsafePathError } from './errors.ts'
+import type { Identity } from './identity.ts'
+import { realDirectoryAsOwner } from './asowner.ts'
+import { exposedBy, isWithin } from './paths.ts'
+
+export interface HostMount {
+  source: string
+  target: string
+  readOnly: boolean
+  /** What it is, for messages: 'home directory', 'PBS_O_WORKDIR', 'volume', … */
+  what: string
+}
+
+export interface MountRequest {
+  owner: Identity
+  policy: Pick<QueuePolicy, 'volumes' | 'userMounts'>
+  /** `#CBATCH mount=` paths the job asked for. */
+  requested: { path: string; readOnly: boolean }[]
+  /** PBS_O_WORKDIR and TMPDIR from pbs_mom. */
+  workDir?: string
+  tmpDir?: string
+  /** This pbs_mom's PBS_HOME: never mounted, whatever its path. */
+  pbsHome?: string
+}
+
+/** The site's volumes, then the job's own directories: each real, allowed, and never widening a read-only one. */
+export async function planMounts(req: MountRequest): Promise<HostMount[]> {
+  const { owner, policy } = req
+  const planned: HostMount[] = []
+  const judge = (source: string, what: string) => {
+    const exposed = exposedBy(source) ?? (req.pbsHome && (isWithin(source, req.pbsHome) || isWithin(req.pbsHome, source)) ? req.pbsHome : undefined)
+    if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
+  }
+  // The site's volumes are the admin's: resolved as root, judged all the same.
+  for (const v of policy.volumes) {
+    const source = realAsRoot(v.source, 'volume')
+    judge(source, 'volume')
+    planned.push({ source, target: v.target ?? v.source, readOnly: v.readOnly ?? false, what: 'volume' })
+  }
+  const roots = policy.userMounts.flatMap(u => {
+    try {
+      return [{ source: realpathSync(u.source), readOnly: u.readOnly ?? false }]
+    } catch {
+      return [] // a root missing on this node offers nothing
+    }
+  })
+  const wanted: { path: string; what: string; readOnly: boolean; optional: boolean; root?: boolean }[] = [
+    ...req.requested.map(m => ({ path: m.path, what: 'requested mount', readOnly: m.readOnly, optional: false, root: true })),
+    { path: owner.home, what: 'home directory', readOnly: false, optional: true },
+    ...(req.workDir ? [{ path: req.workDir, what: 'PBS_O_WORKDIR', readOnly: false, optional: true }] : []),
+    ...(req.tmpDir ? [{ path: req.tmpDir, what: 'TMPDIR', readOnly: false, optional: true }] : []),
+  ]
+  const resolved = await Promise.all(wanted.map(w => realDirectoryAsOwner(owner, w.path)))
+  for (const [i, w] of wanted.entries()) {
+    const source = resolved[i]
+    if (source === undefined) {
+      // A home or submission directory this node does not have: the job runs without it, as natively.
+      if (w.optional && !existsAsRoot(w.path)) continue
+      throw new PolicyError(`${w.what} ${w.path} does not exist or ${owner.name} may not enter it`)
+    }
+    judge(source, w.what)
+    let readOnly = w.readOnly
+    if (w.root) {
+      const root = roots.find(r => isWithin(source, r.source))
+      if (!root) {
+        throw new PolicyError(`mount ${w.path} is not allowed in this queue; allowed below: ${policy.userMounts.map(u => u.source).join(', ') || 'none'}`)
+      }
+      readOnly ||= root.readOnly
+    }
+    // Already visible where it is (inside a volume mounted at its own path, or another of the job's)?
+    const covering = planned.find(m => isWithin(source, m.source) && m.target === m.source)
+    if (covering && (covering.readOnly || !readOnly)) continue
+    // Inside a read-only volume stays read-only; around one would open it up.
+    if (planned.some(m => m.readOnly && isWithin(source, m.source))) readOnly = true
+    const widened = planned.find(m => m.readOnly && isWithin(m.source, source) && m.source !== source)
+    if (widened && !readOnly) {
+      throw new PolicyError(`${w.what} ${w.path} cannot be mounted: it holds the read-only ${widened.what} ${widened.source}`)
+    }
+    planned.push({ source, target: source, readOnly, what: w.what })
+  }
+  return planned
+}
+
+function realAsRoot(path: string, what: string): string {
+  try {
+    return realpathSync(path)
+  } catch (err) {
+    throw new PolicyError(`${what} ${path} does not exist on this node`, (err as NodeJS.ErrnoException).code)
+  }
+}
+
+function existsAsRoot(path: string): boolean {
+  try {
+    statSync(path)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR'
+  }
+}
+
+/**
+ * Checks, once the container runs (its init's host pid), that each mount shows what is at
+ * its real path on the host now, found without following a link. Throws UnsafePathError.
+ */
+export function verifyMounts(pid: number, mounts: HostMount[], proc = '/proc'): void {
+  for (const m of mounts) {
+    const host = identityWithoutLinks(m.source)
+    let inside
+    try {
+      inside = statSync(`${proc}/${pid}/root${m.target}`)
+    } catch (err) {
+      throw new UnsafePathError(`${m.what} ${m.source} is not what the container shows`, (err as NodeJS.ErrnoException).code)
+    }
+    if (!host || host.dev !== inside.dev || host.ino !== inside.ino) {
+      throw new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
+    }
+  }
+}
+
+/** Device and inode of `path` if no component of it is a link (a real path must have none). */
+function identityWithoutLinks(path: string): { dev: number; ino: number } | undefined {
+  let here = '/'
+  let stat = lstatSync(here)
+  for (const part of posix.normalize(path).split('/').filter(Boolean)) {
+    here = posix.join(here, part)
+    try {
+      stat = lstatSync(here)
+    } catch {
+      return undefined
+    }
+    if (stat.isSymbolicLink()) return undefined
+  }
+  return { dev: stat.dev, ino: stat.ino }
+}
