@@ -16,6 +16,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --resources LIST    Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
+  --workdir DIR       PBS_O_WORKDIR, where qsub ran (default: the current directory)
   --task 'CMD ARGS'   a TM task started while the job runs, as pbsdsh would (repeatable; split at spaces)
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
@@ -28,7 +29,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
 
 const options = {
   user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
-  resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true },
+  resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
   keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
   'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -62,6 +63,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     script: resolve(script), scriptArgs, user, queue: values.queue!, resources: values.resources!,
     config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
+    workDir: values.workdir,
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
   })
   if (values.json) {

@@ -15,7 +15,9 @@ export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
-const Size = (description: string) => Type.String({ pattern: '^\\d+([kKmMgGtT]?[bBwW])?$', description: `${description}, e.g. 4gb` })
+const Size = (description: string, fallback?: string) => Type.String({
+  pattern: '^\\d+([kKmMgGtT]?[bBwW])?$', description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
+})
 
 const Volume = Type.Object({
   source: AbsolutePath('host path to mount'),
@@ -61,7 +63,10 @@ const policyFields = {
     permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', description: 'cgroup device permissions (default rwm)' })),
   }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
   allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
-  readOnlyRootfs: Type.Boolean({ default: false, description: 'read-only image filesystem, with a writable tmpfs /tmp' }),
+  readOnlyRootfs: Type.Boolean({
+    default: true, description: 'read-only image filesystem, with a writable tmpfs /tmp of tmpSize: a job cannot fill the node\'s disk through its container',
+  }),
+  tmpSize: Size('size of the tmpfs /tmp of a read-only image filesystem (counts against the job\'s memory)', '1gb'),
   scratch: Type.Optional(Type.Object({
     base: AbsolutePath('host directory for per-job scratch directories'),
     target: AbsolutePath('where the job sees its scratch directory (also $CBATCH_SCRATCH)'),
@@ -205,13 +210,12 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
   if (policy.scratch && exposedBy(policy.scratch.base)) {
     problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
   }
-  for (const key of ['defaultMem', 'maxMem'] as const) {
-    const size = policy.limits[key]
+  for (const [path, size] of [[['limits', 'defaultMem'], policy.limits.defaultMem], [['limits', 'maxMem'], policy.limits.maxMem], [['tmpSize'], policy.tmpSize]] as const) {
     if (size === undefined) continue
     try {
       parseSize(size)
     } catch (err) {
-      problems.push({ path: ['limits', key], message: (err as Error).message })
+      problems.push({ path: [...path], message: (err as Error).message })
     }
   }
   policy.capAdd.forEach((cap, i) => {

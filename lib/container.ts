@@ -113,7 +113,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       Privileged: false,
       Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
       ReadonlyRootfs: policy.readOnlyRootfs,
-      Tmpfs: policy.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,mode=1777' } : undefined,
+      Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${parseSize(policy.tmpSize)}` } : undefined,
       IpcMode: 'private',
       PidsLimit: policy.pidsLimit,
       LogConfig: { Type: 'none', Config: {} },

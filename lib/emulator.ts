@@ -14,8 +14,7 @@ import { DEFAULT_CONFIG_PATH } from './config.ts'
 import { formatDuration } from './accounting.ts'
 import { parentOf, signalSession } from './exec.ts'
 import { lookupUser, type Identity } from './identity.ts'
-import { parseRequest } from './resources.ts'
-import { parseResourceList } from './torque.ts'
+import { parseDuration, parseResourceList } from './torque.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
@@ -125,9 +124,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
 
   const resources = parseResourceList(opts.resources)
   const nodes = resources.get('nodes') ?? '1'
-  const request = parseRequest(opts.resources)
-  const ppn = request.nodes[0]?.ppn ?? 1
-  const walltime = request.walltime
+  // pbs_server accepts requests cbatch refuses (mem=0b, ppn=99999999): mom passes them on.
+  const ppn = Number(/(?:^|:)ppn=(\d+)/.exec(resources.get('nodes') ?? '')?.[1] ?? 1)
+  const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
   const nodeFile = join(pbsHome, 'aux', jobId)
   writeFileSync(nodeFile, `${hostname()}\n`.repeat(ppn), { mode: 0o644 })
   const workDir = opts.workDir ?? process.cwd()

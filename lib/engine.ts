@@ -3,7 +3,7 @@
 import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import type { Duplex, Writable } from 'node:stream'
-import { EngineError, EngineTimeoutError, ImagePullError } from './errors.ts'
+import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError } from './errors.ts'
 import { assertRootControlled } from './trusted.ts'
 
 export type ContainerCreateSpec = Docker.ContainerCreateOptions
@@ -98,9 +98,9 @@ export class Engine {
   /** Creates and starts a container; removes it again when it cannot start. */
   async run(spec: ContainerCreateSpec): Promise<string> {
     const container = await this.call(`create container ${spec.name}`, signal =>
-      this.docker.createContainer({ ...spec, abortSignal: signal } as ContainerCreateSpec))
+      this.docker.createContainer({ ...spec, abortSignal: signal } as ContainerCreateSpec)).catch(refused)
     try {
-      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal }))
+      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(refused)
     } catch (err) {
       await this.remove(container.id).catch(() => undefined)
       throw err
@@ -200,6 +200,12 @@ export class Engine {
       clearTimeout(timer)
     }
   }
+}
+
+/** 400: the engine will never make this container as asked (a bind source that is gone, a bad limit). */
+function refused(err: EngineError): never {
+  if (statusOf(err.cause) === 400) throw new ContainerRefusedError('the Docker engine refused the job\'s container', detailOf(err.cause), { cause: err })
+  throw err
 }
 
 /** The engine's answer, or `missing` when it says there is no such thing (404). */

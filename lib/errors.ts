@@ -74,6 +74,11 @@ export class EngineTimeoutError extends EngineError {}
 
 export class ImagePullError extends EngineError {}
 
+/** The engine answered that it cannot make the job's container as asked: retrying cannot help. */
+export class ContainerRefusedError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
 /** The image is not on this node and the pull policy forbids pulling it. */
 export class ImageMissingError extends CbatchError {
   readonly disposition = 'abort'

@@ -202,7 +202,7 @@ export async function runNatively(req: ShellRequest & { owner: Identity }, signa
     if (!statSync(facts.workDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
     accessSync(facts.workDir, fsConstants.X_OK)
   } catch (err) {
-    throw new UsageError(`cannot enter the job's working directory ${facts.workDir}`, (err as NodeJS.ErrnoException).code)
+    throw new UsageError(`cannot enter the job's working directory ${facts.workDir} (${(err as NodeJS.ErrnoException).code})`)
   }
   const [command, ...rest] = req.argv
   const child = spawn(command, rest, { stdio: 'inherit', cwd: facts.workDir, env: req.env })

@@ -8,7 +8,7 @@ import type { Engine } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
 import { lookupUser } from './identity.ts'
 import { grantedImage, jobVariable, parseDirectives, type JobAsks } from './jobrequest.ts'
-import { planMounts, verifyMounts } from './mounts.ts'
+import { assertUnchanged, planMounts, verifyMounts } from './mounts.ts'
 import { isWithin } from './paths.ts'
 import { makeScratch, removeScratchDir } from './scratch.ts'
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
@@ -62,7 +62,11 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   build() // every policy check passes before anything is made on the node
   const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)
   try {
-    const id = await engine.run(build(scratchDir))
+    // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
+    const id = await engine.run(build(scratchDir)).catch(err => {
+      assertUnchanged(mounts)
+      throw err
+    })
     const started = await engine.inspect(id)
     try {
       verifyMounts(started?.pid ?? 0, mounts)

@@ -4,14 +4,15 @@
 //    owner's own permissions on every directory on the way);
 // 2. that real path is judged: never-mounted places, the queue's allowed roots;
 // 3. the real path is what is mounted, at the same path in the container;
-// 4. once the container runs, what it shows at each target must be the very directory
-//    (device and inode) now found at the real path without following any link, or the job
-//    is refused: a swap between the check and the engine's mount cannot go unnoticed.
+// 4. the directory judged is remembered by device and inode; once the container runs, what
+//    it shows at each target, and what is found at the real path without following any
+//    link, must both be that directory, or the job is refused: a swap between the check
+//    and the engine's mount cannot go unnoticed.
 import { lstatSync, realpathSync, statSync } from 'node:fs'
 import { posix } from 'node:path'
 import type { QueuePolicy } from './config.ts'
 import { PolicyError, UnsafePathError } from './errors.ts'
-import type { Identity } from './identity.ts'
+import type { Identity as Owner } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
 import { exposedBy, isWithin } from './paths.ts'
 
@@ -21,10 +22,17 @@ export interface HostMount {
   readOnly: boolean
   /** What it is, for messages: 'home directory', 'PBS_O_WORKDIR', 'volume', … */
   what: string
+  /** The object judged, by device and inode. */
+  identity: Identity
+}
+
+interface Identity {
+  dev: number
+  ino: number
 }
 
 export interface MountRequest {
-  owner: Identity
+  owner: Owner
   policy: Pick<QueuePolicy, 'volumes' | 'userMounts'>
   /** `#CBATCH mount=` paths the job asked for. */
   requested: { path: string; readOnly: boolean }[]
@@ -39,15 +47,16 @@ export interface MountRequest {
 export async function planMounts(req: MountRequest): Promise<HostMount[]> {
   const { owner, policy } = req
   const planned: HostMount[] = []
-  const judge = (source: string, what: string) => {
+  const judge = (path: string, source: string, what: string) => {
     const exposed = exposedBy(source) ?? (req.pbsHome && (isWithin(source, req.pbsHome) || isWithin(req.pbsHome, source)) ? req.pbsHome : undefined)
-    if (exposed) throw new PolicyError(`${what} ${source} cannot be mounted into the job's container (it would expose ${exposed})`)
+    const real = source === path ? '' : ` (really ${source})`
+    if (exposed) throw new PolicyError(`${what} ${path}${real} cannot be mounted into the job's container (it would expose ${exposed})`)
   }
   // The site's volumes are the admin's: resolved as root, judged all the same.
   for (const v of policy.volumes) {
     const source = realAsRoot(v.source, 'volume')
-    judge(source, 'volume')
-    planned.push({ source, target: v.target ?? v.source, readOnly: v.readOnly ?? false, what: 'volume' })
+    judge(v.source, source, 'volume')
+    planned.push({ source, target: v.target ?? v.source, readOnly: v.readOnly ?? false, what: 'volume', identity: judged(v.source, source, 'volume') })
   }
   const roots = policy.userMounts.flatMap(u => {
     try {
@@ -70,7 +79,6 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
       if (w.optional && !existsAsRoot(w.path)) continue
       throw new PolicyError(`${w.what} ${w.path} does not exist or ${owner.name} may not enter it`)
     }
-    judge(source, w.what)
     let readOnly = w.readOnly
     if (w.root) {
       const root = roots.find(r => isWithin(source, r.source))
@@ -79,6 +87,7 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
       }
       readOnly ||= root.readOnly
     }
+    judge(w.path, source, w.what)
     // Already visible where it is (inside a volume mounted at its own path, or another of the job's)?
     const covering = planned.find(m => isWithin(source, m.source) && m.target === m.source)
     if (covering && (covering.readOnly || !readOnly)) continue
@@ -88,9 +97,16 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
     if (widened && !readOnly) {
       throw new PolicyError(`${w.what} ${w.path} cannot be mounted: it holds the read-only ${widened.what} ${widened.source}`)
     }
-    planned.push({ source, target: source, readOnly, what: w.what })
+    planned.push({ source, target: source, readOnly, what: w.what, identity: judged(w.path, source, w.what) })
   }
   return planned
+}
+
+/** The object now at a real path, which must have no link on the way (else it changed since it was resolved). */
+function judged(path: string, source: string, what: string): Identity {
+  const identity = identityWithoutLinks(source)
+  if (!identity) throw new UnsafePathError(`${what} ${path} changed while the job's container was made; the job is refused`)
+  return identity
 }
 
 function realAsRoot(path: string, what: string): string {
@@ -111,26 +127,34 @@ function existsAsRoot(path: string): boolean {
 }
 
 /**
- * Checks, once the container runs (its init's host pid), that each mount shows what is at
- * its real path on the host now, found without following a link. Throws UnsafePathError.
+ * Checks, once the container runs (its init's host pid), that each mount shows the object
+ * judged, and that the object is still at its real path. Throws UnsafePathError.
  */
 export function verifyMounts(pid: number, mounts: HostMount[], proc = '/proc'): void {
   for (const m of mounts) {
-    const host = identityWithoutLinks(m.source)
-    let inside
+    let inside: Identity | undefined
     try {
       inside = statSync(`${proc}/${pid}/root${m.target}`)
-    } catch (err) {
-      throw new UnsafePathError(`${m.what} ${m.source} is not what the container shows`, (err as NodeJS.ErrnoException).code)
+    } catch {
+      inside = undefined
     }
-    if (!host || host.dev !== inside.dev || host.ino !== inside.ino) {
-      throw new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
-    }
+    if (!same(inside, m.identity)) throw changed(m)
   }
+  assertUnchanged(mounts)
 }
 
+/** Throws UnsafePathError if any mount's real path no longer holds the object judged (e.g. after the engine failed to mount it). */
+export function assertUnchanged(mounts: HostMount[]): void {
+  const moved = mounts.find(m => !same(identityWithoutLinks(m.source), m.identity))
+  if (moved) throw changed(moved)
+}
+
+const same = (a: Identity | undefined, b: Identity) => a !== undefined && a.dev === b.dev && a.ino === b.ino
+
+const changed = (m: HostMount) => new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
+
 /** Device and inode of `path` if no component of it is a link (a real path must have none). */
-function identityWithoutLinks(path: string): { dev: number; ino: number } | undefined {
+function identityWithoutLinks(path: string): Identity | undefined {
   let here = '/'
   let stat = lstatSync(here)
   for (const part of posix.normalize(path).split('/').filter(Boolean)) {

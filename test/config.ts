@@ -29,7 +29,7 @@ queues:
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
-    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: false,
+    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: '1gb',
   })
   const gpu = config.queues.get('gpu')!
   t.equal(gpu.image, 'site/cuda:12')

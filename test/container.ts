@@ -6,8 +6,8 @@ const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 const planned = [
-  { source: '/scratch', target: '/scratch', readOnly: false, what: 'volume' },
-  { source: '/home/alice', target: '/home/alice', readOnly: false, what: 'home directory' },
+  { source: '/scratch', target: '/scratch', readOnly: false, what: 'volume', identity: { dev: 1, ino: 2 } },
+  { source: '/home/alice', target: '/home/alice', readOnly: false, what: 'home directory', identity: { dev: 1, ino: 3 } },
 ]
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
@@ -81,7 +81,7 @@ t.test('security options of the queue', async t => {
     paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
   }))
   t.match(spec.HostConfig, {
-    CapDrop: ['ALL'], CapAdd: ['NET_BIND_SERVICE'], ReadonlyRootfs: true, Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777' },
+    CapDrop: ['ALL'], CapAdd: ['NET_BIND_SERVICE'], ReadonlyRootfs: true, Tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${1024 ** 3}` },
     Devices: [{ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rw' }],
   })
   t.notMatch(JSON.stringify(spec.HostConfig!.SecurityOpt), /seccomp|apparmor=unconfined/)
@@ -89,7 +89,9 @@ t.test('security options of the queue', async t => {
   t.equal(spec.Labels!['cbatch.scratch'], '/var/tmp/cbatch/cbatch-12.srv-x')
   t.same(spec.HostConfig!.Mounts!.at(-1), { Type: 'bind', Source: '/var/tmp/cbatch/cbatch-12.srv-x', Target: '/scratch', ReadOnly: false })
   const plain = buildContainerSpec(request())
-  t.match(plain.HostConfig, { CapAdd: undefined, Devices: [], ReadonlyRootfs: false, Tmpfs: undefined })
+  t.match(plain.HostConfig, { CapAdd: undefined, Devices: [], ReadonlyRootfs: true })
+  const writable = buildContainerSpec(request({ policy: { ...policy, readOnlyRootfs: false } }))
+  t.match(writable.HostConfig, { ReadonlyRootfs: false, Tmpfs: undefined })
   t.same(plain.Env, [])
 })
 

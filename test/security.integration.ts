@@ -2,8 +2,8 @@
 // fails and the node is unchanged. docs/security.md maps each threat to these tests.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/config.ts'
 import { containerName } from '../lib/container.ts'
@@ -221,4 +221,226 @@ touch /tmp/x && echo tmp-ok
 grep ' /tmp ' /proc/mounts | cut -d' ' -f3
 `, { config: readOnly })
   t.match(job.stdout, /rootfs=[1-9]\d*\ntmp-ok\ntmpfs\n/)
+})
+
+// ---- Round 2: nothing a root process does may be steered by what the owner controls.
+// The owner (TEST_USER) plants links, swaps paths while the hooks run, sets hostile
+// variables and asks for absurd sizes. Canaries below root-only directories must stay as
+// they are, and nothing may be created or chowned outside the job's own places.
+const attacker = { uid: Number(uid), gid: Number(hostId('-g')) }
+/** A shell command run on the host as the attacker. */
+const asAttacker = (command: string) => spawnSync('setpriv', [`--reuid=${attacker.uid}`, `--regid=${attacker.gid}`, '--init-groups', '--',
+  '/bin/sh', '-c', command], { encoding: 'utf8' })
+const rootOnly = join(shared.path, 'root-only')
+mkdirSync(rootOnly, { mode: 0o755 })
+const canaries = join(shared.path, 'canaries')
+mkdirSync(canaries, { mode: 0o755 })
+const canary = join(canaries, 'canary')
+writeFileSync(canary, 'root\'s own\n', { mode: 0o644 })
+const canaryState = () => `${sha(canary)} ${statSync(canary).uid} ${statSync(canary).mode.toString(8)} ${readdirSync(canaries).sort().join(',')}`
+const pristine = canaryState()
+// The attacker's own corner, inside the one root the queue offers for mounts.
+const corner = join(allowed, 'corner')
+mkdirSync(corner, { mode: 0o755 })
+chownSync(corner, attacker.uid, attacker.gid)
+// Another user's private directory, closed to the attacker by its parent.
+const victimHome = join(shared.path, 'victim')
+mkdirSync(join(victimHome, 'private'), { recursive: true, mode: 0o700 })
+chmodSync(victimHome, 0o700)
+chownSync(victimHome, Number(hostId('-u', 'cbatchdemo')), Number(hostId('-g', 'cbatchdemo')))
+const accounting = join(rootOnly, 'accounting.jsonl')
+const hostile = writeConfig(shared.path, `log: { file: ${rootOnly}/cbatch.log }
+accounting: { file: ${accounting} }
+queues:
+  batch:
+    image: ${TEST_IMAGE}
+    pull: never
+    userMounts: [{ source: ${allowed} }]
+    scratch: { base: ${rootOnly}/scratch, target: /scratch }
+    tmpSize: 8mb
+`)
+const accounted = (jobId: string) => readFileSync(accounting, 'utf8').split('\n').filter(Boolean)
+  .map(l => JSON.parse(l) as { jobId: string; usage?: object }).find(r => r.jobId === jobId)
+
+t.test('cbatch\'s own settings never come from the job: CBATCH_* of qsub -v change nothing', async t => {
+  const evil = join(corner, 'evil.yaml')
+  asAttacker(`printf 'log: { file: ${canaries}/pwned.log }\\nqueues: {}\\n' > ${evil}`)
+  const { job } = await runJob('#!/bin/sh\ntest -e /usr/local/bin/busybox-suid && echo in-container\n', {
+    config: hostile,
+    vars: { CBATCH_CONFIG: evil, CBATCH_DEBUG: '1', CBATCH_MOM_PRIV: corner, CBATCH_ENV_FD: '0' },
+  })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.equal(job.stdout.split('\n')[0], 'in-container', 'the queue of the real config, in its container')
+  t.equal(job.stderr, '', 'no debug lines')
+  t.equal(canaryState(), pristine, 'no log written where the owner said')
+})
+
+t.test('a TM task runs as the job\'s owner whatever USER qsub -v set, managed queue or not', async t => {
+  for (const queue of ['batch', 'unmanaged']) {
+    const { job } = await runJob('#!/bin/sh\nsleep 1\n', { config: hostile, queue, vars: { USER: 'root', LOGNAME: 'root' }, tasks: ['id -u', 'id -g'] })
+    t.equal(job.exitStatus, 0, `${queue}: ${job.stderr}`)
+    t.same(job.taskStatuses, [0, 0], `${queue}: the tasks ran`)
+    t.equal(job.stdout.split('\n').filter(l => l && !l.startsWith('cbatch:')).sort().join('|'), [uid, hostId('-g')].sort().join('|'), `${queue}: as ${TEST_USER}`)
+  }
+})
+
+t.test('the job\'s LD_PRELOAD and NODE_OPTIONS reach only the owner\'s processes', async t => {
+  const marks = join(shared.path, 'preloaded')
+  const lib = join(shared.path, 'mark.so')
+  const cc = spawnSync('cc', ['-shared', '-fPIC', '-x', 'c', '-o', lib, '-'], {
+    input: `#include <fcntl.h>\n#include <stdio.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) { char b[32]; int fd = open("${marks}", O_WRONLY | O_APPEND | O_CREAT, 0666); if (fd >= 0) { write(fd, b, snprintf(b, sizeof b, "%d\\n", (int)getuid())); close(fd); } }\n`,
+  })
+  t.equal(cc.status, 0, 'built a preload library')
+  writeFileSync(join(shared.path, 'mark.js'), `require('fs').appendFileSync(${JSON.stringify(marks)}, 'node ' + process.getuid() + '\\n')\n`)
+  for (const queue of ['batch', 'unmanaged']) {
+    const { job } = await runJob('#!/bin/sh\ntrue\n', {
+      config: hostile, queue, tasks: ['true'],
+      vars: { LD_PRELOAD: lib, LD_LIBRARY_PATH: shared.path, NODE_OPTIONS: `--require=${shared.path}/mark.js` },
+    })
+    t.equal(job.exitStatus, 0, `${queue}: ${job.stderr}`)
+  }
+  const seen = readFileSync(marks, 'utf8').trim().split('\n')
+  t.ok(seen.includes(uid), 'the owner\'s own processes on the host did load it, as they would without cbatch')
+  t.same(seen.filter(line => line !== uid), [], 'no root process and no node of cbatch ever did')
+})
+
+t.test('a job of an unmanaged queue enters its working directory with its owner\'s rights only', async t => {
+  const { job } = await runJob('#!/bin/sh\npwd\nls\n', { config: hostile, queue: 'unmanaged', vars: { PBS_O_INITDIR: '/root' } })
+  t.equal(job.exitStatus, 125)
+  t.equal(job.stdout, '', 'nothing ran')
+  t.equal(job.stderr, 'cbatch: cannot enter the job\'s working directory /root (EACCES)\n')
+})
+
+t.test('host paths are judged by what they really are, as the owner reaches them', async t => {
+  asAttacker(`cd ${corner} && ln -s /run to-run && ln -s /root to-root && ln -s ${victimHome}/private to-private && ln -s /var/spool/cbatch-pbs_home to-pbs-home && mkdir -p real/sub`)
+  const cases: [string, JobOptionsLike, RegExp][] = [
+    ['//run', { workDir: '//run' }, /^cbatch: PBS_O_WORKDIR \/\/run \(really \/run\) cannot be mounted .*\(it would expose \/run\/docker\.sock\)\n$/],
+    ['/tmp/../run', { workDir: '/tmp/../run' }, /^cbatch: PBS_O_WORKDIR \/tmp\/\.\.\/run \(really \/run\) cannot be mounted .*docker\.sock/],
+    ['a link to PBS_HOME', { workDir: `${corner}/to-pbs-home` }, /cannot be mounted .*\(it would expose \/var\/spool\/cbatch-pbs_home\)/],
+    ['another user\'s closed directory', { workDir: `${victimHome}/private` }, /PBS_O_WORKDIR .* does not exist or cbatchtest may not enter it/],
+    ['a link to /run below the allowed root', { mount: `${corner}/to-run` }, /^cbatch: mount .*to-run is not allowed in this queue/],
+    ['a link to /root', { mount: `${corner}/to-root` }, /requested mount .*to-root does not exist or cbatchtest may not enter it/],
+    ['a link into a closed home', { mount: `${corner}/to-private` }, /does not exist or cbatchtest may not enter it/],
+    ['.. out of the allowed root', { mount: `${corner}/real/sub/../../../../../etc` }, /plain absolute path/],
+    ['a path that does not exist', { mount: `${corner}/missing` }, /requested mount .*missing does not exist or cbatchtest may not enter it/],
+  ]
+  for (const [what, ask, message] of cases) {
+    const script = `#!/bin/sh\n${ask.mount ? `#CBATCH mount=${ask.mount}\n` : ''}echo ran\n`
+    const { job } = await runJob(script, { config: hostile, workDir: ask.workDir })
+    t.equal(job.prologue.status, 1, `${what}: aborted, never requeued`)
+    t.match(job.stderr, message, what)
+    t.notMatch(job.stdout, 'ran', what)
+  }
+  const { job } = await runJob(`#!/bin/sh\n#CBATCH mount=${corner}/real\nls -d ${corner}/real/sub && echo ran\n`, { config: hostile })
+  t.equal(job.exitStatus, 0, 'a real directory of the owner\'s below the allowed root is fine')
+  t.equal(canaryState(), pristine)
+})
+
+type JobOptionsLike = { workDir?: string; mount?: string }
+
+t.test('a path swapped while the hooks run is never what gets mounted', async t => {
+  // The racer swaps `race` between the owner's real directory and a link to /run, as fast
+  // as it can, for the whole test. Every try must run with the real directory or be refused.
+  asAttacker(`cd ${corner} && mkdir -p race && touch race/real-one`)
+  // Real for a random 0-40 ms, a link for 3 ms: the swap lands anywhere in the prologue.
+  const racer = spawn('setpriv', [`--reuid=${attacker.uid}`, `--regid=${attacker.gid}`, '--init-groups', '--', '/bin/busybox', 'sh', '-c',
+    `cd ${corner} && while :; do usleep $((RANDOM % 40000)); mv race race.d; ln -s /run race; usleep 3000; rm race; mv race.d race; done`],
+  { stdio: 'ignore' })
+  t.teardown(() => { racer.kill('SIGKILL') })
+  const outcomes = { ran: 0, refused: 0 }
+  for (let i = 0; i < 16; i++) {
+    // The job may see its directory under either name, as the owner keeps renaming it.
+    const { job } = await runJob(`#!/bin/sh\n#CBATCH mount=${corner}/race\nls -a ${corner}/race ${corner}/race.d 2>/dev/null\n`, { config: hostile })
+    t.notMatch(job.stdout, /docker|containerd|\.pid/, `try ${i}: nothing of the host's /run`)
+    if (job.prologue.status === 0) {
+      outcomes.ran++
+      t.match(job.stdout, 'real-one', `try ${i}: the owner's directory`)
+    } else {
+      outcomes.refused++
+      t.equal(job.prologue.status, 1, `try ${i}: refused, not requeued`)
+      t.match(job.stderr, /^cbatch: (mount .* is not allowed|requested mount .*(does not exist|changed while)|the Docker engine refused)/, `try ${i}`)
+    }
+  }
+  t.comment(`ran ${outcomes.ran}, refused ${outcomes.refused}`)
+  t.equal(canaryState(), pristine)
+})
+
+t.test('root never follows the job\'s links or trees in its scratch directory', async t => {
+  const etc = sha('/etc/hostname')
+  const { job } = await runJob(`#!/bin/sh
+cd $CBATCH_SCRATCH
+ln -s ${canary} canary-link
+ln -s ${canaries} dir-link
+mkdir closed && touch closed/f && chmod 000 closed
+# Deeper than PATH_MAX: each round wraps the tree in a new parent, no long path needed.
+mkdir deep; i=0; while [ $i -lt 150 ]; do mkdir wrap && mv deep wrap/${'d'.repeat(40)} && mv wrap deep || break; i=$((i + 1)); done
+echo "depth=$i"
+`, { config: hostile })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, 'depth=150\n', 'a tree far deeper than PATH_MAX')
+  t.equal(canaryState(), pristine, 'nothing root-owned followed, chowned or removed')
+  t.equal(sha('/etc/hostname'), etc)
+  t.same(readdirSync(join(rootOnly, 'scratch')), [], 'the scratch directory is gone')
+  t.ok(accounted(job.jobId)?.usage, 'the job\'s accounting line is there')
+})
+
+t.test('a scratch base others may write to refuses the job, saying why', async t => {
+  const theirs = join(corner, 'scratch')
+  asAttacker(`mkdir -p ${theirs}`)
+  for (const [base, reason] of [[`${theirs}/base`, /is not owned by root/], [shared.path, /others may write to/]] as const) {
+    const config = writeConfig(shared.path, `log: { file: ${rootOnly}/cbatch.log }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: ${base}, target: /scratch } }\n`)
+    const { job } = await runJob('#!/bin/sh\necho ran\n', { config })
+    t.equal(job.prologue.status, 1, base)
+    t.match(job.stderr, reason)
+    t.notMatch(job.stdout, 'ran')
+  }
+})
+
+t.test('requests never lift limits: zero, huge and malformed sizes abort with a message', async t => {
+  for (const resources of ['nodes=1:ppn=1,mem=0b', 'mem=0', 'vmem=0kb', 'pmem=0mb', 'mem=99999999999999999tb', 'nodes=1:ppn=99999999', 'ncpus=0', 'mem=1kb']) {
+    const { job } = await runJob('#!/bin/sh\necho ran\n', { config: hostile, resources })
+    t.equal(job.prologue.status, 1, resources)
+    t.match(job.stderr, /^cbatch: .*(mem|ppn|ncpus|PBS_NUM_PPN)=?.* (is 0|too large|not a whole number|at least 6 MiB)/, resources)
+    t.notMatch(job.stdout, 'ran')
+  }
+  const { job } = await runJob('#!/bin/sh\ncat /sys/fs/cgroup/memory/memory.limit_in_bytes\n', { config: hostile, resources: 'nodes=1:ppn=64,mem=64mb' })
+  t.match(job.stdout, new RegExp(`^${64 * 1024 ** 2}\n`), 'a request beyond the node\'s CPUs gets them all, and its memory limit')
+})
+
+t.test('the job cannot stop its container\'s holder to dodge its accounting', async t => {
+  const { job } = await runJob(`#!/bin/sh
+kill -STOP 1 2>/dev/null; echo "stop=$?"
+kill -9 1 2>/dev/null; echo "kill=$?"
+kill -9 $(pgrep sleep) 2>/dev/null; echo "holder=$?"
+kill -9 -1
+`, { config: hostile })
+  t.match(job.stdout, /stop=[1-9]\d*\nkill=[1-9]\d*\nholder=[1-9]\d*\n/, 'init and holder run as a uid the job cannot signal')
+  t.ok(accounted(job.jobId)?.usage, 'its usage was read from the running container')
+})
+
+t.test('the container cannot fill the node\'s disk: read-only image, a bounded /tmp', async t => {
+  const { job } = await runJob(`#!/bin/sh
+touch /var/x 2>/dev/null; echo "rootfs=$?"
+dd if=/dev/zero of=/tmp/big bs=1M count=16 2>/dev/null; echo "tmp=$?"
+`, { config: hostile })
+  t.match(job.stdout, /rootfs=[1-9]\d*\ntmp=[1-9]\d*\n/)
+})
+
+t.test('files root relies on are used only when root alone can change them', async t => {
+  // A config the owner may write, an engine socket of theirs, a log link they planted.
+  const theirs = join(corner, 'config.yaml')
+  asAttacker(`printf 'queues:\\n  batch: { image: ${TEST_IMAGE}, pull: never }\\n' > ${theirs} && touch ${corner}/docker.sock`)
+  let { job } = await runJob('#!/bin/sh\necho ran\n', { config: theirs })
+  t.equal(job.prologue.status, 1)
+  t.match(job.stderr, /^cbatch: invalid cbatch config .*: cbatch config .* is not safe: .* is not owned by root\n$/)
+  const socket = writeConfig(shared.path, `engine: { socket: ${corner}/docker.sock }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  ;({ job } = await runJob('#!/bin/sh\necho ran\n', { config: socket }))
+  t.equal(job.prologue.status, 1)
+  t.match(job.stderr, /^cbatch: engine socket .* is not safe/)
+  const planted = join(shared.path, 'planted.log')
+  asAttacker(`ln -s ${canary} ${planted}`)
+  const logged = writeConfig(shared.path, `log: { file: ${planted} }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  ;({ job } = await runJob('#!/bin/sh\necho ran\n', { config: logged }))
+  t.equal(job.exitStatus, 0, 'the node log is best effort: the job runs')
+  t.equal(canaryState(), pristine, 'and root never wrote through the link')
 })

@@ -23,6 +23,8 @@ export interface JobOptions {
   resources?: string
   args?: string[]
   vars?: Record<string, string>
+  /** PBS_O_WORKDIR (default: a directory of the owner's). */
+  workDir?: string
   /** TM tasks started while the job runs, as pbsdsh would (command lines split at spaces). */
   tasks?: string[]
   /** Called with the running `cbatch run` process (to signal it). */
@@ -65,6 +67,7 @@ export async function runJob(script: string, opts: JobOptions): Promise<JobRun> 
     '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1']
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
   for (const task of opts.tasks ?? []) args.push('--task', task)
+  if (opts.workDir) args.push('--workdir', opts.workDir)
   try {
     const child = spawn(CBATCH, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
     opts.onStart?.(child.pid!)
