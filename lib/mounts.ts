@@ -65,6 +65,11 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
       return [] // a root missing on this node offers nothing
     }
   })
+  // What the site made read-only: no job directory may open it up.
+  const siteReadOnly = [
+    ...planned.filter(m => m.readOnly).map(m => ({ source: m.source, what: `read-only volume ${m.source}` })),
+    ...roots.filter(r => r.readOnly).map(r => ({ source: r.source, what: `read-only mount root ${r.source}` })),
+  ]
   const wanted: { path: string; what: string; readOnly: boolean; optional: boolean; root?: boolean }[] = [
     ...req.requested.map(m => ({ path: m.path, what: 'requested mount', readOnly: m.readOnly, optional: false, root: true })),
     { path: owner.home, what: 'home directory', readOnly: false, optional: true },
@@ -88,15 +93,13 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
       readOnly ||= root.readOnly
     }
     judge(w.path, source, w.what)
-    // Already visible where it is (inside a volume mounted at its own path, or another of the job's)?
+    // Inside something read-only stays read-only; around what the site made read-only would open it up.
+    if (siteReadOnly.some(r => isWithin(source, r.source)) || planned.some(m => m.readOnly && isWithin(source, m.source))) readOnly = true
+    const widened = siteReadOnly.find(r => isWithin(r.source, source) && r.source !== source)
+    if (widened && !readOnly) throw new PolicyError(`${w.what} ${w.path} cannot be mounted: it holds the ${widened.what}`)
+    // Already visible where it is, as it should be (inside a volume mounted at its own path, or another of the job's)?
     const covering = planned.find(m => isWithin(source, m.source) && m.target === m.source)
-    if (covering && (covering.readOnly || !readOnly)) continue
-    // Inside a read-only volume stays read-only; around one would open it up.
-    if (planned.some(m => m.readOnly && isWithin(source, m.source))) readOnly = true
-    const widened = planned.find(m => m.readOnly && isWithin(m.source, source) && m.source !== source)
-    if (widened && !readOnly) {
-      throw new PolicyError(`${w.what} ${w.path} cannot be mounted: it holds the read-only ${widened.what} ${widened.source}`)
-    }
+    if (covering && covering.readOnly === readOnly) continue
     planned.push({ source, target: source, readOnly, what: w.what, identity: judged(w.path, source, w.what) })
   }
   return planned

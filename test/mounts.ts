@@ -27,6 +27,10 @@ t.test('a job directory inside a read-only volume stays read-only; one holding i
   t.match(inside.at(-1), { source: join(dir, 'ro/inside'), target: join(dir, 'ro/inside'), readOnly: true, what: 'PBS_O_WORKDIR' })
   await t.rejects(plan({ policy, requested: [{ path: join(dir, 'around'), readOnly: false }] }),
     { name: 'PolicyError', message: `requested mount ${join(dir, 'around')} cannot be mounted: it holds the read-only volume ${join(dir, 'around/ref')}` })
+  const roots = { volumes: [], userMounts: [{ source: join(dir, 'ro'), readOnly: true }, { source: join(dir, 'rw') }] }
+  await t.rejects(plan({ policy: roots, workDir: dir }), { message: /it holds the read-only mount root/ }, 'nor a root the site offers read-only')
+  const mine = await plan({ policy: roots, requested: [{ path: join(dir, 'rw/project'), readOnly: true }], workDir: join(dir, 'rw') })
+  t.same(mine.map(m => [m.source, m.readOnly]), [[join(dir, 'rw/project'), true], [join(dir, 'rw'), false]], 'what the job itself asked read-only is its own choice')
   const readOnly = await plan({ policy, requested: [{ path: join(dir, 'around'), readOnly: true }] })
   t.equal(readOnly.at(-1)?.readOnly, true, 'read-only around it is fine')
 })
