@@ -45,10 +45,11 @@ async function getent(database: 'passwd' | 'group', key: string): Promise<string
 }
 
 // Node's own execFile, not execa: these run in every hook, and loading execa alone costs
-// more than the whole start-up budget of a hook (see bench/RESULTS.md).
+// more than the whole start-up budget of a hook (see bench/RESULTS.md). Root runs them:
+// with a fixed environment, never one of a job's.
 function command(file: string, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   return new Promise(resolve => {
-    execFile(file, args, { encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(file, args, { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } }, (err, stdout, stderr) => {
       const code = (err as { code?: unknown } | null)?.code
       resolve({ exitCode: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr || (err?.message ?? '') })
     })
