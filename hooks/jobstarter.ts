@@ -6,6 +6,7 @@
 import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/exec.ts'
 import { lookupUser } from '../lib/identity.ts'
 import { readJobRecord } from '../lib/jobfile.ts'
+import { jobLimits } from '../lib/rlimits.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
 import { Engine } from '../lib/engine.ts'
@@ -18,7 +19,7 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, int
   const job = readJobRecord(momPriv, facts.jobId)
   checkClaims(facts, job)
   const request = { facts, job, argv, env }
-  if (!config.queues.has(job.queue)) return runNatively({ ...request, owner: await lookupUser(job.user, job.group) })
+  if (!config.queues.has(job.queue)) return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
   const engine = Engine.fromConfig(config.engine)
   const container = await containerForShell(engine, job.jobId)
   const status = await runInContainer(engine, container, request)

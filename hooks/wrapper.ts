@@ -34,7 +34,13 @@ export function hookWrapper(hook: HookName, { node, config, elsewhere }: Wrapper
   const loader = elsewhere ? `'${elsewhere.bundles}/load.cjs'` : `"\${0%/*}/cbatch.d/load.cjs"`
   return `#!/bin/busybox sh
 # cbatch ${hook} hook for pbs_mom (see the cbatch README)
-exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
+# pbs_mom sets the job's limits (vmem, mem, pcput, file) on the job starter: they are the
+# job's, handed on to it, while node itself runs without them (root may raise its own).
+limits=$(/bin/busybox base64 -w 0 /proc/self/limits)
+for option in -t -f -d -s -m -v; do
+  ulimit -H $option unlimited 2>/dev/null; ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
+done
+exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
 $(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV
 `

@@ -8,7 +8,7 @@ import { PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobFacts } from './torque.ts'
 import { parseSize } from './torque.ts'
-import { containerLimits, parseRequest, type NodeFacts } from './resources.ts'
+import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from './resources.ts'
 import type { HostMount } from './mounts.ts'
 import { isWithin } from './paths.ts'
 
@@ -21,6 +21,8 @@ export const LABEL = {
   version: 'cbatch.version',
   shellFallback: 'cbatch.shell-fallback',
   scratch: 'cbatch.scratch',
+  /** The job's `cput` limit, seconds: the starter enforces it as pbs_mom would. */
+  cput: 'cbatch.cput',
 } as const
 
 export interface JobPaths {
@@ -72,6 +74,7 @@ export async function findJobContainer(engine: Engine, jobId: string): Promise<C
 
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const { job, owner, policy, paths } = req
+  const request = parseRequest(job.resources)
   if ((owner.uid === 0 || owner.gid === 0) && !policy.allowRoot) {
     throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
   }
@@ -96,6 +99,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.queue]: job.queue,
       [LABEL.version]: req.version,
       [LABEL.shellFallback]: policy.shellFallback,
+      ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
       ...scratch,
     },
     // With the host's network the host's name comes along; Docker refuses to set both.
@@ -118,7 +122,8 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       PidsLimit: policy.pidsLimit,
       LogConfig: { Type: 'none', Config: {} },
       CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
-      ...containerLimits(parseRequest(job.resources), {
+      Ulimits: containerUlimits(request),
+      ...containerLimits(request, {
         ...policy.limits,
         defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
         maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),

@@ -3,7 +3,7 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
@@ -14,7 +14,7 @@ import { DEFAULT_CONFIG_PATH } from './config.ts'
 import { formatDuration } from './accounting.ts'
 import { parentOf, signalSession } from './exec.ts'
 import { lookupUser, type Identity } from './identity.ts'
-import { parseDuration, parseResourceList } from './torque.ts'
+import { parseDuration, parseResourceList, parseSize } from './torque.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
@@ -190,7 +190,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     const command = opts.interactive?.command
     result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
-      walltime, opts.killDelay ?? 2, opts.cancel)
+      { walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources) })
     result.taskStatuses = await tasks
     result.starterMs = performance.now() - started
     const wall = formatDuration(result.starterMs / 1000)
@@ -251,7 +251,7 @@ export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome
   const elsewhere = { momPriv: join(pbsHome, 'mom_priv'), bundles: join(resolve(hooksDir), 'cbatch.d') }
   const options = { node: process.execPath, config, elsewhere }
   const dir = join(pbsHome, 'cbatch-hooks', createHash('sha256').update(JSON.stringify(options)).digest('hex').slice(0, 16))
-  if (!existsSync(join(dir, 'epilogue'))) writeWrappers(dir, options)
+  writeWrappers(dir, options) // each time: whole files, so jobs running meanwhile never see half of one
   return dir
 }
 
@@ -290,14 +290,16 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
  * pipe; interactive ones a terminal (util-linux `script` holds the pty master).
  */
 async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, input: string, interactive: boolean, walltime: number | undefined,
-  killDelay: number, cancel?: AbortSignal): Promise<number> {
+  files: { out: string; err: string }, input: string, interactive: boolean,
+  { walltime, killDelay, cancel, limits }: { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: string[] }): Promise<number> {
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  // pbs_mom's umask and the job's rlimits, set on the starter before exec.
+  const argv = limits.length ? ['prlimit', ...limits, '--', path, ...args] : [path, ...args]
   try {
-    const quoted = [path, ...args].map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
-    const child = interactive
+    const quoted = argv.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+    const child = withUmask(0o077, () => interactive
       ? spawn('script', ['--quiet', '--return', '--command', `exec ${quoted}`, '/dev/null'], { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })
-      : spawn(path, args, { cwd, env, argv0: path, stdio: ['pipe', fds[0], fds[1]], detached: true })
+      : spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true }))
     child.stdin!.on('error', () => undefined) // a job that never reads its stdin
     child.stdin!.end(input)
     // pbs_mom signals every process of the job's session: the starter leads it.
@@ -326,11 +328,48 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
   }
 }
 
+/**
+ * The rlimits pbs_mom sets on the starter (linux/mom_mach.c, mom_set_limits), as prlimit(1)
+ * options. Without CAP_SYS_RESOURCE (some sandboxes), only soft limits: the hooks could
+ * not lift hard ones, which pbs_mom's root can.
+ */
+function momLimits(resources: Map<string, string>): string[] {
+  const hard = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))
+  const mayRaise = hard ? (BigInt(`0x${hard[1]}`) >> 24n) & 1n : 0n
+  const value = (v: number) => (mayRaise ? `${v}:${v}` : `${v}:unlimited`)
+  const size = (name: string) => {
+    try {
+      return resources.has(name) ? parseSize(resources.get(name)!) : undefined
+    } catch {
+      return undefined // a size cbatch refuses (mem=0b): the prologue says so, the starter never runs
+    }
+  }
+  const oneNode = !/^([2-9]|\d\d+)|\+/.test(resources.get('nodes') ?? '1')
+  const memory = size('pmem') ?? (oneNode ? size('mem') : undefined)
+  const virtual = size('pvmem') ?? size('vmem')
+  return [
+    ...(resources.has('pcput') ? [`--cpu=${value(parseDuration(resources.get('pcput')!))}`] : []),
+    ...(resources.has('file') ? [`--fsize=${value(size('file')!)}`] : []),
+    ...(memory !== undefined ? [`--data=${value(memory)}`, `--rss=${value(memory)}`] : []),
+    ...(virtual !== undefined ? [`--as=${value(virtual)}`] : []),
+  ]
+}
+
+/** Runs `start` (a spawn) with the process umask `mask`: the child inherits it, as from pbs_mom. */
+function withUmask<T>(mask: number, start: () => T): T {
+  const old = process.umask(mask)
+  try {
+    return start()
+  } finally {
+    process.umask(old)
+  }
+}
+
 /** A TM task through the starter: its own argv, stdin /dev/null, output into the job's, session leader, cwd $HOME. */
 async function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): Promise<number> {
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
   try {
-    const child = spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true })
+    const child = withUmask(0o077, () => spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true }))
     const { code, signal } = await exited(child)
     return code ?? 256 + constants.signals[signal!]
   } finally {

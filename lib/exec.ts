@@ -13,6 +13,7 @@ import type { ContainerDetails, Engine } from './engine.ts'
 import { ContainerNotFoundError, IdentityError, PolicyError, UsageError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobRecord } from './jobfile.ts'
+import { ownLimits, restoringOptions, type Rlimits } from './rlimits.ts'
 import type { StarterFacts } from './torque.ts'
 
 /** Signals pbs_mom (qdel, walltime) and terminals send that the job must see. */
@@ -95,6 +96,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     execPid().then(p => signalSession(p, signal, { container: container.id })).catch(() => undefined)
   }
   for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
+  const cput = enforceCput(container, stdio.stderr, forward)
   try {
     const ended = new Promise<void>((resolve, reject) => {
       session.stream.on('end', resolve)
@@ -102,6 +104,9 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
       session.stream.on('error', reject)
     })
     session.demux(stdio.stdout, stdio.stderr)
+    // The job shell reads its script line from stdin; first it takes pbs_mom's umask
+    // (0077), which an exec in a container would not have (any shell understands it).
+    if (facts.task === 1 && !terminal) session.stream.write(`umask ${ownUmask()}\n`)
     stdio.stdin.pipe(session.stream, { end: true })
     await ended
     const status = await exitStatus(session)
@@ -111,6 +116,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     }
     return status
   } finally {
+    cput.stop()
     for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
     signals.off('SIGWINCH', resize)
     terminal?.setRawMode(false)
@@ -118,6 +124,40 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     // A terminal never ends by itself: let go of it, or the starter would wait on it.
     terminal?.pause()
   }
+}
+
+/** How often the job's CPU time is read against its `cput` limit. */
+export const CPUT_POLL_MS = 2000
+/** pbs_mom's default kill_delay: SIGTERM, then SIGKILL this much later. */
+const KILL_DELAY_MS = 2000
+
+/**
+ * pbs_mom counts `cput` over the processes of the starter's session only, never a
+ * container's: the starter enforces it on the container's cgroup, with pbs_mom's words.
+ */
+function enforceCput(container: ContainerDetails, stderr: Writable, signal: (s: NodeJS.Signals) => void): { stop(): void } {
+  const limit = Number(container.labels[LABEL.cput])
+  if (!(limit >= 0)) return { stop: () => undefined }
+  let kill: NodeJS.Timeout | undefined
+  const poll = setInterval(() => {
+    let used: number
+    try {
+      used = readUsage(container.pid).cpu.totalSeconds
+    } catch {
+      return // the container is ending
+    }
+    if (used <= limit) return
+    clearInterval(poll)
+    stderr.write(`=>> PBS: job killed: cput ${Math.round(used)} exceeded limit ${limit}\n`)
+    signal('SIGTERM')
+    kill = setTimeout(() => signal('SIGKILL'), KILL_DELAY_MS)
+  }, CPUT_POLL_MS)
+  return { stop: () => { clearInterval(poll); clearTimeout(kill) } }
+}
+
+/** This process's umask, as pbs_mom set it (/proc: reading it with process.umask() would change it). */
+function ownUmask(): string {
+  return /^Umask:\s*(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0077'
 }
 
 function memoryLimit(pid: number): string {
@@ -186,13 +226,15 @@ function statFields(stat: string): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
+const PRLIMIT = '/usr/bin/prlimit'
+
 /**
  * Runs the job shell or task on the host as its owner (queues cbatch does not manage), as
  * pbs_mom would without cbatch. The starter first becomes the owner itself (groups, gid,
  * uid: nothing of it runs as root afterwards), so the job's environment only ever reaches
  * the owner's processes, and its working directory is entered with the owner's rights.
  */
-export async function runNatively(req: ShellRequest & { owner: Identity }, signals: NodeJS.EventEmitter = process): Promise<number> {
+export async function runNatively(req: ShellRequest & { owner: Identity; limits: Rlimits }, signals: NodeJS.EventEmitter = process): Promise<number> {
   const { owner, facts, job } = req
   if (owner.uid !== job.uid) {
     throw new IdentityError(`${job.user} is uid ${owner.uid} on this node, but pbs_mom runs job ${job.jobId} as uid ${job.uid}`)
@@ -204,7 +246,9 @@ export async function runNatively(req: ShellRequest & { owner: Identity }, signa
   } catch (err) {
     throw new UsageError(`cannot enter the job's working directory ${facts.workDir} (${(err as NodeJS.ErrnoException).code})`)
   }
-  const [command, ...rest] = req.argv
+  // The job's limits, as pbs_mom set them on the starter, back on the job (the owner may lower them).
+  const restore = restoringOptions(req.limits, ownLimits())
+  const [command, ...rest] = restore.length ? [PRLIMIT, ...restore, '--', ...req.argv] : req.argv
   const child = spawn(command, rest, { stdio: 'inherit', cwd: facts.workDir, env: req.env })
   // pbs_mom signals the whole session, the shell included: the starter only has to outlive it.
   const ignore = () => undefined

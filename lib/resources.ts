@@ -21,8 +21,14 @@ export interface JobRequest {
   pmem?: number
   vmem?: number
   pvmem?: number
+  /** bytes: largest file a process may write */
+  file?: number
   /** seconds */
   walltime?: number
+  /** seconds of CPU, the job's total (enforced by polling, as pbs_mom does) */
+  cput?: number
+  /** seconds of CPU per process (RLIMIT_CPU) */
+  pcput?: number
 }
 
 /** `2:ppn=4:gpus=1+node7:ppn=2:bigmem` -> one spec per `+` part. */
@@ -47,6 +53,7 @@ export function parseNodes(spec: string): NodeSpec[] {
 export function parseRequest(resourceList: string): JobRequest {
   const list = parseResourceList(resourceList)
   const count = (name: string) => (list.has(name) ? parseCount(list.get(name)!, name) : undefined)
+  const time = (name: string) => (list.has(name) ? parseDuration(list.get(name)!) : undefined)
   const size = (name: string) => {
     const v = list.get(name)
     if (v === undefined) return undefined
@@ -64,7 +71,10 @@ export function parseRequest(resourceList: string): JobRequest {
     pmem: size('pmem'),
     vmem: size('vmem'),
     pvmem: size('pvmem'),
-    walltime: list.has('walltime') ? parseDuration(list.get('walltime')!) : undefined,
+    file: size('file'),
+    walltime: time('walltime'),
+    cput: time('cput'),
+    pcput: time('pcput'),
   }
 }
 
@@ -135,6 +145,28 @@ export function containerLimits(request: JobRequest, policy: LimitsPolicy, facts
     limits.CpusetCpus = facts.torqueCpuset
   }
   return limits
+}
+
+/** A resource limit of the container (Docker's HostConfig.Ulimits). */
+export interface Ulimit {
+  Name: string
+  Soft: number
+  Hard: number
+}
+
+/**
+ * The rlimits pbs_mom gives a job's processes (mom_set_limits) that a container can take:
+ * `pcput` -> cpu, `file` -> fsize. The memory ones are the container's cgroup limits
+ * instead (`mem`/`pmem` its memory, `vmem`/`pvmem` its memory + swap): the engine cannot
+ * set RLIMIT_AS at all, and RLIMIT_DATA on a container also binds the runtime that starts
+ * it (runc cannot load its seccomp filter under 48 MB).
+ */
+export function containerUlimits(request: JobRequest): Ulimit[] {
+  const limit = (Name: string, value: number): Ulimit => ({ Name, Soft: value, Hard: value })
+  return [
+    ...(request.pcput !== undefined ? [limit('cpu', request.pcput)] : []),
+    ...(request.file !== undefined ? [limit('fsize', request.file)] : []),
+  ]
 }
 
 export function formatBytes(bytes: number): string {
