@@ -3,14 +3,16 @@
 // pbs_mom only logs the exit code.
 import { appendRecord, summaryLine } from '../lib/accounting.ts'
 import { cleanupJob } from '../lib/lifecycle.ts'
+import { clearRefusal } from '../lib/refusal.ts'
 import { removeScratchDir } from '../lib/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
+void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
   const facts = parseEpilogueArgs(args)
+  clearRefusal(momPriv, facts.jobId)
   const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned

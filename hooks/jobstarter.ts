@@ -7,15 +7,24 @@ import { checkClaims, containerForShell, runInContainer, runNatively } from '../
 import { lookupUser } from '../lib/identity.ts'
 import { readJobRecord } from '../lib/jobfile.ts'
 import { jobLimits } from '../lib/rlimits.ts'
+import { refusalOf } from '../lib/refusal.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)
-void runHook('jobstarter', env => env.PBS_JOBID, { abort: 125, requeue: 125, internal: 125 }, async ({ env, momPriv, config, log }) => {
+/** cbatch did not run the job: the reason is in its .ER. */
+const REFUSED = 125
+void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
+  // The prologue refused the job and wrote why into its .ER: nothing runs.
+  const refused = refusalOf(momPriv, facts.jobId)
+  if (refused !== undefined) {
+    log.info(`not run: refused by the prologue: ${refused}`)
+    return REFUSED
+  }
   const job = readJobRecord(momPriv, facts.jobId)
   checkClaims(facts, job)
   const request = { facts, job, argv, env }

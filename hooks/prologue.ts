@@ -1,31 +1,39 @@
 // pbs_mom's prologue (root, mother superior): make the job's container, and clear away
 // containers of jobs this pbs_mom no longer knows.
-// Exit 0: the job runs; 1: the job is aborted; 2: the job is requeued.
+// Exit 0: the job runs, or was refused (the reason is in its .ER, and the starter will not
+// run it: lib/refusal.ts); 2: the job is requeued (a fault that may pass).
 import { collectOrphans } from '../lib/gc.ts'
 import { prepareJob } from '../lib/lifecycle.ts'
 import { LABEL } from '../lib/container.ts'
+import { CbatchError } from '../lib/errors.ts'
+import { recordRefusal } from '../lib/refusal.ts'
 import { parsePrologueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('prologue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
-  const facts = parsePrologueArgs(args)
-  if (!config.queues.has(facts.queue)) {
-    log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
+void runHook('prologue', () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
+  try {
+    const facts = parsePrologueArgs(args)
+    if (!config.queues.has(facts.queue)) {
+      log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
+      return 0
+    }
+    const engine = Engine.fromConfig(config.engine)
+    // Orphans are collected alongside, best effort: they must never fail this job.
+    const gc = config.gc.onPrologue
+      ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
+        removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
+        err => log.error(`orphan collection failed: ${(err as Error).message}`))
+      : Promise.resolve()
+    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv }), gc])
+    if (prepared.kind === 'container') {
+      log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
+        + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
+    }
     return 0
+  } catch (err) {
+    if (err instanceof CbatchError && err.disposition === 'abort' && args[0]) recordRefusal(momPriv, args[0], err.userMessage)
+    throw err
   }
-  const engine = Engine.fromConfig(config.engine)
-  // Orphans are collected alongside, best effort: they must never fail this job.
-  const gc = config.gc.onPrologue
-    ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
-      removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
-      err => log.error(`orphan collection failed: ${(err as Error).message}`))
-    : Promise.resolve()
-  const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv }), gc])
-  if (prepared.kind === 'container') {
-    log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
-      + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
-  }
-  return 0
 })

@@ -111,10 +111,12 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   chmodSync(jobsDir, 0o751)
 
   const scriptPath = join(jobsDir, `${jobId}.SC`)
-  copyFileSync(opts.script, scriptPath)
-  chownSync(scriptPath, owner.uid, owner.gid)
-  chmodSync(scriptPath, 0o700)
-  writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
+  // Interactive jobs have no script, though the prologue is still told of one.
+  if (!opts.interactive) {
+    copyFileSync(opts.script, scriptPath)
+    chownSync(scriptPath, owner.uid, owner.gid)
+    chmodSync(scriptPath, 0o700)
+  }
   const outFile = join(pbsHome, 'spool', `${jobId}.OU`)
   const errFile = join(pbsHome, 'spool', `${jobId}.ER`)
   for (const f of [outFile, errFile]) {
@@ -150,7 +152,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const alarm = opts.prologAlarm ?? 300
   const hooks = hooksFor(opts.hooksDir, opts.config, pbsHome)
 
-  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm)
+  // pbs_mom writes the job file while the prologue already runs (contract: seen ~200 ms in).
+  const jobFile = () => writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
+  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm, jobFile)
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
@@ -186,7 +190,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     })
     const tasks = Promise.all((opts.tasks ?? []).map((argv, i) =>
       runTask(join(hooks, 'jobstarter'), argv, taskEnv(i + 2), owner.home, files)))
-    const line = `exec ${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
+    // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).
+    const line = `${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
     const command = opts.interactive?.command
     result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
@@ -200,8 +205,11 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     result.epilogue = await runScript(join(hooks, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
       opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files, alarm)
   }
-  result.stdout = readFileSync(outFile, 'utf8')
-  result.stderr = readFileSync(errFile, 'utf8')
+  // After a prologue exit 1, pbs_mom copies no output back to the owner.
+  if (outcome !== 'aborted') {
+    result.stdout = readFileSync(outFile, 'utf8')
+    result.stderr = readFileSync(errFile, 'utf8')
+  }
   return result
 }
 
@@ -255,8 +263,27 @@ export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome
   return dir
 }
 
-/** A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm. */
+/**
+ * A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm;
+ * `meanwhile` is what pbs_mom does 200 ms after starting it (or once it ended, if sooner).
+ */
 async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
+  files: { out: string; err: string }, alarmSeconds: number, meanwhile?: () => void): Promise<HookRun> {
+  let done = !meanwhile
+  const once = () => {
+    if (!done) meanwhile!()
+    done = true
+  }
+  const late = setTimeout(once, 200)
+  try {
+    return await runChecked(path, args, env, cwd, files, alarmSeconds)
+  } finally {
+    clearTimeout(late)
+    once()
+  }
+}
+
+async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
   files: { out: string; err: string }, alarmSeconds: number): Promise<HookRun> {
   let mode: ReturnType<typeof statSync>
   try {

@@ -13,6 +13,7 @@ import type { ContainerDetails, Engine } from './engine.ts'
 import { ContainerNotFoundError, IdentityError, PolicyError, UsageError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobRecord } from './jobfile.ts'
+import { withTag } from './jobrequest.ts'
 import { ownLimits, restoringOptions, type Rlimits } from './rlimits.ts'
 import type { StarterFacts } from './torque.ts'
 
@@ -32,6 +33,16 @@ export interface ShellRequest {
   /** `[shell, ...rest]` of the job shell, or a task's argv, as pbs_mom passed them. */
   argv: string[]
   env: NodeJS.ProcessEnv
+}
+
+/**
+ * A job that asked for an image with `qsub -v CBATCH_IMAGE` never runs in another one (the
+ * prologue may not have seen the variable: pbs_mom writes the job file late).
+ */
+export function checkImage(container: Pick<ContainerDetails, 'image'>, asked: string | undefined): void {
+  if (asked === undefined || asked === container.image || withTag(asked) === withTag(container.image)) return
+  throw new PolicyError(`the job asked for image ${asked} (CBATCH_IMAGE), but its container was made from ${container.image}; `
+    + 'ask for it with a #CBATCH image= line in the job script')
 }
 
 /** What pbs_mom's environment claims must be what its job file says. */
@@ -64,6 +75,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     throw new PolicyError(`the container of job ${job.jobId} does not belong to ${job.user}`)
   }
   if (!container.running) throw new ContainerNotFoundError(`the container of job ${job.jobId} is not running (${container.state})`)
+  checkImage(container, req.env.CBATCH_IMAGE)
 
   const [command, ...rest] = req.argv
   // Only the job shell falls back to another shell; a task runs what it named, or fails.

@@ -74,11 +74,16 @@ function checkedMount(value: string): { path: string; readOnly: boolean } {
   return { path, readOnly }
 }
 
+/** A reference as the engine completes it: `:latest` when it names no tag or digest. */
+export function withTag(ref: string): string {
+  return /[:@][^/]*$/.test(ref) ? ref : `${ref}:latest`
+}
+
 /** The image of the job, as its queue allows; anything else aborts it. */
 export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?: string): string {
   const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
   if (!wanted || wanted === policy.image) return policy.image
-  const candidate = wanted.includes(':') || wanted.includes('@') ? wanted : `${wanted}:latest`
+  const candidate = withTag(wanted)
   if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
     throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
   }

@@ -8,6 +8,7 @@ import type { Engine } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
 import { lookupUser } from './identity.ts'
 import { grantedImage, jobVariable, parseDirectives, type JobAsks } from './jobrequest.ts'
+import { jobFilePath } from './jobfile.ts'
 import { assertUnchanged, planMounts, verifyMounts } from './mounts.ts'
 import { isWithin } from './paths.ts'
 import { makeScratch, removeScratchDir } from './scratch.ts'
@@ -37,7 +38,9 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const { env, momPriv } = context
   // What the job asks for is judged before the engine is touched.
   const asks = jobAsks(facts, momPriv)
-  const image = grantedImage(policy, asks, jobImageVariable(facts))
+  // pbs_mom writes the job file while the prologue runs: wait for it, where it can matter.
+  const variableImage = policy.allowedImages.length ? await jobImageVariable(facts, momPriv) : undefined
+  const image = grantedImage(policy, asks, variableImage)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
@@ -117,10 +120,21 @@ function readHead(file: string, bytes: number): string {
   }
 }
 
-/** CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it (`<jobid>.JB` beside the script). */
-function jobImageVariable(facts: JobFacts): string | undefined {
-  const jobFile = facts.scriptPath?.replace(/\.SC$/, '.JB')
-  return jobFile && existsSync(jobFile) ? jobVariable(readFileSync(jobFile), 'CBATCH_IMAGE') : undefined
+/** How long the prologue waits for pbs_mom's job file (seen written ~200 ms into the prologue). */
+export const JOB_FILE_WAIT_MS = 2000
+
+/**
+ * CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it. If the job file is not there
+ * in time, the job shell's environment still carries the variable, and the starter refuses
+ * a job whose container is not what it asked for (exec.ts, checkImage).
+ */
+async function jobImageVariable(facts: JobFacts, momPriv: string): Promise<string | undefined> {
+  for (let waited = 0; ; waited += 50) {
+    const file = jobFilePath(momPriv, facts.jobId)
+    if (file) return jobVariable(readFileSync(file), 'CBATCH_IMAGE')
+    if (waited >= JOB_FILE_WAIT_MS) return undefined
+    await new Promise(r => setTimeout(r, 50))
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { recordJob, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -24,11 +24,10 @@ queues:
     'the node log has the detail')
 })
 
-t.test('a bad config aborts the job (prologue exit 1) with path and line', async t => {
+t.test('a bad config refuses the job with path and line, in its .ER', async t => {
   const config = writeConfig(shared.path, `queues:\n  batch:\n    image: ${TEST_IMAGE}\n    network: bridge\n`)
   const { job } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
-  t.equal(job.prologue.status, 1)
-  t.equal(job.outcome, 'aborted')
+  t.ok(refused(job))
   t.match(job.stderr, new RegExp(`^cbatch: invalid cbatch config ${config}:4: queues\\.batch\\.network: `))
   t.notMatch(job.stdout, 'must-not-run')
 })
@@ -61,6 +60,6 @@ t.test('the epilogue exits 0 when there is nothing to clean', async t => {
 
 t.test('hooks called with the wrong arguments say so', async t => {
   const prologue = runHook('prologue', ['1.x'], { env: {}, config: testConfig(shared.path) })
-  t.equal(prologue.status, 1)
+  t.equal(prologue.status, 0, 'refused: the starter will not run it')
   t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
 })

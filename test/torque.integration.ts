@@ -1,0 +1,115 @@
+// What a real TORQUE 6.1 pbs_mom does that an earlier emulator hid (../shared/torque-contract.md,
+// "Seen on a real TORQUE 6.1 mom"): limits on the starter, cput, umask, refusals the owner
+// never saw, a job file written late, array job files. Real jobs through `cbatch run`.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseConfig } from '../lib/config.ts'
+import { containerName } from '../lib/container.ts'
+import { DEFAULT_PBS_HOME } from '../lib/emulator.ts'
+import { Engine } from '../lib/engine.ts'
+import { collectOrphans } from '../lib/gc.ts'
+import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
+import { containersOf, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const logs = join(shared.path, 'logs')
+mkdirSync(logs, { mode: 0o755 })
+const yaml = `log: { file: ${logs}/cbatch.log }
+queues:
+  batch:
+    image: ${TEST_IMAGE}
+    pull: never
+    allowedImages: ['127.0.0.1:5000/cbatch-test/*']
+`
+const config = writeConfig(shared.path, yaml)
+
+t.test('the limits pbs_mom puts on the starter never break it, and the job gets them', async t => {
+  for (const queue of ['batch', 'unmanaged']) {
+    for (const resources of ['nodes=1:ppn=1,vmem=512mb', 'nodes=1:ppn=1,mem=48mb', 'nodes=1:ppn=1,mem=32mb,pcput=100,file=1mb']) {
+      const { job } = await runJob('#!/bin/sh\necho "as=$(ulimit -S -v) data=$(ulimit -S -d) cpu=$(ulimit -S -t)"\n', { config, queue, resources })
+      t.equal(job.exitStatus, 0, `${queue} ${resources}: ${job.stderr}`)
+      if (queue === 'unmanaged') {
+        // Natively, exactly what pbs_mom set: vmem -> RLIMIT_AS, mem (one node) -> RLIMIT_DATA, pcput -> RLIMIT_CPU.
+        const expected = resources.includes('vmem') ? 'as=524288 data=unlimited cpu=unlimited'
+          : resources.includes('48mb') ? 'as=unlimited data=49152 cpu=unlimited' : 'as=unlimited data=32768 cpu=100'
+        t.match(job.stdout, `${expected}\n`, `${queue} ${resources}`)
+      } else {
+        // In a container: memory through the cgroup (the engine cannot set RLIMIT_AS), pcput as RLIMIT_CPU.
+        t.match(job.stdout, resources.includes('pcput') ? / cpu=100\n/ : / cpu=unlimited\n/, `${queue} ${resources}`)
+      }
+    }
+  }
+})
+
+t.test('cput is enforced on a container job as pbs_mom would, with its message', async t => {
+  const started = Date.now()
+  const { job } = await runJob('#!/bin/sh\ntrap "echo terminated; exit 3" TERM\nwhile :; do :; done\n', { config, resources: 'nodes=1:ppn=1,cput=2' })
+  t.match(job.stderr, /^=>> PBS: job killed: cput \d+ exceeded limit 2\n/)
+  t.match(job.stdout, 'terminated\n', 'SIGTERM first: the job may save its state')
+  t.equal(job.exitStatus, 3)
+  t.ok(Date.now() - started < 20_000, 'long before the loop would end')
+})
+
+t.test('the job runs with pbs_mom\'s umask (0077), in a container or not', async t => {
+  for (const queue of ['batch', 'unmanaged']) {
+    const { job } = await runJob('#!/bin/sh\numask\ncd "$HOME" && rm -f cbatch-umask && touch cbatch-umask && stat -c %a cbatch-umask && rm cbatch-umask\n', { config, queue })
+    t.equal(job.stdout.split('\n').slice(0, 2).join(' '), '0077 600', queue)
+  }
+})
+
+t.test('a refused job tells its owner why, in the .ER pbs_mom delivers', async t => {
+  const { job } = await runJob('#!/bin/sh\n#CBATCH image=evil/miner:1\necho ran\n', { config })
+  t.equal(job.outcome, 'ran', 'the prologue exits 0: pbs_mom will deliver the job\'s output')
+  t.ok(refused(job))
+  t.equal(job.stderr, `cbatch: image evil/miner:1 is not allowed in this queue; allowed: ${TEST_IMAGE}, 127.0.0.1:5000/cbatch-test/*\n`,
+    'one line, the reason; nothing ran')
+  t.equal(job.stdout, '')
+  t.same(containersOf(job.jobId), [])
+  t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-refused', job.jobId)), 'the epilogue cleared the record')
+})
+
+t.test('an image asked for with qsub -v is honoured though pbs_mom writes the job file late', async t => {
+  const { job } = await runJob('#!/bin/sh\necho ran\n', { config, vars: { CBATCH_IMAGE: REGISTRY_IMAGE } })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(readLog(), new RegExp(`${job.jobId} info container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
+})
+
+t.test('a job is never run in another image than its qsub -v asked for', async t => {
+  // As if the prologue had not seen the job file: the container has the queue's image.
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const jobId = `${process.pid}1.late`
+  t.teardown(() => cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine))
+  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'l', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
+  const jobFile = recordJob(jobId)
+  t.teardown(() => rmSync(jobFile, { force: true }))
+  const starter = (image: string) => runHook('jobstarter', ['/bin/sh'],
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, CBATCH_IMAGE: image }, config, input: 'echo ran\n' })
+  const other = starter(REGISTRY_IMAGE)
+  t.equal(other.status, 125)
+  t.equal(other.stdout, '')
+  t.match(other.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} (CBATCH_IMAGE), but its container was made from ${TEST_IMAGE}`)
+  t.equal(starter(TEST_IMAGE.replace(/:latest$/, '')).stdout, 'ran\n', 'the same image, tag implied')
+})
+
+t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for orphans', async t => {
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const jobId = `${process.pid}[3].array`
+  const jobFile = recordJob(jobId)
+  t.match(jobFile, `${process.pid}-3.array.JB`)
+  t.teardown(() => {
+    rmSync(jobFile, { force: true })
+    return cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine)
+  })
+  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
+  const orphans = await collectOrphans(engine, { momPriv: PROLOGUE.momPriv, graceSeconds: 0, dryRun: true })
+  t.notOk(orphans.some(c => c.labels['cbatch.job'] === jobId), 'a running array sub-job is not an orphan')
+  t.equal(containersOf(jobId).length, 1)
+  t.ok(execFileSync('docker', ['inspect', '-f', '{{.Name}}', containerName(jobId)], { encoding: 'utf8' }))
+})
+
+function readLog(): string {
+  return execFileSync('cat', [join(logs, 'cbatch.log')], { encoding: 'utf8' })
+}
