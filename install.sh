@@ -2,7 +2,7 @@
 # Installs cbatch on a TORQUE compute node: the bundled hooks into mom_priv, the job
 # starter lines into mom_priv/config, an example /etc/cbatch/cbatch.yaml if none exists.
 #
-#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--no-build] [--dry-run]
+#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--node-check] [--no-build] [--dry-run]
 #   ./install.sh --uninstall [--pbs-home DIR] [--dry-run]
 #   ./install.sh --demo        try cbatch on this machine without TORQUE
 #
@@ -14,6 +14,7 @@ CONFIG_DIR=/etc/cbatch
 ACTION=install
 DRY=""
 BUILD=yes
+NODE_CHECK=""
 MARK="# cbatch"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --demo) ACTION=demo ;;
     --dry-run) DRY=yes ;;
     --no-build) BUILD="" ;;
+    --node-check) NODE_CHECK=yes ;;
     -h|--help) usage 0 ;;
     *) echo "install.sh: unknown option $1" >&2; usage 64 ;;
   esac
@@ -57,6 +59,8 @@ build() {
 }
 
 is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
+# Where pbs_mom finds each program: its own names for the hooks, ours for the node check.
+hook_file() { if [ "$1" = nodecheck ]; then echo cbatch-nodecheck; else echo "$1"; fi; }
 
 install_hooks() {
   [ -d "$MOM_PRIV" ] || die "$MOM_PRIV does not exist: is pbs_mom installed? (use --pbs-home DIR)"
@@ -70,9 +74,9 @@ install_hooks() {
   run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
   # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
   run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
-  for hook in $HOOKS; do
+  for hook in $HOOKS nodecheck; do
     run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$hook.cjs" "$MOM_PRIV/cbatch.d/$hook.cjs"
-    target=$MOM_PRIV/$hook
+    target=$MOM_PRIV/$(hook_file "$hook")
     if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
       say "keeping the site's $hook as $target.cbatch-orig"
       run mv "$target" "$target.cbatch-orig"
@@ -97,6 +101,18 @@ install_hooks() {
     fi
   fi
 
+  # The node check takes a node whose engine or config cannot run jobs out of scheduling.
+  if grep -q "^\\\$node_check_script .*$MARK" "$MOM_CONFIG" 2>/dev/null; then
+    :
+  elif grep -q '^\$node_check_script' "$MOM_CONFIG" 2>/dev/null; then
+    say "keeping the site's \$node_check_script: have it run $MOM_PRIV/cbatch-nodecheck too (it prints ERROR lines)"
+  elif [ -n "$NODE_CHECK" ]; then
+    say "adding the cbatch node check to $MOM_CONFIG"
+    [ -n "$DRY" ] || printf '%s\n' "\$node_check_script $MOM_PRIV/cbatch-nodecheck $MARK" >>"$MOM_CONFIG"
+  else
+    say "recommended: ./install.sh --node-check, so a node whose engine is down stops taking jobs"
+  fi
+
   if [ -e "$CONFIG_DIR/cbatch.yaml" ]; then
     say "keeping the existing $CONFIG_DIR/cbatch.yaml"
   else
@@ -110,8 +126,8 @@ install_hooks() {
 }
 
 uninstall_hooks() {
-  for hook in $HOOKS; do
-    target=$MOM_PRIV/$hook
+  for hook in $HOOKS nodecheck; do
+    target=$MOM_PRIV/$(hook_file "$hook")
     if is_ours "$target"; then run rm -f "$target"; fi
     if [ -e "$target.cbatch-orig" ]; then
       say "restoring the site's $hook"

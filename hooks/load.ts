@@ -15,7 +15,7 @@ import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 
-const HOOK = /^(prologue|jobstarter|epilogue)$/
+const HOOK = /^(prologue|jobstarter|epilogue|nodecheck)$/
 const DIGEST_BYTES = 32
 
 const hook = process.argv[2] ?? ''

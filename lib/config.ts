@@ -99,6 +99,9 @@ export const ConfigSchema = Type.Object({
     socket: Type.String({ default: '/var/run/docker.sock', description: 'Docker engine socket' }),
     timeout: Type.Number({ exclusiveMinimum: 0, default: 30, description: 'seconds any one engine call may take' }),
     pullTimeout: Type.Number({ exclusiveMinimum: 0, default: 180, description: 'seconds an image pull may take' }),
+    requeuePause: Type.Number({
+      minimum: 0, default: 10, description: 'seconds a prologue that must requeue its job waits first: pbs_sched re-runs it on this node at once, again and again',
+    }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
@@ -181,11 +184,11 @@ export function parseConfig(text: string, file = '<config>'): Config {
     issues.push(...found.map(i => ({ path: i.path.join('.'), line: lineOf(i.path), message: i.message })))
     queues.set(name, policy)
   }
-  const budget = config.engine.pullTimeout + 3 * config.engine.timeout
+  const budget = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
   if (budget > PROLOGUE_BUDGET_SECONDS) {
     issues.push({
       path: 'engine', line: lineOf(['engine']),
-      message: `pullTimeout + 3 x timeout is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
+      message: `pullTimeout + 3 x timeout + requeuePause is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
     })
   }
   if (issues.length) throw new ConfigError(file, issues)

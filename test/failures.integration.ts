@@ -1,19 +1,23 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { hooksFor } from '../lib/emulator.ts'
 import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
 
-t.test('an unreachable engine requeues the job (prologue exit 2) with a clear line', async t => {
-  const config = writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock }
+t.test('an unreachable engine requeues the job (prologue exit 2) with a clear line, after a pause', async t => {
+  const config = writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock, requeuePause: 1 }
 log: { file: ${shared.path}/cbatch.log }
 queues:
   batch: { image: ${TEST_IMAGE} }
 `)
   const { job, status, stderr } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
   t.equal(job.prologue.status, 2)
+  t.ok(job.prologue.ms >= 1000, 'pbs_sched re-runs a requeued job at once: each round takes a while, not a flood')
   t.equal(job.outcome, 'requeued')
   t.equal(job.exitStatus, undefined, 'the job never ran')
   t.notMatch(job.stdout, 'must-not-run')
@@ -62,4 +66,20 @@ t.test('hooks called with the wrong arguments say so', async t => {
   const prologue = runHook('prologue', ['1.x'], { env: {}, config: testConfig(shared.path) })
   t.equal(prologue.status, 0, 'refused: the starter will not run it')
   t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
+})
+
+t.test('the node check marks a node that cannot run container jobs down, and is silent otherwise', async t => {
+  const check = (config: string) => {
+    const r = spawnSync(join(hooksFor(join(import.meta.dirname, '../dist'), config), 'nodecheck'), [], { encoding: 'utf8', env: {} })
+    return { status: r.status, stdout: r.stdout }
+  }
+  const healthy = check(testConfig(shared.path))
+  t.same(healthy, { status: 0, stdout: '' })
+  const down = check(writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock }\nqueues:\n  batch: { image: ${TEST_IMAGE} }\n`))
+  t.equal(down.status, 1)
+  t.match(down.stdout, /^ERROR cbatch: Docker engine error \(ping the engine\)\n$/, 'pbs_mom reads ERROR lines: pbs_server marks the node down')
+  const broken = check(writeConfig(shared.path, 'queues: [\n'))
+  t.match(broken.stdout, /^ERROR cbatch: invalid cbatch config /)
+  const missing = check(writeConfig(shared.path, `queues:\n  batch: { image: cbatch-test/none:1, pull: never }\n`))
+  t.equal(missing.stdout, 'ERROR cbatch: queue batch: image cbatch-test/none:1 is not on this node (pull: never)\n')
 })

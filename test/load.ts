@@ -12,7 +12,7 @@ const DIST = join(import.meta.dirname, '../dist/cbatch.d')
 /** A copy of the loader and the prologue, its wrapper, and a config without the job's queue: no engine. */
 function installed(t: Test): string {
   const dir = t.testdir({ 'cbatch.yaml': 'log: { file: "" }\nqueues:\n  batch: { image: busybox }\n' })
-  for (const file of ['load.cjs', 'prologue.cjs']) copyFileSync(join(DIST, file), join(dir, file))
+  for (const file of ['load.cjs', 'prologue.cjs', 'jobstarter.cjs']) copyFileSync(join(DIST, file), join(dir, file))
   writeWrappers(join(dir, 'hooks'), { node: process.execPath, config: join(dir, 'cbatch.yaml'), elsewhere: { momPriv: dir, bundles: dir } })
   return dir
 }
@@ -54,10 +54,10 @@ t.test('a cache of another bundle, or one V8 refuses, is replaced and the hook s
 
 t.test('a run that fails writes no cache: a cache holds the path jobs take', async t => {
   const dir = installed(t)
-  writeFileSync(join(dir, 'cbatch.yaml'), 'queues: [\n')
+  writeFileSync(join(dir, 'cbatch.yaml'), `engine: { socket: ${dir}/none.sock, requeuePause: 0 }\nqueues:\n  native: { image: busybox }\n`)
   const r = prologue(dir)
-  t.equal(r.status, 1, 'a broken config aborts the job')
-  t.match(r.stderr, 'invalid cbatch config')
+  t.equal(r.status, 2, 'an engine that is not there requeues the job')
+  t.match(r.stderr, 'Docker engine error')
   t.notOk(existsSync(join(dir, 'prologue.cjs.cache')))
 })
 
@@ -80,8 +80,10 @@ t.test('only cbatch\'s hooks can be started', async t => {
 t.test('a hook started without its wrapper runs nothing', async t => {
   const dir = installed(t)
   // As if a job's variables named another config: node started directly is refused.
-  const r = spawnSync(process.execPath, [join(dir, 'load.cjs'), 'prologue', '1.node', 'someone', 'users', 'job', 'nodes=1', 'native', ''],
-    { env: { CBATCH_CONFIG: join(dir, 'cbatch.yaml'), CBATCH_MOM_PRIV: dir }, encoding: 'utf8' })
-  t.equal(r.status, 1)
+  const r = spawnSync(process.execPath, [join(dir, 'load.cjs'), 'jobstarter', '/bin/sh'],
+    { env: { CBATCH_CONFIG: join(dir, 'cbatch.yaml'), CBATCH_MOM_PRIV: dir, PBS_JOBID: '1.node', USER: 'root', PBS_QUEUE: 'native', HOME: '/' },
+      input: 'echo ran\n', encoding: 'utf8' })
+  t.equal(r.status, 125)
+  t.equal(r.stdout, '')
   t.equal(r.stderr, 'cbatch: cbatch hooks must be started through their installed wrapper\n')
 })

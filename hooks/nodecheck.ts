@@ -1,0 +1,34 @@
+// pbs_mom's $node_check_script: a line starting with ERROR marks this node down in
+// pbs_server until the check passes again. A node that cannot run container jobs (config
+// unusable, engine unreachable, a queue's image missing where it may not be pulled, an
+// unsafe scratch base) must stop taking jobs: pbs_sched would otherwise re-run each
+// requeued job on it at once, forever (contract: "Seen on a real TORQUE 6.1 mom").
+// Silent when all is well.
+import { loadConfig } from '../lib/config.ts'
+import { Engine } from '../lib/engine.ts'
+import { checkScratchBase } from '../lib/scratch.ts'
+import { hookStart } from './run.ts'
+
+async function check(): Promise<string[]> {
+  const { configPath } = hookStart()
+  const config = loadConfig(configPath)
+  const engine = Engine.fromConfig({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
+  await engine.ping()
+  const problems: string[] = []
+  for (const [name, policy] of config.queues) {
+    if (policy.pull === 'never' && !await engine.hasImage(policy.image)) problems.push(`queue ${name}: image ${policy.image} is not on this node (pull: never)`)
+    if (policy.scratch) {
+      try {
+        checkScratchBase(policy.scratch.base)
+      } catch (err) {
+        problems.push(`queue ${name}: ${(err as Error).message}`)
+      }
+    }
+  }
+  return problems
+}
+
+check().then(problems => problems, err => [(err as { userMessage?: string }).userMessage ?? (err as Error).message]).then(problems => {
+  for (const problem of problems) process.stdout.write(`ERROR cbatch: ${problem.replace(/\n/g, ' ')}\n`)
+  process.exit(problems.length ? 1 : 0)
+})
