@@ -66,3 +66,31 @@ t.test('refuses a PBS_HOME without mom_priv', async t => {
   t.equal(r.status, 1)
   t.match(r.stderr, /mom_priv does not exist: is pbs_mom installed/)
 })
+
+t.test('the wrappers name the config directory chosen; --node-check adds the node check once', async t => {
+  const dir = fresh(t)
+  install(dir, '--node-check')
+  for (const hook of ['prologue', 'epilogue', 'jobstarter', 'cbatch-nodecheck']) {
+    t.match(readFileSync(join(dir, 'mom_priv', hook), 'utf8'), `CBATCH_CONFIG='${dir}/etc/cbatch.yaml'`, hook)
+  }
+  install(dir, '--node-check')
+  const config = readFileSync(join(dir, 'mom_priv/config'), 'utf8')
+  t.equal(config.split(`$node_check_script ${dir}/mom_priv/cbatch-nodecheck # cbatch\n`).length, 2, 'exactly once')
+  install(dir, '--uninstall')
+  t.equal(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), SITE_CONFIG)
+})
+
+t.test('a site\'s own node check is kept', async t => {
+  const dir = t.testdir({ mom_priv: { config: '$node_check_script /usr/sbin/nhc\n', jobs: {} } })
+  const out = install(dir, '--node-check')
+  t.match(out, 'keeping the site\'s $node_check_script')
+  t.match(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), /^\$node_check_script \/usr\/sbin\/nhc\n/)
+  t.notMatch(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), 'cbatch-nodecheck')
+})
+
+t.test('a config directory that could break the wrappers is refused', async t => {
+  const dir = fresh(t)
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', "/etc/it's", '--no-build'], { encoding: 'utf8' })
+  t.equal(r.status, 1)
+  t.match(r.stderr, 'may not hold quotes')
+})
