@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../lib/emulator.ts'
-import { CbatchError } from '../lib/errors.ts'
+import { CbatchError, UsageError } from '../lib/errors.ts'
 import { collectOrphans } from '../lib/gc.ts'
 
 const USAGE = `usage: cbatch run SCRIPT [script args] [options]
@@ -17,6 +17,8 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
   --workdir DIR       PBS_O_WORKDIR, where qsub ran (default: the current directory)
+  --array-index I     run it as sub-job I of an array job (id N[I].host, files N-I.host.*)
+  --attempts N        start a job whose prologue requeues it up to N times in a row, as pbs_sched would
   --task 'CMD ARGS'   a TM task started while the job runs, as pbsdsh would (repeatable; split at spaces)
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
@@ -30,6 +32,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
 const options = {
   user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
   resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
+  'array-index': { type: 'string' }, attempts: { type: 'string' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
   keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
   'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -64,6 +67,8 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
     workDir: values.workdir,
+    arrayIndex: values['array-index'] === undefined ? undefined : whole(values['array-index'], '--array-index'),
+    attempts: values.attempts === undefined ? undefined : whole(values.attempts, '--attempts'),
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
   })
   if (values.json) {
@@ -79,6 +84,11 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   // 256+signal (killed) and negative TORQUE codes do not fit an exit code.
   const status = job.exitStatus!
   return status > 255 ? 128 + (status - 256) : status < 0 ? 125 : status
+}
+
+function whole(value: string, option: string): number {
+  if (!/^\d{1,6}$/.test(value)) throw new UsageError(`${option} ${value}: expected a whole number`)
+  return Number(value)
 }
 
 async function gc(values: Values): Promise<number> {

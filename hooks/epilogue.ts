@@ -3,16 +3,15 @@
 // pbs_mom only logs the exit code.
 import { appendRecord, summaryLine } from '../lib/accounting.ts'
 import { cleanupJob } from '../lib/lifecycle.ts'
-import { clearRefusal } from '../lib/refusal.ts'
+import { clearRefusal, refusalOf } from '../lib/refusal.ts'
 import { removeScratchDir } from '../lib/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
+void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
   const facts = parseEpilogueArgs(args)
-  clearRefusal(momPriv, facts.jobId)
   const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned
@@ -22,4 +21,11 @@ void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, a
   // Whatever the job left in its scratch directory cannot cost it its accounting line.
   if (scratchDir) await removeScratchDir(scratchDir).catch(err => log.error(`${err.message}`))
   return 0
+}, {
+  // A job its prologue refused never had a container: its .ER already says why.
+  early: ({ momPriv }) => {
+    if (!args[0] || refusalOf(momPriv, args[0]) === undefined) return undefined
+    clearRefusal(momPriv, args[0])
+    return 0
+  },
 })

@@ -19,12 +19,6 @@ const REFUSED = 125
 void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
-  // The prologue refused the job and wrote why into its .ER: nothing runs.
-  const refused = refusalOf(momPriv, facts.jobId)
-  if (refused !== undefined) {
-    log.info(`not run: refused by the prologue: ${refused}`)
-    return REFUSED
-  }
   const job = readJobRecord(momPriv, facts.jobId)
   checkClaims(facts, job)
   const request = { facts, job, argv, env }
@@ -34,4 +28,7 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   const status = await runInContainer(engine, container, request)
   log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
   return status
+}, {
+  // The prologue refused the job and wrote why into its .ER: nothing runs, nothing more is said.
+  early: ({ momPriv, env }) => (env.PBS_JOBID && refusalOf(momPriv, env.PBS_JOBID) !== undefined ? REFUSED : undefined),
 })

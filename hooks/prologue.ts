@@ -33,10 +33,13 @@ void runHook('prologue', () => args[0], { abort: 0, requeue: 2, internal: 2 }, a
     }
     return 0
   } catch (err) {
-    if (err instanceof CbatchError && err.disposition === 'abort' && args[0]) recordRefusal(momPriv, args[0], err.userMessage)
     // A requeued job comes straight back to this node: slow the loop down until the node
     // check takes the node out of scheduling (README, install.sh --node-check).
     if (!(err instanceof CbatchError) || err.disposition === 'requeue') await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
     throw err
   }
+}, {
+  onAbort: ({ momPriv }, err) => {
+    if (args[0]) recordRefusal(momPriv, args[0], err.userMessage)
+  },
 })

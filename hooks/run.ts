@@ -12,7 +12,13 @@ import { nodeLogger, type Logger } from '../lib/log.ts'
  * over on a file descriptor, NUL-separated and base64. For the job starter that environment
  * is the job's: data to check, never settings.
  */
-export function hookStart(own: NodeJS.ProcessEnv = process.env): { configPath: string; momPriv: string; env: NodeJS.ProcessEnv } {
+export interface HookStart {
+  configPath: string
+  momPriv: string
+  env: NodeJS.ProcessEnv
+}
+
+export function hookStart(own: NodeJS.ProcessEnv = process.env): HookStart {
   const { CBATCH_ENV_FD: fd, CBATCH_CONFIG: configPath, CBATCH_MOM_PRIV: momPriv } = own
   if (!fd || !configPath || !momPriv) throw new UsageError('cbatch hooks must be started through their installed wrapper')
   const pairs = Buffer.from(readFileSync(Number(fd), 'utf8'), 'base64').toString('utf8').split('\0')
@@ -36,16 +42,28 @@ export interface HookContext {
 /** Exit codes by disposition; pbs_mom reads them differently per hook. */
 export type ExitCodes = Record<Disposition | 'internal', number>
 
+/** Steps of a hook around its main. */
+export interface HookSteps {
+  /** Before the config is read: a status ends the hook there (the starter of a refused job). */
+  early?: (start: HookStart) => number | undefined
+  /** When the hook fails for a reason that cannot pass (the prologue records the refusal). */
+  onAbort?: (start: HookStart, err: CbatchError) => void
+}
+
 /**
  * Runs a hook's main with the config loaded and every failure turned into one line for
  * the job owner (stderr, the job's .ER), a detailed line in the node log, and `codes`.
  */
 export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) => string | undefined, codes: ExitCodes,
-  main: (ctx: HookContext) => Promise<number>): Promise<never> {
+  main: (ctx: HookContext) => Promise<number>, steps: HookSteps = {}): Promise<never> {
   let log = nodeLogger(name, '-', undefined)
+  let start: HookStart | undefined
   let status: number
   try {
-    const { configPath, momPriv, env } = hookStart()
+    start = hookStart()
+    const { configPath, momPriv, env } = start
+    const early = steps.early?.(start)
+    if (early !== undefined) process.exit(early)
     const config = loadConfig(configPath)
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
     status = await main({ env, momPriv, config, log })
@@ -53,6 +71,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
       log.error(`${err.name}: ${err.message}${causeOf(err)}`)
+      if (err.disposition === 'abort' && start) steps.onAbort?.(start, err)
       status = codes[err.disposition]
     } else {
       process.stderr.write(`cbatch: internal error in ${name}: ${(err as Error)?.message ?? err}\n`)

@@ -28,6 +28,8 @@ export const LABEL = {
 export interface JobPaths {
   /** PBS_NODEFILE, when it exists. */
   nodeFile?: string
+  /** The job script, when it exists (interactive jobs have none). */
+  script?: string
   /** mom_priv of this pbs_mom: only the job's own script in it may be mounted. */
   momPriv: string
   /** The job's scratch directory on the host, when the queue gives one. */
@@ -135,14 +137,14 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
 type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts']>[number]
 
 function mounts(req: ContainerRequest): Mount[] {
-  const { job, policy, paths } = req
+  const { policy, paths } = req
   const bind = (source: string, target: string, readOnly: boolean): Mount => ({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
   // pbs_mom's own files of this job, below PBS_HOME: mounted one by one, read-only.
   const list = [bind('/etc/passwd', '/etc/passwd', true), bind('/etc/group', '/etc/group', true)]
   if (paths.nodeFile) list.push(bind(paths.nodeFile, paths.nodeFile, true))
-  if (job.scriptPath) {
-    if (!isWithin(job.scriptPath, `${paths.momPriv}/jobs`)) throw new PolicyError(`job script ${job.scriptPath} is not in ${paths.momPriv}/jobs`)
-    list.push(bind(job.scriptPath, job.scriptPath, true))
+  if (paths.script) {
+    if (!isWithin(paths.script, `${paths.momPriv}/jobs`)) throw new PolicyError(`job script ${paths.script} is not in ${paths.momPriv}/jobs`)
+    list.push(bind(paths.script, paths.script, true))
   }
   list.push(...req.mounts.map(m => bind(m.source, m.target, m.readOnly)))
   if (policy.scratch && paths.scratchDir) list.push(bind(paths.scratchDir, policy.scratch.target, false))

@@ -10,6 +10,7 @@ import { execa } from 'execa'
 import { XMLBuilder } from 'fast-xml-parser'
 import { createHash } from 'node:crypto'
 import { writeWrappers } from '../hooks/wrapper.ts'
+import { jobFilePrefix } from './jobfile.ts'
 import { DEFAULT_CONFIG_PATH } from './config.ts'
 import { formatDuration } from './accounting.ts'
 import { parentOf, signalSession } from './exec.ts'
@@ -46,6 +47,10 @@ export interface EmulatorOptions {
   pbsHome?: string
   /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
+  /** Make the job sub-job `i` of an array: id `N[i].host`, files `N-i.host.*`. */
+  arrayIndex?: number
+  /** Times pbs_mom runs a job whose prologue requeues it, back to back (pbs_sched's loop); 1 by default. */
+  attempts?: number
   /** TM tasks, as pbsdsh would start them while the job shell runs: each argv through the starter. */
   tasks?: string[][]
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
@@ -66,6 +71,8 @@ export interface EmulatedJob {
   outcome: 'ran' | 'aborted' | 'requeued'
   /** The job's exit status (starter's), undefined when it never ran. */
   exitStatus?: number
+  /** How many times the job was started (requeued ones included). */
+  attempts?: number
   /** Exit statuses of the TM tasks, in order. */
   taskStatuses?: number[]
   /** How long the job starter ran, milliseconds. */
@@ -86,15 +93,21 @@ export const DEFAULT_PBS_HOME = '/var/spool/cbatch-pbs_home'
 export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const owner = await lookupUser(opts.user)
   const group = (await execa('id', ['-gn', '--', opts.user])).stdout.trim()
-  const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}.${hostname()}`
+  const index = opts.arrayIndex === undefined ? '' : `[${opts.arrayIndex}]`
+  const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}${index}.${hostname()}`
   const pbsHome = opts.pbsHome ?? DEFAULT_PBS_HOME
   try {
-    return await runJob(opts, owner, group, jobId, pbsHome)
+    // pbs_sched sends a requeued job straight back to this node (contract): again and again.
+    for (let attempt = 1; ; attempt++) {
+      const result = await runJob(opts, owner, group, jobId, pbsHome)
+      if (result.outcome !== 'requeued' || attempt >= (opts.attempts ?? 1)) return { ...result, attempts: attempt }
+    }
   } finally {
     // pbs_mom forgets the job: its files go, and with them the job's .JB.
     if (!opts.keep) {
+      const prefix = jobFilePrefix(jobId)
       for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%']) {
-        rmSync(join(pbsHome, f.replace('%', jobId)), { force: true })
+        rmSync(join(pbsHome, f.replace('%', prefix)), { force: true })
       }
     }
   }
@@ -110,15 +123,17 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   chmodSync(momPriv, 0o751)
   chmodSync(jobsDir, 0o751)
 
-  const scriptPath = join(jobsDir, `${jobId}.SC`)
+  // An array sub-job N[i].host has files N-i.host.* (contract).
+  const prefix = jobFilePrefix(jobId)
+  const scriptPath = join(jobsDir, `${prefix}.SC`)
   // Interactive jobs have no script, though the prologue is still told of one.
   if (!opts.interactive) {
     copyFileSync(opts.script, scriptPath)
     chownSync(scriptPath, owner.uid, owner.gid)
     chmodSync(scriptPath, 0o700)
   }
-  const outFile = join(pbsHome, 'spool', `${jobId}.OU`)
-  const errFile = join(pbsHome, 'spool', `${jobId}.ER`)
+  const outFile = join(pbsHome, 'spool', `${prefix}.OU`)
+  const errFile = join(pbsHome, 'spool', `${prefix}.ER`)
   for (const f of [outFile, errFile]) {
     writeFileSync(f, '', { mode: 0o600 })
     chownSync(f, owner.uid, owner.gid)
@@ -129,7 +144,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // pbs_server accepts requests cbatch refuses (mem=0b, ppn=99999999): mom passes them on.
   const ppn = Number(/(?:^|:)ppn=(\d+)/.exec(resources.get('nodes') ?? '')?.[1] ?? 1)
   const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
-  const nodeFile = join(pbsHome, 'aux', jobId)
+  const nodeFile = join(pbsHome, 'aux', prefix)
   writeFileSync(nodeFile, `${hostname()}\n`.repeat(ppn), { mode: 0o644 })
   const workDir = opts.workDir ?? process.cwd()
   const queue = opts.queue
@@ -224,7 +239,7 @@ export interface EmulatedJobFile {
 
 /** The job as TORQUE 6's pbs_mom stores it: `mom_priv/jobs/<jobid>.JB`, XML, root's (src/server/job_recov.c, saveJobToXML). */
 export function writeJobFile(pbsHome: string, job: EmulatedJobFile): string {
-  const file = join(pbsHome, 'mom_priv', 'jobs', `${job.jobId.replace(/^(\d+)\[(\d+)\]/, '$1-$2')}.JB`)
+  const file = join(pbsHome, 'mom_priv', 'jobs', `${jobFilePrefix(job.jobId)}.JB`)
   writeFileSync(file, jobFileXml(job), { mode: 0o600 })
   return file
 }
@@ -236,7 +251,7 @@ function jobFileXml(job: EmulatedJobFile): string {
     '?xml': { '@_version': '1.0' },
     job: {
       version: 131842, state: 4, substate: 42, server_flags: 33, start_time: Math.floor(Date.now() / 1000),
-      jobid: job.jobId, fileprefix: job.jobId, queue: '', destination_queue: '', record_type: 3, svr_addr: 0, exit_status: 0,
+      jobid: job.jobId, fileprefix: jobFilePrefix(job.jobId), queue: '', destination_queue: '', record_type: 3, svr_addr: 0, exit_status: 0,
       execution_uid: job.owner.uid, execution_gid: job.owner.gid,
       attributes: {
         Job_Owner: attribute(`${job.owner.name}@${hostname()}`),

@@ -265,14 +265,19 @@ export async function runNatively(req: ShellRequest & { owner: Identity; limits:
   // pbs_mom signals the whole session, the shell included: the starter only has to outlive it.
   const ignore = () => undefined
   for (const s of FORWARDED_SIGNALS) signals.on(s, ignore)
+  let signal: NodeJS.Signals | null
+  let code: number | null
   try {
-    return await new Promise<number>((resolve, reject) => {
+    [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
       child.on('error', reject)
-      child.on('exit', (code, signal) => resolve(code ?? 128 + constants.signals[signal!]))
+      child.on('exit', (c, s) => resolve([c, s]))
     })
   } finally {
     for (const s of FORWARDED_SIGNALS) signals.off(s, ignore)
   }
+  // A shell killed by signal N shows in TORQUE as 256+N when its starter dies of it too.
+  if (signal) process.kill(process.pid, signal)
+  return code ?? 128 + constants.signals[signal!]
 }
 
 /** Drops every privilege for good: supplementary groups, then gid, then uid (real, effective, saved). */

@@ -1,7 +1,7 @@
 // The container's life around a job: made by the prologue, removed by the epilogue.
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { availableParallelism, hostname } from 'node:os'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname, join, posix } from 'node:path'
 import type { Config } from './config.ts'
 import { buildContainerSpec, containerName, findJobContainer, LABEL } from './container.ts'
 import type { Engine } from './engine.ts'
@@ -60,7 +60,12 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
     },
-    paths: { nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? env.PBS_NODEFILE : undefined, momPriv, scratchDir },
+    // A real mom may name it with a double slash (`aux//4.vm`).
+    paths: {
+      nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined,
+      script: facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined,
+      momPriv, scratchDir,
+    },
   })
   build() // every policy check passes before anything is made on the node
   const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)

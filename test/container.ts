@@ -12,7 +12,7 @@ const planned = [
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
   owner, policy, version: '0.0.0', hostname: 'node1', node: {}, image: 'img:1', mounts: planned,
-  paths: { nodeFile: '/var/spool/torque/aux/12.srv', momPriv: '/var/spool/torque/mom_priv' },
+  paths: { nodeFile: '/var/spool/torque/aux/12.srv', script: SC, momPriv: '/var/spool/torque/mom_priv' },
   ...over,
 })
 
@@ -56,8 +56,7 @@ t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
-  const elsewhere = request()
-  elsewhere.job = { ...elsewhere.job, scriptPath: '/etc/shadow' }
+  const elsewhere = request({ paths: { script: '/etc/shadow', momPriv: '/var/spool/torque/mom_priv' } })
   t.throws(() => buildContainerSpec(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
 })
 

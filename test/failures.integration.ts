@@ -1,9 +1,9 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { hooksFor } from '../lib/emulator.ts'
+import { DEFAULT_PBS_HOME, hooksFor } from '../lib/emulator.ts'
 import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
@@ -15,9 +15,10 @@ log: { file: ${shared.path}/cbatch.log }
 queues:
   batch: { image: ${TEST_IMAGE} }
 `)
-  const { job, status, stderr } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
+  const { job, status, stderr } = await runJob('#!/bin/sh\necho must-not-run\n', { config, attempts: 3 })
   t.equal(job.prologue.status, 2)
-  t.ok(job.prologue.ms >= 1000, 'pbs_sched re-runs a requeued job at once: each round takes a while, not a flood')
+  t.equal(job.attempts, 3, 'pbs_sched sends the job straight back, again and again')
+  t.ok(job.prologue.ms >= 1000, 'each round takes a while: no flood while the node check takes the node out')
   t.equal(job.outcome, 'requeued')
   t.equal(job.exitStatus, undefined, 'the job never ran')
   t.notMatch(job.stdout, 'must-not-run')
@@ -39,7 +40,7 @@ t.test('a bad config refuses the job with path and line, in its .ER', async t =>
 t.test('a bad config stops a job that reaches the starter anyway: never run unconfined', async t => {
   const config = writeConfig(shared.path, 'queues: [not, a, map]\n')
   const starter = runHook('jobstarter', ['/bin/sh'],
-    { env: { PBS_JOBID: '1.x', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config, input: 'echo must-not-run\n' })
+    { env: { PBS_JOBID: `${process.pid}.unconfined`, USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config, input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
   t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1: queues\.0: /)
@@ -63,8 +64,13 @@ t.test('the epilogue exits 0 when there is nothing to clean', async t => {
 })
 
 t.test('hooks called with the wrong arguments say so', async t => {
-  const prologue = runHook('prologue', ['1.x'], { env: {}, config: testConfig(shared.path) })
+  const jobId = `${process.pid}.wrong-arguments`
+  const prologue = runHook('prologue', [jobId], { env: {}, config: testConfig(shared.path) })
   t.equal(prologue.status, 0, 'refused: the starter will not run it')
+  t.ok(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-refused', jobId)), 'the refusal is recorded for the starter')
+  const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'j', '0', '', '', 'batch', '', '0'], { env: {}, config: testConfig(shared.path) })
+  t.same([epilogue.status, epilogue.stdout, epilogue.stderr], [0, '', ''], 'the epilogue has nothing to say of a refused job')
+  t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-refused', jobId)), 'and clears the record')
   t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
 })
 

@@ -401,7 +401,7 @@ t.test('a scratch base others may write to refuses the job, saying why', async t
 })
 
 t.test('requests never lift limits: zero, huge and malformed sizes abort with a message', async t => {
-  for (const resources of ['nodes=1:ppn=1,mem=0b', 'mem=0', 'vmem=0kb', 'pmem=0mb', 'mem=99999999999999999tb', 'nodes=1:ppn=99999999', 'ncpus=0', 'mem=1kb']) {
+  for (const resources of ['nodes=1:ppn=1,mem=0b', 'mem=0', 'vmem=0kb', 'pmem=0mb', 'mem=99999999999999999tb', 'nodes=1:ppn=99999999', 'ncpus=0', 'mem=5mb']) {
     const { job } = await runJob('#!/bin/sh\necho ran\n', { config: hostile, resources })
     t.ok(refused(job), resources)
     t.match(job.stderr, /^cbatch: .*(mem|ppn|ncpus|PBS_NUM_PPN)=?.* (is 0|too large|not a whole number|at least 6 MiB)/, resources)

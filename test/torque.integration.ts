@@ -49,7 +49,7 @@ t.test('cput is enforced on a container job as pbs_mom would, with its message',
   const { job } = await runJob('#!/bin/sh\ntrap "echo terminated; exit 3" TERM\nwhile :; do :; done\n', { config, resources: 'nodes=1:ppn=1,cput=2' })
   t.match(job.stderr, /^=>> PBS: job killed: cput \d+ exceeded limit 2\n/)
   t.match(job.stdout, 'terminated\n', 'SIGTERM first: the job may save its state')
-  t.equal(job.exitStatus, 3)
+  t.equal(job.exitStatus, 128 + 15, 'the job shell (which runs the script) ended of the SIGTERM')
   t.ok(Date.now() - started < 20_000, 'long before the loop would end')
 })
 
@@ -113,3 +113,17 @@ t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for o
 function readLog(): string {
   return execFileSync('cat', [join(logs, 'cbatch.log')], { encoding: 'utf8' })
 }
+
+t.test('an array sub-job runs from its N-i.host files, in its own container', async t => {
+  const { job } = await runJob('#!/bin/sh\necho "id=$PBS_JOBID"\n', { config, arrayIndex: 2 })
+  t.match(job.jobId, /^\d+\[2\]\./)
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, `id=${job.jobId}\n`)
+  t.match(readLog(), `${job.jobId} info container cbatch-`)
+})
+
+t.test('a job shell killed by a signal shows as 256+N, as TORQUE shows it natively', async t => {
+  // The script runs as a child of the job shell (the script line comes without `exec `).
+  const { job } = await runJob('#!/bin/sh\nkill -KILL $PPID\n', { config, queue: 'unmanaged' })
+  t.equal(job.exitStatus, 256 + 9)
+})

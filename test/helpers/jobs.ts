@@ -23,6 +23,10 @@ export interface JobOptions {
   resources?: string
   args?: string[]
   vars?: Record<string, string>
+  /** Run as sub-job of an array. */
+  arrayIndex?: number
+  /** Starts of a job whose prologue requeues it (pbs_sched's loop). */
+  attempts?: number
   /** PBS_O_WORKDIR (default: a directory of the owner's). */
   workDir?: string
   /** TM tasks started while the job runs, as pbsdsh would (command lines split at spaces). */
@@ -68,6 +72,8 @@ export async function runJob(script: string, opts: JobOptions): Promise<JobRun> 
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
   for (const task of opts.tasks ?? []) args.push('--task', task)
   if (opts.workDir) args.push('--workdir', opts.workDir)
+  if (opts.arrayIndex !== undefined) args.push('--array-index', String(opts.arrayIndex))
+  if (opts.attempts !== undefined) args.push('--attempts', String(opts.attempts))
   try {
     const child = spawn(CBATCH, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
     opts.onStart?.(child.pid!)
