@@ -19,6 +19,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --workdir DIR       PBS_O_WORKDIR, where qsub ran (default: the current directory)
   --array-index I     run it as sub-job I of an array job (id N[I].host, files N-I.host.*)
   --attempts N        start a job whose prologue requeues it up to N times in a row, as pbs_sched would
+  --torque-cgroups C  as pbs_mom built with cgroups: the job's cgroups (cpuset C), made before and removed after
   --task 'CMD ARGS'   a TM task started while the job runs, as pbsdsh would (repeatable; split at spaces)
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
@@ -32,7 +33,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
 const options = {
   user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
   resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
-  'array-index': { type: 'string' }, attempts: { type: 'string' },
+  'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
   keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
   'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -69,6 +70,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     workDir: values.workdir,
     arrayIndex: values['array-index'] === undefined ? undefined : whole(values['array-index'], '--array-index'),
     attempts: values.attempts === undefined ? undefined : whole(values.attempts, '--attempts'),
+    cgroups: values['torque-cgroups'] === undefined ? undefined : { cpus: values['torque-cgroups'] },
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
   })
   if (values.json) {

@@ -4,6 +4,7 @@
 import { appendRecord, summaryLine } from '../lib/accounting.ts'
 import { cleanupJob } from '../lib/lifecycle.ts'
 import { clearRefusal, refusalOf } from '../lib/refusal.ts'
+import { killContainerProcesses, removeEngineLeftovers } from '../lib/torquecgroup.ts'
 import { removeScratchDir } from '../lib/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque.ts'
 import { Engine } from '../lib/engine.ts'
@@ -12,7 +13,13 @@ import { runHook } from './run.ts'
 const args = process.argv.slice(2)
 void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
   const facts = parseEpilogueArgs(args)
-  const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine))
+  const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
+  const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine)).catch(err => {
+    // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
+    if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId)} processes of the job's container`)
+    throw err
+  })
+  if (underTorque) removeEngineLeftovers(facts.jobId).forEach(dir => log.info(`removed ${dir}`))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned
   if (config.accounting.file) appendRecord(config.accounting.file, record)

@@ -8,6 +8,7 @@ import { lookupUser } from '../lib/identity.ts'
 import { readJobRecord } from '../lib/jobfile.ts'
 import { jobLimits } from '../lib/rlimits.ts'
 import { refusalOf } from '../lib/refusal.ts'
+import { rejoinJobMemoryCgroup } from '../lib/torquecgroup.ts'
 import { starterFacts } from '../lib/torque.ts'
 import { UsageError } from '../lib/errors.ts'
 import { Engine } from '../lib/engine.ts'
@@ -22,7 +23,10 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   const job = readJobRecord(momPriv, facts.jobId)
   checkClaims(facts, job)
   const request = { facts, job, argv, env }
-  if (!config.queues.has(job.queue)) return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
+  if (!config.queues.has(job.queue)) {
+    rejoinJobMemoryCgroup(process.env.CBATCH_JOB_MEMCG)
+    return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
+  }
   const engine = Engine.fromConfig(config.engine)
   const container = await containerForShell(engine, job.jobId)
   const status = await runInContainer(engine, container, request)

@@ -25,6 +25,19 @@ export interface WrapperOptions {
 
 const OWN_DIR = '"${0%/*}"'
 
+// A TORQUE built with cgroups starts the job starter in the job's memory cgroup, whose
+// limit is the job's `mem`: node would take tens of MB of it from the job's container below.
+// The starter leaves it for pbs_mom's before node starts; a job it runs natively is put back.
+const LEAVE_JOB_MEMORY_CGROUP = `job_memcg=$(/bin/busybox sed -n 's|^[0-9]*:[a-z,]*memory[a-z,]*:\\(/torque/[^/]*\\)$|\\1|p' /proc/self/cgroup)
+if [ -n "$job_memcg" ]; then
+  mom_memcg=$(/bin/busybox sed -n 's|^[0-9]*:[a-z,]*memory[a-z,]*:||p' /proc/$PPID/cgroup)
+  case "$mom_memcg" in
+    "$job_memcg"|"$job_memcg"/*) job_memcg="" ;;
+    *) echo $$ > "/sys/fs/cgroup/memory$mom_memcg/cgroup.procs" 2>/dev/null || job_memcg="" ;;
+  esac
+fi
+`
+
 export function hookWrapper(hook: HookName, { node, config, elsewhere }: WrapperOptions): string {
   const paths = { node, config, ...elsewhere }
   for (const [what, value] of Object.entries(paths)) {
@@ -32,6 +45,7 @@ export function hookWrapper(hook: HookName, { node, config, elsewhere }: Wrapper
   }
   const momPriv = elsewhere ? `'${elsewhere.momPriv}'` : OWN_DIR
   const loader = elsewhere ? `'${elsewhere.bundles}/load.cjs'` : `"\${0%/*}/cbatch.d/load.cjs"`
+  const cgroup = hook === 'jobstarter' ? LEAVE_JOB_MEMORY_CGROUP : ''
   return `#!/bin/busybox sh
 # cbatch ${hook} hook for pbs_mom (see the cbatch README)
 # pbs_mom sets the job's limits (vmem, mem, pcput, file) on the job starter: they are the
@@ -40,7 +54,8 @@ limits=$(/bin/busybox base64 -w 0 /proc/self/limits)
 for option in -t -f -d -s -m -v; do
   ulimit -H $option unlimited 2>/dev/null; ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
 done
-exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
+${cgroup}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" \\
+  CBATCH_JOB_MEMCG="$job_memcg" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
 $(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV
 `

@@ -3,7 +3,7 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, rmdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
@@ -51,6 +51,12 @@ export interface EmulatorOptions {
   arrayIndex?: number
   /** Times pbs_mom runs a job whose prologue requeues it, back to back (pbs_sched's loop); 1 by default. */
   attempts?: number
+  /**
+   * pbs_mom (and pbs_server) built with cgroups: the job's cgroups are made before the
+   * prologue, the prologue and starter run in them, `mem` limits them, and pbs_mom removes
+   * its own controllers' directories after the epilogue. `cpus`: the job's cpuset.
+   */
+  cgroups?: { cpus: string }
   /** TM tasks, as pbsdsh would start them while the job shell runs: each argv through the starter. */
   tasks?: string[][]
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
@@ -73,6 +79,8 @@ export interface EmulatedJob {
   exitStatus?: number
   /** How many times the job was started (requeued ones included). */
   attempts?: number
+  /** With `cgroups`: directories left under /sys/fs/cgroup/<controller>/torque/<jobid>. */
+  cgroupLeftovers?: string[]
   /** Exit statuses of the TM tasks, in order. */
   taskStatuses?: number[]
   /** How long the job starter ran, milliseconds. */
@@ -169,7 +177,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
 
   // pbs_mom writes the job file while the prologue already runs (contract: seen ~200 ms in).
   const jobFile = () => writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
-  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm, jobFile)
+  const cgroups = opts.cgroups ? makeJobCgroups(jobId, resources, opts.cgroups) : undefined
+  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm, jobFile, cgroups?.spawn)
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
@@ -210,7 +219,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     const command = opts.interactive?.command
     result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
-      { walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources) })
+      { walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources), inside: cgroups?.spawn })
     result.taskStatuses = await tasks
     result.starterMs = performance.now() - started
     const wall = formatDuration(result.starterMs / 1000)
@@ -220,6 +229,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     result.epilogue = await runScript(join(hooks, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
       opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files, alarm)
   }
+  if (cgroups) result.cgroupLeftovers = await cgroups.remove()
   // After a prologue exit 1, pbs_mom copies no output back to the owner.
   if (outcome !== 'aborted') {
     result.stdout = readFileSync(outFile, 'utf8')
@@ -283,7 +293,7 @@ export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome
  * `meanwhile` is what pbs_mom does 200 ms after starting it (or once it ended, if sooner).
  */
 async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, alarmSeconds: number, meanwhile?: () => void): Promise<HookRun> {
+  files: { out: string; err: string }, alarmSeconds: number, meanwhile?: () => void, inside?: Inside): Promise<HookRun> {
   let done = !meanwhile
   const once = () => {
     if (!done) meanwhile!()
@@ -291,7 +301,7 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
   }
   const late = setTimeout(once, 200)
   try {
-    return await runChecked(path, args, env, cwd, files, alarmSeconds)
+    return await runChecked(path, args, env, cwd, files, alarmSeconds, inside)
   } finally {
     clearTimeout(late)
     once()
@@ -299,7 +309,7 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
 }
 
 async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, alarmSeconds: number): Promise<HookRun> {
+  files: { out: string; err: string }, alarmSeconds: number, inside: Inside = start => start()): Promise<HookRun> {
   let mode: ReturnType<typeof statSync>
   try {
     mode = statSync(path)
@@ -311,7 +321,7 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
   try {
     const started = performance.now()
-    const child = spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })
+    const child = inside(() => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true }))
     let timedOut = false
     const alarm = setTimeout(() => {
       timedOut = true
@@ -333,15 +343,16 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
  */
 async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
   files: { out: string; err: string }, input: string, interactive: boolean,
-  { walltime, killDelay, cancel, limits }: { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: string[] }): Promise<number> {
+  { walltime, killDelay, cancel, limits, inside = start => start() }:
+  { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: string[]; inside?: Inside }): Promise<number> {
   const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
   // pbs_mom's umask and the job's rlimits, set on the starter before exec.
   const argv = limits.length ? ['prlimit', ...limits, '--', path, ...args] : [path, ...args]
   try {
     const quoted = argv.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
-    const child = withUmask(0o077, () => interactive
+    const child = inside(() => withUmask(0o077, () => interactive
       ? spawn('script', ['--quiet', '--return', '--command', `exec ${quoted}`, '/dev/null'], { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })
-      : spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true }))
+      : spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })))
     child.stdin!.on('error', () => undefined) // a job that never reads its stdin
     child.stdin!.end(input)
     // pbs_mom signals every process of the job's session: the starter leads it.
@@ -395,6 +406,57 @@ function momLimits(resources: Map<string, string>): string[] {
     ...(memory !== undefined ? [`--data=${value(memory)}`, `--rss=${value(memory)}`] : []),
     ...(virtual !== undefined ? [`--as=${value(virtual)}`] : []),
   ]
+}
+
+/** Runs a spawn where pbs_mom would start the process (the job's cgroups, or as it is). */
+type Inside = <T>(start: () => T) => T
+
+/** The controllers a TORQUE built with cgroups makes for each job, and removes after it. */
+const MOM_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices']
+
+/** The job's cgroups as pbs_mom makes them (contract: "TORQUE built with cgroups"). */
+function makeJobCgroups(jobId: string, resources: Map<string, string>, { cpus }: { cpus: string }) {
+  const sys = '/sys/fs/cgroup'
+  const dirOf = (controller: string) => join(sys, controller, 'torque', jobId)
+  for (const controller of MOM_CONTROLLERS) {
+    mkdirSync(dirOf(controller), { recursive: true })
+    if (controller === 'cpuset') {
+      // A new cpuset has no CPUs or memory nodes until given some, level by level.
+      const mems = readFileSync(join(sys, 'cpuset', 'cpuset.mems'), 'utf8').trim()
+      for (const dir of [join(sys, 'cpuset', 'torque'), dirOf('cpuset')]) {
+        writeFileSync(join(dir, 'cpuset.cpus'), dir === dirOf('cpuset') ? cpus : readFileSync(join(sys, 'cpuset', 'cpuset.cpus'), 'utf8').trim())
+        writeFileSync(join(dir, 'cpuset.mems'), mems)
+      }
+    }
+  }
+  const mem = resources.get('mem')
+  if (mem) writeFileSync(join(dirOf('memory'), 'memory.limit_in_bytes'), String(parseSize(mem)))
+  const own = readFileSync('/proc/self/cgroup', 'utf8')
+  const ownPath = (controller: string) => new RegExp(`^\\d+:(?:[^:]*,)?${controller}(?:,[^:]*)?:(.*)$`, 'm').exec(own)?.[1] ?? '/'
+  const move = (dir: (controller: string) => string) => {
+    for (const controller of MOM_CONTROLLERS) writeFileSync(join(dir(controller), 'cgroup.procs'), String(process.pid))
+  }
+  return {
+    /** Spawns inside the job's cgroups, as pbs_mom does before it execs: the child starts there. */
+    spawn<T>(start: () => T): T {
+      move(dirOf)
+      try {
+        return start()
+      } finally {
+        move(controller => join(sys, controller, ownPath(controller)))
+      }
+    },
+    /** pbs_mom's removal: its own controllers, retried a while; what is left afterwards. */
+    async remove(): Promise<string[]> {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const left = MOM_CONTROLLERS.filter(c => existsSync(dirOf(c)))
+        for (const c of left) try { rmdirSync(dirOf(c)) } catch { /* busy: retried */ }
+        if (!MOM_CONTROLLERS.some(c => existsSync(dirOf(c)))) break
+        await new Promise(r => setTimeout(r, 200))
+      }
+      return readdirSync(sys).map(dirOf).filter(existsSync)
+    },
+  }
 }
 
 /** Runs `start` (a spawn) with the process umask `mask`: the child inherits it, as from pbs_mom. */

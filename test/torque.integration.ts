@@ -127,3 +127,21 @@ t.test('a job shell killed by a signal shows as 256+N, as TORQUE shows it native
   const { job } = await runJob('#!/bin/sh\nkill -KILL $PPID\n', { config, queue: 'unmanaged' })
   t.equal(job.exitStatus, 256 + 9)
 })
+
+t.test('TORQUE built with cgroups: the container below the job\'s cgroup, all of mem its own, nothing left behind', async t => {
+  const torque = writeConfig(shared.path, `log: { file: ${logs}/cbatch.log }
+queues:
+  batch: { image: ${TEST_IMAGE}, pull: never, cgroupParent: torque, limits: { cpu: cpuset } }
+`)
+  // 84 MiB of a 96 MiB job in its /tmp (tmpfs: charged to its memory): the starter's own
+  // heap (~17 MiB charged) in the same cgroup would make the kernel kill the job.
+  const { job } = await runJob(`#!/bin/sh
+dd if=/dev/zero of=/tmp/fill bs=1M count=84 2>/dev/null && echo filled
+grep -o ':memory:/torque/[^/]*/' /proc/self/cgroup
+nproc
+`, { config: torque, resources: 'nodes=1:ppn=1,mem=96mb', torqueCgroups: '0' })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.equal(job.stdout.split('\n').slice(0, 3).join('|'), `filled|:memory:/torque/${job.jobId}/|1`, 'all its memory, pinned to TORQUE\'s cpuset')
+  t.notMatch(job.stderr, 'out of memory')
+  t.same(job.cgroupLeftovers, [], 'pbs_mom removed its directories, cbatch those the engine made')
+})

@@ -1,0 +1,76 @@
+// A job's cgroup made by a TORQUE built with cgroups (contract: "TORQUE built with
+// cgroups"): /sys/fs/cgroup/<controller>/torque/<jobid>, cgroup v1. With
+// `cgroupParent: torque` the job's container lives below it, so TORQUE counts and confines
+// it; what that leaves to cbatch is here.
+import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { CgroupRoots } from './cgroup.ts'
+
+const HOST: CgroupRoots = { proc: '/proc', sys: '/sys/fs/cgroup' }
+
+/** The controllers pbs_mom makes and removes itself for a job. */
+const TORQUES_OWN = new Set(['cpu', 'cpuacct', 'cpu,cpuacct', 'cpuacct,cpu', 'cpuset', 'memory', 'devices'])
+
+/** The job's directory under a controller; undefined for ids that are no plain name. */
+function jobDir(roots: CgroupRoots, controller: string, jobId: string): string | undefined {
+  return /^[^/\0]+$/.test(jobId) && jobId !== '.' && jobId !== '..' ? join(roots.sys, controller, 'torque', jobId) : undefined
+}
+
+/**
+ * Puts this process back into the job's memory cgroup, which the starter's wrapper left
+ * (hooks/wrapper.ts), so a job it runs natively is confined as TORQUE meant.
+ */
+export function rejoinJobMemoryCgroup(memcg: string | undefined, roots: CgroupRoots = HOST): void {
+  if (!memcg || !/^\/torque\/[^/\0]+$/.test(memcg) || /\/\.\.?$/.test(memcg)) return
+  writeFileSync(join(roots.sys, 'memory', memcg, 'cgroup.procs'), String(process.pid))
+}
+
+/**
+ * Removes what the engine made under the job's cgroup in controllers pbs_mom does not
+ * clean (pids, blkio, freezer, systemd, …), once the container is gone. Returns what it removed.
+ */
+export function removeEngineLeftovers(jobId: string, roots: CgroupRoots = HOST): string[] {
+  const removed: string[] = []
+  for (const controller of readdirSync(roots.sys)) {
+    const dir = jobDir(roots, controller, jobId)
+    if (!dir || TORQUES_OWN.has(controller) || !isDirectory(dir)) continue
+    try {
+      rmdirSync(dir) // only empty: a live container's directory stays
+      removed.push(dir)
+    } catch {
+      // not empty, or gone meanwhile
+    }
+  }
+  return removed
+}
+
+/**
+ * Kills every process in the job's container cgroups (below the job's memory cgroup), when
+ * the engine cannot remove the container: one that outlives its job would keep pbs_mom from
+ * removing the job's cgroup, and pbs_mom never kills it. Returns how many it signalled.
+ */
+export function killContainerProcesses(jobId: string, roots: CgroupRoots = HOST): number {
+  const dir = jobDir(roots, 'memory', jobId)
+  if (!dir || !isDirectory(dir)) return 0
+  let killed = 0
+  for (const sub of readdirSync(dir, { withFileTypes: true })) {
+    if (!sub.isDirectory()) continue
+    for (const pid of readFileSync(join(dir, sub.name, 'cgroup.procs'), 'utf8').split('\n').filter(p => /^\d+$/.test(p))) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+        killed++
+      } catch {
+        // ended meanwhile
+      }
+    }
+  }
+  return killed
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,44 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { killContainerProcesses, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torquecgroup.ts'
+
+t.test('a container that outlives its job is killed through its cgroup, the job\'s own processes are not', async t => {
+  const inContainer = spawn('sleep', ['30'], { stdio: 'ignore' })
+  const notInIt = spawn('sleep', ['30'], { stdio: 'ignore' })
+  t.teardown(() => { notInIt.kill('SIGKILL') })
+  const sys = t.testdir({
+    memory: { torque: { '12.srv': { 'cgroup.procs': `${notInIt.pid}\n`, ['c'.repeat(64)]: { 'cgroup.procs': `${inContainer.pid}\n` } } } },
+  })
+  const killed = new Promise(r => inContainer.on('exit', (_, s) => r(s)))
+  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }), 1)
+  t.equal(await killed, 'SIGKILL')
+  t.equal(notInIt.exitCode, null, 'what is in the job cgroup itself (the epilogue, pbs_mom\'s) is left alone')
+  t.equal(killContainerProcesses('13.srv', { proc: '/proc', sys }), 0)
+  t.equal(killContainerProcesses('../..', { proc: '/proc', sys }), 0, 'no path tricks')
+})
+
+t.test('the engine\'s leftovers go, pbs_mom\'s own controllers and busy ones stay', async t => {
+  const sys = t.testdir({
+    pids: { torque: { '12.srv': {} } },
+    blkio: { torque: { '12.srv': { busy: {} } } },
+    memory: { torque: { '12.srv': {} } },
+    cpuset: { torque: { '12.srv': {} } },
+  })
+  t.same(removeEngineLeftovers('12.srv', { proc: '/proc', sys }), [join(sys, 'pids/torque/12.srv')])
+  t.notOk(existsSync(join(sys, 'pids/torque/12.srv')))
+  t.ok(existsSync(join(sys, 'blkio/torque/12.srv')), 'not empty: a live container\'s')
+  t.ok(existsSync(join(sys, 'memory/torque/12.srv')), 'pbs_mom removes its own')
+})
+
+t.test('the starter rejoins only a job memory cgroup its wrapper named', async t => {
+  const sys = t.testdir({ memory: { torque: { '12.srv': { 'cgroup.procs': '' } } } })
+  rejoinJobMemoryCgroup('/torque/12.srv', { proc: '/proc', sys })
+  t.equal(readFileSync(join(sys, 'memory/torque/12.srv/cgroup.procs'), 'utf8'), String(process.pid))
+  for (const bad of ['', undefined, '/torque/..', '/etc', '/torque/a/b']) {
+    mkdirSync(join(sys, 'memory/etc'), { recursive: true })
+    rejoinJobMemoryCgroup(bad, { proc: '/proc', sys })
+  }
+  t.notOk(existsSync(join(sys, 'memory/etc/cgroup.procs')))
+})
