@@ -17,6 +17,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
   --workdir DIR       PBS_O_WORKDIR, where qsub ran (default: the current directory)
+  --join              qsub -j oe: the job's stderr into its output file
   --array-index I     run it as sub-job I of an array job (id N[I].host, files N-I.host.*)
   --attempts N        start a job whose prologue requeues it up to N times in a row, as pbs_sched would
   --torque-cgroups C  as pbs_mom built with cgroups: the job's cgroups (cpuset C), made before and removed after
@@ -33,7 +34,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
 const options = {
   user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
   resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
-  'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' },
+  'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' }, join: { type: 'boolean' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
   keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
   'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -70,6 +71,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     workDir: values.workdir,
     arrayIndex: values['array-index'] === undefined ? undefined : whole(values['array-index'], '--array-index'),
     attempts: values.attempts === undefined ? undefined : whole(values.attempts, '--attempts'),
+    join: values.join,
     cgroups: values['torque-cgroups'] === undefined ? undefined : { cpus: values['torque-cgroups'] },
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
   })

@@ -47,6 +47,8 @@ export interface EmulatorOptions {
   pbsHome?: string
   /** Keep the job's files in PBS_HOME after it ends. */
   keep?: boolean
+  /** qsub -j oe: stderr into the output file. */
+  join?: boolean
   /** Make the job sub-job `i` of an array: id `N[i].host`, files `N-i.host.*`. */
   arrayIndex?: number
   /** Times pbs_mom runs a job whose prologue requeues it, back to back (pbs_sched's loop); 1 by default. */
@@ -171,7 +173,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     PBS_NODENUM: '0', PBS_MSHOST: hostname(), PBS_O_WORKDIR: workDir,
   }
   const prologueArgs = [jobId, opts.user, group, jobName, opts.resources, queue, '', scriptPath]
-  const files = { out: outFile, err: errFile }
+  // qsub -j oe: pbs_mom opens one file for both.
+  const files = { out: outFile, err: opts.join ? outFile : errFile }
   const alarm = opts.prologAlarm ?? 300
   const hooks = hooksFor(opts.hooksDir, opts.config, pbsHome)
 
@@ -318,7 +321,7 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
   }
   const owned = mode.uid === 0 && mode.isFile() && (mode.mode & 0o500) === 0o500 && (mode.mode & 0o022) === 0
   if (!owned) return { status: PERMISSION_DENIED, ms: 0 }
-  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  const fds = openOutputs(files)
   try {
     const started = performance.now()
     const child = inside(() => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true }))
@@ -333,7 +336,7 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
     if (timedOut) return { status: TIMED_OUT, ms }
     return { status: code ?? 0, ms } // killed by a signal, not the alarm: the job runs
   } finally {
-    fds.forEach(closeSync)
+    new Set(fds).forEach(closeSync)
   }
 }
 
@@ -345,7 +348,7 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
   files: { out: string; err: string }, input: string, interactive: boolean,
   { walltime, killDelay, cancel, limits, inside = start => start() }:
   { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: string[]; inside?: Inside }): Promise<number> {
-  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  const fds = openOutputs(files)
   // pbs_mom's umask and the job's rlimits, set on the starter before exec.
   const argv = limits.length ? ['prlimit', ...limits, '--', path, ...args] : [path, ...args]
   try {
@@ -377,7 +380,7 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
     if (walltimeKilled) return WALLTIME_KILLED
     return code ?? 256 + constants.signals[signal!]
   } finally {
-    fds.forEach(closeSync)
+    new Set(fds).forEach(closeSync)
   }
 }
 
@@ -406,6 +409,12 @@ function momLimits(resources: Map<string, string>): string[] {
     ...(memory !== undefined ? [`--data=${value(memory)}`, `--rss=${value(memory)}`] : []),
     ...(virtual !== undefined ? [`--as=${value(virtual)}`] : []),
   ]
+}
+
+/** The job's .OU and .ER for appending; one open file when they are one (qsub -j oe). */
+function openOutputs(files: { out: string; err: string }): [number, number] {
+  const out = openSync(files.out, 'a')
+  return [out, files.err === files.out ? out : openSync(files.err, 'a')]
 }
 
 /** Runs a spawn where pbs_mom would start the process (the job's cgroups, or as it is). */
@@ -471,13 +480,13 @@ function withUmask<T>(mask: number, start: () => T): T {
 
 /** A TM task through the starter: its own argv, stdin /dev/null, output into the job's, session leader, cwd $HOME. */
 async function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): Promise<number> {
-  const fds = [openSync(files.out, 'a'), openSync(files.err, 'a')]
+  const fds = openOutputs(files)
   try {
     const child = withUmask(0o077, () => spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true }))
     const { code, signal } = await exited(child)
     return code ?? 256 + constants.signals[signal!]
   } finally {
-    fds.forEach(closeSync)
+    new Set(fds).forEach(closeSync)
   }
 }
 

@@ -2,7 +2,7 @@
 // natively, as its owner, for queues cbatch does not manage), wire stdio through, forward
 // signals, return the status. Whose job it is comes from root's records, never the job.
 import { spawn } from 'node:child_process'
-import { accessSync, constants as fsConstants, readdirSync, readFileSync, statSync } from 'node:fs'
+import { accessSync, constants as fsConstants, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
@@ -116,9 +116,11 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
       session.stream.on('error', reject)
     })
     session.demux(stdio.stdout, stdio.stderr)
-    // The job shell reads its script line from stdin; first it takes pbs_mom's umask
-    // (0077), which an exec in a container would not have (any shell understands it).
-    if (facts.task === 1 && !terminal) session.stream.write(`umask ${ownUmask()}\n`)
+    // The job shell reads its script line from stdin. First it takes pbs_mom's umask (0077),
+    // which an exec in a container would not have (any shell understands it); and with
+    // `qsub -j oe` it sends its stderr where its stdout goes, so the lines keep their order
+    // (the engine's two streams would not).
+    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio))
     stdio.stdin.pipe(session.stream, { end: true })
     await ended
     const status = await exitStatus(session)
@@ -165,6 +167,22 @@ function enforceCput(container: ContainerDetails, stderr: Writable, signal: (s: 
     kill = setTimeout(() => signal('SIGKILL'), KILL_DELAY_MS)
   }, CPUT_POLL_MS)
   return { stop: () => { clearInterval(poll); clearTimeout(kill) } }
+}
+
+/** Lines the job shell runs before pbs_mom's script line. */
+function prelude(shell: string, stdio: Stdio): string {
+  const lines = [`umask ${ownUmask()}`]
+  const joined = sameFile(stdio.stdout, stdio.stderr)
+  if (joined && !/csh$/.test(shell)) lines.push('exec 2>&1')
+  return lines.map(l => `${l}\n`).join('')
+}
+
+/** Whether two of the starter's streams are one open file (`qsub -j oe`: pbs_mom opens the output once). */
+function sameFile(a: Writable, b: Writable): boolean {
+  const fd = (s: Writable) => (s as unknown as { fd?: number }).fd
+  if (fd(a) === undefined || fd(b) === undefined) return false
+  const [x, y] = [fstatSync(fd(a)!), fstatSync(fd(b)!)]
+  return x.dev === y.dev && x.ino === y.ino
 }
 
 /** This process's umask, as pbs_mom set it (/proc: reading it with process.umask() would change it). */

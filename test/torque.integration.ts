@@ -145,3 +145,14 @@ nproc
   t.notMatch(job.stderr, 'out of memory')
   t.same(job.cgroupLeftovers, [], 'pbs_mom removed its directories, cbatch those the engine made')
 })
+
+t.test('qsub -j oe keeps the order of stdout and stderr lines, as natively', async t => {
+  const script = `#!/bin/sh\ni=0; while [ $i -lt 200 ]; do echo "out $i"; echo "err $i" >&2; i=$((i + 1)); done\n`
+  const expected = Array.from({ length: 200 }, (_, i) => `out ${i}\nerr ${i}\n`).join('')
+  for (const queue of ['batch', 'unmanaged']) {
+    const { job } = await runJob(script, { config, queue, join: true })
+    t.equal(job.stdout.split('cbatch: cpu')[0], expected, queue)
+  }
+  const { job } = await runJob(script, { config })
+  t.equal(job.stderr, Array.from({ length: 200 }, (_, i) => `err ${i}\n`).join(''), 'without -j oe, apart and in order')
+})

@@ -25,6 +25,8 @@ export interface JobOptions {
   vars?: Record<string, string>
   /** Run as sub-job of an array. */
   arrayIndex?: number
+  /** qsub -j oe. */
+  join?: boolean
   /** Run as under a TORQUE built with cgroups, with this cpuset. */
   torqueCgroups?: string
   /** Starts of a job whose prologue requeues it (pbs_sched's loop). */
@@ -77,6 +79,7 @@ export async function runJob(script: string, opts: JobOptions): Promise<JobRun> 
   if (opts.arrayIndex !== undefined) args.push('--array-index', String(opts.arrayIndex))
   if (opts.attempts !== undefined) args.push('--attempts', String(opts.attempts))
   if (opts.torqueCgroups !== undefined) args.push('--torque-cgroups', opts.torqueCgroups)
+  if (opts.join) args.push('--join')
   try {
     const child = spawn(CBATCH, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
     opts.onStart?.(child.pid!)
