@@ -164,12 +164,15 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8',
     ...opts.momEnv,
   }
+  // As a real mom names it, double slash included (contract).
+  const momNodeFile = join(pbsHome, 'aux') + '//' + prefix
   const jobSizes = {
-    PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn), PBS_NODEFILE: nodeFile,
+    PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn), PBS_NODEFILE: momNodeFile,
   }
+  // The prologue's PATH is /bin:/usr/bin; PBS_RESOURCE_GRES only when gres was asked for.
   const scriptEnv: NodeJS.ProcessEnv = {
-    ...momEnv, ...jobSizes,
-    PBS_RESOURCE_NODES: nodes, PBS_RESOURCE_GRES: resources.get('gres') ?? '',
+    ...momEnv, PATH: '/bin:/usr/bin', ...jobSizes,
+    PBS_RESOURCE_NODES: nodes, ...(resources.has('gres') ? { PBS_RESOURCE_GRES: resources.get('gres') } : {}),
     PBS_NODENUM: '0', PBS_MSHOST: hostname(), PBS_O_WORKDIR: workDir,
   }
   const prologueArgs = [jobId, opts.user, group, jobName, opts.resources, queue, '', scriptPath]
@@ -200,7 +203,10 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       ...variableList,
       HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
       PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie,
-      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: hostname(), PBS_NNODES: '1',
+      // Seen on a real 6.1 mom: HOSTNAME empty, no PBS_NNODES, these set.
+      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: '',
+      PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`), PBS_MICFILE: join(pbsHome, 'aux', `${prefix}mic`),
+      ENVIRONMENT: 'BATCH', PBS_O_MAIL: `/var/mail/${opts.user}`,
       PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
       PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
       ...jobSizes,
@@ -212,7 +218,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       ...variableList,
       PBS_JOBID: jobId, HOME: owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: '0', PBS_VNODENUM: '0',
       PBS_MOMPORT: '15003', PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie, PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn),
-      PBS_ENVIRONMENT: 'PBS_BATCH', PBS_NODEFILE: nodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${jobId}gpu`),
+      PBS_ENVIRONMENT: 'PBS_BATCH', PBS_NODEFILE: momNodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`),
       ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
     })
     const tasks = Promise.all((opts.tasks ?? []).map((argv, i) =>
