@@ -5,11 +5,10 @@ import { createHash } from 'node:crypto'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { parseConfig } from '../lib/config.ts'
 import { containerName } from '../lib/container.ts'
 import { Engine } from '../lib/engine.ts'
-import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
-import { hostId, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { cleanupJob } from '../lib/lifecycle.ts'
+import { hostId, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -166,12 +165,8 @@ t.test('huge and odd variable values reach the job intact', async t => {
 })
 
 t.test('a job id cannot reach another job\'s container, nor another user', async t => {
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}9.victim`
-  t.teardown(() => cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine))
-  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'v', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
-  const jobFile = recordJob(jobId)
-  t.teardown(() => rmSync(jobFile, { force: true }))
+  await preparedJob(t, jobId, yaml)
   const starter = (env: Record<string, string>) => runHook('jobstarter', ['/bin/sh'],
     { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, ...env }, config, input: 'id -u\n' })
   for (const other of [`${process.pid}9`, `${jobId}*`, `${jobId.split('.')[0]}.*`, '']) {

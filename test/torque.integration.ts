@@ -11,7 +11,7 @@ import { DEFAULT_PBS_HOME } from '../lib/emulator.ts'
 import { Engine } from '../lib/engine.ts'
 import { collectOrphans } from '../lib/gc.ts'
 import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
-import { containersOf, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersOf, PROLOGUE, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -79,12 +79,8 @@ t.test('an image asked for with qsub -v is honoured though pbs_mom writes the jo
 
 t.test('a job is never run in another image than its qsub -v asked for', async t => {
   // As if the prologue had not seen the job file: the container has the queue's image.
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}1.late`
-  t.teardown(() => cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine))
-  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'l', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
-  const jobFile = recordJob(jobId)
-  t.teardown(() => rmSync(jobFile, { force: true }))
+  await preparedJob(t, jobId, yaml)
   const starter = (image: string) => runHook('jobstarter', ['/bin/sh'],
     { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, CBATCH_IMAGE: image }, config, input: 'echo ran\n' })
   const other = starter(REGISTRY_IMAGE)

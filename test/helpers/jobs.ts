@@ -3,7 +3,11 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Test } from 'tap'
+import { parseConfig } from '../../lib/config.ts'
 import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../lib/emulator.ts'
+import { Engine } from '../../lib/engine.ts'
+import { cleanupJob, prepareJob } from '../../lib/lifecycle.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
@@ -119,6 +123,18 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
   const hook = join(hooksFor(join(import.meta.dirname, '../../dist'), config), name)
   const result = spawnSync(hook, args, { input, encoding: 'utf8', env, cwd: '/' })
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+/**
+ * A job as the prologue leaves it, made through the library: its container on the real
+ * engine and pbs_mom's job file; both go at the end of the test.
+ */
+export async function preparedJob(t: Test, jobId: string, configYaml: string, queue = 'batch'): Promise<void> {
+  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  t.teardown(() => cleanupJob({ jobId, user: TEST_USER, queue, exitStatus: 0 }, engine))
+  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: '', queue, account: '' }, parseConfig(configYaml), engine, PROLOGUE)
+  const jobFile = recordJob(jobId, queue)
+  t.teardown(() => rmSync(jobFile, { force: true }))
 }
 
 /** pbs_mom's record of a job (its .JB) in the emulator's PBS_HOME, for hooks run directly. */
