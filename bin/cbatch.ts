@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util'
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config.ts'
 import { Engine } from '../lib/engine.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../lib/emulator.ts'
+import { LABEL } from '../lib/container.ts'
 import { CbatchError, UsageError } from '../lib/errors.ts'
 import { collectOrphans } from '../lib/gc.ts'
 
@@ -45,9 +46,9 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = positionals
   if (values.help || !['run', 'gc'].includes(command) || (command === 'run' && !rest.length)) {
     process.stderr.write(`${USAGE}\n`)
-    return values.help ? 0 : 64
+    return values.help ? 0 : USAGE_ERROR
   }
-  if (process.getuid?.() !== 0) throw new Error(`cbatch ${command} must run as root, like pbs_mom`)
+  if (process.getuid?.() !== 0) throw new UsageError(`cbatch ${command} must run as root, like pbs_mom`)
   return command === 'run' ? run(rest, values) : gc(values)
 }
 
@@ -55,10 +56,10 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositi
 
 async function run([script, ...scriptArgs]: string[], values: Values): Promise<number> {
   const user = values.user ?? process.env.SUDO_USER
-  if (!user) throw new Error('say which user owns the job: --user USER')
+  if (!user) throw new UsageError('say which user owns the job: --user USER')
   const variables = Object.fromEntries((values.var ?? []).map(v => {
     const eq = v.indexOf('=')
-    if (eq <= 0) throw new Error(`-v ${v}: expected VAR=value`)
+    if (eq <= 0) throw new UsageError(`-v ${v}: expected VAR=value`)
     return [v.slice(0, eq), v.slice(eq + 1)]
   }))
   const cancel = new AbortController()
@@ -98,12 +99,12 @@ function whole(value: string, option: string): number {
 async function gc(values: Values): Promise<number> {
   const config = loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
   const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
-  if (!(grace >= 0)) throw new Error(`--grace ${values.grace}: expected seconds`)
+  if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
-  if (!existsSync(join(momPriv, 'jobs'))) throw new Error(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
+  if (!existsSync(join(momPriv, 'jobs'))) throw new UsageError(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
   const engine = Engine.fromConfig(config.engine)
   const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'] })
-  for (const c of removed) process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels['cbatch.job']}, ${c.state})\n`)
+  for (const c of removed) process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels[LABEL.job]}, ${c.state})\n`)
   return 0
 }
 
@@ -113,7 +114,13 @@ function hooksDir(): string {
   return existsSync(join(here, 'prologue')) ? here : dirname(here)
 }
 
+/** Exit codes: 64 a usage mistake (sysexits' EX_USAGE), 125 cbatch could not do it. */
+const USAGE_ERROR = 64
+const FAILED = 125
+
 main(process.argv.slice(2)).then(code => process.exit(code), err => {
   process.stderr.write(`cbatch: ${err instanceof CbatchError ? err.userMessage : (err as Error).message}\n`)
-  process.exit(125)
+  // parseArgs says so of an unknown or malformed option.
+  const usage = err instanceof UsageError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')
+  process.exit(usage ? USAGE_ERROR : FAILED)
 })

@@ -1,7 +1,7 @@
 // What a job used, as one JSON line per job in an append-only file, and as one line
 // for the job owner.
 import type { CgroupUsage } from './cgroup.ts'
-import { formatBytes } from './resources.ts'
+import { formatBytes, formatDuration } from './format.ts'
 import { appendToRootFile } from './trusted.ts'
 
 export interface AccountingRecord {
@@ -42,10 +42,4 @@ export function summaryLine(record: AccountingRecord): string {
     parts.push(`killed: out of memory${limit ? ` (limit ${formatBytes(limit)})` : ''}`)
   }
   return `cbatch: ${parts.join(', ')}`
-}
-
-export function formatDuration(seconds: number): string {
-  const s = Math.round(seconds)
-  const pad = (n: number) => String(n).padStart(2, '0')
-  return `${pad(Math.floor(s / 3600))}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`
 }

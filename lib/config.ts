@@ -8,15 +8,15 @@ import { Value } from '@sinclair/typebox/value'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import { ConfigError, UnsafePathError, type ConfigIssue } from './errors.ts'
 import { assertRootControlled } from './trusted.ts'
-import { exposedBy } from './paths.ts'
-import { parseSize } from './torque.ts'
+import { exposedBy, refusedCapability } from './policy.ts'
+import { parseSize, SIZE_PATTERN } from './torque.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
 const Size = (description: string, fallback?: string) => Type.String({
-  pattern: '^\\d+([kKmMgGtT]?[bBwW])?$', description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
+  pattern: SIZE_PATTERN, description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
 })
 
 const Volume = Type.Object({
@@ -222,7 +222,7 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
     }
   }
   policy.capAdd.forEach((cap, i) => {
-    if (['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID'].includes(cap.replace(/^CAP_/, ''))) {
+    if (refusedCapability(cap)) {
       problems.push({ path: ['capAdd', i], message: `${cap} would let a job escape its container or become root; it is never given back` })
     }
   })

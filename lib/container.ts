@@ -3,14 +3,14 @@
 // do is decided here, in one place.
 import { createHash } from 'node:crypto'
 import type { QueuePolicy } from './config.ts'
-import type { ContainerCreateSpec, ContainerDetails, Engine } from './engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './engine.ts'
 import { PolicyError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobFacts } from './torque.ts'
 import { parseSize } from './torque.ts'
 import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from './resources.ts'
 import type { HostMount } from './mounts.ts'
-import { isWithin } from './paths.ts'
+import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from './policy.ts'
 
 export const LABEL = {
   job: 'cbatch.job',
@@ -36,12 +36,6 @@ export interface JobPaths {
   scratchDir?: string
 }
 
-/**
- * Who runs the container's init and holder: an unprivileged uid that is not the job's, so
- * the job can neither signal nor stop it (and so cannot end its container before the
- * epilogue has read what it used). Job shells and tasks run as the owner, by exec.
- */
-export const HOLDER_UID = 65534
 const HOLDER_USER = `${HOLDER_UID}:${HOLDER_UID}`
 
 export interface ContainerRequest {
@@ -69,7 +63,7 @@ export function containerName(jobId: string): string {
  * The job's container, by the name the prologue gave it (one engine call, and names are
  * unique); undefined if there is none, or if what has the name is not labelled this job's.
  */
-export async function findJobContainer(engine: Engine, jobId: string): Promise<ContainerDetails | undefined> {
+export async function findJobContainer(engine: ContainerEngine, jobId: string): Promise<ContainerDetails | undefined> {
   const found = await engine.inspect(containerName(jobId))
   return found?.labels[LABEL.job] === jobId ? found : undefined
 }
@@ -77,12 +71,7 @@ export async function findJobContainer(engine: Engine, jobId: string): Promise<C
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const { job, owner, policy, paths } = req
   const request = parseRequest(job.resources)
-  if ((owner.uid === 0 || owner.gid === 0) && !policy.allowRoot) {
-    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
-  }
-  if (owner.uid === HOLDER_UID) {
-    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}) are not run in containers: that uid runs the container's holder`)
-  }
+  checkOwner(owner, policy.allowRoot)
   const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
   return {
     name: containerName(job.jobId),
@@ -108,21 +97,15 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
     Hostname: policy.network === 'none' ? req.hostname : undefined,
     NetworkDisabled: policy.network === 'none' ? true : undefined,
     HostConfig: {
-      Init: true,
+      ...CONFINEMENT,
       NetworkMode: policy.network,
       GroupAdd: owner.groups.filter(g => g !== owner.gid).map(String),
       Mounts: mounts(req),
-      CapDrop: ['ALL'],
       CapAdd: policy.capAdd.length ? policy.capAdd : undefined,
-      // Docker's default seccomp profile stays: nothing here may say seccomp=unconfined.
-      SecurityOpt: ['no-new-privileges'],
-      Privileged: false,
       Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
       ReadonlyRootfs: policy.readOnlyRootfs,
       Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${parseSize(policy.tmpSize)}` } : undefined,
-      IpcMode: 'private',
       PidsLimit: policy.pidsLimit,
-      LogConfig: { Type: 'none', Config: {} },
       CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
       Ulimits: containerUlimits(request),
       ...containerLimits(request, {

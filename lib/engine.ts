@@ -55,7 +55,27 @@ export interface ExecSession {
   inspect(): Promise<{ pid: number; running: boolean; exitCode: number | null }>
 }
 
-export class Engine {
+/**
+ * What cbatch asks of a container engine: the seam the job's life (lifecycle, starter, gc)
+ * is written against, so that it is unit-tested with an in-memory engine
+ * (test/helpers/fake-engine.ts) and runs on the real one through `Engine`.
+ */
+export interface ContainerEngine {
+  ping(): Promise<void>
+  hasImage(ref: string): Promise<boolean>
+  pullImage(ref: string): Promise<void>
+  /** Creates and starts a container; returns its id. */
+  run(spec: ContainerCreateSpec): Promise<string>
+  findByLabel(key: string): Promise<JobContainer[]>
+  inspect(idOrName: string): Promise<ContainerDetails | undefined>
+  imageDigest(imageId: string): Promise<string | undefined>
+  remove(id: string): Promise<void>
+  pathExists(id: string, path: string): Promise<boolean>
+  exec(id: string, request: ExecRequest): Promise<ExecSession>
+}
+
+/** The Docker engine behind a unix socket, through dockerode. */
+export class Engine implements ContainerEngine {
   private readonly docker: Docker
   private readonly options: EngineOptions
 

@@ -60,8 +60,13 @@ export class UnsafePathError extends CbatchError {
   readonly disposition = 'abort'
 }
 
-/** The job's container is missing or does not belong to the caller. */
+/** The job's container is not there: its prologue did not run or failed. */
 export class ContainerNotFoundError extends CbatchError {
+  readonly disposition = 'requeue'
+}
+
+/** The job's container is there but no longer runs (its holder ended, the engine restarted it away). */
+export class ContainerStoppedError extends CbatchError {
   readonly disposition = 'requeue'
 }
 

@@ -2,15 +2,16 @@
 // natively, as its owner, for queues cbatch does not manage), wire stdio through, forward
 // signals, return the status. Whose job it is comes from root's records, never the job.
 import { spawn } from 'node:child_process'
-import { accessSync, constants as fsConstants, fstatSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { accessSync, constants as fsConstants, fstatSync, readFileSync, statSync } from 'node:fs'
+import { signalSession } from './proc.ts'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
 import { oomKills, readUsage } from './cgroup.ts'
 import { findJobContainer, LABEL } from './container.ts'
-import { formatBytes } from './resources.ts'
-import type { ContainerDetails, Engine } from './engine.ts'
-import { ContainerNotFoundError, IdentityError, PolicyError, UsageError } from './errors.ts'
+import { formatBytes } from './format.ts'
+import type { ContainerDetails, ContainerEngine } from './engine.ts'
+import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityError, PolicyError, UsageError } from './errors.ts'
 import type { Identity } from './identity.ts'
 import type { JobRecord } from './jobfile.ts'
 import { withTag } from './jobrequest.ts'
@@ -56,14 +57,14 @@ export function checkClaims(facts: StarterFacts, job: JobRecord): void {
 }
 
 /** The container the job shell must run in. */
-export async function containerForShell(engine: Engine, jobId: string): Promise<ContainerDetails> {
+export async function containerForShell(engine: ContainerEngine, jobId: string): Promise<ContainerDetails> {
   const found = await findJobContainer(engine, jobId)
   if (!found) throw new ContainerNotFoundError(`no container for job ${jobId}: its prologue did not run or failed`)
   return found
 }
 
 /** Runs the job shell in the job's container; resolves with its exit status. */
-export async function runInContainer(engine: Engine, container: ContainerDetails, req: ShellRequest,
+export async function runInContainer(engine: ContainerEngine, container: ContainerDetails, req: ShellRequest,
   stdio: Stdio = process, signals: NodeJS.EventEmitter = process): Promise<number> {
   const { facts, job } = req
   // The prologue, as root, labelled the container with the job, its queue and its owner's
@@ -74,7 +75,7 @@ export async function runInContainer(engine: Engine, container: ContainerDetails
     || labels[LABEL.uid] !== String(job.uid) || !/^\d+$/.test(labels[LABEL.gid] ?? '')) {
     throw new PolicyError(`the container of job ${job.jobId} does not belong to ${job.user}`)
   }
-  if (!container.running) throw new ContainerNotFoundError(`the container of job ${job.jobId} is not running (${container.state})`)
+  if (!container.running) throw new ContainerStoppedError(`the container of job ${job.jobId} is not running (${container.state})`)
   checkImage(container, req.env.CBATCH_IMAGE)
 
   const [command, ...rest] = req.argv
@@ -199,61 +200,14 @@ function memoryLimit(pid: number): string {
   }
 }
 
-async function exitStatus(session: Awaited<ReturnType<Engine['exec']>>): Promise<number> {
+async function exitStatus(session: Awaited<ReturnType<ContainerEngine['exec']>>): Promise<number> {
   // The stream can end a moment before the engine records the exit.
   for (let attempt = 0; ; attempt++) {
     const info = await session.inspect()
     if (!info.running && info.exitCode !== null) return info.exitCode
-    if (attempt >= 50) throw new ContainerNotFoundError('the job shell\'s exit status never arrived from the engine')
+    if (attempt >= 50) throw new EngineError('the engine never reported the exit status of the job shell')
     await new Promise(r => setTimeout(r, 20))
   }
-}
-
-/**
- * Sends `signal` to every process whose session id is `sid` (host pids). With `container`,
- * only to processes in that container's cgroup: neither a wrong answer from the engine nor
- * a pid reused since makes root signal anything outside the job.
- */
-export function signalSession(sid: number, signal: NodeJS.Signals, options: { container?: string; proc?: string } = {}): number {
-  const proc = options.proc ?? '/proc'
-  if (!(sid > 1)) return 0
-  let sent = 0
-  for (const entry of readdirSync(proc)) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (sessionOf(readFileSync(`${proc}/${entry}/stat`, 'utf8')) !== sid) continue
-      if (options.container && !inContainer(readFileSync(`${proc}/${entry}/cgroup`, 'utf8'), options.container)) continue
-      process.kill(Number(entry), signal)
-      sent++
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return sent
-}
-
-/** Whether /proc/<pid>/cgroup places the process in the container (cgroupfs or systemd names, v1 or v2). */
-export function inContainer(cgroups: string, containerId: string): boolean {
-  if (!/^[0-9a-f]{64}$/.test(containerId)) return false
-  return cgroups.split('\n').some(line => {
-    const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1)
-    return path.split('/').some(part => part === containerId || part === `docker-${containerId}.scope`)
-  })
-}
-
-/** Session id from /proc/<pid>/stat (field 6; the command name may hold spaces and parens). */
-export function sessionOf(stat: string): number {
-  return Number(statFields(stat)[3])
-}
-
-/** Parent pid from /proc/<pid>/stat (field 4). */
-export function parentOf(stat: string): number {
-  return Number(statFields(stat)[1])
-}
-
-/** The fields of /proc/<pid>/stat after the command name, from field 3 (state) on. */
-function statFields(stat: string): string[] {
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
 }
 
 const PRLIMIT = '/usr/bin/prlimit'

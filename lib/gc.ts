@@ -1,7 +1,7 @@
 // Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
 // left by an epilogue that could not reach the engine, a crash, or a killed prologue.
 import { LABEL } from './container.ts'
-import type { Engine, JobContainer } from './engine.ts'
+import type { ContainerEngine, JobContainer } from './engine.ts'
 import { jobFilePath } from './jobfile.ts'
 
 export interface GcOptions {
@@ -19,7 +19,7 @@ function jobKnown(momPriv: string, jobId: string): boolean {
 }
 
 /** Removes orphaned job containers; returns those it removed (or would, with dryRun). */
-export async function collectOrphans(engine: Engine, options: GcOptions): Promise<JobContainer[]> {
+export async function collectOrphans(engine: ContainerEngine, options: GcOptions): Promise<JobContainer[]> {
   const now = (options.now ?? new Date()).getTime()
   // Only containers carrying cbatch's label are ever looked at.
   const orphans = (await engine.findByLabel(LABEL.job))

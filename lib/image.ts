@@ -1,11 +1,11 @@
 // Makes sure the queue's image is on this node, as its pull policy says.
 import type { QueuePolicy } from './config.ts'
-import type { Engine } from './engine.ts'
+import type { ContainerEngine } from './engine.ts'
 import { ImageMissingError } from './errors.ts'
 
 export type ImageSource = 'cached' | 'pulled'
 
-export async function ensureImage(engine: Pick<Engine, 'hasImage' | 'pullImage'>,
+export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'pullImage'>,
   policy: Pick<QueuePolicy, 'image' | 'pull'>): Promise<ImageSource> {
   if (policy.pull !== 'always' && await engine.hasImage(policy.image)) return 'cached'
   if (policy.pull === 'never') {

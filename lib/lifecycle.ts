@@ -4,20 +4,19 @@ import { availableParallelism, hostname } from 'node:os'
 import { basename, dirname, join, posix } from 'node:path'
 import type { Config } from './config.ts'
 import { buildContainerSpec, containerName, findJobContainer, LABEL } from './container.ts'
-import type { Engine } from './engine.ts'
+import type { ContainerEngine } from './engine.ts'
 import { ensureImage, type ImageSource } from './image.ts'
 import { lookupUser } from './identity.ts'
 import { grantedImage, jobVariable, parseDirectives, type JobAsks } from './jobrequest.ts'
 import { jobFilePath } from './jobfile.ts'
 import { assertUnchanged, planMounts, verifyMounts } from './mounts.ts'
-import { isWithin } from './paths.ts'
+import { checkOwner, isWithin } from './policy.ts'
 import { makeScratch, removeScratchDir } from './scratch.ts'
 import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
 import type { AccountingRecord } from './accounting.ts'
+import { VERSION } from './version.ts'
 import { parseCount, type EpilogueFacts, type JobFacts } from './torque.ts'
 import { PolicyError, UsageError } from './errors.ts'
-
-export const VERSION = '0.1.0'
 
 export type Prepared =
   | { kind: 'native' }
@@ -32,7 +31,7 @@ export interface PrologueContext {
 }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
-export async function prepareJob(facts: JobFacts, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
+export async function prepareJob(facts: JobFacts, config: Config, engine: ContainerEngine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
   const { env, momPriv } = context
@@ -49,6 +48,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])
+  checkOwner(owner, policy.allowRoot) // before any of the owner's paths is looked at
   const mounts = await planMounts({
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
@@ -147,7 +147,7 @@ async function jobImageVariable(facts: JobFacts, momPriv: string): Promise<strin
  * directory, to remove once that is recorded; undefined if the job had no container.
  */
 export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
-  engine: Engine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
+  engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   const container = await findJobContainer(engine, facts.jobId)
   if (!container) return undefined
   const usage = container.running ? usageOf(container.pid) : undefined
@@ -183,7 +183,7 @@ function usageOf(pid: number): CgroupUsage | undefined {
 }
 
 /** A requeued job's container from its earlier run; true if there was one. */
-async function removeJobContainer(engine: Engine, jobId: string): Promise<boolean> {
+async function removeJobContainer(engine: ContainerEngine, jobId: string): Promise<boolean> {
   const stale = await findJobContainer(engine, jobId)
   if (stale) await engine.remove(stale.id)
   return stale !== undefined

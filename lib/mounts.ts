@@ -14,7 +14,7 @@ import type { QueuePolicy } from './config.ts'
 import { PolicyError, UnsafePathError } from './errors.ts'
 import type { Identity as Owner } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
-import { exposedBy, isWithin } from './paths.ts'
+import { exposedBy, isWithin } from './policy.ts'
 
 export interface HostMount {
   source: string
@@ -48,7 +48,7 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
   const { owner, policy } = req
   const planned: HostMount[] = []
   const judge = (path: string, source: string, what: string) => {
-    const exposed = exposedBy(source) ?? (req.pbsHome && (isWithin(source, req.pbsHome) || isWithin(req.pbsHome, source)) ? req.pbsHome : undefined)
+    const exposed = exposedBy(source, req.pbsHome)
     const real = source === path ? '' : ` (really ${source})`
     if (exposed) throw new PolicyError(`${what} ${path}${real} cannot be mounted into the job's container (it would expose ${exposed})`)
   }

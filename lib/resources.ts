@@ -1,6 +1,7 @@
 // The job's resource request (Resource_List) and the container limits it becomes under
 // its queue's policy. Pure: no I/O.
 import { PolicyError, UsageError } from './errors.ts'
+import { formatBytes } from './format.ts'
 import { parseCount, parseDuration, parseResourceList, parseSize } from './torque.ts'
 
 export interface NodeSpec {
@@ -167,15 +168,4 @@ export function containerUlimits(request: JobRequest): Ulimit[] {
     ...(request.pcput !== undefined ? [limit('cpu', request.pcput)] : []),
     ...(request.file !== undefined ? [limit('fsize', request.file)] : []),
   ]
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`
 }

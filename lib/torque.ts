@@ -103,6 +103,9 @@ export function parseResourceList(list: string): Map<string, string> {
   return resources
 }
 
+/** TORQUE's size grammar: a number, then b, kb, mb, gb, tb or words w, kw, … (any case). */
+export const SIZE_PATTERN = '^(\\d+)(([kKmMgGtT]?)([bBwW]))?$'
+
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }
 
 /**
@@ -110,7 +113,7 @@ const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 
  * reads a limit of 0 as none) and never beyond what a number holds exactly.
  */
 export function parseSize(value: string): number {
-  const m = /^(\d+)(([kmgt]?)([bw]))?$/i.exec(value.trim())
+  const m = new RegExp(SIZE_PATTERN).exec(value.trim())
   if (!m) throw new UsageError(`size ${JSON.stringify(value)} is not <number>[b|kb|mb|gb|tb|w|kw|mw|gw|tw]`)
   const scale = SIZE_UNITS[`${m[3] ?? ''}b`.toLowerCase()] ?? 1
   const word = m[4]?.toLowerCase() === 'w' ? 8 : 1

@@ -39,8 +39,11 @@ const lazyDebugLog = {
   },
 }
 
+const { version } = JSON.parse(readFileSync('package.json', 'utf8'))
 const common = {
   plugins: [leaveOutUnused, lazyDebugLog],
+  // The version containers are labelled with (lib/version.ts).
+  define: { CBATCH_VERSION: JSON.stringify(version) },
   // readable-stream 3 is a copy of Node's own streams, for old Nodes; Node's are the same
   // API and cost nothing to load.
   alias: { 'readable-stream': 'node:stream' },

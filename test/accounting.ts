@@ -1,6 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { appendRecord, formatDuration, summaryLine, type AccountingRecord } from '../lib/accounting.ts'
+import { appendRecord, summaryLine, type AccountingRecord } from '../lib/accounting.ts'
+import { formatDuration } from '../lib/format.ts'
 
 const record: AccountingRecord = {
   time: '2026-01-01T00:00:00.000Z', jobId: '1.srv', user: 'alice', queue: 'batch', node: 'n1', container: 'cbatch-1',

@@ -143,6 +143,10 @@ queues:
 t.test('security settings that would open the node are refused', async t => {
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [SYS_ADMIN]\n').issues[0].path, 'queues.a.capAdd.0')
   t.match(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [CAP_SYS_MODULE]\n').issues[0].message, /never given back/)
+  // Spelled out here, not taken from lib/policy.ts: dropping one there must fail this test.
+  for (const cap of ['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID', 'CAP_SETUID']) {
+    t.match(issuesOf(`queues:\n  a:\n    image: x\n    capAdd: [${cap}]\n`).issues[0].message, /never given back/, cap)
+  }
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [net_admin]\n').issues[0].path, 'queues.a.capAdd.0')
   t.match(issuesOf('queues:\n  a:\n    image: x\n    userMounts: [{ source: /var }]\n').issues[0].message, /may not be offered to jobs \(it exposes \/var\/run\/docker\.sock\)/)
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    scratch: { base: /root/s, target: /scratch }\n').issues[0].path, 'queues.a.scratch.base')

@@ -97,9 +97,3 @@ t.test('security options of the queue', async t => {
 t.test('root only where the queue allows it', async t => {
   t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
 })
-
-t.test('containers are labelled with the version of the package', async t => {
-  const { VERSION } = await import('../lib/lifecycle.ts')
-  const { readFileSync } = await import('node:fs')
-  t.equal(VERSION, JSON.parse(readFileSync('package.json', 'utf8')).version)
-})

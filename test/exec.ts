@@ -2,7 +2,12 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { inContainer, parentOf, sessionOf, signalSession } from '../lib/exec.ts'
+import { EventEmitter } from 'node:events'
+import { PassThrough, Readable } from 'node:stream'
+import { containerName } from '../lib/container.ts'
+import { checkClaims, checkImage, runInContainer } from '../lib/exec.ts'
+import { inContainer, parentOf, sessionOf, signalSession } from '../lib/proc.ts'
+import { FakeEngine } from './helpers/fake-engine.ts'
 
 t.test('session id is read past a command name with spaces and parens', async t => {
   t.equal(sessionOf('4242 (a) b) c) S 1 4242 4200 0 -1 4194560'), 4200)
@@ -51,4 +56,69 @@ t.test('a process is in a container by its cgroup path, under any driver or pare
   t.notOk(inContainer(`12:memory:/docker/${id}x\n`, id))
   t.notOk(inContainer('0::/user.slice/session-1.scope\n', id))
   t.notOk(inContainer(`12:memory:/docker/${id}\n`, 'short'), 'only a full container id counts')
+})
+
+// The starter's orchestration, against the in-memory engine.
+const job = { jobId: '7.srv', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1002 }
+const facts = { jobId: '7.srv', task: 1, queue: 'batch', user: 'alice', home: '/home/alice', workDir: '/home/alice' }
+const labels = { 'cbatch.job': '7.srv', 'cbatch.queue': 'batch', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1002', 'cbatch.shell-fallback': '/bin/sh' }
+
+async function started(engine: FakeEngine, over: Record<string, string | undefined> = {}) {
+  const id = await engine.run({ name: containerName('7.srv'), Image: 'img:1', User: '65534:65534', Labels: JSON.parse(JSON.stringify({ ...labels, ...over })) })
+  return (await engine.inspect(id))!
+}
+
+function stdio(input = '/var/spool/torque/mom_priv/jobs/7.srv.SC\n') {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let stdout = ''
+  let stderr = ''
+  out.on('data', d => (stdout += d))
+  err.on('data', d => (stderr += d))
+  return { io: { stdin: Readable.from([input]), stdout: out, stderr: err }, output: () => ({ stdout, stderr }) }
+}
+
+t.test('the starter runs the job shell as the owner its labels and job file agree on', async t => {
+  const engine = new FakeEngine()
+  engine.execStatus = 3
+  const container = await started(engine)
+  const { io, output } = stdio()
+  const status = await runInContainer(engine, container, { facts, job, argv: ['/bin/bash'], env: { A: '1' } }, io, new EventEmitter())
+  t.equal(status, 3, 'the job shell\'s status')
+  t.match(engine.execs[0], { user: '1001:1002', cmd: ['/bin/sh'], env: ['A=1'], workingDir: '/home/alice', tty: false },
+    'as the labels\' uid:gid, never the holder\'s; bash missing from the image: the fallback shell')
+  t.match(output().stderr, /^umask 0\d{3}\n\/var\/spool\/torque\/mom_priv\/jobs\/7\.srv\.SC\n$/, 'pbs_mom\'s umask, then its script line')
+})
+
+t.test('a container whose labels do not agree with pbs_mom\'s job file is never entered', async t => {
+  for (const over of [{ 'cbatch.uid': '0' }, { 'cbatch.uid': '1002' }, { 'cbatch.user': 'bob' }, { 'cbatch.queue': 'other' },
+    { 'cbatch.job': '8.srv' }, { 'cbatch.gid': undefined }, { 'cbatch.gid': 'x' }]) {
+    const engine = new FakeEngine()
+    const container = await started(engine, over)
+    await t.rejects(runInContainer(engine, container, { facts, job, argv: ['/bin/sh'], env: {} }, stdio().io, new EventEmitter()),
+      { name: 'PolicyError', message: /does not belong to alice/ }, JSON.stringify(over))
+    t.same(engine.execs, [], 'nothing ran')
+  }
+  const engine = new FakeEngine()
+  const stopped = { ...await started(engine), running: false, state: 'exited' }
+  await t.rejects(runInContainer(engine, stopped, { facts, job, argv: ['/bin/sh'], env: {} }, stdio().io, new EventEmitter()), { name: 'ContainerStoppedError' })
+})
+
+t.test('a TM task runs what it named, with no script line and no fallback shell', async t => {
+  const engine = new FakeEngine()
+  const container = await started(engine)
+  const { io, output } = stdio('')
+  await runInContainer(engine, container, { facts: { ...facts, task: 2, user: undefined }, job, argv: ['/bin/bash', '-c', 'hostname'], env: {} }, io, new EventEmitter())
+  t.same(engine.execs[0].cmd, ['/bin/bash', '-c', 'hostname'])
+  t.equal(output().stderr, '', 'nothing written to its stdin')
+})
+
+t.test('claims of the environment must match pbs_mom\'s job file; a requested image, the container', async t => {
+  t.doesNotThrow(() => checkClaims(facts, job))
+  t.doesNotThrow(() => checkClaims({ ...facts, user: undefined, task: 2 }, job), 'a task claims no user')
+  t.throws(() => checkClaims({ ...facts, user: 'root' }, job), { name: 'PolicyError', message: 'job 7.srv belongs to alice, not root' })
+  t.throws(() => checkClaims({ ...facts, queue: 'unmanaged' }, job), { message: 'job 7.srv is in queue batch, not unmanaged' })
+  t.doesNotThrow(() => checkImage({ image: 'site/a:latest' }, 'site/a'))
+  t.doesNotThrow(() => checkImage({ image: 'site/a:1' }, undefined))
+  t.throws(() => checkImage({ image: 'site/a:1' }, 'site/b:1'), { name: 'PolicyError', message: /asked for image site\/b:1/ })
 })

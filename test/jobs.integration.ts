@@ -1,5 +1,6 @@
 // Real jobs, real engine, real non-root user: the foundation end to end.
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { containersOf, hostId, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
@@ -101,4 +102,21 @@ t.test('a queue cbatch does not manage runs natively as the owner', async t => {
   t.match(job.stdout, `uid=${hostId('-u')} groups=${hostId('-G')}`)
   t.match(job.stdout, 'on-host')
   t.notMatch(job.stdout, 'cbatch:', 'no container, no summary')
+})
+
+t.test('containers are labelled with the version of the package the hooks were built from', async t => {
+  const marker = join(shared.path, 'version-running')
+  const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8'))
+  let label = ''
+  await runJob(`#!/bin/sh\ntouch ${marker}\nsleep 2\n`, {
+    config,
+    onStart: () => {
+      const poll = setInterval(() => {
+        if (!existsSync(marker)) return
+        clearInterval(poll)
+        label = execFileSync('docker', ['ps', '--filter', 'label=cbatch.version', '--format', '{{.Label "cbatch.version"}}'], { encoding: 'utf8' }).trim()
+      }, 50)
+    },
+  })
+  t.equal(label.split('\n')[0], version)
 })

@@ -1,0 +1,58 @@
+// cbatch's security policy, in one place to read top to bottom: what no job may ever get,
+// whatever a queue or a job asks for. The rest of the code applies these; docs/security.md
+// says which threat each one answers and which test shows it.
+import { PolicyError } from './errors.ts'
+import type { Identity } from './identity.ts'
+
+/** Host paths that may never reach a job, whatever asks for them (and neither may `/`, `/var`, … that hold them). */
+export const NEVER_MOUNTED = [
+  '/var/run/docker.sock', '/run/docker.sock', '/run/containerd', '/var/lib/docker', '/var/lib/containerd',
+  '/etc/shadow', '/etc/gshadow', '/root', '/proc', '/sys', '/dev', '/boot', '/var/spool/torque',
+]
+
+/** Capabilities a queue may never give back: each lets a job escape its container or become root. */
+export const REFUSED_CAPABILITIES = ['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID']
+
+/**
+ * Who runs the container's init and holder: an unprivileged uid that is not the job's, so
+ * the job can neither signal nor stop it (and so cannot end its container before the
+ * epilogue has read what it used). Job shells and tasks run as the owner, by exec.
+ */
+export const HOLDER_UID = 65534
+
+/** What every job container is, whatever its queue says (Docker's default seccomp filter stays on). */
+export const CONFINEMENT = {
+  Init: true,
+  CapDrop: ['ALL'],
+  SecurityOpt: ['no-new-privileges'],
+  Privileged: false,
+  IpcMode: 'private',
+  LogConfig: { Type: 'none', Config: {} },
+} as const
+
+/** True when `path` is `dir` or lies below it. */
+export function isWithin(path: string, dir: string): boolean {
+  const p = path.replace(/\/+$/, '') || '/'
+  const d = dir.replace(/\/+$/, '') || '/'
+  return p === d || d === '/' || p.startsWith(d + '/')
+}
+
+/** The protected path a mount of `source` would expose, if any; `pbsHome` is this mom's, wherever it is. */
+export function exposedBy(source: string, pbsHome?: string): string | undefined {
+  return [...NEVER_MOUNTED, ...(pbsHome ? [pbsHome] : [])].find(p => isWithin(source, p) || isWithin(p, source))
+}
+
+/** Whether a capability may be given back to a queue's jobs. */
+export function refusedCapability(cap: string): boolean {
+  return REFUSED_CAPABILITIES.includes(cap.replace(/^CAP_/, ''))
+}
+
+/** Root runs in a container only where the queue allows it; the holder's uid never does. */
+export function checkOwner(owner: Identity, allowRoot: boolean): void {
+  if ((owner.uid === 0 || owner.gid === 0) && !allowRoot) {
+    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
+  }
+  if (owner.uid === HOLDER_UID) {
+    throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}) are not run in containers: that uid runs the container's holder`)
+  }
+}

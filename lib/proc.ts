@@ -1,0 +1,50 @@
+// Host processes as /proc shows them: sessions, parents, cgroups; and signalling a session
+// as pbs_mom does, confined to one container when asked.
+import { readdirSync, readFileSync } from 'node:fs'
+
+/**
+ * Sends `signal` to every process whose session id is `sid` (host pids). With `container`,
+ * only to processes in that container's cgroup: neither a wrong answer from the engine nor
+ * a pid reused since makes root signal anything outside the job.
+ */
+export function signalSession(sid: number, signal: NodeJS.Signals, options: { container?: string; proc?: string } = {}): number {
+  const proc = options.proc ?? '/proc'
+  if (!(sid > 1)) return 0
+  let sent = 0
+  for (const entry of readdirSync(proc)) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (sessionOf(readFileSync(`${proc}/${entry}/stat`, 'utf8')) !== sid) continue
+      if (options.container && !inContainer(readFileSync(`${proc}/${entry}/cgroup`, 'utf8'), options.container)) continue
+      process.kill(Number(entry), signal)
+      sent++
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return sent
+}
+
+/** Whether /proc/<pid>/cgroup places the process in the container (cgroupfs or systemd names, v1 or v2). */
+export function inContainer(cgroups: string, containerId: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(containerId)) return false
+  return cgroups.split('\n').some(line => {
+    const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1)
+    return path.split('/').some(part => part === containerId || part === `docker-${containerId}.scope`)
+  })
+}
+
+/** Session id from /proc/<pid>/stat (field 6; the command name may hold spaces and parens). */
+export function sessionOf(stat: string): number {
+  return Number(statFields(stat)[3])
+}
+
+/** Parent pid from /proc/<pid>/stat (field 4). */
+export function parentOf(stat: string): number {
+  return Number(statFields(stat)[1])
+}
+
+/** The fields of /proc/<pid>/stat after the command name, from field 3 (state) on. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}

@@ -1,0 +1,89 @@
+// An in-memory container engine for unit tests of the job's life: containers are records,
+// an exec echoes what it was given and ends with a chosen status. The real engine is the
+// integration tests' business; this one makes orchestration testable in milliseconds.
+import { PassThrough, type Writable } from 'node:stream'
+import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer } from '../../lib/engine.ts'
+
+export interface FakeContainer extends ContainerDetails {
+  spec: ContainerCreateSpec
+}
+
+export class FakeEngine implements ContainerEngine {
+  readonly containers = new Map<string, FakeContainer>()
+  readonly images = new Set<string>()
+  readonly execs: (ExecRequest & { container: string })[] = []
+  readonly calls: string[] = []
+  /** Exit status of the next execs. */
+  execStatus = 0
+  /** Host pid the containers report: this process, whose /proc/<pid>/root is the host's /. */
+  pid = process.pid
+  private next = 0
+
+  async ping(): Promise<void> {
+    this.calls.push('ping')
+  }
+
+  async hasImage(ref: string): Promise<boolean> {
+    this.calls.push(`hasImage ${ref}`)
+    return this.images.has(ref)
+  }
+
+  async pullImage(ref: string): Promise<void> {
+    this.calls.push(`pullImage ${ref}`)
+    this.images.add(ref)
+  }
+
+  async run(spec: ContainerCreateSpec): Promise<string> {
+    const id = (++this.next).toString(16).padStart(64, '0')
+    this.calls.push(`run ${spec.name}`)
+    this.containers.set(id, {
+      id, name: spec.name!, labels: { ...spec.Labels }, state: 'running', running: true, user: spec.User ?? '', image: spec.Image!,
+      imageId: `sha256:${spec.Image}`, pid: this.pid, oomKilled: false, startedAt: new Date(), created: new Date(), spec,
+    })
+    return id
+  }
+
+  async findByLabel(key: string): Promise<JobContainer[]> {
+    return [...this.containers.values()].filter(c => key in c.labels)
+  }
+
+  async inspect(idOrName: string): Promise<ContainerDetails | undefined> {
+    return this.containers.get(idOrName) ?? [...this.containers.values()].find(c => c.name === idOrName)
+  }
+
+  async imageDigest(imageId: string): Promise<string | undefined> {
+    return `${imageId.replace(/^sha256:/, '')}@sha256:${'f'.repeat(64)}`
+  }
+
+  async remove(id: string): Promise<void> {
+    this.calls.push(`remove ${id}`)
+    this.containers.delete(id)
+  }
+
+  async pathExists(_id: string, path: string): Promise<boolean> {
+    return path !== '/bin/bash'
+  }
+
+  /** An exec that writes its command line to stdout, what it read to stderr, and ends. */
+  async exec(id: string, request: ExecRequest): Promise<ExecSession> {
+    this.execs.push({ ...request, container: id })
+    const stream = new PassThrough()
+    let input = ''
+    let ended = false
+    const status = this.execStatus
+    stream.on('data', d => (input += d))
+    return {
+      stream,
+      demux: (stdout: Writable, stderr: Writable) => {
+        stdout.write(`${request.cmd.join(' ')}\n`)
+        stream.on('finish', () => {
+          stderr.write(input)
+          ended = true
+          stream.emit('end')
+        })
+      },
+      resize: async () => undefined,
+      inspect: async () => ({ pid: 0, running: !ended, exitCode: ended ? status : null }),
+    }
+  }
+}

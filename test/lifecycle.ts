@@ -1,0 +1,43 @@
+// The job's life in the prologue and epilogue, against the in-memory engine: what is asked
+// of the engine, in which order, and what is refused before anything is made.
+import t from 'tap'
+import { parseConfig } from '../lib/config.ts'
+import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
+import { FakeEngine } from './helpers/fake-engine.ts'
+import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
+
+const config = parseConfig('queues:\n  batch: { image: img:1, pull: missing }\n')
+const facts = (jobId: string, queue = 'batch', user = TEST_USER) => ({ jobId, user, group: '', jobName: 'j', resources: 'nodes=1:ppn=1,mem=1gb,cput=60', queue, account: '' })
+
+t.test('the prologue pulls what is missing, replaces an earlier run\'s container, and starts one confined', async t => {
+  const engine = new FakeEngine()
+  const first = await prepareJob(facts('1.srv'), config, engine, PROLOGUE)
+  t.match(first, { kind: 'container', image: 'img:1', imageSource: 'pulled', replaced: false })
+  t.same(engine.calls.slice(0, 2), ['hasImage img:1', 'pullImage img:1'])
+  const again = await prepareJob(facts('1.srv'), config, engine, PROLOGUE)
+  t.match(again, { kind: 'container', imageSource: 'cached', replaced: true }, 'a requeued job gets a fresh container')
+  t.equal(engine.containers.size, 1)
+  const [container] = engine.containers.values()
+  t.match(container.spec, { User: '65534:65534', HostConfig: { CapDrop: ['ALL'], Privileged: false, Memory: 1024 ** 3 } })
+  t.match(container.labels, { 'cbatch.job': '1.srv', 'cbatch.user': TEST_USER, 'cbatch.cput': '60' })
+})
+
+t.test('nothing is made for a job the policy refuses, and unmanaged queues are left alone', async t => {
+  const engine = new FakeEngine()
+  await t.rejects(prepareJob(facts('2.srv', 'batch', 'root'), config, engine, PROLOGUE), { name: 'PolicyError', message: /root is refused/ })
+  await t.rejects(prepareJob({ ...facts('3.srv'), resources: 'mem=0b' }, config, engine, PROLOGUE), { name: 'UsageError', message: /mem=0b/ })
+  t.notOk(engine.calls.some(c => c.startsWith('run ')), 'no container')
+  t.same(await prepareJob(facts('4.srv', 'elsewhere'), config, engine, PROLOGUE), { kind: 'native' })
+})
+
+t.test('the epilogue accounts for a container before it removes it; no container, no record', async t => {
+  const engine = new FakeEngine()
+  await prepareJob(facts('5.srv'), config, engine, PROLOGUE)
+  const [id] = engine.containers.keys()
+  const cleaned = await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine, () => new Date(Date.now() + 2000))
+  t.match(cleaned?.record, { jobId: '5.srv', user: TEST_USER, queue: 'batch', image: 'img:1', exitStatus: 0, oomKilled: false })
+  t.ok(cleaned!.record.wallSeconds >= 1.9)
+  t.ok(cleaned!.record.usage, 'usage read from its cgroup while it ran')
+  t.equal(engine.calls.at(-1), `remove ${id}`)
+  t.equal(await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)
+})
