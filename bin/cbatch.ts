@@ -4,12 +4,12 @@
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/config.ts'
-import { Engine } from '../lib/engine.ts'
-import { DEFAULT_PBS_HOME, emulateJob } from '../lib/emulator.ts'
-import { LABEL } from '../lib/container.ts'
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
+import { Engine } from '../lib/engine/engine.ts'
+import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
+import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, UsageError } from '../lib/errors.ts'
-import { collectOrphans } from '../lib/gc.ts'
+import { collectOrphans } from '../lib/job/gc.ts'
 
 const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --user USER         job owner (default: $SUDO_USER)

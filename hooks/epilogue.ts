@@ -1,13 +1,13 @@
 // pbs_mom's epilogue (root, mother superior): account for what the job used, remove its
 // container whatever its state, and tell the job owner in the job's output (stdout is .OU).
 // pbs_mom only logs the exit code.
-import { appendRecord, summaryLine } from '../lib/accounting.ts'
-import { cleanupJob } from '../lib/lifecycle.ts'
-import { clearRefusal, refusalOf } from '../lib/refusal.ts'
-import { killContainerProcesses, removeEngineLeftovers } from '../lib/torquecgroup.ts'
-import { removeScratchDir } from '../lib/scratch.ts'
-import { parseEpilogueArgs } from '../lib/torque.ts'
-import { Engine } from '../lib/engine.ts'
+import { appendRecord, summaryLine } from '../lib/job/accounting.ts'
+import { cleanupJob } from '../lib/job/epilogue.ts'
+import { clearRefusal, refusalOf } from '../lib/job/refusal.ts'
+import { killContainerProcesses, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
+import { removeScratchDir } from '../lib/host/scratch.ts'
+import { parseEpilogueArgs } from '../lib/torque/contract.ts'
+import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)

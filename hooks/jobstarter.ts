@@ -3,15 +3,15 @@
 // (argv = [starter, task argv...], stdin /dev/null); stdout/stderr = the job's output.
 // Its exit status is the job's; 125 means cbatch itself could not run the job.
 // Its environment is the job's: whose job it is comes from pbs_mom's job file.
-import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/exec.ts'
-import { lookupUser } from '../lib/identity.ts'
-import { readJobRecord } from '../lib/jobfile.ts'
-import { jobLimits } from '../lib/rlimits.ts'
-import { refusalOf } from '../lib/refusal.ts'
-import { rejoinJobMemoryCgroup } from '../lib/torquecgroup.ts'
-import { starterFacts } from '../lib/torque.ts'
+import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/job/starter.ts'
+import { lookupUser } from '../lib/host/identity.ts'
+import { readJobRecord } from '../lib/torque/jobfile.ts'
+import { jobLimits } from '../lib/torque/rlimits.ts'
+import { refusalOf } from '../lib/job/refusal.ts'
+import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
+import { starterFacts } from '../lib/torque/contract.ts'
 import { UsageError } from '../lib/errors.ts'
-import { Engine } from '../lib/engine.ts'
+import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)

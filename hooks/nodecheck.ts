@@ -4,9 +4,9 @@
 // unsafe scratch base) must stop taking jobs: pbs_sched would otherwise re-run each
 // requeued job on it at once, forever (contract: "Seen on a real TORQUE 6.1 mom").
 // Silent when all is well.
-import { loadConfig } from '../lib/config.ts'
-import { Engine } from '../lib/engine.ts'
-import { checkScratchBase } from '../lib/scratch.ts'
+import { loadConfig } from '../lib/policy/config.ts'
+import { Engine } from '../lib/engine/engine.ts'
+import { checkScratchBase } from '../lib/host/scratch.ts'
 import { hookStart } from './run.ts'
 
 async function check(): Promise<string[]> {

@@ -2,13 +2,13 @@
 // containers of jobs this pbs_mom no longer knows.
 // Exit 0: the job runs, or was refused (the reason is in its .ER, and the starter will not
 // run it: lib/refusal.ts); 2: the job is requeued (a fault that may pass).
-import { collectOrphans } from '../lib/gc.ts'
-import { prepareJob } from '../lib/lifecycle.ts'
-import { LABEL } from '../lib/container.ts'
+import { collectOrphans } from '../lib/job/gc.ts'
+import { prepareJob } from '../lib/job/prologue.ts'
+import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError } from '../lib/errors.ts'
-import { recordRefusal } from '../lib/refusal.ts'
-import { parsePrologueArgs } from '../lib/torque.ts'
-import { Engine } from '../lib/engine.ts'
+import { recordRefusal } from '../lib/job/refusal.ts'
+import { parsePrologueArgs } from '../lib/torque/contract.ts'
+import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)

@@ -1,7 +1,7 @@
 // What the three hook entry points share: where their environment comes from, and how
 // errors become pbs_mom exit codes. No job logic lives here.
 import { readFileSync } from 'node:fs'
-import { loadConfig, type Config } from '../lib/config.ts'
+import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 

@@ -1,6 +1,6 @@
 // The node log: one line per event, for the admin. The job owner sees only the
 // short messages the hooks print to the job's .ER.
-import { appendToRootFile } from './trusted.ts'
+import { appendToRootFile } from './host/trusted.ts'
 
 export interface Logger {
   info(message: string): void

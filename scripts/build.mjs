@@ -5,7 +5,7 @@
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { configJsonSchema, DEFAULT_CONFIG_PATH } from '../lib/config.ts'
+import { configJsonSchema, DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
 import { HOOKS, writeWrappers } from '../hooks/wrapper.ts'
 
 // dockerode loads, at start-up, what only image builds (BuildKit sessions over gRPC) and

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { appendRecord, summaryLine, type AccountingRecord } from '../lib/accounting.ts'
+import { appendRecord, summaryLine, type AccountingRecord } from '../lib/job/accounting.ts'
 import { formatDuration } from '../lib/format.ts'
 
 const record: AccountingRecord = {

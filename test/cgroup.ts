@@ -1,6 +1,6 @@
 // cgroup v1 (this machine) and v2 layouts, as fixtures.
 import t from 'tap'
-import { oomKills, readUsage, torqueCpuset } from '../lib/cgroup.ts'
+import { oomKills, readUsage, torqueCpuset } from '../lib/host/cgroup.ts'
 
 const ID = '/docker/abc123'
 

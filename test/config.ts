@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { configJsonSchema, loadConfig, parseConfig } from '../lib/config.ts'
+import { configJsonSchema, loadConfig, parseConfig } from '../lib/policy/config.ts'
 import { ConfigError } from '../lib/errors.ts'
 
 const issuesOf = (text: string) => {

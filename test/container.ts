@@ -1,6 +1,6 @@
 import t from 'tap'
-import { parseConfig } from '../lib/config.ts'
-import { buildContainerSpec, containerName, type ContainerRequest } from '../lib/container.ts'
+import { parseConfig } from '../lib/policy/config.ts'
+import { buildContainerSpec, containerName, type ContainerRequest } from '../lib/engine/container.ts'
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }

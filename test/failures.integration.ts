@@ -3,7 +3,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { DEFAULT_PBS_HOME, hooksFor } from '../lib/emulator.ts'
+import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
 import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()

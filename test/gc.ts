@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { collectOrphans } from '../lib/gc.ts'
+import { collectOrphans } from '../lib/job/gc.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 
 t.test('orphans: labelled, old enough, and unknown to pbs_mom under any name it gives job files', async t => {

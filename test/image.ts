@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ensureImage } from '../lib/image.ts'
+import { ensureImage } from '../lib/policy/image.ts'
 
 // A stand-in for the engine: this is pure policy logic.
 const engine = (present: boolean) => {

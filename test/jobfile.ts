@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { jobFilePath, jobFilePrefix, parseJobRecord, readJobRecord } from '../lib/jobfile.ts'
+import { jobFilePath, jobFilePrefix, parseJobRecord, readJobRecord } from '../lib/torque/jobfile.ts'
 
 // As TORQUE 6.1's pbs_mom writes it (src/test/pam_pbssimpleauth/job.xml, trimmed).
 const XML = `<?xml version="1.0"?>

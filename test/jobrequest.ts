@@ -1,6 +1,7 @@
 import t from 'tap'
-import { parseConfig } from '../lib/config.ts'
-import { grantedImage, isImageReference, jobVariable, parseDirectives } from '../lib/jobrequest.ts'
+import { parseConfig } from '../lib/policy/config.ts'
+import { grantedImage, isImageReference } from '../lib/policy/image.ts'
+import { jobVariable, parseDirectives } from '../lib/policy/jobrequest.ts'
 
 const policy = parseConfig(`queues:
   q:

@@ -2,9 +2,10 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { parseConfig } from '../lib/config.ts'
-import { Engine } from '../lib/engine.ts'
-import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
+import { parseConfig } from '../lib/policy/config.ts'
+import { Engine } from '../lib/engine/engine.ts'
+import { cleanupJob } from '../lib/job/epilogue.ts'
+import { prepareJob } from '../lib/job/prologue.ts'
 import { containersOf, PROLOGUE, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })

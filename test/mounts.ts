@@ -3,8 +3,8 @@
 import t, { type Test } from 'tap'
 import { chmodSync, chownSync, mkdirSync, renameSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { lookupUser } from '../lib/identity.ts'
-import { planMounts, verifyMounts, type MountRequest } from '../lib/mounts.ts'
+import { lookupUser } from '../lib/host/identity.ts'
+import { planMounts, verifyMounts, type MountRequest } from '../lib/host/mounts.ts'
 import { TEST_USER } from './helpers/jobs.ts'
 
 const owner = await lookupUser(TEST_USER)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { formatBytes } from '../lib/format.ts'
-import { containerLimits, parseNodes, parseRequest, type LimitsPolicy } from '../lib/resources.ts'
+import { containerLimits, parseNodes, parseRequest, type LimitsPolicy } from '../lib/policy/resources.ts'
 
 const quota: LimitsPolicy = { cpu: 'quota', defaultCpus: 1 }
 const GiB = 1024 ** 3

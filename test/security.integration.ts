@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { containerName } from '../lib/container.ts'
-import { Engine } from '../lib/engine.ts'
-import { cleanupJob } from '../lib/lifecycle.ts'
+import { containerName } from '../lib/engine/container.ts'
+import { Engine } from '../lib/engine/engine.ts'
+import { cleanupJob } from '../lib/job/epilogue.ts'
 import { hostId, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()

@@ -4,7 +4,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { emulateJob } from '../lib/emulator.ts'
+import { emulateJob } from '../emulator/emulator.ts'
 import { sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
 
 const JOBS = Number(process.env.SOAK_JOBS ?? 500)

@@ -2,7 +2,7 @@
 // an exec echoes what it was given and ends with a chosen status. The real engine is the
 // integration tests' business; this one makes orchestration testable in milliseconds.
 import { PassThrough, type Writable } from 'node:stream'
-import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer } from '../../lib/engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer } from '../../lib/engine/engine.ts'
 
 export interface FakeContainer extends ContainerDetails {
   spec: ContainerCreateSpec

@@ -4,10 +4,11 @@ import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { parseConfig } from '../../lib/config.ts'
-import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../lib/emulator.ts'
-import { Engine } from '../../lib/engine.ts'
-import { cleanupJob, prepareJob } from '../../lib/lifecycle.ts'
+import { parseConfig } from '../../lib/policy/config.ts'
+import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../emulator/emulator.ts'
+import { Engine } from '../../lib/engine/engine.ts'
+import { cleanupJob } from '../../lib/job/epilogue.ts'
+import { prepareJob } from '../../lib/job/prologue.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'

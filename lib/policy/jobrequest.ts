@@ -1,10 +1,9 @@
 // What a job asks of cbatch itself: another image (`#CBATCH image=REF` in the script, or
-// CBATCH_IMAGE from qsub -v), which its queue must allow, and extra mounts
-// (`#CBATCH mount=/path[:ro]`, judged on their real paths by mounts.ts). Values are parsed
-// strictly: nothing reaches a shell.
-import picomatch from 'picomatch'
-import type { QueuePolicy } from './config.ts'
-import { PolicyError } from './errors.ts'
+// CBATCH_IMAGE from qsub -v), which its queue must allow (image.ts), and extra mounts
+// (`#CBATCH mount=/path[:ro]`, judged on their real paths by host/mounts.ts). Values are
+// parsed strictly: nothing reaches a shell.
+import { PolicyError } from '../errors.ts'
+import { checkedImage } from './image.ts'
 
 export interface JobAsks {
   image?: string
@@ -50,20 +49,6 @@ export function jobVariable(jobFile: Buffer, name: string): string | undefined {
   return m ? m[1] : undefined
 }
 
-// docker/distribution's reference grammar: [domain[:port]/]path[:tag][@digest].
-const DOMAIN = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?'
-const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
-const REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`)
-
-export function isImageReference(ref: string): boolean {
-  return ref.length <= 255 && REFERENCE.test(ref)
-}
-
-function checkedImage(ref: string, what: string): string {
-  if (!isImageReference(ref)) throw new PolicyError(`${what}=${JSON.stringify(ref)} is not an image reference`)
-  return ref
-}
-
 function checkedMount(value: string): { path: string; readOnly: boolean } {
   const readOnly = value.endsWith(':ro')
   const path = readOnly ? value.slice(0, -3) : value
@@ -72,20 +57,4 @@ function checkedMount(value: string): { path: string; readOnly: boolean } {
     throw new PolicyError(`#CBATCH mount=${JSON.stringify(value)}: give a plain absolute path, optionally with :ro`)
   }
   return { path, readOnly }
-}
-
-/** A reference as the engine completes it: `:latest` when it names no tag or digest. */
-export function withTag(ref: string): string {
-  return /[:@][^/]*$/.test(ref) ? ref : `${ref}:latest`
-}
-
-/** The image of the job, as its queue allows; anything else aborts it. */
-export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?: string): string {
-  const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
-  if (!wanted || wanted === policy.image) return policy.image
-  const candidate = withTag(wanted)
-  if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
-    throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
-  }
-  return candidate
 }

@@ -1,8 +1,9 @@
 // The job's life in the prologue and epilogue, against the in-memory engine: what is asked
 // of the engine, in which order, and what is refused before anything is made.
 import t from 'tap'
-import { parseConfig } from '../lib/config.ts'
-import { cleanupJob, prepareJob } from '../lib/lifecycle.ts'
+import { parseConfig } from '../lib/policy/config.ts'
+import { cleanupJob } from '../lib/job/epilogue.ts'
+import { prepareJob } from '../lib/job/prologue.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
 

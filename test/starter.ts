@@ -4,9 +4,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { PassThrough, Readable } from 'node:stream'
-import { containerName } from '../lib/container.ts'
-import { checkClaims, checkImage, runInContainer } from '../lib/exec.ts'
-import { inContainer, parentOf, sessionOf, signalSession } from '../lib/proc.ts'
+import { containerName } from '../lib/engine/container.ts'
+import { checkClaims, checkImage, runInContainer } from '../lib/job/starter.ts'
+import { inContainer, parentOf, sessionOf, signalSession } from '../lib/host/proc.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 
 t.test('session id is read past a command name with spaces and parens', async t => {

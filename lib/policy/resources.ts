@@ -1,8 +1,8 @@
 // The job's resource request (Resource_List) and the container limits it becomes under
 // its queue's policy. Pure: no I/O.
-import { PolicyError, UsageError } from './errors.ts'
-import { formatBytes } from './format.ts'
-import { parseCount, parseDuration, parseResourceList, parseSize } from './torque.ts'
+import { PolicyError, UsageError } from '../errors.ts'
+import { formatBytes } from '../format.ts'
+import { parseCount, parseDuration, parseResourceList, parseSize } from '../torque/contract.ts'
 
 export interface NodeSpec {
   /** `nodes=2:...`: how many nodes; a named node counts 1. */

@@ -5,7 +5,7 @@
 import { chownSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { emptyAsOwner } from './asowner.ts'
-import { UnsafePathError } from './errors.ts'
+import { UnsafePathError } from '../errors.ts'
 import type { Identity } from './identity.ts'
 import { assertRootControlled } from './trusted.ts'
 

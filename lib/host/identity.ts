@@ -1,7 +1,7 @@
 // Who the job owner is on this node. Through NSS (getent, id), so LDAP/SSSD users
 // of a cluster resolve the same way as local ones.
 import { execFile } from 'node:child_process'
-import { IdentityError } from './errors.ts'
+import { IdentityError } from '../errors.ts'
 
 export interface Identity {
   name: string

@@ -1,8 +1,8 @@
 // What a job used, as one JSON line per job in an append-only file, and as one line
 // for the job owner.
-import type { CgroupUsage } from './cgroup.ts'
-import { formatBytes, formatDuration } from './format.ts'
-import { appendToRootFile } from './trusted.ts'
+import type { CgroupUsage } from '../host/cgroup.ts'
+import { formatBytes, formatDuration } from '../format.ts'
+import { appendToRootFile } from '../host/trusted.ts'
 
 export interface AccountingRecord {
   time: string

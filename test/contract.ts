@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseCount, parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque.ts'
+import { parseCount, parseDuration, parseEpilogueArgs, parsePrologueArgs, parseResourceList, parseSize, starterFacts } from '../lib/torque/contract.ts'
 
 const SC = '/var/spool/torque/mom_priv/jobs/12.srv.SC'
 

@@ -10,11 +10,11 @@
 //    and the engine's mount cannot go unnoticed.
 import { lstatSync, realpathSync, statSync } from 'node:fs'
 import { posix } from 'node:path'
-import type { QueuePolicy } from './config.ts'
-import { PolicyError, UnsafePathError } from './errors.ts'
+import type { QueuePolicy } from '../policy/config.ts'
+import { PolicyError, UnsafePathError } from '../errors.ts'
 import type { Identity as Owner } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
-import { exposedBy, isWithin } from './policy.ts'
+import { exposedBy, isWithin } from '../policy/security.ts'
 
 export interface HostMount {
   source: string

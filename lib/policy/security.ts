@@ -1,8 +1,8 @@
 // cbatch's security policy, in one place to read top to bottom: what no job may ever get,
 // whatever a queue or a job asks for. The rest of the code applies these; docs/security.md
 // says which threat each one answers and which test shows it.
-import { PolicyError } from './errors.ts'
-import type { Identity } from './identity.ts'
+import { PolicyError } from '../errors.ts'
+import type { Identity } from '../host/identity.ts'
 
 /** Host paths that may never reach a job, whatever asks for them (and neither may `/`, `/var`, … that hold them). */
 export const NEVER_MOUNTED = [

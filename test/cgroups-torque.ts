@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { killContainerProcesses, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torquecgroup.ts'
+import { killContainerProcesses, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
 
 t.test('a container that outlives its job is killed through its cgroup, the job\'s own processes are not', async t => {
   const inContainer = spawn('sleep', ['30'], { stdio: 'ignore' })

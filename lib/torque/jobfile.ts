@@ -5,8 +5,8 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { XMLParser } from 'fast-xml-parser'
-import { UsageError } from './errors.ts'
-import { assertRootControlled } from './trusted.ts'
+import { UsageError } from '../errors.ts'
+import { assertRootControlled } from '../host/trusted.ts'
 
 export interface JobRecord {
   jobId: string

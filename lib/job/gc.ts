@@ -1,8 +1,8 @@
 // Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
 // left by an epilogue that could not reach the engine, a crash, or a killed prologue.
-import { LABEL } from './container.ts'
-import type { ContainerEngine, JobContainer } from './engine.ts'
-import { jobFilePath } from './jobfile.ts'
+import { LABEL } from '../engine/container.ts'
+import type { ContainerEngine, JobContainer } from '../engine/engine.ts'
+import { jobFilePath } from '../torque/jobfile.ts'
 
 export interface GcOptions {
   /** `$PBS_HOME/mom_priv`: where pbs_mom keeps the jobs it knows. */

@@ -3,7 +3,7 @@
 // appends only to files that are root's own, never through a link (docs/security.md).
 import { closeSync, constants, fsyncSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, writeSync } from 'node:fs'
 import { dirname, posix } from 'node:path'
-import { UnsafePathError } from './errors.ts'
+import { UnsafePathError } from '../errors.ts'
 
 const GROUP_OR_OTHER_WRITE = 0o022
 const STICKY = 0o1000

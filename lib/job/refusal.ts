@@ -5,7 +5,7 @@
 // record the starter refuses all the same (the job has no container): it only says less.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { jobFilePrefix } from './jobfile.ts'
+import { jobFilePrefix } from '../torque/jobfile.ts'
 
 /** Root's own directory in mom_priv for the records. */
 function recordFile(momPriv: string, jobId: string): string {

@@ -4,7 +4,7 @@
 // it; what that leaves to cbatch is here.
 import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { CgroupRoots } from './cgroup.ts'
+import type { CgroupRoots } from '../host/cgroup.ts'
 
 const HOST: CgroupRoots = { proc: '/proc', sys: '/sys/fs/cgroup' }
 

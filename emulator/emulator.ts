@@ -10,12 +10,12 @@ import { execa } from 'execa'
 import { XMLBuilder } from 'fast-xml-parser'
 import { createHash } from 'node:crypto'
 import { writeWrappers } from '../hooks/wrapper.ts'
-import { jobFilePrefix } from './jobfile.ts'
-import { DEFAULT_CONFIG_PATH } from './config.ts'
-import { formatDuration } from './format.ts'
-import { parentOf, signalSession } from './proc.ts'
-import { lookupUser, type Identity } from './identity.ts'
-import { parseDuration, parseResourceList, parseSize } from './torque.ts'
+import { jobFilePrefix } from '../lib/torque/jobfile.ts'
+import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
+import { formatDuration } from '../lib/format.ts'
+import { parentOf, signalSession } from '../lib/host/proc.ts'
+import { lookupUser, type Identity } from '../lib/host/identity.ts'
+import { parseDuration, parseResourceList, parseSize } from '../lib/torque/contract.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */

@@ -3,8 +3,8 @@
 import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import type { Duplex, Writable } from 'node:stream'
-import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError } from './errors.ts'
-import { assertRootControlled } from './trusted.ts'
+import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError } from '../errors.ts'
+import { assertRootControlled } from '../host/trusted.ts'
 
 export type ContainerCreateSpec = Docker.ContainerCreateOptions
 

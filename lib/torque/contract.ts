@@ -1,7 +1,7 @@
 // What pbs_mom hands our programs: argv of the prologue and epilogue families,
 // the job starter's environment, and the Resource_List string.
 // See ../shared/torque-contract.md ("Arguments", "The job starter").
-import { UsageError } from './errors.ts'
+import { UsageError } from '../errors.ts'
 
 export interface JobFacts {
   jobId: string

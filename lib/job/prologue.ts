@@ -1,22 +1,22 @@
-// The container's life around a job: made by the prologue, removed by the epilogue.
+// The prologue's work: the job's container, made and started for it and checked, or the
+// job refused before anything is made.
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { availableParallelism, hostname } from 'node:os'
-import { basename, dirname, join, posix } from 'node:path'
-import type { Config } from './config.ts'
-import { buildContainerSpec, containerName, findJobContainer, LABEL } from './container.ts'
-import type { ContainerEngine } from './engine.ts'
-import { ensureImage, type ImageSource } from './image.ts'
-import { lookupUser } from './identity.ts'
-import { grantedImage, jobVariable, parseDirectives, type JobAsks } from './jobrequest.ts'
-import { jobFilePath } from './jobfile.ts'
-import { assertUnchanged, planMounts, verifyMounts } from './mounts.ts'
-import { checkOwner, isWithin } from './policy.ts'
-import { makeScratch, removeScratchDir } from './scratch.ts'
-import { readUsage, torqueCpuset, type CgroupUsage } from './cgroup.ts'
-import type { AccountingRecord } from './accounting.ts'
-import { VERSION } from './version.ts'
-import { parseCount, type EpilogueFacts, type JobFacts } from './torque.ts'
-import { PolicyError, UsageError } from './errors.ts'
+import { dirname, join, posix } from 'node:path'
+import type { Config } from '../policy/config.ts'
+import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
+import type { ContainerEngine } from '../engine/engine.ts'
+import { ensureImage, grantedImage, type ImageSource } from '../policy/image.ts'
+import { lookupUser } from '../host/identity.ts'
+import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
+import { jobFilePath } from '../torque/jobfile.ts'
+import { assertUnchanged, planMounts, verifyMounts } from '../host/mounts.ts'
+import { checkOwner, isWithin } from '../policy/security.ts'
+import { makeScratch, removeScratchDir } from '../host/scratch.ts'
+import { torqueCpuset } from '../host/cgroup.ts'
+import { VERSION } from '../version.ts'
+import { parseCount, type JobFacts } from '../torque/contract.ts'
+import { PolicyError, UsageError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
@@ -139,46 +139,6 @@ async function jobImageVariable(facts: JobFacts, momPriv: string): Promise<strin
     if (file) return jobVariable(readFileSync(file), 'CBATCH_IMAGE')
     if (waited >= JOB_FILE_WAIT_MS) return undefined
     await new Promise(r => setTimeout(r, 50))
-  }
-}
-
-/**
- * Epilogue: what the job used, read before its container is removed, and its scratch
- * directory, to remove once that is recorded; undefined if the job had no container.
- */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
-  engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
-  const container = await findJobContainer(engine, facts.jobId)
-  if (!container) return undefined
-  const usage = container.running ? usageOf(container.pid) : undefined
-  const [imageDigest] = await Promise.all([
-    engine.imageDigest(container.imageId).catch(() => undefined),
-    engine.remove(container.id),
-  ])
-  const end = now()
-  const scratch = container.labels[LABEL.scratch]
-  const record: AccountingRecord = {
-    time: end.toISOString(),
-    jobId: facts.jobId,
-    user: container.labels[LABEL.user] ?? facts.user,
-    queue: container.labels[LABEL.queue] ?? facts.queue,
-    node: hostname(),
-    container: container.name,
-    image: container.image,
-    imageDigest,
-    exitStatus: facts.exitStatus,
-    wallSeconds: Math.max(0, (end.getTime() - container.startedAt.getTime()) / 1000),
-    oomKilled: container.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
-    usage,
-  }
-  return { record, scratchDir: scratch && basename(scratch) === container.name ? scratch : undefined }
-}
-
-function usageOf(pid: number): CgroupUsage | undefined {
-  try {
-    return readUsage(pid)
-  } catch {
-    return undefined // the container stopped meanwhile: its cgroup is gone
   }
 }
 

@@ -2,15 +2,15 @@
 // pure function of the job, its owner and its queue's policy. Everything a container may
 // do is decided here, in one place.
 import { createHash } from 'node:crypto'
-import type { QueuePolicy } from './config.ts'
+import type { QueuePolicy } from '../policy/config.ts'
 import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './engine.ts'
-import { PolicyError } from './errors.ts'
-import type { Identity } from './identity.ts'
-import type { JobFacts } from './torque.ts'
-import { parseSize } from './torque.ts'
-import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from './resources.ts'
-import type { HostMount } from './mounts.ts'
-import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from './policy.ts'
+import { PolicyError } from '../errors.ts'
+import type { Identity } from '../host/identity.ts'
+import type { JobFacts } from '../torque/contract.ts'
+import { parseSize } from '../torque/contract.ts'
+import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
+import type { HostMount } from '../host/mounts.ts'
+import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from '../policy/security.ts'
 
 export const LABEL = {
   job: 'cbatch.job',

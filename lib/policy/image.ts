@@ -1,0 +1,49 @@
+// Images: which one a job runs in (the queue's, or one its allow-list grants), and making
+// sure it is on this node, as the queue's pull policy says.
+import picomatch from 'picomatch'
+import type { QueuePolicy } from './config.ts'
+import type { JobAsks } from './jobrequest.ts'
+import type { ContainerEngine } from '../engine/engine.ts'
+import { ImageMissingError, PolicyError } from '../errors.ts'
+
+export type ImageSource = 'cached' | 'pulled'
+
+export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'pullImage'>,
+  policy: Pick<QueuePolicy, 'image' | 'pull'>): Promise<ImageSource> {
+  if (policy.pull !== 'always' && await engine.hasImage(policy.image)) return 'cached'
+  if (policy.pull === 'never') {
+    throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
+  }
+  await engine.pullImage(policy.image)
+  return 'pulled'
+}
+
+// docker/distribution's reference grammar: [domain[:port]/]path[:tag][@digest].
+const DOMAIN = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?'
+const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`)
+
+export function isImageReference(ref: string): boolean {
+  return ref.length <= 255 && REFERENCE.test(ref)
+}
+
+export function checkedImage(ref: string, what: string): string {
+  if (!isImageReference(ref)) throw new PolicyError(`${what}=${JSON.stringify(ref)} is not an image reference`)
+  return ref
+}
+
+/** A reference as the engine completes it: `:latest` when it names no tag or digest. */
+export function withTag(ref: string): string {
+  return /[:@][^/]*$/.test(ref) ? ref : `${ref}:latest`
+}
+
+/** The image of the job, as its queue allows; anything else aborts it. */
+export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?: string): string {
+  const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
+  if (!wanted || wanted === policy.image) return policy.image
+  const candidate = withTag(wanted)
+  if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
+    throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
+  }
+  return candidate
+}
