@@ -89,7 +89,7 @@ echo not-reached
   t.notMatch(job.stdout, 'not-reached')
   // A real 6.1 mom sends the script line without `exec `: the job shell runs the script as
   // a child, and both get the SIGTERM; the shell, without a trap, ends of it.
-  t.equal(job.exitStatus, 128 + 15, 'the job shell ended of the SIGTERM, as on a real mom')
+  t.equal(job.exitStatus, 256 + 15, 'the job shell ended of the SIGTERM, and shows as on a real mom')
   t.ok(elapsed < 5000, `job ended ${elapsed} ms after SIGTERM`)
   t.same(containersOf(job.jobId), [])
 })

@@ -50,7 +50,7 @@ t.test('cput is enforced on a container job as pbs_mom would, with its message',
   const { job } = await runJob('#!/bin/sh\ntrap "echo terminated; exit 3" TERM\nwhile :; do :; done\n', { config, resources: 'nodes=1:ppn=1,cput=2' })
   t.match(job.stderr, /^=>> PBS: job killed: cput \d+ exceeded limit 2\n/)
   t.match(job.stdout, 'terminated\n', 'SIGTERM first: the job may save its state')
-  t.equal(job.exitStatus, 128 + 15, 'the job shell (which runs the script) ended of the SIGTERM')
+  t.equal(job.exitStatus, 256 + 15, 'the job shell (which runs the script) ended of the SIGTERM, shown as TORQUE shows it')
   t.ok(Date.now() - started < 20_000, 'long before the loop would end')
 })
 

@@ -105,11 +105,14 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   // that session, as pbs_mom itself would on the host.
   let pid: Promise<number> | undefined
   const execPid = () => (pid ??= session.inspect().then(i => i.pid))
+  const passedOn = new Set<number>()
   const forward = (signal: NodeJS.Signals) => {
+    passedOn.add(constants.signals[signal])
     execPid().then(p => signalSession(p, signal, { container: container.id })).catch(() => undefined)
   }
   for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
   const cput = enforceCput(container, stdio.stderr, forward)
+  let status: number
   try {
     const ended = new Promise<void>((resolve, reject) => {
       session.stream.on('end', resolve)
@@ -124,12 +127,11 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio))
     stdio.stdin.pipe(session.stream, { end: true })
     await ended
-    const status = await exitStatus(session)
+    status = await exitStatus(session)
     // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
     if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
       stdio.stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
     }
-    return status
   } finally {
     cput.stop()
     for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
@@ -139,6 +141,10 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     // A terminal never ends by itself: let go of it, or the starter would wait on it.
     terminal?.pause()
   }
+  // The job shell died of a signal the starter passed on (qdel, walltime, cput): the starter
+  // dies of it too, so TORQUE shows 256+N, as for a job shell of its own.
+  if (passedOn.has(status - 128)) process.kill(process.pid, Object.entries(constants.signals).find(([, n]) => n === status - 128)![0] as NodeJS.Signals)
+  return status
 }
 
 /** How often the job's CPU time is read against its `cput` limit. */
