@@ -1,16 +1,19 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
 import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
+// Where an engine socket could be: a directory only root may write to.
+const noEngine = join(shared.path, 'run')
+mkdirSync(noEngine, { mode: 0o755 })
 
 t.test('an unreachable engine requeues the job (prologue exit 2) with a clear line, after a pause', async t => {
-  const config = writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock, requeuePause: 1 }
+  const config = writeConfig(shared.path, `engine: { socket: ${noEngine}/docker.sock, requeuePause: 1 }
 log: { file: ${shared.path}/cbatch.log }
 queues:
   batch: { image: ${TEST_IMAGE} }
@@ -25,7 +28,7 @@ queues:
   t.match(job.stderr, /^cbatch: Docker engine error \(.*\)\n$/, 'one line for the owner in .ER')
   t.match(stderr, 'prologue exited 2: job requeued')
   t.equal(status, 125)
-  t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), /prologue.*EngineError.*not reachable at .*no-docker\.sock \(ENOENT\)/,
+  t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), /prologue.*EngineError.*not reachable at .*run\/docker\.sock \(ENOENT\)/,
     'the node log has the detail')
 })
 
@@ -81,7 +84,7 @@ t.test('the node check marks a node that cannot run container jobs down, and is 
   }
   const healthy = check(testConfig(shared.path))
   t.same(healthy, { status: 0, stdout: '' })
-  const down = check(writeConfig(shared.path, `engine: { socket: ${shared.path}/no-docker.sock }\nqueues:\n  batch: { image: ${TEST_IMAGE} }\n`))
+  const down = check(writeConfig(shared.path, `engine: { socket: ${noEngine}/docker.sock }\nqueues:\n  batch: { image: ${TEST_IMAGE} }\n`))
   t.equal(down.status, 1)
   t.match(down.stdout, /^ERROR cbatch: Docker engine error \(ping the engine\)\n$/, 'pbs_mom reads ERROR lines: pbs_server marks the node down')
   const broken = check(writeConfig(shared.path, 'queues: [\n'))

@@ -14,7 +14,8 @@ const STICKY = 0o1000
  * or sticky (then others cannot rename or remove root's entries in it). A link on the
  * way is followed only if it is root's, and its target is judged the same way.
  * `strict`: the last component, if a directory, may not be sticky-and-writable either.
- * `mayBeMissing`: a last component that does not exist passes (its directory is judged).
+ * `mayBeMissing`: a last component that does not exist passes, if its directory is root's
+ * alone (not even sticky-writable: no one else may create it meanwhile).
  */
 export function assertRootControlled(path: string, what: string, options: WalkOptions = {}): void {
   if (!path.startsWith('/')) throw new UnsafePathError(`${what} ${path} is not an absolute path`)
@@ -35,7 +36,10 @@ function walk(path: string, what: string, options: WalkOptions, depth: number): 
     const next = posix.join(here, part)
     const last = i === parts.length - 1
     const stat = checkEntry(next, what, path, !!options.strict && last, !!options.mayBeMissing && last)
-    if (!stat) return
+    if (!stat) {
+      checkEntry(here, what, path, true, false)
+      return
+    }
     if (stat.isSymbolicLink()) {
       const target = posix.resolve(here, readlinkSync(next))
       walk(posix.join(target, ...parts.slice(i + 1)), what, options, depth + 1)
