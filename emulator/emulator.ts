@@ -3,7 +3,7 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, rmdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, rmdirSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
@@ -241,8 +241,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   if (cgroups) result.cgroupLeftovers = await cgroups.remove()
   // After a prologue exit 1, pbs_mom copies no output back to the owner.
   if (outcome !== 'aborted') {
-    result.stdout = readFileSync(outFile, 'utf8')
-    result.stderr = readFileSync(errFile, 'utf8')
+    result.stdout = readOutput(outFile)
+    result.stderr = readOutput(errFile)
   }
   return result
 }
@@ -254,6 +254,23 @@ export interface EmulatedJobFile {
   group: string
   resources: string
   variables: Record<string, string>
+}
+
+/** Most of a job's output file the record holds (a string cannot hold a GiB). */
+const MAX_RECORDED_OUTPUT = 64 * 1024 ** 2
+
+/** The job's output as delivered; what is beyond MAX_RECORDED_OUTPUT is left in the file, and said so. */
+function readOutput(file: string): string {
+  const size = statSync(file).size
+  if (size <= MAX_RECORDED_OUTPUT) return readFileSync(file, 'utf8')
+  const fd = openSync(file, 'r')
+  try {
+    const head = Buffer.alloc(MAX_RECORDED_OUTPUT)
+    readSync(fd, head, 0, MAX_RECORDED_OUTPUT, 0)
+    return `${head.toString('utf8')}\n[cbatch run: ${size - MAX_RECORDED_OUTPUT} more bytes in ${file}]\n`
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** The job as TORQUE 6's pbs_mom stores it: `mom_priv/jobs/<jobid>.JB`, XML, root's (src/server/job_recov.c, saveJobToXML). */

@@ -153,3 +153,14 @@ t.test('qsub -j oe keeps the order of stdout and stderr lines, as natively', asy
   const { job } = await runJob(script, { config })
   t.equal(job.stderr, Array.from({ length: 200 }, (_, i) => `err ${i}\n`).join(''), 'without -j oe, apart and in order')
 })
+
+t.test('the job writes its .OU and .ER itself: no process copies its output', async t => {
+  const script = '#!/bin/sh\nreadlink /proc/self/fd/1; readlink /proc/self/fd/2\necho to-err >&2\n'
+  const { job } = await runJob(script, { config })
+  t.equal(job.stdout.split('cbatch: cpu')[0], '/.cbatch/stdout\n/.cbatch/stderr\n', 'the job\'s own output files, mounted')
+  t.equal(job.stderr, 'to-err\n')
+  const joined = (await runJob(script, { config, join: true })).job
+  t.equal(joined.stdout.split('cbatch: cpu')[0], '/.cbatch/stdout\n/.cbatch/stdout\nto-err\n', '-j oe: one file')
+  const native = (await runJob(script, { config, queue: 'unmanaged' })).job
+  t.match(native.stdout, /\.OU\n.*\.ER\n/, 'natively, pbs_mom\'s own files as they are')
+})

@@ -25,7 +25,25 @@ export const LABEL = {
   cput: 'cbatch.cput',
 } as const
 
+/** Where the job's output files are inside its container (job/output.ts). */
+export const OUTPUT_TARGETS = { stdout: '/.cbatch/stdout', stderr: '/.cbatch/stderr' } as const
+
+export interface OutputFile {
+  /** The host path pbs_mom opened, as /proc names it. */
+  path: string
+  dev: number
+  ino: number
+}
+
+export interface JobOutput {
+  stdout: OutputFile
+  /** Absent when stderr is the same file (qsub -j oe). */
+  stderr?: OutputFile
+}
+
 export interface JobPaths {
+  /** The job's .OU/.ER as the prologue holds them open, mounted for the job to write itself. */
+  output?: JobOutput
   /** PBS_NODEFILE, when it exists. */
   nodeFile?: string
   /** The job script, when it exists (interactive jobs have none). */
@@ -131,5 +149,9 @@ function mounts(req: ContainerRequest): Mount[] {
   }
   list.push(...req.mounts.map(m => bind(m.source, m.target, m.readOnly)))
   if (policy.scratch && paths.scratchDir) list.push(bind(paths.scratchDir, policy.scratch.target, false))
+  if (paths.output) {
+    list.push(bind(paths.output.stdout.path, OUTPUT_TARGETS.stdout, false))
+    if (paths.output.stderr) list.push(bind(paths.output.stderr.path, OUTPUT_TARGETS.stderr, false))
+  }
   return list
 }

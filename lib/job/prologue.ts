@@ -11,6 +11,7 @@ import { lookupUser } from '../host/identity.ts'
 import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
 import { jobFilePath } from '../torque/jobfile.ts'
 import { assertUnchanged, planMounts, verifyMounts } from '../host/mounts.ts'
+import { outputFiles, verifyOutput } from './output.ts'
 import { checkOwner, isWithin } from '../policy/security.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
@@ -53,6 +54,8 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
   const name = containerName(facts.jobId)
+  // Interactive jobs (no script) keep their terminal; others write their own output.
+  const output = facts.scriptPath && existsSync(facts.scriptPath) ? outputFiles(owner.uid) : undefined
   const build = (scratchDir?: string) => buildContainerSpec({
     job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
     node: {
@@ -64,7 +67,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     paths: {
       nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined,
       script: facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined,
-      momPriv, scratchDir,
+      output, momPriv, scratchDir,
     },
   })
   build() // every policy check passes before anything is made on the node
@@ -78,6 +81,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     const started = await engine.inspect(id)
     try {
       verifyMounts(started?.pid ?? 0, mounts)
+      if (output) verifyOutput(started?.pid ?? 0, output)
     } catch (err) {
       await engine.remove(id)
       throw err

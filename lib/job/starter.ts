@@ -15,6 +15,7 @@ import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityErr
 import type { Identity } from '../host/identity.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
 import { withTag } from '../policy/image.ts'
+import { redirection } from './output.ts'
 import { ownLimits, restoringOptions, type Rlimits } from '../torque/rlimits.ts'
 import type { StarterFacts } from '../torque/contract.ts'
 
@@ -124,7 +125,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     // which an exec in a container would not have (any shell understands it); and with
     // `qsub -j oe` it sends its stderr where its stdout goes, so the lines keep their order
     // (the engine's two streams would not).
-    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio))
+    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, redirection(container.pid)))
     stdio.stdin.pipe(session.stream, { end: true })
     await ended
     status = await exitStatus(session)
@@ -176,11 +177,17 @@ function enforceCput(container: ContainerDetails, stderr: Writable, signal: (s: 
   return { stop: () => { clearInterval(poll); clearTimeout(kill) } }
 }
 
-/** Lines the job shell runs before pbs_mom's script line. */
-function prelude(shell: string, stdio: Stdio): string {
+/**
+ * Lines the job shell runs before pbs_mom's script line: pbs_mom's umask; then its output
+ * straight into the job's files when they are mounted (output.ts), else with -j oe its
+ * stderr into its stdout. Bourne-family shells only for redirections (csh has no `exec >>`).
+ */
+function prelude(shell: string, stdio: Stdio, direct: string | undefined): string {
   const lines = [`umask ${ownUmask()}`]
-  const joined = sameFile(stdio.stdout, stdio.stderr)
-  if (joined && !/csh$/.test(shell)) lines.push('exec 2>&1')
+  if (!/csh$/.test(shell)) {
+    if (direct) lines.push(direct)
+    else if (sameFile(stdio.stdout, stdio.stderr)) lines.push('exec 2>&1')
+  }
   return lines.map(l => `${l}\n`).join('')
 }
 

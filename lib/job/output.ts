@@ -1,0 +1,63 @@
+// The job's output at disk speed: the job shell writes its .OU/.ER itself. On the mother
+// superior the prologue's stdout and stderr are the job's .OU/.ER as pbs_mom opened them
+// (spool files, or the final ones with $spool_as_final_name or -k); the prologue mounts
+// those very files into the container, checked by device and inode, and the starter has
+// the job shell send its output there first thing. No process copies it, none can lose it
+// (a starter that dies, an engine restarted with live-restore), and with -j oe (one file)
+// stdout and stderr keep their order. Interactive jobs keep their terminal.
+import { fstatSync, readlinkSync, statSync } from 'node:fs'
+import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from '../engine/container.ts'
+import { UnsafePathError } from '../errors.ts'
+
+
+/** The job's output files, as this process's fds 1 and 2 (the prologue's), if they are the owner's regular files. */
+export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): JobOutput | undefined {
+  const file = (fd: number): OutputFile | undefined => {
+    try {
+      const stat = fstatSync(fd)
+      const path = readlinkSync(`/proc/self/fd/${fd}`)
+      if (!stat.isFile() || stat.uid !== ownerUid || stat.nlink < 1 || !path.startsWith('/') || path.endsWith(' (deleted)')) return undefined
+      return { path, dev: stat.dev, ino: stat.ino }
+    } catch {
+      return undefined
+    }
+  }
+  const stdout = file(fds.stdout)
+  const stderr = file(fds.stderr)
+  if (!stdout || !stderr) return undefined
+  return same(stdout, stderr) ? { stdout } : { stdout, stderr }
+}
+
+/** Throws UnsafePathError unless the container shows, at each target, the very file the prologue had open. */
+export function verifyOutput(pid: number, output: JobOutput, proc = '/proc'): void {
+  for (const [name, file] of [['stdout', output.stdout], ['stderr', output.stderr]] as const) {
+    if (!file) continue
+    let inside
+    try {
+      inside = statSync(`${proc}/${pid}/root${OUTPUT_TARGETS[name]}`)
+    } catch {
+      inside = undefined
+    }
+    if (!inside || !same(inside, file)) throw new UnsafePathError(`the job's ${name} file ${file.path} changed while the job's container was made; the job is refused`)
+  }
+}
+
+/**
+ * What the job shell runs first to write its output itself: only when the starter's own
+ * stdout/stderr are the files mounted in the container (else the stream stays).
+ */
+export function redirection(pid: number, starter = { stdout: 1, stderr: 2 }, proc = '/proc'): string | undefined {
+  try {
+    const [out, err] = [fstatSync(starter.stdout), fstatSync(starter.stderr)]
+    const inside = (target: string) => statSync(`${proc}/${pid}/root${target}`)
+    if (!same(out, inside(OUTPUT_TARGETS.stdout))) return undefined
+    if (same(out, err)) return `exec >>${OUTPUT_TARGETS.stdout} 2>&1`
+    return same(err, inside(OUTPUT_TARGETS.stderr)) ? `exec >>${OUTPUT_TARGETS.stdout} 2>>${OUTPUT_TARGETS.stderr}` : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function same(a: { dev: number; ino: number }, b: { dev: number; ino: number }): boolean {
+  return a.dev === b.dev && a.ino === b.ino
+}
