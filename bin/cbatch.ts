@@ -1,6 +1,6 @@
 // cbatch: the command-line face of the package.
-//   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (lib/emulator.ts)
-//   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/gc.ts)
+//   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (emulator/emulator.ts)
+//   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/job/gc.ts)
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'

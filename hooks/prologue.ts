@@ -1,7 +1,7 @@
 // pbs_mom's prologue (root, mother superior): make the job's container, and clear away
 // containers of jobs this pbs_mom no longer knows.
 // Exit 0: the job runs, or was refused (the reason is in its .ER, and the starter will not
-// run it: lib/refusal.ts); 2: the job is requeued (a fault that may pass).
+// run it: lib/job/refusal.ts); 2: the job is requeued (a fault that may pass).
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'

@@ -1,6 +1,6 @@
 // What the three hook entry points share: where their environment comes from, and how
 // errors become pbs_mom exit codes. No job logic lives here.
-import { readFileSync } from 'node:fs'
+import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
@@ -8,9 +8,10 @@ import { nodeLogger, type Logger } from '../lib/log.ts'
 /**
  * The hook's own settings and the environment pbs_mom gave it. The installed hook is a
  * busybox wrapper (hooks/wrapper.ts) that starts node with an empty environment holding
- * only what root wrote into the wrapper (the config path, this pbs_mom's mom_priv), and hands pbs_mom's environment
- * over on a file descriptor, NUL-separated and base64. For the job starter that environment
- * is the job's: data to check, never settings.
+ * only what root wrote into the wrapper (the config path, this pbs_mom's mom_priv, the
+ * limits it lifted), and hands pbs_mom's environment over on a file descriptor,
+ * NUL-separated and base64. For the job starter that environment is the job's: data to
+ * check, never settings.
  */
 export interface HookStart {
   configPath: string
@@ -22,6 +23,7 @@ export function hookStart(own: NodeJS.ProcessEnv = process.env): HookStart {
   const { CBATCH_ENV_FD: fd, CBATCH_CONFIG: configPath, CBATCH_MOM_PRIV: momPriv } = own
   if (!fd || !configPath || !momPriv) throw new UsageError('cbatch hooks must be started through their installed wrapper')
   const pairs = Buffer.from(readFileSync(Number(fd), 'utf8'), 'base64').toString('utf8').split('\0')
+  closeSync(Number(fd)) // not to be inherited by a job the starter runs natively
   const env: NodeJS.ProcessEnv = {}
   for (const pair of pairs) {
     const eq = pair.indexOf('=')

@@ -1,4 +1,4 @@
-// Run with tsx (npm run build). Writes config/cbatch.schema.json from lib/config.ts, then
+// Run with tsx (npm run build). Writes config/cbatch.schema.json from lib/policy/config.ts, then
 // bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
 //   dist/prologue, dist/jobstarter, dist/epilogue   /bin/sh wrappers pbs_mom runs
 //   dist/cbatch.d/<hook>.cjs                         the bundled hooks they start

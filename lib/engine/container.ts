@@ -65,7 +65,7 @@ export interface ContainerRequest {
   hostname: string
   /** The image, as its queue allowed it. */
   image: string
-  /** Host directories of the site and of the job, resolved and judged (mounts.ts). */
+  /** Host directories of the site and of the job, resolved and judged (host/mounts.ts). */
   mounts: HostMount[]
   /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
   node: NodeFacts

@@ -9,7 +9,6 @@ import { fstatSync, readlinkSync, statSync } from 'node:fs'
 import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from '../engine/container.ts'
 import { UnsafePathError } from '../errors.ts'
 
-
 /** The job's output files, as this process's fds 1 and 2 (the prologue's), if they are the owner's regular files. */
 export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): JobOutput | undefined {
   const file = (fd: number): OutputFile | undefined => {

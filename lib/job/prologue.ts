@@ -135,7 +135,7 @@ export const JOB_FILE_WAIT_MS = 2000
 /**
  * CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it. If the job file is not there
  * in time, the job shell's environment still carries the variable, and the starter refuses
- * a job whose container is not what it asked for (exec.ts, checkImage).
+ * a job whose container is not what it asked for (starter.ts, checkImage).
  */
 async function jobImageVariable(facts: JobFacts, momPriv: string): Promise<string | undefined> {
   for (let waited = 0; ; waited += 50) {

@@ -9,7 +9,7 @@ import { jobFilePrefix } from '../torque/jobfile.ts'
 
 /** Root's own directory in mom_priv for the records. */
 function recordFile(momPriv: string, jobId: string): string {
-  return join(momPriv, 'cbatch-refused', jobFilePrefix(jobId).replace(/\//g, '_'))
+  return join(momPriv, 'cbatch-refused', jobFilePrefix(jobId).replace(/\//g, '_').replace(/^\./, '_'))
 }
 
 export function recordRefusal(momPriv: string, jobId: string, reason: string): void {
