@@ -4,6 +4,7 @@
 import { appendRecord, summaryLine } from '../lib/job/accounting.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { clearRefusal, refusalOf } from '../lib/job/refusal.ts'
+import { accountsDir, removeAccountFiles } from '../lib/host/accounts.ts'
 import { killContainerProcesses, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
 import { removeScratchDir } from '../lib/host/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque/contract.ts'
@@ -11,7 +12,7 @@ import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ config, log }) => {
+void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
   const facts = parseEpilogueArgs(args)
   const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
   const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine)).catch(err => {
@@ -22,6 +23,7 @@ void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, a
   if (underTorque) removeEngineLeftovers(facts.jobId).forEach(dir => log.info(`removed ${dir}`))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned
+  removeAccountFiles(accountsDir(momPriv, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
   process.stdout.write(`${summaryLine(record)}\n`)
   log.info(`removed ${record.container}; ${JSON.stringify(record)}`)

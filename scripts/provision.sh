@@ -15,6 +15,8 @@ missing=""
 for pair in dockerd:docker.io docker-registry:docker-registry setpriv:util-linux getent:libc-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
+# A user known only to NSS (as LDAP/SSSD users are): libnss-extrausers serves it.
+dpkg -s libnss-extrausers >/dev/null 2>&1 || missing="$missing libnss-extrausers"
 # The hooks' wrappers need the statically linked busybox (see scripts/build.mjs).
 [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || missing="$missing busybox-static"
 if [ -n "$missing" ]; then
@@ -78,4 +80,14 @@ for user in cbatchtest cbatchdemo; do
   id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 done
 id -nG cbatchtest | grep -qw cbatchextra || usermod -aG cbatchextra cbatchtest
-say "ready: engine, registry $REGISTRY, image $IMAGE, users cbatchtest and cbatchdemo"
+# cbatchnss: in no file of /etc, only in extrausers' own database, with a group of its own
+# and a supplementary one.
+mkdir -p /var/lib/extrausers
+grep -q '^cbatchnss:' /var/lib/extrausers/passwd 2>/dev/null || {
+  echo 'cbatchnss:x:2001:2001:NSS-only test user:/home/cbatchnss:/bin/sh' >>/var/lib/extrausers/passwd
+  printf '%s\n' 'cbatchnss:x:2001:' 'cbatchnssextra:x:2002:cbatchnss' >>/var/lib/extrausers/group
+  echo 'cbatchnss:*:19000:0:99999:7:::' >>/var/lib/extrausers/shadow
+}
+sed -i -E '/^(passwd|group):/{/extrausers/!s/$/ extrausers/}' /etc/nsswitch.conf
+install -d -o 2001 -g 2001 -m 0755 /home/cbatchnss
+say "ready: engine, registry $REGISTRY, image $IMAGE, users cbatchtest, cbatchdemo and cbatchnss (NSS only)"

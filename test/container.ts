@@ -56,6 +56,7 @@ t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
   t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
+  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 2 ** 32 } })), { name: 'PolicyError', message: /the engine cannot carry that uid/ })
   const elsewhere = request({ paths: { script: '/etc/shadow', momPriv: '/var/spool/torque/mom_priv' } })
   t.throws(() => buildContainerSpec(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
 })

@@ -3,7 +3,9 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { containersOf, hostId, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { containerName } from '../lib/engine/container.ts'
+import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -119,4 +121,11 @@ t.test('containers are labelled with the version of the package the hooks were b
     },
   })
   t.equal(label.split('\n')[0], version)
+})
+
+t.test('a user only a directory service knows has a name, and names for their groups, in the container', async t => {
+  const { job } = await runJob('#!/bin/sh\nid -un; whoami; id -Gn\nstat -c %U "$HOME"\n', { config, user: NSS_USER })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.equal(job.stdout.split('cbatch: cpu')[0], 'cbatchnss\ncbatchnss\ncbatchnss cbatchnssextra\ncbatchnss\n')
+  t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-accounts', containerName(job.jobId))), 'its account files go with the job')
 })

@@ -42,6 +42,8 @@ export interface JobOutput {
 }
 
 export interface JobPaths {
+  /** The container's /etc/passwd and /etc/group (host/accounts.ts); else the node's. */
+  accounts?: { passwd: string; group: string }
   /** The job's .OU/.ER as the prologue holds them open, mounted for the job to write itself. */
   output?: JobOutput
   /** PBS_NODEFILE, when it exists. */
@@ -141,7 +143,7 @@ function mounts(req: ContainerRequest): Mount[] {
   const { policy, paths } = req
   const bind = (source: string, target: string, readOnly: boolean): Mount => ({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
   // pbs_mom's own files of this job, below PBS_HOME: mounted one by one, read-only.
-  const list = [bind('/etc/passwd', '/etc/passwd', true), bind('/etc/group', '/etc/group', true)]
+  const list = [bind(paths.accounts?.passwd ?? '/etc/passwd', '/etc/passwd', true), bind(paths.accounts?.group ?? '/etc/group', '/etc/group', true)]
   if (paths.nodeFile) list.push(bind(paths.nodeFile, paths.nodeFile, true))
   if (paths.script) {
     if (!isWithin(paths.script, `${paths.momPriv}/jobs`)) throw new PolicyError(`job script ${paths.script} is not in ${paths.momPriv}/jobs`)

@@ -39,6 +39,17 @@ export async function lookupUser(name: string, group?: string): Promise<Identity
   return { name, uid: Number(uid), gid: primary, groups, home, shell: shell || '/bin/sh' }
 }
 
+/** The group database's lines for these gids, as NSS answers (files, LDAP, SSSD alike). */
+export async function groupLines(gids: number[]): Promise<string[]> {
+  const result = await command('getent', ['group', '--', ...gids.map(String)])
+  return result.stdout.split('\n').filter(Boolean)
+}
+
+/** The user database's line for a user, as NSS answers. */
+export async function passwdLine(name: string): Promise<string | undefined> {
+  return getent('passwd', name)
+}
+
 async function getent(database: 'passwd' | 'group', key: string): Promise<string | undefined> {
   const result = await command('getent', [database, '--', key])
   return result.exitCode === 0 ? result.stdout.split('\n')[0] : undefined

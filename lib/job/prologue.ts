@@ -12,6 +12,7 @@ import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest
 import { jobFilePath } from '../torque/jobfile.ts'
 import { assertUnchanged, planMounts, verifyMounts } from '../host/mounts.ts'
 import { outputFiles, verifyOutput } from './output.ts'
+import { accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
 import { checkOwner, isWithin } from '../policy/security.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
@@ -56,7 +57,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const name = containerName(facts.jobId)
   // Interactive jobs (no script) keep their terminal; others write their own output.
   const output = facts.scriptPath && existsSync(facts.scriptPath) ? outputFiles(owner.uid) : undefined
-  const build = (scratchDir?: string) => buildContainerSpec({
+  const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
     job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
     node: {
       ppnHere: env.PBS_NUM_PPN === undefined ? undefined : parseCount(env.PBS_NUM_PPN, 'PBS_NUM_PPN'),
@@ -67,14 +68,15 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     paths: {
       nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined,
       script: facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined,
-      output, momPriv, scratchDir,
+      output, momPriv, scratchDir, accounts,
     },
   })
   build() // every policy check passes before anything is made on the node
   const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)
+  const accounts = accountsDir(momPriv, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
-    const id = await engine.run(build(scratchDir)).catch(err => {
+    const id = await engine.run(build(scratchDir, await writeAccountFiles(accounts, owner))).catch(err => {
       assertUnchanged(mounts)
       throw err
     })
@@ -89,6 +91,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     return { kind: 'container', id, name, image, imageSource, replaced }
   } catch (err) {
     if (scratchDir) await removeScratchDir(scratchDir).catch(() => undefined)
+    removeAccountFiles(accounts)
     throw err
   }
 }

@@ -20,6 +20,9 @@ export const REFUSED_CAPABILITIES = ['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRA
  */
 export const HOLDER_UID = 65534
 
+/** The largest uid or gid a container runtime takes (32 bits, less the "none" value). */
+const MAX_ID = 2 ** 32 - 2
+
 /** What every job container is, whatever its queue says (Docker's default seccomp filter stays on). */
 export const CONFINEMENT = {
   Init: true,
@@ -51,6 +54,11 @@ export function refusedCapability(cap: string): boolean {
 export function checkOwner(owner: Identity, allowRoot: boolean): void {
   if ((owner.uid === 0 || owner.gid === 0) && !allowRoot) {
     throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}, gid ${owner.gid}) are not run in containers: root is refused`)
+  }
+  for (const [what, id] of [['uid', owner.uid], ['gid', owner.gid]] as const) {
+    if (!Number.isSafeInteger(id) || id < 0 || id > MAX_ID) {
+      throw new PolicyError(`jobs of ${owner.name} (${what} ${id}) are not run in containers: the engine cannot carry that ${what}`)
+    }
   }
   if (owner.uid === HOLDER_UID) {
     throw new PolicyError(`jobs of ${owner.name} (uid ${owner.uid}) are not run in containers: that uid runs the container's holder`)

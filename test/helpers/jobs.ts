@@ -12,6 +12,8 @@ import { prepareJob } from '../../lib/job/prologue.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
+/** A user only NSS knows (libnss-extrausers), as LDAP/SSSD users are: in no file of /etc. */
+export const NSS_USER = 'cbatchnss'
 export const TEST_IMAGE = 'cbatch-test/busybox:latest'
 export const REGISTRY_IMAGE = `127.0.0.1:5000/${TEST_IMAGE}`
 
@@ -36,6 +38,8 @@ export interface JobOptions {
   torqueCgroups?: string
   /** Starts of a job whose prologue requeues it (pbs_sched's loop). */
   attempts?: number
+  /** The job's owner (default TEST_USER). */
+  user?: string
   /** PBS_O_WORKDIR (default: a directory of the owner's). */
   workDir?: string
   /** TM tasks started while the job runs, as pbsdsh would (command lines split at spaces). */
@@ -73,10 +77,11 @@ ${extra}`)
 export async function runJob(script: string, opts: JobOptions): Promise<JobRun> {
   // Where the owner ran qsub: their own directory, as PBS_O_WORKDIR.
   const dir = mkdtempSync(join(tmpdir(), 'cbatch-script-'))
-  chownSync(dir, Number(hostId('-u')), Number(hostId('-g')))
+  const user = opts.user ?? TEST_USER
+  chownSync(dir, Number(hostId('-u', user)), Number(hostId('-g', user)))
   const file = join(dir, 'job.sh')
   writeFileSync(file, script, { mode: 0o644 })
-  const args = ['run', file, ...(opts.args ?? []), '--json', '--user', TEST_USER, '--config', opts.config,
+  const args = ['run', file, ...(opts.args ?? []), '--json', '--user', user, '--config', opts.config,
     '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1']
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
   for (const task of opts.tasks ?? []) args.push('--task', task)

@@ -1,0 +1,38 @@
+// The container's /etc/passwd and /etc/group. Most sites serve their users from LDAP or
+// SSSD, which no file holds: the node's own files, with the owner and their groups added as
+// NSS knows them, let names resolve inside the container (`id`, `whoami`, `ls -l`, MPI
+// launchers). Written per job into root's own directory in mom_priv, mounted read-only.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { IdentityError } from '../errors.ts'
+import { groupLines, passwdLine, type Identity } from './identity.ts'
+
+export interface AccountFiles {
+  passwd: string
+  group: string
+}
+
+/** Directory of a job's account files. */
+export function accountsDir(momPriv: string, name: string): string {
+  return join(momPriv, 'cbatch-accounts', name)
+}
+
+export async function writeAccountFiles(dir: string, owner: Identity, etc = '/etc'): Promise<AccountFiles> {
+  const [passwd, groups] = await Promise.all([passwdLine(owner.name), groupLines([...new Set([owner.gid, ...owner.groups])])])
+  if (!passwd) throw new IdentityError(`unknown user ${owner.name} on this node`)
+  const merged = (file: string, lines: string[], key: (line: string) => string) => {
+    const own = readFileSync(join(etc, file), 'utf8').split('\n').filter(Boolean)
+    const known = new Set(own.map(key))
+    return `${[...own, ...lines.filter(line => !known.has(key(line)))].join('\n')}\n`
+  }
+  const byName = (line: string) => line.split(':')[0]
+  mkdirSync(dir, { recursive: true, mode: 0o755 })
+  const files = { passwd: join(dir, 'passwd'), group: join(dir, 'group') }
+  writeFileSync(files.passwd, merged('passwd', [passwd], byName), { mode: 0o644 })
+  writeFileSync(files.group, merged('group', groups, byName), { mode: 0o644 })
+  return files
+}
+
+export function removeAccountFiles(dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+}
