@@ -10,6 +10,7 @@ import { jobLimits } from '../lib/torque/rlimits.ts'
 import { refusalOf } from '../lib/job/refusal.ts'
 import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
 import { starterFacts } from '../lib/torque/contract.ts'
+import { enteringEnvironment } from '../lib/policy/environment.ts'
 import { UsageError } from '../lib/errors.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
@@ -29,7 +30,7 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   }
   const engine = Engine.fromConfig(config.engine)
   const container = await containerForShell(engine, job.jobId)
-  const status = await runInContainer(engine, container, request)
+  const status = await runInContainer(engine, container, { ...request, env: enteringEnvironment(env, config.queues.get(job.queue)!.environment) })
   log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
   return status
 }, {

@@ -52,6 +52,21 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "
   rm -rf "$root"
 fi
 
+# An image with an ENTRYPOINT that wraps what it runs, for the queues' `entrypoint` setting.
+ENTRY_IMAGE=cbatch-test/entrypoint:latest
+if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "$ENTRY_IMAGE" 2>/dev/null)" != "$IMAGE_VERSION" ]; then
+  say "building $ENTRY_IMAGE"
+  entry=$(mktemp)
+  printf '#!/bin/sh\nexport ENTERED=yes\nexec "$@"\n' >"$entry"
+  chmod 0755 "$entry"
+  docker rm -f cbatch-entry-build >/dev/null 2>&1 || true
+  docker create --name cbatch-entry-build --network none "$IMAGE" true >/dev/null
+  docker cp "$entry" cbatch-entry-build:/usr/local/bin/entry
+  docker commit -c 'ENTRYPOINT ["/usr/local/bin/entry"]' cbatch-entry-build "$ENTRY_IMAGE" >/dev/null
+  docker rm cbatch-entry-build >/dev/null
+  rm -f "$entry"
+fi
+
 if ! busybox wget -q -O /dev/null "http://$REGISTRY/v2/" 2>/dev/null; then
   say "starting a registry on $REGISTRY"
   cat >"$STATE/registry.yml" <<CONF

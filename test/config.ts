@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { configJsonSchema, loadConfig, parseConfig } from '../lib/policy/config.ts'
+import { configJsonSchema, HOST_PATHS, loadConfig, parseConfig } from '../lib/policy/config.ts'
 import { ConfigError } from '../lib/errors.ts'
 
 const issuesOf = (text: string) => {
@@ -30,6 +30,7 @@ queues:
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
     allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: '1gb',
+    environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false,
   })
   const gpu = config.queues.get('gpu')!
   t.equal(gpu.image, 'site/cuda:12')
@@ -152,4 +153,13 @@ t.test('security settings that would open the node are refused', async t => {
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    scratch: { base: /root/s, target: /scratch }\n').issues[0].path, 'queues.a.scratch.base')
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    devices: [{ path: /etc/passwd }]\n').issues[0].path, 'queues.a.devices.0.path')
   t.same(parseConfig('queues:\n  a:\n    image: x\n    devices: [{ path: /dev/fuse }]\n').queues.get('a')!.devices, [{ path: '/dev/fuse' }])
+})
+
+t.test('environment policy: the job\'s variables that enter its container', async t => {
+  const { enteringEnvironment } = await import('../lib/policy/environment.ts')
+  const policy = parseConfig('queues:\n  a: { image: x }\n').queues.get('a')!.environment
+  const env = { PATH: '/h', LD_LIBRARY_PATH: '/l', LD_PRELOAD: '/p', PYTHONPATH: '/py', 'BASH_FUNC_module%%': '() {}', PBS_JOBID: '1', MINE: 'x', HOME: '/home/a' }
+  t.same(Object.keys(enteringEnvironment(env, policy)).sort(), ['HOME', 'MINE', 'PBS_JOBID'], 'host paths stay out by default')
+  t.same(Object.keys(enteringEnvironment(env, { pass: ['PBS_*', 'HOME'], drop: [] })).sort(), ['HOME', 'PBS_JOBID'])
+  t.same(Object.keys(enteringEnvironment(env, { pass: ['*'], drop: [] })).length, 8)
 })

@@ -3,7 +3,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { containerName } from '../lib/engine/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
 
@@ -128,4 +128,23 @@ t.test('a user only a directory service knows has a name, and names for their gr
   t.equal(job.exitStatus, 0, job.stderr)
   t.equal(job.stdout.split('cbatch: cpu')[0], 'cbatchnss\ncbatchnss\ncbatchnss cbatchnssextra\ncbatchnss\n')
   t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-accounts', containerName(job.jobId))), 'its account files go with the job')
+})
+
+t.test('the host\'s tool and library paths stay out of the container; the image keeps its own', async t => {
+  const script = '#!/bin/sh\necho "PATH=$PATH"\necho "LD=${LD_LIBRARY_PATH:-unset} MINE=$MINE O_PATH=${PBS_O_PATH:+set}"\n'
+  const vars = { PATH: '/host/only/bin:/usr/bin:/bin', LD_LIBRARY_PATH: '/host/lib', MINE: 'mine' }
+  const { job } = await runJob(script, { config, vars })
+  t.match(job.stdout, 'PATH=/usr/local/bin:/usr/bin:/bin\n', 'the image\'s PATH (its ENV)')
+  t.match(job.stdout, 'LD=unset MINE=mine O_PATH=set\n', 'the job\'s own variables and TORQUE\'s come through')
+  const open = testConfig(shared.path, '    environment: { drop: [] }\n')
+  const passed = (await runJob(script, { config: open, vars })).job
+  t.match(passed.stdout, 'PATH=/host/only/bin:/usr/bin:/bin\nLD=/host/lib ', 'a queue that lets them through')
+})
+
+t.test('an image\'s entrypoint runs only where the queue says so, around the job shell too', async t => {
+  const script = '#!/bin/sh\necho "entered=${ENTERED:-no}"\n'
+  const queue = (entrypoint: boolean) => writeConfig(shared.path,
+    `log: { file: ${shared.path}/cbatch.log }\nqueues:\n  batch: { image: cbatch-test/entrypoint:latest, pull: never, entrypoint: ${entrypoint} }\n`)
+  t.match((await runJob(script, { config: queue(false) })).job.stdout, 'entered=no\n', 'off by default: the holder and the job shell run bare')
+  t.match((await runJob(script, { config: queue(true) })).job.stdout, 'entered=yes\n')
 })

@@ -96,8 +96,8 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   return {
     name: containerName(job.jobId),
     Image: req.image,
-    // The holder alone, whatever entrypoint the image names.
-    Entrypoint: [],
+    // The holder alone, unless the queue runs the image's entrypoint around it.
+    Entrypoint: policy.entrypoint ? undefined : [],
     Cmd: policy.holder,
     // The exec'd job shell inherits this.
     Env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],

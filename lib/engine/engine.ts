@@ -32,6 +32,8 @@ export interface ContainerDetails extends JobContainer {
   imageId: string
   /** Host pid of the container's init, 0 when not running. */
   pid: number
+  /** The entrypoint the container was made with (none unless its queue runs the image's). */
+  entrypoint: string[]
   oomKilled: boolean
   startedAt: Date
 }
@@ -153,6 +155,7 @@ export class Engine implements ContainerEngine {
       image: info.Config.Image,
       imageId: info.Image,
       pid: info.State.Pid,
+      entrypoint: typeof info.Config.Entrypoint === 'string' ? [info.Config.Entrypoint] : info.Config.Entrypoint ?? [],
       oomKilled: info.State.OOMKilled,
       startedAt: new Date(info.State.StartedAt),
       created: new Date(info.Created),

@@ -86,7 +86,8 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
   const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
   const session = await engine.exec(container.id, {
-    cmd: [usable, ...rest],
+    // The container's entrypoint (none unless its queue runs the image's) wraps the job too.
+    cmd: [...container.entrypoint, usable, ...rest],
     env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
     workingDir: facts.workDir,
     user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,

@@ -25,6 +25,14 @@ const Volume = Type.Object({
   readOnly: Type.Optional(Type.Boolean({ description: 'mount read-only (default false)' })),
 }, { additionalProperties: false })
 
+/**
+ * The host's tool and library paths (from `qsub -V`), which would make an image's own tools
+ * go unfound or load the node's libraries: by default they stay out of the container.
+ */
+export const HOST_PATHS = ['PATH', 'LD_*', 'LIBRARY_PATH', 'CPATH', 'C_INCLUDE_PATH', 'CPLUS_INCLUDE_PATH', 'PKG_CONFIG_PATH',
+  'PYTHONPATH', 'PYTHONHOME', 'PERL5LIB', 'PERLLIB', 'RUBYLIB', 'CLASSPATH', 'R_LIBS*', 'MANPATH', 'INFOPATH',
+  'MODULEPATH', 'MODULESHOME', 'LOADEDMODULES', '_LMFILES_', 'BASH_FUNC_*']
+
 const policyFields = {
   image: Type.String({ minLength: 1, description: 'image reference the queue\'s jobs run in' }),
   pull: Type.Union([Type.Literal('missing'), Type.Literal('always'), Type.Literal('never')], {
@@ -74,6 +82,13 @@ const policyFields = {
   cgroupParent: Type.Union([Type.Literal('none'), Type.Literal('torque')], {
     default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
   }),
+  environment: Type.Object({
+    pass: Type.Array(Type.String({ minLength: 1 }), { default: ['*'], description: 'globs of the job\'s variables that enter its container' }),
+    drop: Type.Array(Type.String({ minLength: 1 }), {
+      default: [...HOST_PATHS], description: 'globs of those that do not: the image\'s own values (its ENV) stay',
+    }),
+  }, { additionalProperties: false, default: {} }),
+  entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
 }
 
 /** A queue's policy once defaults are applied. */

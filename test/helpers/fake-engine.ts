@@ -38,7 +38,7 @@ export class FakeEngine implements ContainerEngine {
     this.calls.push(`run ${spec.name}`)
     this.containers.set(id, {
       id, name: spec.name!, labels: { ...spec.Labels }, state: 'running', running: true, user: spec.User ?? '', image: spec.Image!,
-      imageId: `sha256:${spec.Image}`, pid: this.pid, oomKilled: false, startedAt: new Date(), created: new Date(), spec,
+      imageId: `sha256:${spec.Image}`, pid: this.pid, entrypoint: [spec.Entrypoint ?? []].flat(), oomKilled: false, startedAt: new Date(), created: new Date(), spec,
     })
     return id
   }
