@@ -52,9 +52,11 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "
   rm -rf "$root"
 fi
 
-# An image with an ENTRYPOINT that wraps what it runs, for the queues' `entrypoint` setting.
+# An image with an ENTRYPOINT that wraps what it runs (the queues' `entrypoint` setting),
+# and an environment of its own (their `environment` policy).
 ENTRY_IMAGE=cbatch-test/entrypoint:latest
-if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "$ENTRY_IMAGE" 2>/dev/null)" != "$IMAGE_VERSION" ]; then
+ENTRY_VERSION=2
+if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.entry-image"}}' "$ENTRY_IMAGE" 2>/dev/null)" != "$ENTRY_VERSION" ]; then
   say "building $ENTRY_IMAGE"
   entry=$(mktemp)
   printf '#!/bin/sh\nexport ENTERED=yes\nexec "$@"\n' >"$entry"
@@ -62,7 +64,8 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.test-image"}}' "
   docker rm -f cbatch-entry-build >/dev/null 2>&1 || true
   docker create --name cbatch-entry-build --network none "$IMAGE" true >/dev/null
   docker cp "$entry" cbatch-entry-build:/usr/local/bin/entry
-  docker commit -c 'ENTRYPOINT ["/usr/local/bin/entry"]' cbatch-entry-build "$ENTRY_IMAGE" >/dev/null
+  docker commit -c 'ENTRYPOINT ["/usr/local/bin/entry"]' -c 'ENV PATH=/image/bin:/usr/local/bin:/usr/bin:/bin LD_LIBRARY_PATH=/image/lib' \
+    -c "LABEL cbatch.entry-image=$ENTRY_VERSION" cbatch-entry-build "$ENTRY_IMAGE" >/dev/null
   docker rm cbatch-entry-build >/dev/null
   rm -f "$entry"
 fi

@@ -124,20 +124,23 @@ t.test('containers are labelled with the version of the package the hooks were b
 })
 
 t.test('a user only a directory service knows has a name, and names for their groups, in the container', async t => {
-  const { job } = await runJob('#!/bin/sh\nid -un; whoami; id -Gn\nstat -c %U "$HOME"\n', { config, user: NSS_USER })
+  const { job } = await runJob('#!/bin/sh\nid -un; whoami; id -Gn\nstat -c %U "$HOME"\ngrep "^cbatchnss:" /etc/passwd\n', { config, user: NSS_USER })
   t.equal(job.exitStatus, 0, job.stderr)
-  t.equal(job.stdout.split('cbatch: cpu')[0], 'cbatchnss\ncbatchnss\ncbatchnss cbatchnssextra\ncbatchnss\n')
+  t.equal(job.stdout.split('cbatch: cpu')[0],
+    'cbatchnss\ncbatchnss\ncbatchnss cbatchnssextra\ncbatchnss\ncbatchnss:x:2001:2001:NSS-only test user:/home/cbatchnss:/bin/sh\n')
   t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-accounts', containerName(job.jobId))), 'its account files go with the job')
 })
 
 t.test('the host\'s tool and library paths stay out of the container; the image keeps its own', async t => {
-  const script = '#!/bin/sh\necho "PATH=$PATH"\necho "LD=${LD_LIBRARY_PATH:-unset} MINE=$MINE O_PATH=${PBS_O_PATH:+set}"\n'
+  // The image sets PATH=/image/bin:… and LD_LIBRARY_PATH=/image/lib; the job comes with the host's (qsub -V).
+  const queue = (extra: string) => writeConfig(shared.path,
+    `log: { file: ${shared.path}/cbatch.log }\nqueues:\n  batch: { image: cbatch-test/entrypoint:latest, pull: never${extra} }\n`)
+  const script = '#!/bin/sh\necho "PATH=$PATH"\necho "LD=$LD_LIBRARY_PATH MINE=$MINE O_PATH=${PBS_O_PATH:+set}"\n'
   const vars = { PATH: '/host/only/bin:/usr/bin:/bin', LD_LIBRARY_PATH: '/host/lib', MINE: 'mine' }
-  const { job } = await runJob(script, { config, vars })
-  t.match(job.stdout, 'PATH=/usr/local/bin:/usr/bin:/bin\n', 'the image\'s PATH (its ENV)')
-  t.match(job.stdout, 'LD=unset MINE=mine O_PATH=set\n', 'the job\'s own variables and TORQUE\'s come through')
-  const open = testConfig(shared.path, '    environment: { drop: [] }\n')
-  const passed = (await runJob(script, { config: open, vars })).job
+  const { job } = await runJob(script, { config: queue(''), vars })
+  t.match(job.stdout, 'PATH=/image/bin:/usr/local/bin:/usr/bin:/bin\nLD=/image/lib ', 'the image\'s PATH and libraries (its ENV)')
+  t.match(job.stdout, 'MINE=mine O_PATH=set\n', 'the job\'s own variables and TORQUE\'s come through')
+  const passed = (await runJob(script, { config: queue(', environment: { drop: [] }'), vars })).job
   t.match(passed.stdout, 'PATH=/host/only/bin:/usr/bin:/bin\nLD=/host/lib ', 'a queue that lets them through')
 })
 
