@@ -7,7 +7,7 @@ import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
-import { DEFAULT_PBS_HOME, emulateJob, hooksFor, writeJobFile, type EmulatedJob } from '../emulator/emulator.ts'
+import { emulateJob, hooksFor, writeJobFile, type EmulatedJob } from '../emulator/emulator.ts'
 import { lookupUser } from '../lib/host/identity.ts'
 
 const IMAGE = 'cbatch-test/busybox:latest'
@@ -20,8 +20,9 @@ chmodSync(work, 0o1777)
 process.on('exit', () => rmSync(work, { recursive: true, force: true }))
 
 const config = join(work, 'cbatch.yaml')
-// Where pbs_mom keeps job scripts: <PBS_HOME>/mom_priv/jobs.
-const script = join(work, 'pbs_home/mom_priv/jobs/1.bench.SC')
+// Where pbs_mom keeps job scripts: <PBS_HOME>/mom_priv/jobs; the hooks timed alone are installed for it.
+const pbsHome = join(work, 'pbs_home')
+const script = join(pbsHome, 'mom_priv/jobs/1.bench.SC')
 mkdirSync(dirname(script), { recursive: true })
 writeFileSync(script, '#!/bin/sh\ntrue\n')
 writeFileSync(config, `log: { file: "" }\naccounting: { file: "" }\nqueues:\n  batch: { image: ${IMAGE}, pull: never, volumes: [{ source: ${work} }] }\n  tmp: { image: ${IMAGE}, pull: never, readOnlyRootfs: true, volumes: [{ source: ${work} }] }\n`)
@@ -40,9 +41,13 @@ async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
   return performance.now() - t
 }
 async function repeat(fn: () => Promise<unknown> | unknown, n = REPEATS): Promise<number> {
-  const times = []
-  for (let i = 0; i < n; i++) times.push(await timed(fn))
-  return median(times)
+  return repeatMeasured(() => timed(fn), n)
+}
+/** Median of what `measure` says each time. */
+async function repeatMeasured(measure: () => Promise<number>, n = REPEATS): Promise<number> {
+  const values = []
+  for (let i = 0; i < n; i++) values.push(await measure())
+  return median(values)
 }
 
 /** CPU time the machine spent busy (every process, every core; USER_HZ 100), ms. */
@@ -95,19 +100,24 @@ async function apiFloor(): Promise<void> {
 
 /** ms from spawning a hook to its first engine request (a fake engine socket). */
 async function startupBeforeEngine(hook: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<number> {
-  const socket = join(work, `fake-${hook}.sock`)
+  // Where only root may write, as an engine socket must be (lib/host/trusted.ts).
+  mkdirSync(join(work, 'run'), { recursive: true, mode: 0o755 })
+  const socket = join(work, 'run', `fake-${hook}.sock`)
   const cfg = join(work, `fake-${hook}.yaml`)
-  writeFileSync(cfg, `engine: { socket: ${socket} }\nlog: { file: "" }\nqueues:\n  batch: { image: ${IMAGE} }\n`)
+  writeFileSync(cfg, `engine: { socket: ${socket}, requeuePause: 0 }\nlog: { file: "" }\nqueues:\n  batch: { image: ${IMAGE} }\n`)
   let started = 0
+  let listening: () => void
+  const ready = new Promise<void>(r => (listening = r))
   const first = new Promise<number>(resolve => {
     const server = createServer(c => {
       resolve(performance.now() - started)
       c.destroy()
       server.close()
-    }).listen(socket)
+    }).listen(socket, () => listening())
   })
+  await ready
   started = performance.now()
-  const child = spawn(join(hooksFor(HOOKS, cfg), hook), args, { env, stdio: ['pipe', 'ignore', 'ignore'] })
+  const child = spawn(join(hooksFor(HOOKS, cfg, pbsHome), hook), args, { env, stdio: ['pipe', 'ignore', 'ignore'] })
   child.stdin.end(stdin)
   const closed = new Promise(r => child.on('close', r))
   const result = await Promise.race([first, closed.then(() => { throw new Error(`${hook} ended before calling the engine`) })])
@@ -146,12 +156,12 @@ async function overhead() {
   ])
   const env = { PBS_JOBID: '1.bench', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
   const owner = await lookupUser(USER)
-  writeJobFile(DEFAULT_PBS_HOME, { jobId: '1.bench', queue: 'batch', owner, group: USER, resources: 'nodes=1', variables: {} })
+  writeJobFile(pbsHome, { jobId: '1.bench', queue: 'batch', owner, group: USER, resources: 'nodes=1', variables: {} })
   const hookArgs = ['1.bench', USER, USER, 'b', 'nodes=1', 'batch', '', script]
   const startups = {
-    prologue: await repeat(() => startupBeforeEngine('prologue', hookArgs, {})),
-    jobstarter: await repeat(() => startupBeforeEngine('jobstarter', ['/bin/sh'], env, 'true\n')),
-    epilogue: await repeat(() => startupBeforeEngine('epilogue', ['1.bench', USER, USER, 'b', '0', '', '', 'batch', '', '0', script], {})),
+    prologue: await repeatMeasured(() => startupBeforeEngine('prologue', hookArgs, {})),
+    jobstarter: await repeatMeasured(() => startupBeforeEngine('jobstarter', ['/bin/sh'], env, 'true\n')),
+    epilogue: await repeatMeasured(() => startupBeforeEngine('epilogue', ['1.bench', USER, USER, 'b', '0', '', '', 'batch', '', '0', script], {})),
   }
   table('   Hook start-up before its first engine call (medians)', [
     ['hook', 'time', 'of which node itself (node -e 0)'],
