@@ -1,5 +1,5 @@
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
+import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
@@ -16,4 +16,19 @@ t.test('orphans: labelled, old enough, and unknown to pbs_mom under any name it 
   t.equal(engine.containers.size, 4, 'a dry run removes nothing')
   await collectOrphans(engine, { momPriv, graceSeconds: 60, now })
   t.same([...engine.containers.values()].map(c => c.name).sort(), ['c-1.srv', 'c-2[3].srv', 'someone-elses'])
+})
+
+t.test('cbatch\'s own files of jobs that are gone go too, once old enough', async t => {
+  const momPriv = t.testdir({
+    jobs: { '1.srv.JB': '' },
+    'cbatch-accounts': { 'c-live': { passwd: '' }, 'c-gone': { passwd: '' } },
+    'cbatch-refused': { '1.srv': 'reason', '9.srv': 'reason' },
+  })
+  const engine = new FakeEngine()
+  await engine.run({ name: 'c-live', Image: 'i', Labels: { 'cbatch.job': '1.srv' } })
+  await collectOrphans(engine, { momPriv, graceSeconds: 3600 })
+  t.same(readdirSync(join(momPriv, 'cbatch-accounts')).sort(), ['c-gone', 'c-live'], 'too young: a prologue may be writing them')
+  await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000) })
+  t.same(readdirSync(join(momPriv, 'cbatch-accounts')), ['c-live'])
+  t.same(readdirSync(join(momPriv, 'cbatch-refused')), ['1.srv'], 'a refusal pbs_mom still has a job for stays')
 })

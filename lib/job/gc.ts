@@ -1,5 +1,8 @@
 // Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
-// left by an epilogue that could not reach the engine, a crash, or a killed prologue.
+// left by an epilogue that could not reach the engine, a crash, or a killed prologue; and
+// the small files cbatch keeps in mom_priv for such jobs (account files, refusal records).
+import { readdirSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import { LABEL } from '../engine/container.ts'
 import type { ContainerEngine, JobContainer } from '../engine/engine.ts'
 import { jobFilePath } from '../torque/jobfile.ts'
@@ -25,6 +28,29 @@ export async function collectOrphans(engine: ContainerEngine, options: GcOptions
   const orphans = (await engine.findByLabel(LABEL.job))
     .filter(c => !jobKnown(options.momPriv, c.labels[LABEL.job]))
     .filter(c => now - c.created.getTime() >= options.graceSeconds * 1000)
-  if (!options.dryRun) await Promise.all(orphans.map(c => engine.remove(c.id)))
+  if (!options.dryRun) {
+    await Promise.all(orphans.map(c => engine.remove(c.id)))
+    const live = new Set((await engine.findByLabel(LABEL.job)).map(c => c.name))
+    removeLeftoverFiles(options.momPriv, now - options.graceSeconds * 1000, {
+      'cbatch-accounts': name => live.has(name), // named after the job's container
+      'cbatch-refused': prefix => readdirSync(join(options.momPriv, 'jobs')).some(f => f.startsWith(prefix) && f.endsWith('.JB')),
+    })
+  }
   return orphans
+}
+
+/** Removes entries older than `before` (ms) of cbatch's directories in mom_priv whose job is gone. */
+function removeLeftoverFiles(momPriv: string, before: number, inUse: Record<string, (name: string) => boolean>): void {
+  for (const [dir, used] of Object.entries(inUse)) {
+    let names: string[]
+    try {
+      names = readdirSync(join(momPriv, dir))
+    } catch {
+      continue // none made yet
+    }
+    for (const name of names) {
+      const path = join(momPriv, dir, name)
+      if (!used(name) && statSync(path).mtimeMs < before) rmSync(path, { recursive: true, force: true })
+    }
+  }
 }

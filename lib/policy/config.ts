@@ -125,7 +125,7 @@ export const ConfigSchema = Type.Object({
     home: AbsolutePath('PBS_HOME of this node\'s pbs_mom (default /var/spool/torque)'),
   }, { additionalProperties: false, default: { home: '/var/spool/torque' } }),
   gc: Type.Object({
-    graceSeconds: Type.Integer({ minimum: 0, default: 600, description: 'orphaned containers younger than this are left alone' }),
+    graceSeconds: Type.Integer({ minimum: 0, default: 600, description: 'orphaned containers (and cbatch\'s files in mom_priv) younger than this are left alone' }),
     onPrologue: Type.Boolean({ default: true, description: 'every prologue also removes orphans' }),
   }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
