@@ -26,7 +26,7 @@ export interface HostMount {
   identity: Identity
 }
 
-interface Identity {
+export interface Identity {
   dev: number
   ino: number
 }
@@ -135,24 +135,28 @@ function existsAsRoot(path: string): boolean {
  */
 export function verifyMounts(pid: number, mounts: HostMount[], proc = '/proc'): void {
   for (const m of mounts) {
-    let inside: Identity | undefined
-    try {
-      inside = statSync(`${proc}/${pid}/root${m.target}`)
-    } catch {
-      inside = undefined
-    }
-    if (!same(inside, m.identity)) throw changed(m)
+    if (!sameObject(shownInContainer(pid, m.target, proc), m.identity)) throw changed(m)
   }
   assertUnchanged(mounts)
 }
 
+/** Device and inode of what a running container (its init's host pid) shows at `target`; undefined if nothing. */
+export function shownInContainer(pid: number, target: string, proc = '/proc'): Identity | undefined {
+  try {
+    return statSync(`${proc}/${pid}/root${target}`)
+  } catch {
+    return undefined
+  }
+}
+
 /** Throws UnsafePathError if any mount's real path no longer holds the object judged (e.g. after the engine failed to mount it). */
 export function assertUnchanged(mounts: HostMount[]): void {
-  const moved = mounts.find(m => !same(identityWithoutLinks(m.source), m.identity))
+  const moved = mounts.find(m => !sameObject(identityWithoutLinks(m.source), m.identity))
   if (moved) throw changed(moved)
 }
 
-const same = (a: Identity | undefined, b: Identity) => a !== undefined && a.dev === b.dev && a.ino === b.ino
+/** Whether two stats are of one file system object. */
+export const sameObject = (a: Identity | undefined, b: Identity) => a !== undefined && a.dev === b.dev && a.ino === b.ino
 
 const changed = (m: HostMount) => new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
 

@@ -5,7 +5,8 @@
 // the job shell send its output there first thing. No process copies it, none can lose it
 // (a starter that dies, an engine restarted with live-restore), and with -j oe (one file)
 // stdout and stderr keep their order. Interactive jobs keep their terminal.
-import { fstatSync, readlinkSync, statSync } from 'node:fs'
+import { fstatSync, readlinkSync } from 'node:fs'
+import { sameObject, shownInContainer } from '../host/mounts.ts'
 import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from '../engine/container.ts'
 import { UnsafePathError } from '../errors.ts'
 
@@ -24,20 +25,13 @@ export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): J
   const stdout = file(fds.stdout)
   const stderr = file(fds.stderr)
   if (!stdout || !stderr) return undefined
-  return same(stdout, stderr) ? { stdout } : { stdout, stderr }
+  return sameObject(stdout, stderr) ? { stdout } : { stdout, stderr }
 }
 
 /** Throws UnsafePathError unless the container shows, at each target, the very file the prologue had open. */
 export function verifyOutput(pid: number, output: JobOutput, proc = '/proc'): void {
   for (const [name, file] of [['stdout', output.stdout], ['stderr', output.stderr]] as const) {
-    if (!file) continue
-    let inside
-    try {
-      inside = statSync(`${proc}/${pid}/root${OUTPUT_TARGETS[name]}`)
-    } catch {
-      inside = undefined
-    }
-    if (!inside || !same(inside, file)) throw new UnsafePathError(`the job's ${name} file ${file.path} changed while the job's container was made; the job is refused`)
+    if (file && !sameObject(shownInContainer(pid, OUTPUT_TARGETS[name], proc), file)) throw new UnsafePathError(`the job's ${name} file ${file.path} changed while the job's container was made; the job is refused`)
   }
 }
 
@@ -46,17 +40,13 @@ export function verifyOutput(pid: number, output: JobOutput, proc = '/proc'): vo
  * stdout/stderr are the files mounted in the container (else the stream stays).
  */
 export function redirection(pid: number, starter = { stdout: 1, stderr: 2 }, proc = '/proc'): string | undefined {
+  let out, err
   try {
-    const [out, err] = [fstatSync(starter.stdout), fstatSync(starter.stderr)]
-    const inside = (target: string) => statSync(`${proc}/${pid}/root${target}`)
-    if (!same(out, inside(OUTPUT_TARGETS.stdout))) return undefined
-    if (same(out, err)) return `exec >>${OUTPUT_TARGETS.stdout} 2>&1`
-    return same(err, inside(OUTPUT_TARGETS.stderr)) ? `exec >>${OUTPUT_TARGETS.stdout} 2>>${OUTPUT_TARGETS.stderr}` : undefined
+    [out, err] = [fstatSync(starter.stdout), fstatSync(starter.stderr)]
   } catch {
-    return undefined
+    return undefined // a starter without its output: the stream stays
   }
-}
-
-function same(a: { dev: number; ino: number }, b: { dev: number; ino: number }): boolean {
-  return a.dev === b.dev && a.ino === b.ino
+  if (!sameObject(shownInContainer(pid, OUTPUT_TARGETS.stdout, proc), out)) return undefined
+  if (sameObject(out, err)) return `exec >>${OUTPUT_TARGETS.stdout} 2>&1`
+  return sameObject(shownInContainer(pid, OUTPUT_TARGETS.stderr, proc), err) ? `exec >>${OUTPUT_TARGETS.stdout} 2>>${OUTPUT_TARGETS.stderr}` : undefined
 }

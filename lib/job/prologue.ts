@@ -55,8 +55,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
   const name = containerName(facts.jobId)
-  // Interactive jobs (no script) keep their terminal; others write their own output.
-  const output = facts.scriptPath && existsSync(facts.scriptPath) ? outputFiles(owner.uid) : undefined
+  // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
+  // others write their own output.
+  const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
+  const output = script ? outputFiles(owner.uid) : undefined
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
     job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
     node: {
@@ -67,8 +69,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     // A real mom may name it with a double slash (`aux//4.vm`).
     paths: {
       nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined,
-      script: facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined,
-      output, momPriv, scratchDir, accounts,
+      script, output, momPriv, scratchDir, accounts,
     },
   })
   build() // every policy check passes before anything is made on the node

@@ -16,6 +16,7 @@ import type { Identity } from '../host/identity.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
 import { withTag } from '../policy/image.ts'
 import { redirection } from './output.ts'
+import { sameObject } from '../host/mounts.ts'
 import { ownLimits, restoringOptions, type Rlimits } from '../torque/rlimits.ts'
 import type { StarterFacts } from '../torque/contract.ts'
 
@@ -196,8 +197,7 @@ function prelude(shell: string, stdio: Stdio, direct: string | undefined): strin
 function sameFile(a: Writable, b: Writable): boolean {
   const fd = (s: Writable) => (s as unknown as { fd?: number }).fd
   if (fd(a) === undefined || fd(b) === undefined) return false
-  const [x, y] = [fstatSync(fd(a)!), fstatSync(fd(b)!)]
-  return x.dev === y.dev && x.ino === y.ino
+  return sameObject(fstatSync(fd(a)!), fstatSync(fd(b)!))
 }
 
 /** This process's umask, as pbs_mom set it (/proc: reading it with process.umask() would change it). */
