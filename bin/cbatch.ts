@@ -97,7 +97,7 @@ function whole(value: string, option: string): number {
 }
 
 async function gc(values: Values): Promise<number> {
-  const config = loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
   const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
   if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')

@@ -27,6 +27,8 @@ const bundle = join(__dirname, `${hook}.cjs`)
 const cacheFile = `${bundle}.cache`
 // The bundle sees the argv it would have had if node had started it directly.
 process.argv.splice(1, 2, bundle)
+// Where the hook keeps what it derives from its config (lib/policy/config.ts): here too.
+process.env.CBATCH_CACHE_DIR = __dirname
 
 const source = readFileSync(bundle)
 const digest = createHash('sha256').update(source).digest()

@@ -10,8 +10,8 @@ import { checkScratchBase } from '../lib/host/scratch.ts'
 import { hookStart } from './run.ts'
 
 async function check(): Promise<string[]> {
-  const { configPath } = hookStart()
-  const config = loadConfig(configPath)
+  const { configPath, cacheDir } = hookStart()
+  const config = await loadConfig(configPath, { cacheDir })
   const engine = Engine.fromConfig({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []

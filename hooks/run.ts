@@ -16,11 +16,13 @@ import { nodeLogger, type Logger } from '../lib/log.ts'
 export interface HookStart {
   configPath: string
   momPriv: string
+  /** Where the loader (hooks/load.ts) keeps what it derives: beside the bundles, root's. */
+  cacheDir?: string
   env: NodeJS.ProcessEnv
 }
 
 export function hookStart(own: NodeJS.ProcessEnv = process.env): HookStart {
-  const { CBATCH_ENV_FD: fd, CBATCH_CONFIG: configPath, CBATCH_MOM_PRIV: momPriv } = own
+  const { CBATCH_ENV_FD: fd, CBATCH_CONFIG: configPath, CBATCH_MOM_PRIV: momPriv, CBATCH_CACHE_DIR: cacheDir } = own
   if (!fd || !configPath || !momPriv) throw new UsageError('cbatch hooks must be started through their installed wrapper')
   const pairs = Buffer.from(readFileSync(Number(fd), 'utf8'), 'base64').toString('utf8').split('\0')
   closeSync(Number(fd)) // not to be inherited by a job the starter runs natively
@@ -29,7 +31,7 @@ export function hookStart(own: NodeJS.ProcessEnv = process.env): HookStart {
     const eq = pair.indexOf('=')
     if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1)
   }
-  return { configPath, momPriv, env }
+  return { configPath, momPriv, cacheDir, env }
 }
 
 export interface HookContext {
@@ -63,10 +65,10 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   let status: number
   try {
     start = hookStart()
-    const { configPath, momPriv, env } = start
+    const { configPath, momPriv, cacheDir, env } = start
     const early = steps.early?.(start)
     if (early !== undefined) process.exit(early)
-    const config = loadConfig(configPath)
+    const config = await loadConfig(configPath, { cacheDir })
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
     status = await main({ env, momPriv, config, log })
   } catch (err) {

@@ -52,7 +52,7 @@ export function hookWrapper(hook: HookName, { node, config, elsewhere }: Wrapper
 # job's, handed on to it, while node itself runs without them (root may raise its own).
 limits=$(/bin/busybox base64 -w 0 /proc/self/limits)
 for option in -t -f -d -s -m -v; do
-  ulimit -H $option unlimited 2>/dev/null; ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
+  ulimit -H $option unlimited 2>/dev/null && ulimit -S $option unlimited || ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
 done
 ${cgroup}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" \\
   CBATCH_JOB_MEMCG="$job_memcg" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV

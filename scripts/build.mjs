@@ -4,8 +4,10 @@
 //   dist/cbatch.d/<hook>.cjs                         the bundled hooks they start
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
+import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { configJsonSchema, DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
+import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
+import { configJsonSchema } from '../lib/policy/schema.ts'
 import { HOOKS, writeWrappers } from '../hooks/wrapper.ts'
 
 // dockerode loads, at start-up, what only image builds (BuildKit sessions over gRPC) and
@@ -42,8 +44,8 @@ const lazyDebugLog = {
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'))
 const common = {
   plugins: [leaveOutUnused, lazyDebugLog],
-  // The version containers are labelled with (lib/version.ts).
-  define: { CBATCH_VERSION: JSON.stringify(version) },
+  // The version containers are labelled with, and the build's identity (lib/version.ts).
+  define: { CBATCH_VERSION: JSON.stringify(version), CBATCH_BUILD: JSON.stringify(`${version}+${randomBytes(8).toString('hex')}`) },
   // readable-stream 3 is a copy of Node's own streams, for old Nodes; Node's are the same
   // API and cost nothing to load.
   alias: { 'readable-stream': 'node:stream' },

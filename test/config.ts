@@ -1,6 +1,7 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
-import { configJsonSchema, HOST_PATHS, loadConfig, parseConfig } from '../lib/policy/config.ts'
+import { chmodSync, chownSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { loadConfig } from '../lib/policy/config.ts'
+import { configJsonSchema, HOST_PATHS, parseConfig } from '../lib/policy/schema.ts'
 import { ConfigError } from '../lib/errors.ts'
 
 const issuesOf = (text: string) => {
@@ -113,12 +114,46 @@ t.test('every problem is reported, not just the first', async t => {
 
 t.test('loadConfig reads a file and reports an unreadable one', async t => {
   const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n' })
-  t.equal(loadConfig(`${dir}/c.yaml`).queues.get('batch')!.image, 'x')
-  t.throws(() => loadConfig(`${dir}/missing.yaml`), { name: 'ConfigError', message: /missing\.yaml: cannot read: ENOENT/ })
+  t.equal((await loadConfig(`${dir}/c.yaml`)).queues.get('batch')!.image, 'x')
+  await t.rejects(loadConfig(`${dir}/missing.yaml`), { name: 'ConfigError', message: /missing\.yaml: cannot read: ENOENT/ })
+})
+
+t.test('the validated config is kept for the next hook, and trusted only as the config is', async t => {
+  const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n', cache: {} })
+  const config = `${dir}/c.yaml`
+  const cacheDir = `${dir}/cache`
+  const cache = `${cacheDir}/config.cache.json`
+  const first = await loadConfig(config, { cacheDir })
+  t.equal(first.queues.get('batch')!.image, 'x')
+  t.equal(statSync(cache).mode & 0o777, 0o644)
+  t.same(await loadConfig(config, { cacheDir }), first, 'the kept copy is the same config')
+
+  // What the next hook reads is the kept copy: shown by altering it (as root).
+  const altered = readFileSync(cache, 'utf8').replace('"image":"x"', '"image":"kept"')
+  writeFileSync(cache, altered)
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'kept')
+
+  // A copy someone else could have written is never used, and is replaced.
+  chownSync(cache, 1001, 0)
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'x')
+  t.equal(statSync(cache).uid, 0)
+
+  // A changed config is validated again: its errors are reported, not hidden by the copy.
+  writeFileSync(config, 'queues:\n  batch:\n    image: y\n')
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'y')
+  writeFileSync(config, 'queues:\n  batch:\n    pull: often\n')
+  await t.rejects(loadConfig(config, { cacheDir }), { name: 'ConfigError', message: /pull/ })
+
+  // A directory others may write to is not used for the copy.
+  writeFileSync(config, 'queues:\n  batch:\n    image: z\n')
+  rmSync(cache)
+  chmodSync(cacheDir, 0o777)
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'z')
+  t.notOk(existsSync(cache))
 })
 
 t.test('the example config is valid and its schema file is in sync', async t => {
-  const config = loadConfig('config/cbatch.yaml')
+  const config = await loadConfig('config/cbatch.yaml')
   t.ok(config.queues.size > 0)
   t.same(JSON.parse(readFileSync('config/cbatch.schema.json', 'utf8')), configJsonSchema(),
     'regenerate with npm run build')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../lib/policy/config.ts'
+import { parseConfig } from '../lib/policy/schema.ts'
 import { buildContainerSpec, containerName, type ContainerRequest } from '../lib/engine/container.ts'
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../lib/policy/config.ts'
+import { parseConfig } from '../lib/policy/schema.ts'
 import { grantedImage, isImageReference } from '../lib/policy/image.ts'
 import { jobVariable, parseDirectives } from '../lib/policy/jobrequest.ts'
 

@@ -36,6 +36,19 @@ t.test('the first run writes the cache, later runs use it as it is', async t => 
   t.equal(statSync(join(dir, 'prologue.cjs.cache')).mtimeMs, written, 'a valid cache is not rewritten')
 })
 
+t.test('the hooks keep their validated config beside their bundles, and the next hook uses it', async t => {
+  const dir = installed(t)
+  t.equal(prologue(dir).status, 0)
+  const kept = join(dir, 'config.cache.json')
+  t.match(JSON.parse(readFileSync(kept, 'utf8')).config.queues, [['batch', { image: 'busybox' }]])
+  // Shown by altering the kept copy (as root would): the job's queue becomes one cbatch
+  // manages, through an engine that is not there, although the YAML did not change.
+  writeFileSync(kept, readFileSync(kept, 'utf8').replace('[["batch",', '[["native",').replace('"socket":"/var/run/docker.sock"', `"socket":"${dir}/none.sock"`).replace('"requeuePause":10', '"requeuePause":0'))
+  const r = prologue(dir)
+  t.equal(r.status, 2, r.stderr)
+  t.match(r.stderr, 'Docker engine error')
+})
+
 t.test('a cache of another bundle, or one V8 refuses, is replaced and the hook still runs', async t => {
   const dir = installed(t)
   const cacheFile = join(dir, 'prologue.cjs.cache')

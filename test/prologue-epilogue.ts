@@ -1,7 +1,7 @@
 // The job's life in the prologue and epilogue, against the in-memory engine: what is asked
 // of the engine, in which order, and what is refused before anything is made.
 import t from 'tap'
-import { parseConfig } from '../lib/policy/config.ts'
+import { parseConfig } from '../lib/policy/schema.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'

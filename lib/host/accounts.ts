@@ -17,9 +17,19 @@ export function accountsDir(momPriv: string, name: string): string {
   return join(momPriv, 'cbatch-accounts', name)
 }
 
-export async function writeAccountFiles(dir: string, owner: Identity, etc = '/etc'): Promise<AccountFiles> {
+/** The owner's lines of the user and group databases, as NSS answers. */
+export interface AccountLines {
+  passwd: string
+  groups: string[]
+}
+
+export async function accountLines(owner: Identity): Promise<AccountLines> {
   const [passwd, groups] = await Promise.all([passwdLine(owner.name), groupLines([...new Set([owner.gid, ...owner.groups])])])
   if (!passwd) throw new IdentityError(`unknown user ${owner.name} on this node`)
+  return { passwd, groups }
+}
+
+export function writeAccountFiles(dir: string, { passwd, groups }: AccountLines, etc = '/etc'): AccountFiles {
   const merged = (file: string, lines: string[], key: (line: string) => string) => {
     const own = readFileSync(join(etc, file), 'utf8').split('\n').filter(Boolean)
     const known = new Set(own.map(key))

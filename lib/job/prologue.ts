@@ -12,7 +12,7 @@ import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest
 import { jobFilePath } from '../torque/jobfile.ts'
 import { assertUnchanged, planMounts, verifyMounts } from '../host/mounts.ts'
 import { outputFiles, verifyOutput } from './output.ts'
-import { accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
+import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
 import { checkOwner, isWithin } from '../policy/security.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
@@ -51,6 +51,9 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     lookupUser(facts.user, facts.group),
   ])
   checkOwner(owner, policy.allowRoot) // before any of the owner's paths is looked at
+  // NSS again, for the container's account files: overlapping the owner's paths.
+  const lines = accountLines(owner)
+  lines.catch(() => undefined) // awaited below; not an unhandled rejection if the job is refused first
   const mounts = await planMounts({
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
@@ -77,7 +80,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const accounts = accountsDir(momPriv, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
-    const id = await engine.run(build(scratchDir, await writeAccountFiles(accounts, owner))).catch(err => {
+    const id = await engine.run(build(scratchDir, writeAccountFiles(accounts, await lines))).catch(err => {
       assertUnchanged(mounts)
       throw err
     })

@@ -4,7 +4,7 @@ import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { parseConfig } from '../../lib/policy/config.ts'
+import { parseConfig } from '../../lib/policy/schema.ts'
 import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../emulator/emulator.ts'
 import { Engine } from '../../lib/engine/engine.ts'
 import { cleanupJob } from '../../lib/job/epilogue.ts'

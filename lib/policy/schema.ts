@@ -1,0 +1,250 @@
+// cbatch.yaml's schema: its text -> validated, defaulted policy per queue.
+// Order of work: YAML syntax -> schema (with defaults) -> per-queue merge -> cross-field rules.
+// Every problem is reported with its dot-path and line.
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
+import { ConfigError, type ConfigIssue } from '../errors.ts'
+import { exposedBy, refusedCapability } from './security.ts'
+import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
+
+const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
+
+const Size = (description: string, fallback?: string) => Type.String({
+  pattern: SIZE_PATTERN, description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
+})
+
+const Volume = Type.Object({
+  source: AbsolutePath('host path to mount'),
+  target: Type.Optional(AbsolutePath('path inside the container (default: same as source)')),
+  readOnly: Type.Optional(Type.Boolean({ description: 'mount read-only (default false)' })),
+}, { additionalProperties: false })
+
+/**
+ * The host's tool and library paths (from `qsub -V`), which would make an image's own tools
+ * go unfound or load the node's libraries: by default they stay out of the container.
+ */
+export const HOST_PATHS = ['PATH', 'LD_*', 'LIBRARY_PATH', 'CPATH', 'C_INCLUDE_PATH', 'CPLUS_INCLUDE_PATH', 'PKG_CONFIG_PATH',
+  'PYTHONPATH', 'PYTHONHOME', 'PERL5LIB', 'PERLLIB', 'RUBYLIB', 'CLASSPATH', 'R_LIBS*', 'MANPATH', 'INFOPATH',
+  'MODULEPATH', 'MODULESHOME', 'LOADEDMODULES', '_LMFILES_', 'BASH_FUNC_*']
+
+const policyFields = {
+  image: Type.String({ minLength: 1, description: 'image reference the queue\'s jobs run in' }),
+  pull: Type.Union([Type.Literal('missing'), Type.Literal('always'), Type.Literal('never')], {
+    default: 'missing', description: 'when to pull the image: if missing, before every job, or never',
+  }),
+  network: Type.Union([Type.Literal('none'), Type.Literal('host')], {
+    default: 'none', description: 'container network: none, or the host\'s own',
+  }),
+  holder: Type.Array(Type.String({ minLength: 1 }), {
+    minItems: 1, default: ['sleep', 'infinity'], description: 'command that keeps the job\'s container up',
+  }),
+  shellFallback: Type.String({ pattern: '^/', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
+  volumes: Type.Array(Volume, { default: [], description: 'site volumes mounted into every job container' }),
+  pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
+  limits: Type.Object({
+    cpu: Type.Union([Type.Literal('quota'), Type.Literal('cpuset'), Type.Literal('none')], {
+      default: 'quota', description: 'CPUs of the job as a CPU-time quota, TORQUE\'s cpuset for the job, or unlimited',
+    }),
+    defaultCpus: Type.Integer({ minimum: 1, default: 1, description: 'CPUs of a job that asks for none' }),
+    maxCpus: Type.Optional(Type.Integer({ minimum: 1, description: 'most CPUs a job may ask for on one node' })),
+    defaultMem: Type.Optional(Size('memory of a job that asks for none')),
+    maxMem: Type.Optional(Size('most memory a job may ask for')),
+  }, { additionalProperties: false, default: {} }),
+  allowedImages: Type.Array(Type.String({ minLength: 1 }), {
+    default: [], description: 'globs of images a job may ask for (#CBATCH image=, CBATCH_IMAGE); `*` stops at /, `**` does not',
+  }),
+  userMounts: Type.Array(Type.Object({
+    source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
+    readOnly: Type.Optional(Type.Boolean({ description: 'force such mounts read-only (default false)' })),
+  }, { additionalProperties: false }), { default: [] }),
+  capAdd: Type.Array(Type.String({ pattern: '^[A-Z][A-Z_]*$' }), {
+    default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE',
+  }),
+  devices: Type.Array(Type.Object({
+    path: Type.String({ pattern: '^/dev/', description: 'host device, e.g. /dev/nvidia0' }),
+    permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', description: 'cgroup device permissions (default rwm)' })),
+  }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
+  allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
+  readOnlyRootfs: Type.Boolean({
+    default: true, description: 'read-only image filesystem, with a writable tmpfs /tmp of tmpSize: a job cannot fill the node\'s disk through its container',
+  }),
+  tmpSize: Size('size of the tmpfs /tmp of a read-only image filesystem (counts against the job\'s memory)', '1gb'),
+  scratch: Type.Optional(Type.Object({
+    base: AbsolutePath('host directory for per-job scratch directories'),
+    target: AbsolutePath('where the job sees its scratch directory (also $CBATCH_SCRATCH)'),
+  }, { additionalProperties: false })),
+  cgroupParent: Type.Union([Type.Literal('none'), Type.Literal('torque')], {
+    default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
+  }),
+  environment: Type.Object({
+    pass: Type.Array(Type.String({ minLength: 1 }), { default: ['*'], description: 'globs of the job\'s variables that enter its container' }),
+    drop: Type.Array(Type.String({ minLength: 1 }), {
+      default: [...HOST_PATHS], description: 'globs of those that do not: the image\'s own values (its ENV) stay',
+    }),
+  }, { additionalProperties: false, default: {} }),
+  entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
+}
+
+/** A queue's policy once defaults are applied. */
+export const QueuePolicySchema = Type.Object(policyFields, { additionalProperties: false })
+export type QueuePolicy = Static<typeof QueuePolicySchema>
+
+// What `defaults:` and each queue may say. No defaults here: filling them in per queue
+// would override the `defaults:` section; they are applied once, after the merge.
+const PartialPolicy = withoutDefaults(Type.Object(policyFields, { additionalProperties: false }))
+
+/** The schema, every level of it optional and without defaults. */
+function withoutDefaults<T extends TSchema>(schema: T): T {
+  const { default: _, required: __, ...rest } = schema as TSchema
+  if (rest.properties) {
+    rest.properties = Object.fromEntries(Object.entries(rest.properties as Record<string, TSchema>)
+      .map(([key, field]) => [key, withoutDefaults(field)]))
+  }
+  return rest as T
+}
+
+export const ConfigSchema = Type.Object({
+  engine: Type.Object({
+    socket: Type.String({ default: '/var/run/docker.sock', description: 'Docker engine socket' }),
+    timeout: Type.Number({ exclusiveMinimum: 0, default: 30, description: 'seconds any one engine call may take' }),
+    pullTimeout: Type.Number({ exclusiveMinimum: 0, default: 180, description: 'seconds an image pull may take' }),
+    requeuePause: Type.Number({
+      minimum: 0, default: 10, description: 'seconds a prologue that must requeue its job waits first: pbs_sched re-runs it on this node at once, again and again',
+    }),
+  }, { additionalProperties: false, default: {} }),
+  log: Type.Object({
+    file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
+  }, { additionalProperties: false, default: {} }),
+  torque: Type.Object({
+    home: AbsolutePath('PBS_HOME of this node\'s pbs_mom (default /var/spool/torque)'),
+  }, { additionalProperties: false, default: { home: '/var/spool/torque' } }),
+  gc: Type.Object({
+    graceSeconds: Type.Integer({ minimum: 0, default: 600, description: 'orphaned containers (and cbatch\'s files in mom_priv) younger than this are left alone' }),
+    onPrologue: Type.Boolean({ default: true, description: 'every prologue also removes orphans' }),
+  }, { additionalProperties: false, default: {} }),
+  accounting: Type.Object({
+    file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
+  }, { additionalProperties: false, default: {} }),
+  defaults: { ...PartialPolicy, default: {} } as typeof PartialPolicy,
+  queues: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), PartialPolicy, {
+    default: {}, description: 'policy per TORQUE queue; jobs of other queues run natively',
+  }),
+}, { additionalProperties: false })
+
+type RawConfig = Static<typeof ConfigSchema>
+
+export interface Config {
+  file: string
+  engine: RawConfig['engine']
+  log: RawConfig['log']
+  accounting: RawConfig['accounting']
+  torque: RawConfig['torque']
+  gc: RawConfig['gc']
+  queues: Map<string, QueuePolicy>
+}
+
+/** pbs_mom kills the prologue 10 s before $prologalarm (300 s by default). */
+const PROLOGUE_BUDGET_SECONDS = 290
+
+export function parseConfig(text: string, file = '<config>'): Config {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true })
+  const lineOf = (path: (string | number)[]) => locate(doc, lineCounter, path)
+  if (doc.errors.length) {
+    throw new ConfigError(file, doc.errors.map(e => ({
+      path: '', line: e.linePos?.[0].line, message: e.message.split('\n')[0],
+    })))
+  }
+  const raw = Value.Default(ConfigSchema, doc.toJS() ?? {})
+  const schemaIssues = [...Value.Errors(ConfigSchema, raw)].map(e => {
+    const path = pointer(e.path)
+    return { path: path.join('.'), line: lineOf(path), message: e.message }
+  })
+  if (schemaIssues.length) throw new ConfigError(file, schemaIssues)
+
+  const config = raw as RawConfig
+  const queues = new Map<string, QueuePolicy>()
+  const issues: ConfigIssue[] = []
+  for (const [name, queue] of Object.entries(config.queues)) {
+    // A queue's keys replace those of `defaults`; `limits` is merged key by key.
+    const merged = { ...config.defaults, ...queue, limits: { ...config.defaults.limits, ...queue.limits } }
+    const policy = Value.Default(QueuePolicySchema, merged) as QueuePolicy
+    const found = [...Value.Errors(QueuePolicySchema, policy)].map(e => ({
+      path: ['queues', name, ...pointer(e.path)],
+      message: e.path === '/image' && e.value === undefined
+        ? 'no image: set queues.<name>.image or defaults.image' : e.message,
+    }))
+    found.push(...policyRules(policy).map(r => ({ path: ['queues', name, ...r.path], message: r.message })))
+    issues.push(...found.map(i => ({ path: i.path.join('.'), line: lineOf(i.path), message: i.message })))
+    queues.set(name, policy)
+  }
+  const budget = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
+  if (budget > PROLOGUE_BUDGET_SECONDS) {
+    issues.push({
+      path: 'engine', line: lineOf(['engine']),
+      message: `pullTimeout + 3 x timeout + requeuePause is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
+    })
+  }
+  if (issues.length) throw new ConfigError(file, issues)
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, queues }
+}
+
+/** Cross-field rules of one queue's policy. */
+function policyRules(policy: QueuePolicy): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = []
+  const targets = new Set<string>()
+  policy.volumes.forEach((v, i) => {
+    const forbidden = exposedBy(v.source)
+    if (forbidden) problems.push({ path: ['volumes', i, 'source'], message: `${v.source} may not be mounted into jobs (it exposes ${forbidden})` })
+    const target = v.target ?? v.source
+    if (targets.has(target)) problems.push({ path: ['volumes', i, 'target'], message: `${target} is mounted twice` })
+    targets.add(target)
+  })
+  policy.userMounts.forEach((m, i) => {
+    const forbidden = exposedBy(m.source)
+    if (forbidden) problems.push({ path: ['userMounts', i, 'source'], message: `${m.source} may not be offered to jobs (it exposes ${forbidden})` })
+  })
+  if (policy.scratch && exposedBy(policy.scratch.base)) {
+    problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
+  }
+  for (const [path, size] of [[['limits', 'defaultMem'], policy.limits.defaultMem], [['limits', 'maxMem'], policy.limits.maxMem], [['tmpSize'], policy.tmpSize]] as const) {
+    if (size === undefined) continue
+    try {
+      parseSize(size)
+    } catch (err) {
+      problems.push({ path: [...path], message: (err as Error).message })
+    }
+  }
+  policy.capAdd.forEach((cap, i) => {
+    if (refusedCapability(cap)) {
+      problems.push({ path: ['capAdd', i], message: `${cap} would let a job escape its container or become root; it is never given back` })
+    }
+  })
+  return problems
+}
+
+/** '/queues/batch/volumes/0' -> ['queues', 'batch', 'volumes', 0] */
+function pointer(jsonPointer: string): (string | number)[] {
+  return jsonPointer.split('/').slice(1)
+    .map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map(s => (/^\d+$/.test(s) ? Number(s) : s))
+}
+
+/** Line of the deepest node of `path` that exists in the YAML document. */
+function locate(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
+    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line
+  }
+  return undefined
+}
+
+/** The JSON Schema of cbatch.yaml, for editors and other tools (config/cbatch.schema.json). */
+export function configJsonSchema(): object {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'cbatch.yaml',
+    ...JSON.parse(JSON.stringify(ConfigSchema)),
+  }
+}
