@@ -2,7 +2,7 @@
 // one run on one engine and image. Prints tables of medians and ratios (npm run bench).
 // Needs what `npm test` provisions (engine, image, user cbatchtest); run as root.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -173,7 +173,7 @@ async function overhead() {
 async function scaling() {
   await job('#!/bin/sh\ntrue\n') // warm caches (the hooks' code cache is written by their first run)
   const rows = [['jobs at once', 'all succeeded', 'wall', 'per job', 'API floor per job', 'cbatch - floor per job', 'cbatch / floor']]
-  for (const n of [1, 2, 4, 8, 16, 32]) {
+  for (const n of [1, 2, 4, 8, 16, 32, 64]) {
     let ok = 0
     const wall = await timed(async () => {
       const jobs = await Promise.all(Array.from({ length: n }, () => job('#!/bin/sh\ntrue\n')))
@@ -184,6 +184,9 @@ async function scaling() {
   }
   table('2. Scaling: jobs starting at once', rows)
 }
+
+/** Writes dirty pages back and empties the page cache: each measurement starts alike. */
+const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'])
 
 /** Seconds a shell snippet takes, measured inside it with /proc/uptime (10 ms resolution). */
 const clocked = (snippet: string) => `#!/bin/sh
@@ -207,7 +210,6 @@ async function jobSpeed() {
     if (j.exitStatus !== 0) throw new Error(j.stderr)
     return secondsOf(j.stdout)
   }
-  const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'])
   const both = async (label: string, host: () => number, inside: () => Promise<number>, reps = 3) => {
     const h: number[] = []
     const c: number[] = []
@@ -237,10 +239,129 @@ async function jobSpeed() {
   table('3. The job\'s own speed inside against on the host (medians of 3; target: ratio >= 0.95)', rows)
 }
 
+/**
+ * Section 4: a job's stdout, written by the job itself into its output file. The same
+ * snippet, timed inside with /proc/uptime and reporting on stderr, runs natively into a
+ * file, under `docker run` (the engine's attach stream, redirected to a file) and as a
+ * cbatch job (its .OU).
+ */
+async function outputThroughput() {
+  const timedWrite = (mib: number) => `read a _ < /proc/uptime
+dd if=/dev/zero bs=1M count=${mib} 2>/dev/null
+read b _ < /proc/uptime
+echo "seconds=$(echo "$a $b" | awk '{print $2 - $1}')" >&2
+`
+  const file = join(work, 'native.out')
+  const native = (mib: number) => {
+    const r = spawnSync('setpriv', ['--reuid', USER, '--regid', USER, '--init-groups', '/bin/busybox', 'sh', '-c', `${timedWrite(mib)}`],
+      { stdio: ['ignore', openSync(file, 'w'), 'pipe'], encoding: 'utf8' })
+    rmSync(file, { force: true })
+    return secondsOf(r.stderr)
+  }
+  const dockerRun = (mib: number) => {
+    const r = spawnSync('docker', ['run', '--rm', '--network', 'none', '--user', `${owner!.uid}:${owner!.gid}`, IMAGE, 'sh', '-c', timedWrite(mib)],
+      { stdio: ['ignore', openSync(file, 'w'), 'pipe'], encoding: 'utf8' })
+    rmSync(file, { force: true })
+    return secondsOf(r.stderr)
+  }
+  const cbatch = async (mib: number) => {
+    const j = await job(`#!/bin/sh
+${timedWrite(mib)}`)
+    if (j.exitStatus !== 0) throw new Error(j.stderr)
+    return secondsOf(j.stderr)
+  }
+  const owner = await lookupUser(USER)
+  const rate = (mib: number, seconds: number) => `${(mib / seconds).toFixed(0)} MiB/s`
+  const rows = [['output', 'natively into a file', 'docker run into a file', 'cbatch job (.OU)', 'cbatch / native', 'cbatch / docker run']]
+  for (const mib of [256, 1024]) {
+    const n: number[] = [], d: number[] = [], c: number[] = []
+    for (let i = 0; i < 5; i++) { // alternating, five of each, each from an empty page cache
+      dropCaches()
+      n.push(native(mib))
+      dropCaches()
+      d.push(dockerRun(mib))
+      dropCaches()
+      c.push(await cbatch(mib))
+    }
+    const [tn, td, tc] = [median(n), median(d), median(c)]
+    rows.push([`${mib} MiB to stdout`, rate(mib, tn), rate(mib, td), rate(mib, tc), ratio(tn, tc), ratio(td, tc)])
+  }
+  table('4. A job\'s stdout into its output file (rates: medians of 5, timed inside the job to 10 ms; target cbatch / native >= 0.9)', rows)
+}
+
+/** Proportional set size of a process, kB (its share of what it shares with others). */
+function pssKb(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0)
+  } catch {
+    return 0 // gone meanwhile
+  }
+}
+
+/** Processes whose command line matches, and those of the engine, by name. */
+function pids(match: (cmdline: string, comm: string, uid: number) => boolean): number[] {
+  const found: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ')
+      const comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim()
+      if (match(cmdline, comm, statSync(`/proc/${entry}`).uid)) found.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
+}
+
+const sumPss = (ps: number[]) => ps.reduce((sum, pid) => sum + pssKb(pid), 0)
+const engineDaemons = () => pids((_, comm) => comm === 'dockerd' || comm === 'containerd')
+const shims = () => pids((_, comm) => comm.startsWith('containerd-shim'))
+const mib = (kb: number) => `${(kb / 1024).toFixed(1)} MiB`
+
+/**
+ * Section 5: the node's memory per running job. N jobs sleep at once; what is resident
+ * for them is read from /proc (PSS, so shared pages are counted once across processes):
+ * each job's starter, the engine's shim per container, the container's holder (init and
+ * its sleep, uid 65534), and what the engine daemons grew by.
+ */
+async function memoryPerJob() {
+  const n = 8
+  await job('#!/bin/sh\ntrue\n') // warm
+  const daemonsBefore = sumPss(engineDaemons())
+  const jobs = Promise.all(Array.from({ length: n }, () => job('#!/bin/sh\nsleep 15\n')))
+  let starters: number[] = []
+  for (let waited = 0; waited < 60_000 && starters.length < n; waited += 250) {
+    await new Promise(r => setTimeout(r, 250))
+    starters = pids(cmdline => cmdline.includes('load.cjs jobstarter'))
+  }
+  await new Promise(r => setTimeout(r, 2000)) // every job shell running, the starters settled
+  const holders = pids((cmdline, comm, uid) => uid === 65534 && (comm === 'docker-init' || cmdline.startsWith('sleep infinity')))
+  const measured = {
+    starter: sumPss(pids(cmdline => cmdline.includes('load.cjs jobstarter'))) / n,
+    shim: sumPss(shims()) / n,
+    holder: sumPss(holders) / n,
+    daemons: (sumPss(engineDaemons()) - daemonsBefore) / n,
+  }
+  const done = await jobs
+  if (done.some(j => j.exitStatus !== 0)) throw new Error('a sleeping job failed')
+  const total = measured.starter + measured.shim + measured.holder + measured.daemons
+  table(`5. Memory per running job (${n} jobs sleeping at once; PSS)`, [
+    ['what', 'per job'],
+    ['job starter (node)', mib(measured.starter)],
+    ['engine: containerd shim', mib(measured.shim)],
+    ['engine: container init and holder', mib(measured.holder)],
+    ['engine: dockerd + containerd growth', mib(measured.daemons)],
+    ['total on the node', mib(total)],
+  ])
+}
+
 console.log(`cbatch benchmark — ${new Date().toISOString()}`)
 console.log(`machine: ${cpus().length} x ${cpus()[0].model}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; ${execFileSync('docker', ['version', '-f', 'Docker Engine {{.Server.Version}}, API {{.Server.APIVersion}}'], { encoding: 'utf8' }).trim()}; node ${process.version}; ${REPEATS} repeats`)
-// BENCH_ONLY=overhead,scaling,speed picks sections.
-const only = (process.env.BENCH_ONLY ?? 'overhead,scaling,speed').split(',')
+// BENCH_ONLY=overhead,scaling,speed,output,memory picks sections.
+const only = (process.env.BENCH_ONLY ?? 'overhead,scaling,speed,output,memory').split(',')
 if (only.includes('overhead')) await overhead()
 if (only.includes('scaling')) await scaling()
 if (only.includes('speed')) await jobSpeed()
+if (only.includes('output')) await outputThroughput()
+if (only.includes('memory')) await memoryPerJob()

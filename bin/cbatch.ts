@@ -118,9 +118,14 @@ function hooksDir(): string {
 const USAGE_ERROR = 64
 const FAILED = 125
 
-main(process.argv.slice(2)).then(code => process.exit(code), err => {
+/** Exits once what was written has reached stdout and stderr: a pipe takes large outputs in parts. */
+function exitWhenWritten(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+}
+
+main(process.argv.slice(2)).then(exitWhenWritten, err => {
   process.stderr.write(`cbatch: ${err instanceof CbatchError ? err.userMessage : (err as Error).message}\n`)
   // parseArgs says so of an unknown or malformed option.
   const usage = err instanceof UsageError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')
-  process.exit(usage ? USAGE_ERROR : FAILED)
+  exitWhenWritten(usage ? USAGE_ERROR : FAILED)
 })
