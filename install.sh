@@ -49,7 +49,9 @@ esac
 
 MOM_PRIV=$PBS_HOME/mom_priv
 MOM_CONFIG=$MOM_PRIV/config
-HOOKS="prologue epilogue jobstarter"
+# prologue.parallel and epilogue.parallel run on sister nodes; they share the bundles of
+# the prologue and epilogue.
+HOOKS="prologue prologue.parallel epilogue epilogue.parallel jobstarter"
 
 build() {
   [ -n "$BUILD" ] || return 0
@@ -74,8 +76,10 @@ install_hooks() {
   run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
   # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
   run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
+  for bundle in prologue epilogue jobstarter nodecheck; do
+    run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$bundle.cjs" "$MOM_PRIV/cbatch.d/$bundle.cjs"
+  done
   for hook in $HOOKS nodecheck; do
-    run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$hook.cjs" "$MOM_PRIV/cbatch.d/$hook.cjs"
     target=$MOM_PRIV/$(hook_file "$hook")
     if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
       say "keeping the site's $hook as $target.cbatch-orig"

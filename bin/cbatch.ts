@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util'
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
+import { startSisters } from '../emulator/engines.ts'
+import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, UsageError } from '../lib/errors.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
@@ -23,6 +25,9 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --attempts N        start a job whose prologue requeues it up to N times in a row, as pbs_sched would
   --torque-cgroups C  as pbs_mom built with cgroups: the job's cgroups (cpuset C), made before and removed after
   --task 'CMD ARGS'   a TM task started while the job runs, as pbsdsh would (repeatable; split at spaces)
+  --nodes N           run the job on N nodes: this one and N-1 sisters, each with its own
+                      engine and PBS_HOME; in the job, ${EMULATOR_TOOLS}/pbsdsh starts tasks
+                      on them (the queue needs network: host and that directory as a volume)
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
   --keep              keep the job's files in PBS_HOME for inspection
@@ -35,7 +40,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
 const options = {
   user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
   resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
-  'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' }, join: { type: 'boolean' },
+  'array-index': { type: 'string' }, attempts: { type: 'string' }, nodes: { type: 'string' }, 'torque-cgroups': { type: 'string' }, join: { type: 'boolean' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
   keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
   'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -65,7 +70,11 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   const cancel = new AbortController()
   // Ctrl-C or kill of `cbatch run` is a qdel of the job.
   for (const s of ['SIGINT', 'SIGTERM'] as const) process.on(s, () => cancel.abort())
+  const nodes = values.nodes === undefined ? 1 : whole(values.nodes, '--nodes')
+  if (nodes < 1 || nodes > 16) throw new UsageError(`--nodes ${values.nodes}: from 1 to 16`)
+  const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(values.config ?? DEFAULT_CONFIG_PATH)) : undefined
   const job = await emulateJob({
+    sisters: sisters?.sisters,
     script: resolve(script), scriptArgs, user, queue: values.queue!, resources: values.resources!,
     config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
@@ -75,7 +84,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     join: values.join,
     cgroups: values['torque-cgroups'] === undefined ? undefined : { cpus: values['torque-cgroups'] },
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
-  })
+  }).finally(() => sisters?.dispose())
   if (values.json) {
     process.stdout.write(`${JSON.stringify(job)}\n`)
   } else {

@@ -8,8 +8,10 @@ import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { XMLBuilder } from 'fast-xml-parser'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { writeWrappers } from '../hooks/wrapper.ts'
+import type { SisterNode } from './engines.ts'
+import { installPbsdsh, startTaskManager } from './tm.ts'
 import { jobFilePrefix } from '../lib/torque/jobfile.ts'
 import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
 import { formatDuration } from '../lib/format.ts'
@@ -61,6 +63,12 @@ export interface EmulatorOptions {
   cgroups?: { cpus: string }
   /** TM tasks, as pbsdsh would start them while the job shell runs: each argv through the starter. */
   tasks?: string[][]
+  /**
+   * Sister nodes (emulator/engines.ts): the job runs on these too, as `nodes=1+N`. Each runs
+   * prologue.parallel first, then TM tasks (pbsdsh) through its own starter, then
+   * epilogue.parallel once the job shell ended.
+   */
+  sisters?: Pick<SisterNode, 'pbsHome' | 'config'>[]
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
   interactive?: { input: string; command?: string }
 }
@@ -85,6 +93,11 @@ export interface EmulatedJob {
   cgroupLeftovers?: string[]
   /** Exit statuses of the TM tasks, in order. */
   taskStatuses?: number[]
+  /** Tasks the job started with pbsdsh, as they ended: task number, node, argv, exit status. */
+  tmTasks?: { task: number; node: number; argv: string[]; status: number }[]
+  /** prologue.parallel and epilogue.parallel of each sister, in node order. */
+  sisterPrologues?: HookRun[]
+  sisterEpilogues?: HookRun[]
   /** How long the job starter ran, milliseconds. */
   starterMs?: number
   epilogue?: HookRun
@@ -97,6 +110,8 @@ const PERMISSION_DENIED = -1
 const TIMED_OUT = -4
 const WALLTIME_KILLED = -11
 let sequence = 0
+/** The emulator's pbsdsh (emulator/tm.ts), written once per process. */
+let pbsdshInstalled: string | undefined
 /** Like TORQUE's /var/spool/torque: outside any directory a job may be submitted from. */
 export const DEFAULT_PBS_HOME = '/var/spool/cbatch-pbs_home'
 
@@ -106,6 +121,7 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const index = opts.arrayIndex === undefined ? '' : `[${opts.arrayIndex}]`
   const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}${index}.${hostname()}`
   const pbsHome = opts.pbsHome ?? DEFAULT_PBS_HOME
+  pbsdshInstalled ??= installPbsdsh()
   try {
     // pbs_sched sends a requeued job straight back to this node (contract): again and again.
     for (let attempt = 1; ; attempt++) {
@@ -119,6 +135,7 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
       for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%']) {
         rmSync(join(pbsHome, f.replace('%', prefix)), { force: true })
       }
+      for (const sister of opts.sisters ?? []) rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true })
     }
   }
 }
@@ -154,8 +171,11 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // pbs_server accepts requests cbatch refuses (mem=0b, ppn=99999999): mom passes them on.
   const ppn = Number(/(?:^|:)ppn=(\d+)/.exec(resources.get('nodes') ?? '')?.[1] ?? 1)
   const walltime = resources.has('walltime') ? parseDuration(resources.get('walltime')!) : undefined
+  const sisters = opts.sisters ?? []
+  const nodeCount = 1 + sisters.length
+  const nodeNames = [hostname(), ...sisters.map((_, i) => `${hostname()}-sister${i + 1}`)]
   const nodeFile = join(pbsHome, 'aux', prefix)
-  writeFileSync(nodeFile, `${hostname()}\n`.repeat(ppn), { mode: 0o644 })
+  writeFileSync(nodeFile, nodeNames.map(name => `${name}\n`.repeat(ppn)).join(''), { mode: 0o644 })
   const workDir = opts.workDir ?? process.cwd()
   const queue = opts.queue
   const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
@@ -167,7 +187,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // As a real mom names it, double slash included (contract).
   const momNodeFile = join(pbsHome, 'aux') + '//' + prefix
   const jobSizes = {
-    PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn), PBS_NODEFILE: momNodeFile,
+    PBS_NUM_NODES: String(nodeCount), PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn * nodeCount), PBS_NODEFILE: momNodeFile,
   }
   // The prologue's PATH is /bin:/usr/bin; PBS_RESOURCE_GRES only when gres was asked for.
   const scriptEnv: NodeJS.ProcessEnv = {
@@ -184,10 +204,41 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // pbs_mom writes the job file while the prologue already runs (contract: seen ~200 ms in).
   const jobFile = () => writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
   const cgroups = opts.cgroups ? makeJobCgroups(jobId, resources, opts.cgroups) : undefined
+
+  // Sisters: prologue.parallel first, all of them, before the mother superior's prologue
+  // (contract: no script, job file or node file yet; output to /dev/null; no PBS_JOBID).
+  const sisterHooks = sisters.map(sister => hooksFor(opts.hooksDir, sister.config, sister.pbsHome))
+  const sisterScript = (i: number) => join(sisters[i].pbsHome, 'mom_priv', 'jobs', `${prefix}.SC`)
+  const nothing = { out: '/dev/null', err: '/dev/null' }
+  const sisterPrologues = await Promise.all(sisters.map((sister, i) => {
+    const env = {
+      ...momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: jobSizes.PBS_NP,
+      PBS_NUM_NODES: jobSizes.PBS_NUM_NODES, PBS_NUM_PPN: jobSizes.PBS_NUM_PPN, PBS_O_WORKDIR: workDir, PBS_RESOURCE_NODES: nodes,
+    }
+    return runScript(join(sisterHooks[i], 'prologue.parallel'), [...prologueArgs.slice(0, 7), sisterScript(i)], env,
+      join(sister.pbsHome, 'mom_priv'), nothing, alarm)
+  }))
+  // Then a sister saves the job, and from then on has its job file.
+  sisters.forEach(sister => writeJobFile(sister.pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} }))
+  const sisterEpilogues = (used: string) => Promise.all(sisters.map((sister, i) => runScript(join(sisterHooks[i], 'epilogue.parallel'),
+    [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', '0', sisterScript(i)], scriptEnv, join(sister.pbsHome, 'mom_priv'), nothing, alarm)))
+  const noUse = 'cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0'
+  // A sister's failed prologue.parallel never aborts the job: the mother superior runs its
+  // epilogue with exit status -3 and the job is requeued (and that node goes down).
+  if (sisterPrologues.some(p => p.status !== 0)) {
+    const sisterEpilogueRuns = await sisterEpilogues(noUse)
+    const epilogue = await runScript(join(hooks, 'epilogue'), [jobId, opts.user, group, jobName, '0', opts.resources, noUse, queue, '', '-3', scriptPath],
+      scriptEnv, momPriv, files, alarm)
+    if (cgroups) await cgroups.remove()
+    return { jobId, prologue: { status: 0, ms: 0 }, outcome: 'requeued', epilogue, sisterPrologues, sisterEpilogues: sisterEpilogueRuns,
+      stdout: readOutput(outFile), stderr: readOutput(errFile), pbsHome }
+  }
+
   const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm, jobFile, cgroups?.spawn)
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
-  const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome }
+  const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(sisters.length ? { sisterPrologues } : {}) }
+  if (outcome !== 'ran' && sisters.length) result.sisterEpilogues = await sisterEpilogues(noUse)
   if (outcome === 'ran') {
     const started = performance.now()
     const variableList: NodeJS.ProcessEnv = {
@@ -197,14 +248,54 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       PBS_O_QUEUE: queue, PBS_O_LANG: process.env.LANG ?? 'C',
       ...opts.variables,
     }
-    const cookie = Math.random().toString(16).slice(2)
+    const cookie = randomBytes(16).toString('hex')
+    // A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
+    // SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
+    // Only the mother superior's tasks have the node file.
+    const taskEnv = (task: number, vnode = 0): NodeJS.ProcessEnv => ({
+      ...variableList,
+      PBS_JOBID: jobId, HOME: owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: String(Math.floor(vnode / ppn)), PBS_VNODENUM: String(vnode),
+      PBS_MOMPORT: String(tm.port), PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie, PBS_NUM_NODES: jobSizes.PBS_NUM_NODES, PBS_NUM_PPN: String(ppn),
+      PBS_ENVIRONMENT: 'PBS_BATCH',
+      ...(vnode < ppn ? { PBS_NODEFILE: momNodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`) } : {}),
+      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
+    })
+    // Task numbers are job-wide: the job shell is 1.
+    let lastTask = 1 + (opts.tasks?.length ?? 0)
+    const running = new Set<number>()
+    const tmTasks: NonNullable<EmulatedJob['tmTasks']> = []
+    const starterOf = (node: number) => join(node === 0 ? hooks : sisterHooks[node - 1], 'jobstarter')
+    const task = async (node: number, argv: string[], env: NodeJS.ProcessEnv) => {
+      const { pid, status } = runTask(starterOf(node), argv, env, owner.home, files)
+      running.add(pid)
+      try {
+        return await status
+      } finally {
+        running.delete(pid)
+      }
+    }
+    const tm = await startTaskManager({
+      cookie, vnodes: ppn * nodeCount, ppn,
+      async spawn(vnode, argv) {
+        const number = ++lastTask
+        const status = await task(Math.floor(vnode / ppn), argv, taskEnv(number, vnode))
+        tmTasks.push({ task: number, node: Math.floor(vnode / ppn), argv, status })
+        return status
+      },
+    })
+    // The job's end, qdel or walltime: moms signal every task's session; sisters TERM then KILL at once.
+    const killTasks = () => {
+      for (const pid of running) signalSession(pid, 'SIGTERM')
+      setTimeout(() => running.forEach(pid => signalSession(pid, 'SIGKILL')), 50)
+    }
+    opts.cancel?.addEventListener('abort', killTasks, { once: true })
     // pbs_mom's own settings win over anything qsub -v said.
     const jobEnv: NodeJS.ProcessEnv = {
       ...variableList,
       HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
       PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie,
       // Seen on a real 6.1 mom: HOSTNAME empty, no PBS_NNODES, these set.
-      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: '15003', HOSTNAME: '',
+      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: String(tm.port), HOSTNAME: '',
       PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`), PBS_MICFILE: join(pbsHome, 'aux', `${prefix}mic`),
       ENVIRONMENT: 'BATCH', PBS_O_MAIL: `/var/mail/${opts.user}`,
       PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
@@ -212,27 +303,24 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       ...jobSizes,
       ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
     }
-    // A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
-    // SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
-    const taskEnv = (task: number): NodeJS.ProcessEnv => ({
-      ...variableList,
-      PBS_JOBID: jobId, HOME: owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: '0', PBS_VNODENUM: '0',
-      PBS_MOMPORT: '15003', PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie, PBS_NUM_NODES: '1', PBS_NUM_PPN: String(ppn),
-      PBS_ENVIRONMENT: 'PBS_BATCH', PBS_NODEFILE: momNodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`),
-      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
-    })
-    const tasks = Promise.all((opts.tasks ?? []).map((argv, i) =>
-      runTask(join(hooks, 'jobstarter'), argv, taskEnv(i + 2), owner.home, files)))
+    const tasks = Promise.all((opts.tasks ?? []).map((argv, i) => task(0, argv, taskEnv(i + 2))))
     // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).
     const line = `${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
     const command = opts.interactive?.command
     result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
       jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
       { walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources), inside: cgroups?.spawn })
+    // The job shell ended: whatever the job's tasks still run is killed, on every node.
+    opts.cancel?.removeEventListener('abort', killTasks)
+    killTasks()
     result.taskStatuses = await tasks
+    await tm.close()
+    while (running.size) await new Promise(r => setTimeout(r, 20))
+    if (sisters.length) result.tmTasks = tmTasks
     result.starterMs = performance.now() - started
     const wall = formatDuration(result.starterMs / 1000)
     const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
+    if (sisters.length) result.sisterEpilogues = await sisterEpilogues(used)
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
     // Epilogues of interactive jobs print into /dev/null.
     result.epilogue = await runScript(join(hooks, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
@@ -502,12 +590,12 @@ function withUmask<T>(mask: number, start: () => T): T {
 }
 
 /** A TM task through the starter: its own argv, stdin /dev/null, output into the job's, session leader, cwd $HOME. */
-async function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): Promise<number> {
+function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): { pid: number; status: Promise<number> } {
   const fds = openOutputs(files)
   try {
     const child = withUmask(0o077, () => spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true }))
-    const { code, signal } = await exited(child)
-    return code ?? 256 + constants.signals[signal!]
+    const status = exited(child).then(({ code, signal }) => code ?? 256 + constants.signals[signal!])
+    return { pid: child.pid!, status }
   } finally {
     new Set(fds).forEach(closeSync)
   }

@@ -1,6 +1,7 @@
-// pbs_mom's epilogue (root, mother superior): account for what the job used, remove its
-// container whatever its state, and tell the job owner in the job's output (stdout is .OU).
-// pbs_mom only logs the exit code.
+// pbs_mom's epilogue (root, mother superior) and epilogue.parallel (sister nodes): account
+// for what the job used on this node, remove its container whatever its state, and on the
+// mother superior tell the job owner in the job's output (stdout is .OU; a sister's is
+// closed, and it is not told the job's exit status). pbs_mom only logs the exit code.
 import { appendRecord, summaryLine } from '../lib/job/accounting.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { clearRefusal, refusalOf } from '../lib/job/refusal.ts'
@@ -12,10 +13,12 @@ import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
+const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.parallel' : 'epilogue'
+const sister = hook === 'epilogue.parallel'
+void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
   const facts = parseEpilogueArgs(args)
   const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
-  const cleaned = await cleanupJob(facts, Engine.fromConfig(config.engine)).catch(err => {
+  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus }, Engine.fromConfig(config.engine)).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId)} processes of the job's container`)
     throw err
@@ -25,7 +28,7 @@ void runHook('epilogue', () => args[0], { abort: 1, requeue: 2, internal: 2 }, a
   const { record, scratchDir } = cleaned
   removeAccountFiles(accountsDir(momPriv, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
-  process.stdout.write(`${summaryLine(record)}\n`)
+  if (!sister) process.stdout.write(`${summaryLine(record)}\n`)
   log.info(`removed ${record.container}; ${JSON.stringify(record)}`)
   // Whatever the job left in its scratch directory cannot cost it its accounting line.
   if (scratchDir) await removeScratchDir(scratchDir).catch(err => log.error(`${err.message}`))

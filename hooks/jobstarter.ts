@@ -34,6 +34,12 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
   return status
 }, {
-  // The prologue refused the job and wrote why into its .ER: nothing runs, nothing more is said.
-  early: ({ momPriv, env }) => (env.PBS_JOBID && refusalOf(momPriv, env.PBS_JOBID) !== undefined ? REFUSED : undefined),
+  // The prologue refused the job and wrote why into its .ER: nothing runs. A task says why
+  // too: on a sister node, the prologue.parallel that refused it printed into /dev/null.
+  early: ({ momPriv, env }) => {
+    const reason = env.PBS_JOBID ? refusalOf(momPriv, env.PBS_JOBID) : undefined
+    if (reason === undefined) return undefined
+    if (env.PBS_TASKNUM !== '1') process.stderr.write(`cbatch: ${reason}\n`)
+    return REFUSED
+  },
 })

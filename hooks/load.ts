@@ -15,7 +15,8 @@ import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 
-const HOOK = /^(prologue|jobstarter|epilogue|nodecheck)$/
+// prologue.parallel and epilogue.parallel (sister nodes) are the prologue and epilogue bundles.
+const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck)$/
 const DIGEST_BYTES = 32
 
 const hook = process.argv[2] ?? ''
@@ -23,12 +24,14 @@ if (!HOOK.test(hook)) {
   process.stderr.write(`cbatch: unknown hook ${JSON.stringify(hook)}\n`)
   process.exit(2)
 }
-const bundle = join(__dirname, `${hook}.cjs`)
+const bundle = join(__dirname, `${hook.replace(/\.parallel$/, '')}.cjs`)
 const cacheFile = `${bundle}.cache`
 // The bundle sees the argv it would have had if node had started it directly.
 process.argv.splice(1, 2, bundle)
 // Where the hook keeps what it derives from its config (lib/policy/config.ts): here too.
 process.env.CBATCH_CACHE_DIR = __dirname
+// Which of pbs_mom's scripts this is: the bundle's role on a sister node differs.
+process.env.CBATCH_HOOK = hook
 
 const source = readFileSync(bundle)
 const digest = createHash('sha256').update(source).digest()

@@ -1,7 +1,11 @@
-// pbs_mom's prologue (root, mother superior): make the job's container, and clear away
-// containers of jobs this pbs_mom no longer knows.
+// pbs_mom's prologue (root, mother superior) and prologue.parallel (sister nodes): make the
+// job's container on this node, and clear away containers of jobs this pbs_mom no longer knows.
 // Exit 0: the job runs, or was refused (the reason is in its .ER, and the starter will not
-// run it: lib/job/refusal.ts); 2: the job is requeued (a fault that may pass).
+// run it: lib/job/refusal.ts); 2: the job is requeued (a fault that may pass). A sister's
+// non-zero exit requeues the job and marks the node down until an admin clears it
+// (torque-contract.md): right for a node that cannot run containers (its engine is
+// down), wrong for a job that cannot run, which would loop; such a job is refused with
+// exit 0 on sisters too, and its tasks there say why (hooks/jobstarter.ts).
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'
@@ -12,7 +16,8 @@ import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-void runHook('prologue', () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
+const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
+void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
   try {
     const facts = parsePrologueArgs(args)
     if (!config.queues.has(facts.queue)) {
@@ -26,7 +31,7 @@ void runHook('prologue', () => args[0], { abort: 0, requeue: 2, internal: 2 }, a
         removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
-    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv }), gc])
+    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel' }), gc])
     if (prepared.kind === 'container') {
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
         + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))

@@ -7,7 +7,7 @@
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-export const HOOKS = ['prologue', 'jobstarter', 'epilogue', 'nodecheck'] as const
+export const HOOKS = ['prologue', 'prologue.parallel', 'jobstarter', 'epilogue', 'epilogue.parallel', 'nodecheck'] as const
 export type HookName = typeof HOOKS[number]
 
 export interface WrapperOptions {

@@ -57,7 +57,7 @@ writeFileSync('config/cbatch.schema.json', `${JSON.stringify(configJsonSchema(),
 rmSync('dist', { recursive: true, force: true })
 mkdirSync('dist/cbatch.d', { recursive: true })
 await Promise.all([
-  ...HOOKS.map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
+  ...HOOKS.filter(hook => !hook.endsWith('.parallel')).map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
   build({ ...common, entryPoints: ['hooks/load.ts'], outfile: 'dist/cbatch.d/load.cjs' }),
   build({ ...common, entryPoints: ['bin/cbatch.ts'], outfile: 'dist/cbatch', banner: { js: '#!/usr/bin/env node' } }),
 ])

@@ -9,7 +9,7 @@ import { Engine } from '../lib/engine/engine.ts'
 import { emulateJob } from '../emulator/emulator.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
-import { privateEngine } from './helpers/engine.ts'
+import { privateEngine } from '../emulator/engines.ts'
 import { containersOf, PROLOGUE, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
@@ -85,7 +85,7 @@ t.test('cbatch gc removes orphans only: old, labelled, and unknown to pbs_mom', 
 })
 
 t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {
-  const engine = privateEngine()
+  const engine = privateEngine([TEST_IMAGE])
   t.teardown(() => engine.dispose())
   await engine.start()
   const privateConfig = writeConfig(shared.path, `engine: { socket: ${engine.socket}, timeout: 5 }

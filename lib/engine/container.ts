@@ -23,6 +23,8 @@ export const LABEL = {
   scratch: 'cbatch.scratch',
   /** The job's `cput` limit, seconds: the starter enforces it as pbs_mom would. */
   cput: 'cbatch.cput',
+  /** PBS_NODENUM: 0 on the mother superior, 1, 2, ... on sister nodes. */
+  node: 'cbatch.node',
 } as const
 
 /** Where the job's output files are inside its container (job/output.ts). */
@@ -93,6 +95,11 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const request = parseRequest(job.resources)
   checkOwner(owner, policy.allowRoot)
   const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
+  const limits = containerLimits(request, {
+    ...policy.limits,
+    defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
+    maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
+  }, req.node)
   return {
     name: containerName(job.jobId),
     Image: req.image,
@@ -111,6 +118,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.version]: req.version,
       [LABEL.shellFallback]: policy.shellFallback,
       ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
+      [LABEL.node]: String(req.node.number ?? 0),
       ...scratch,
     },
     // With the host's network the host's name comes along; Docker refuses to set both.
@@ -127,14 +135,19 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${parseSize(policy.tmpSize)}` } : undefined,
       PidsLimit: policy.pidsLimit,
       CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
-      Ulimits: containerUlimits(request),
-      ...containerLimits(request, {
-        ...policy.limits,
-        defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
-        maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
-      }, req.node),
+      Ulimits: [...containerUlimits(request), ...(policy.memlock ? [memlock(policy.memlock)] : [])],
+      ...limits,
+      // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
+      // counts against it), not the engine's 64 MB.
+      ShmSize: policy.shmSize ? parseSize(policy.shmSize) : limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
     },
   }
+}
+
+/** RLIMIT_MEMLOCK of the job's processes: RDMA (InfiniBand) registers memory it pins. */
+function memlock(value: string) {
+  const bytes = value === 'unlimited' ? -1 : parseSize(value)
+  return { Name: 'memlock', Soft: bytes, Hard: bytes }
 }
 
 type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts']>[number]

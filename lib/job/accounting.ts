@@ -10,11 +10,13 @@ export interface AccountingRecord {
   user: string
   queue: string
   node: string
+  /** PBS_NODENUM of the node: 0 the mother superior, 1, 2, ... its sisters (one line each). */
+  nodeNumber: number
   container: string
   image: string
   imageDigest?: string
-  /** The job's exit status as pbs_mom reports it. */
-  exitStatus: number
+  /** The job's exit status as pbs_mom reports it; sisters are not told it. */
+  exitStatus?: number
   wallSeconds: number
   /** True when the kernel killed a process of the job for exceeding its memory. */
   oomKilled: boolean
@@ -36,7 +38,8 @@ export function summaryLine(record: AccountingRecord): string {
   if (record.usage) {
     parts.push(`cpu ${record.usage.cpu.totalSeconds.toFixed(1)} s`, `peak mem ${formatBytes(record.usage.memory.peakBytes)}`)
   }
-  parts.push(`wall ${formatDuration(record.wallSeconds)}`, `exit ${record.exitStatus}`)
+  parts.push(`wall ${formatDuration(record.wallSeconds)}`)
+  if (record.exitStatus !== undefined) parts.push(`exit ${record.exitStatus}`)
   if (record.oomKilled) {
     const limit = record.usage?.memory.limitBytes
     parts.push(`killed: out of memory${limit ? ` (limit ${formatBytes(limit)})` : ''}`)

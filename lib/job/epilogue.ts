@@ -11,7 +11,7 @@ import type { AccountingRecord } from './accounting.ts'
  * Epilogue: what the job used, read before its container is removed, and its scratch
  * directory, to remove once that is recorded; undefined if the job had no container.
  */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue' | 'exitStatus'>,
+export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number },
   engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   const container = await findJobContainer(engine, facts.jobId)
   if (!container) return undefined
@@ -28,6 +28,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     user: container.labels[LABEL.user] ?? facts.user,
     queue: container.labels[LABEL.queue] ?? facts.queue,
     node: hostname(),
+    nodeNumber: Number(container.labels[LABEL.node] ?? 0),
     container: container.name,
     image: container.image,
     imageDigest,

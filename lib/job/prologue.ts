@@ -1,7 +1,7 @@
 // The prologue's work: the job's container, made and started for it and checked, or the
 // job refused before anything is made.
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
-import { availableParallelism, hostname } from 'node:os'
+import { availableParallelism, hostname, totalmem } from 'node:os'
 import { dirname, join, posix } from 'node:path'
 import type { Config } from '../policy/config.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
@@ -30,18 +30,25 @@ export interface PrologueContext {
   momPriv: string
   /** The prologue's environment (pbs_mom's own, never the job's). */
   env: NodeJS.ProcessEnv
+  /**
+   * A sister node's prologue.parallel. It runs before the mother superior's prologue, with
+   * no job script, job file or node file yet (torque-contract.md): its container is made
+   * from what every node of the job knows alike (below, `prepareJob`).
+   */
+  sister?: boolean
 }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
 export async function prepareJob(facts: JobFacts, config: Config, engine: ContainerEngine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
-  const { env, momPriv } = context
+  const { env, momPriv, sister } = context
   // What the job asks for is judged before the engine is touched.
-  const asks = jobAsks(facts, momPriv)
+  const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv)
   // pbs_mom writes the job file while the prologue runs: wait for it, where it can matter.
-  const variableImage = policy.allowedImages.length ? await jobImageVariable(facts, momPriv) : undefined
+  const variableImage = policy.allowedImages.length && !sister ? await jobImageVariable(facts, momPriv) : undefined
   const image = grantedImage(policy, asks, variableImage)
+  sameOnEveryNode(env, policy.image, image, asks)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
@@ -65,7 +72,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
     job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
     node: {
+      number: env.PBS_NODENUM === undefined ? undefined : parseIndex(env.PBS_NODENUM),
       ppnHere: env.PBS_NUM_PPN === undefined ? undefined : parseCount(env.PBS_NUM_PPN, 'PBS_NUM_PPN'),
+      npTotal: env.PBS_NP === undefined ? undefined : parseCount(env.PBS_NP, 'PBS_NP'),
+      hostMemory: totalmem(),
       hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
     },
@@ -98,6 +108,26 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     removeAccountFiles(accounts)
     throw err
   }
+}
+
+/**
+ * The nodes of a job make their containers without talking to each other, each from what it
+ * knows: the queue, the owner, the job's size and work directory. Sisters never see the job
+ * script (`#CBATCH` lines) and have no job file (CBATCH_IMAGE) when they make theirs, so a
+ * job on several nodes runs in its queue's image with the site's mounts only.
+ */
+function sameOnEveryNode(env: NodeJS.ProcessEnv, queueImage: string, image: string, asks: JobAsks): void {
+  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
+  if (nodes > 1 && (image !== queueImage || asks.mounts.length)) {
+    throw new PolicyError(`this job runs on ${nodes} nodes, where every node makes the same container: `
+      + `it runs in its queue's image ${queueImage} with the site's mounts (#CBATCH image=/mount= and CBATCH_IMAGE are for one-node jobs)`)
+  }
+}
+
+/** PBS_NODENUM: 0 on the mother superior. */
+function parseIndex(value: string): number {
+  if (!/^\d{1,6}$/.test(value)) throw new UsageError(`PBS_NODENUM ${JSON.stringify(value)} is not a node number`)
+  return Number(value)
 }
 
 /** Longest leading part of a job script read for `#CBATCH` lines: they sit in its first comment block. */

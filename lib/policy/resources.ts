@@ -99,8 +99,14 @@ export interface ContainerLimits {
 }
 
 export interface NodeFacts {
+  /** PBS_NODENUM: 0 on the mother superior, 1, 2, ... on sister nodes. */
+  number?: number
   /** PBS_NUM_PPN: processors of the job on this node, as pbs_mom counted them. */
   ppnHere?: number
+  /** PBS_NP: processors of the job on all its nodes; `mem` and `vmem` are shared by them. */
+  npTotal?: number
+  /** Bytes of memory of this node. */
+  hostMemory?: number
   /** CPUs of this node: a CPU quota cannot exceed them. */
   hostCpus?: number
   /** The cpuset TORQUE made for the job (cpuset.cpus of its cgroup), for `cpu: cpuset`. */
@@ -122,8 +128,11 @@ export function containerLimits(request: JobRequest, policy: LimitsPolicy, facts
     if (!Number.isSafeInteger(bytes * cpus)) throw new UsageError(`${name} for ${cpus} CPUs is too large`)
     return bytes * cpus
   }
-  const memory = request.mem ?? (request.pmem !== undefined ? perSlot(request.pmem, 'pmem') : policy.defaultMem)
-  const virtual = request.vmem ?? (request.pvmem !== undefined ? perSlot(request.pvmem, 'pvmem') : undefined)
+  // A job's mem and vmem span all its nodes: each node's container gets its share, by ppn.
+  const share = (bytes: number) => (facts.ppnHere && facts.npTotal && facts.npTotal > facts.ppnHere
+    ? Math.floor(bytes * facts.ppnHere / facts.npTotal) : bytes)
+  const memory = request.mem !== undefined ? share(request.mem) : request.pmem !== undefined ? perSlot(request.pmem, 'pmem') : policy.defaultMem
+  const virtual = request.vmem !== undefined ? share(request.vmem) : request.pvmem !== undefined ? perSlot(request.pvmem, 'pvmem') : undefined
   const limits: ContainerLimits = {}
   const ceiling = memory ?? virtual
   if (ceiling !== undefined) {

@@ -84,6 +84,10 @@ const policyFields = {
     }),
   }, { additionalProperties: false, default: {} }),
   entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
+  shmSize: Type.Optional(Size('size of /dev/shm (default: the job\'s memory on the node, else half the node\'s)')),
+  memlock: Type.Optional(Type.String({
+    pattern: `^(unlimited|${SIZE_PATTERN.replace(/^\^|\$$/g, '')})$`, description: 'RLIMIT_MEMLOCK of jobs, e.g. unlimited for InfiniBand (RDMA pins memory)',
+  })),
 }
 
 /** A queue's policy once defaults are applied. */
@@ -208,7 +212,9 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
   if (policy.scratch && exposedBy(policy.scratch.base)) {
     problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
   }
-  for (const [path, size] of [[['limits', 'defaultMem'], policy.limits.defaultMem], [['limits', 'maxMem'], policy.limits.maxMem], [['tmpSize'], policy.tmpSize]] as const) {
+  const sizes = [[['limits', 'defaultMem'], policy.limits.defaultMem], [['limits', 'maxMem'], policy.limits.maxMem], [['tmpSize'], policy.tmpSize],
+    [['shmSize'], policy.shmSize], [['memlock'], policy.memlock === 'unlimited' ? undefined : policy.memlock]] as const
+  for (const [path, size] of sizes) {
     if (size === undefined) continue
     try {
       parseSize(size)
