@@ -75,6 +75,21 @@ t.test('limits from the Resource_List and the queue', async t => {
     { name: 'PolicyError', message: 'the job asks for 1 GiB of memory; its queue allows at most 512 MiB' })
 })
 
+t.test('on several nodes: each node\'s share of mem and vmem, /dev/shm as large as it, memlock per queue, the node labelled', async t => {
+  // nodes=2:ppn=2 with mem=1gb: this node holds 2 of the job's 4 processors.
+  const sister = buildContainerSpec(request({ node: { number: 1, ppnHere: 2, npTotal: 4 } }))
+  t.match(sister.HostConfig, { Memory: 512 * 1024 ** 2, MemorySwap: 512 * 1024 ** 2, ShmSize: 512 * 1024 ** 2, Ulimits: [] })
+  t.equal(sister.Labels!['cbatch.node'], '1')
+  t.equal(buildContainerSpec(request()).Labels!['cbatch.node'], '0', 'the mother superior')
+  const job = { ...request().job, resources: 'nodes=1:ppn=2' }
+  t.equal(buildContainerSpec(request({ job, node: { hostMemory: 8 * 1024 ** 3 } })).HostConfig!.ShmSize, 4 * 1024 ** 3,
+    'no memory asked: half the node\'s, as a host /dev/shm')
+  const mpi = buildContainerSpec(request({ policy: { ...policy, shmSize: '2gb', memlock: 'unlimited' } }))
+  t.match(mpi.HostConfig, { ShmSize: 2 * 1024 ** 3, Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }] })
+  t.same(buildContainerSpec(request({ policy: { ...policy, memlock: '64mb' } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
+  t.throws(() => parseConfig('queues:\n  b: { image: x, memlock: lots }\n'), { name: 'ConfigError', message: /memlock/ })
+})
+
 t.test('security options of the queue', async t => {
   const spec = buildContainerSpec(request({
     policy: { ...policy, capAdd: ['NET_BIND_SERVICE'], devices: [{ path: '/dev/fuse', permissions: 'rw' }], readOnlyRootfs: true, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
