@@ -69,6 +69,11 @@ export interface EmulatorOptions {
    * epilogue.parallel once the job shell ended.
    */
   sisters?: Pick<SisterNode, 'pbsHome' | 'config'>[]
+  /**
+   * The node's GPUs pbs_mom allocates to a job that asks for `gpus=N` (its gpu file and
+   * CUDA_VISIBLE_DEVICES); the first N indices by default.
+   */
+  gpus?: number[]
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
   interactive?: { input: string; command?: string }
 }
@@ -132,7 +137,7 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
     // pbs_mom forgets the job: its files go, and with them the job's .JB.
     if (!opts.keep) {
       const prefix = jobFilePrefix(jobId)
-      for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%']) {
+      for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%', 'aux/%gpu']) {
         rmSync(join(pbsHome, f.replace('%', prefix)), { force: true })
       }
       for (const sister of opts.sisters ?? []) rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true })
@@ -176,6 +181,10 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const nodeNames = [hostname(), ...sisters.map((_, i) => `${hostname()}-sister${i + 1}`)]
   const nodeFile = join(pbsHome, 'aux', prefix)
   writeFileSync(nodeFile, nodeNames.map(name => `${name}\n`.repeat(ppn)).join(''), { mode: 0o644 })
+  // pbs_mom built with NVIDIA support writes the job's GPUs beside the node file, before the prologue.
+  const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
+  const gpus = asked ? (opts.gpus ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
+  if (gpus.length) writeFileSync(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), { mode: 0o644 })
   const workDir = opts.workDir ?? process.cwd()
   const queue = opts.queue
   const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
@@ -302,6 +311,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
       ...jobSizes,
       ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
+      ...(gpus.length ? { CUDA_VISIBLE_DEVICES: gpus.join(',') } : {}),
     }
     const tasks = Promise.all((opts.tasks ?? []).map((argv, i) => task(0, argv, taskEnv(i + 2))))
     // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).

@@ -113,3 +113,17 @@ t.test('security options of the queue', async t => {
 t.test('root only where the queue allows it', async t => {
   t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
 })
+
+t.test('GPUs: device requests through the NVIDIA runtime, else the device nodes, and none without', async t => {
+  const gpus = { indices: [1, 3], devices: ['/x/dev/nvidia1', '/x/dev/nvidia3', '/x/dev/nvidiactl'] }
+  const runtime = buildContainerSpec(request({ gpus: { ...gpus, runtime: true } })).HostConfig!
+  t.same(runtime.DeviceRequests, [{ Driver: 'nvidia', DeviceIDs: ['1', '3'], Capabilities: [['gpu']] }])
+  t.same(runtime.Devices, [])
+  const nodes = buildContainerSpec(request({ gpus: { ...gpus, runtime: false } }))
+  t.equal(nodes.HostConfig!.DeviceRequests, undefined)
+  t.same(nodes.HostConfig!.Devices!.map(d => [d.PathOnHost, d.PathInContainer]),
+    [['/x/dev/nvidia1', '/dev/nvidia1'], ['/x/dev/nvidia3', '/dev/nvidia3'], ['/x/dev/nvidiactl', '/dev/nvidiactl']])
+  t.equal(nodes.Labels!['cbatch.gpus'], '1,3')
+  const none = buildContainerSpec(request())
+  t.same([none.HostConfig!.Devices, none.HostConfig!.DeviceRequests, none.Labels!['cbatch.gpus']], [[], undefined, undefined])
+})

@@ -47,7 +47,7 @@ function script(text: string): string {
   return file
 }
 
-function run(text: string, nodes: SisterNode[], extra: Partial<EmulatorOptions> = {}): Promise<EmulatedJob> {
+function run(text: string, nodes: Pick<SisterNode, 'pbsHome' | 'config'>[], extra: Partial<EmulatorOptions> = {}): Promise<EmulatedJob> {
   return emulateJob({
     script: script(text), user: TEST_USER, queue: 'mpi', resources: `nodes=${nodes.length + 1}:ppn=2`, config,
     hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path, sisters: nodes, ...extra,

@@ -2,6 +2,7 @@
 // pure function of the job, its owner and its queue's policy. Everything a container may
 // do is decided here, in one place.
 import { createHash } from 'node:crypto'
+import { basename } from 'node:path'
 import type { QueuePolicy } from '../policy/config.ts'
 import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './engine.ts'
 import { PolicyError } from '../errors.ts'
@@ -10,6 +11,7 @@ import type { JobFacts } from '../torque/contract.ts'
 import { parseSize } from '../torque/contract.ts'
 import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
+import type { JobGpus } from '../host/gpus.ts'
 import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from '../policy/security.ts'
 
 export const LABEL = {
@@ -25,6 +27,8 @@ export const LABEL = {
   cput: 'cbatch.cput',
   /** PBS_NODENUM: 0 on the mother superior, 1, 2, ... on sister nodes. */
   node: 'cbatch.node',
+  /** The node's indices of the job's GPUs, comma-separated. */
+  gpus: 'cbatch.gpus',
 } as const
 
 /** Where the job's output files are inside its container (job/output.ts). */
@@ -73,6 +77,8 @@ export interface ContainerRequest {
   mounts: HostMount[]
   /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
   node: NodeFacts
+  /** The job's GPUs on this node (host/gpus.ts); `runtime`: by the engine's NVIDIA runtime. */
+  gpus?: JobGpus & { runtime: boolean }
 }
 
 /** The job id as a Docker container name: sanitised, and kept unique by a hash of the raw id. */
@@ -119,6 +125,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.shellFallback]: policy.shellFallback,
       ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
       [LABEL.node]: String(req.node.number ?? 0),
+      ...(req.gpus ? { [LABEL.gpus]: req.gpus.indices.join(',') } : {}),
       ...scratch,
     },
     // With the host's network the host's name comes along; Docker refuses to set both.
@@ -130,7 +137,11 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       GroupAdd: owner.groups.filter(g => g !== owner.gid).map(String),
       Mounts: mounts(req),
       CapAdd: policy.capAdd.length ? policy.capAdd : undefined,
-      Devices: policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
+      Devices: [
+        ...policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
+        ...(req.gpus && !req.gpus.runtime ? req.gpus.devices.map(d => ({ PathOnHost: d, PathInContainer: `/dev/${basename(d)}`, CgroupPermissions: 'rw' })) : []),
+      ],
+      DeviceRequests: req.gpus?.runtime ? [{ Driver: 'nvidia', DeviceIDs: req.gpus.indices.map(String), Capabilities: [['gpu']] }] : undefined,
       ReadonlyRootfs: policy.readOnlyRootfs,
       Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${parseSize(policy.tmpSize)}` } : undefined,
       PidsLimit: policy.pidsLimit,

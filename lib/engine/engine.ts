@@ -64,6 +64,8 @@ export interface ExecSession {
  */
 export interface ContainerEngine {
   ping(): Promise<void>
+  /** Names of the engine's container runtimes (runc, nvidia...). */
+  runtimes(): Promise<string[]>
   hasImage(ref: string): Promise<boolean>
   pullImage(ref: string): Promise<void>
   /** Creates and starts a container; returns its id. */
@@ -97,6 +99,11 @@ export class Engine implements ContainerEngine {
 
   async ping(): Promise<void> {
     await this.call('ping the engine', signal => (this.docker.ping as (o: object) => Promise<unknown>)({ abortSignal: signal }))
+  }
+
+  async runtimes(): Promise<string[]> {
+    const info = await this.call('engine info', () => this.docker.info() as Promise<{ Runtimes?: Record<string, unknown> }>)
+    return Object.keys(info.Runtimes ?? {})
   }
 
   async hasImage(ref: string): Promise<boolean> {

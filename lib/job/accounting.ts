@@ -18,6 +18,8 @@ export interface AccountingRecord {
   /** The job's exit status as pbs_mom reports it; sisters are not told it. */
   exitStatus?: number
   wallSeconds: number
+  /** The node's indices of the GPUs the job was given. */
+  gpus?: number[]
   /** True when the kernel killed a process of the job for exceeding its memory. */
   oomKilled: boolean
   /** Absent when the container had already stopped and its cgroup was gone. */

@@ -34,6 +34,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     imageDigest,
     exitStatus: facts.exitStatus,
     wallSeconds: Math.max(0, (end.getTime() - container.startedAt.getTime()) / 1000),
+    ...(container.labels[LABEL.gpus] ? { gpus: container.labels[LABEL.gpus].split(',').map(Number) } : {}),
     oomKilled: container.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
     usage,
   }

@@ -3,7 +3,9 @@
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { availableParallelism, hostname, totalmem } from 'node:os'
 import { dirname, join, posix } from 'node:path'
-import type { Config } from '../policy/config.ts'
+import type { Config, QueuePolicy } from '../policy/config.ts'
+import { allocatedGpus, jobGpus } from '../host/gpus.ts'
+import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { ensureImage, grantedImage, type ImageSource } from '../policy/image.ts'
@@ -64,13 +66,14 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const mounts = await planMounts({
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
+  const gpus = await jobGpusHere(facts, env, policy, engine)
   const name = containerName(facts.jobId)
   // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
   // others write their own output.
   const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
   const output = script ? outputFiles(owner.uid) : undefined
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
-    job: facts, owner, policy, image, mounts, version: VERSION, hostname: hostname(),
+    job: facts, owner, policy, image, mounts, gpus, version: VERSION, hostname: hostname(),
     node: {
       number: env.PBS_NODENUM === undefined ? undefined : parseIndex(env.PBS_NODENUM),
       ppnHere: env.PBS_NUM_PPN === undefined ? undefined : parseCount(env.PBS_NUM_PPN, 'PBS_NUM_PPN'),
@@ -122,6 +125,23 @@ function sameOnEveryNode(env: NodeJS.ProcessEnv, queueImage: string, image: stri
     throw new PolicyError(`this job runs on ${nodes} nodes, where every node makes the same container: `
       + `it runs in its queue's image ${queueImage} with the site's mounts (#CBATCH image=/mount= and CBATCH_IMAGE are for one-node jobs)`)
   }
+}
+
+/**
+ * The GPUs the job asked for (`nodes=1:gpus=N`) and pbs_mom gave it on this node, if its
+ * queue gives GPUs at all. Sisters learn theirs only after prologue.parallel (they have no
+ * gpu file before), so a GPU job runs on one node.
+ */
+async function jobGpusHere(facts: JobFacts, env: NodeJS.ProcessEnv, policy: QueuePolicy, engine: ContainerEngine) {
+  const asked = parseRequest(facts.resources).nodes.reduce((sum, n) => sum + n.gpus * n.count, 0)
+  if (!asked) return undefined
+  if (!policy.gpus) throw new PolicyError(`the job asks for ${asked} GPU${asked > 1 ? 's' : ''}; queue ${facts.queue} gives none`)
+  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
+  if (nodes > 1) throw new PolicyError(`the job asks for GPUs on ${nodes} nodes; cbatch gives GPUs to jobs on one node`)
+  const given = env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, hostname()) : []
+  const gpus = jobGpus(asked, given, policy.gpus.devices)
+  const runtime = policy.gpus.runtime === 'nvidia' || (policy.gpus.runtime === 'auto' && (await engine.runtimes()).includes('nvidia'))
+  return { ...gpus, runtime }
 }
 
 /** PBS_NODENUM: 0 on the mother superior. */

@@ -11,6 +11,7 @@ import { oomKills, readUsage } from '../host/cgroup.ts'
 import { findJobContainer, LABEL } from '../engine/container.ts'
 import { formatBytes } from '../format.ts'
 import type { ContainerDetails, ContainerEngine } from '../engine/engine.ts'
+import { visibleDevicesInside } from '../host/gpus.ts'
 import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityError, PolicyError, UsageError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
@@ -89,7 +90,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   const session = await engine.exec(container.id, {
     // The container's entrypoint (none unless its queue runs the image's) wraps the job too.
     cmd: [...container.entrypoint, usable, ...rest],
-    env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
+    env: Object.entries(visibleDevicesInside(req.env, labels[LABEL.gpus])).map(([k, v]) => `${k}=${v}`),
     workingDir: facts.workDir,
     user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,
     tty: terminal !== undefined,

@@ -84,6 +84,12 @@ const policyFields = {
     }),
   }, { additionalProperties: false, default: {} }),
   entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
+  gpus: Type.Optional(Type.Object({
+    devices: Type.String({ pattern: '^/', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
+    runtime: Type.Union([Type.Literal('auto'), Type.Literal('nvidia'), Type.Literal('none')], {
+      default: 'auto', description: 'nvidia: NVIDIA device requests; none: the device nodes; auto: requests when the engine has the nvidia runtime',
+    }),
+  }, { additionalProperties: false, description: 'the queue gives jobs the GPUs pbs_mom allocated them (none without this)' })),
   shmSize: Type.Optional(Size('size of /dev/shm (default: the job\'s memory on the node, else half the node\'s)')),
   memlock: Type.Optional(Type.String({
     pattern: `^(unlimited|${SIZE_PATTERN.replace(/^\^|\$$/g, '')})$`, description: 'RLIMIT_MEMLOCK of jobs, e.g. unlimited for InfiniBand (RDMA pins memory)',

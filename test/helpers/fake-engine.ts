@@ -23,6 +23,14 @@ export class FakeEngine implements ContainerEngine {
     this.calls.push('ping')
   }
 
+  /** The engine's container runtimes. */
+  runtimeNames = ['runc']
+
+  async runtimes(): Promise<string[]> {
+    this.calls.push('runtimes')
+    return this.runtimeNames
+  }
+
   async hasImage(ref: string): Promise<boolean> {
     this.calls.push(`hasImage ${ref}`)
     return this.images.has(ref)
