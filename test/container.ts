@@ -121,7 +121,7 @@ t.test('GPUs: device requests through the NVIDIA runtime, else the device nodes,
   t.same(runtime.Devices, [])
   const nodes = buildContainerSpec(request({ gpus: { ...gpus, runtime: false } }))
   t.equal(nodes.HostConfig!.DeviceRequests, undefined)
-  t.same(nodes.HostConfig!.Devices!.map(d => [d.PathOnHost, d.PathInContainer]),
+  t.same(nodes.HostConfig!.Devices!.map((d: { PathOnHost?: string; PathInContainer?: string }) => [d.PathOnHost, d.PathInContainer]),
     [['/x/dev/nvidia1', '/dev/nvidia1'], ['/x/dev/nvidia3', '/dev/nvidia3'], ['/x/dev/nvidiactl', '/dev/nvidiactl']])
   t.equal(nodes.Labels!['cbatch.gpus'], '1,3')
   const none = buildContainerSpec(request())

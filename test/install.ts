@@ -24,11 +24,13 @@ const fresh = (t: Test) => t.testdir({ mom_priv: { config: SITE_CONFIG, prologue
 t.test('installs hooks pbs_mom accepts and the job starter lines once', async t => {
   const dir = fresh(t)
   install(dir)
-  for (const hook of ['prologue', 'epilogue', 'jobstarter']) {
+  // The sister nodes' hooks share the bundles of the prologue and epilogue.
+  for (const hook of ['prologue', 'epilogue', 'jobstarter', 'prologue.parallel', 'epilogue.parallel']) {
     const st = statSync(join(dir, 'mom_priv', hook))
     t.equal(st.uid, 0, `${hook} owned by root`)
     t.equal(st.mode & 0o777, 0o755, `${hook} r+x for root, not group/other writable`)
-    t.ok(statSync(join(dir, 'mom_priv/cbatch.d', `${hook}.cjs`)).isFile())
+    t.match(readFileSync(join(dir, 'mom_priv', hook), 'utf8'), `load.cjs" ${hook} "$@"`, `${hook} starts its own hook`)
+    t.ok(statSync(join(dir, 'mom_priv/cbatch.d', `${hook.replace('.parallel', '')}.cjs`)).isFile())
   }
   t.equal(readFileSync(join(dir, 'mom_priv/prologue.cbatch-orig'), 'utf8'), SITE_PROLOGUE, 'the site prologue is kept aside')
   const config = readFileSync(join(dir, 'mom_priv/config'), 'utf8')
