@@ -79,6 +79,11 @@ export class EngineTimeoutError extends EngineError {}
 
 export class ImagePullError extends EngineError {}
 
+/** The registry refused the image (no such image, or not with these credentials): retrying cannot help. */
+export class ImageDeniedError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
 /** The engine answered that it cannot make the job's container as asked: retrying cannot help. */
 export class ContainerRefusedError extends CbatchError {
   readonly disposition = 'abort'

@@ -31,7 +31,7 @@ queues:
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
     allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: '1gb',
-    environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false,
+    environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
   })
   const gpu = config.queues.get('gpu')!
   t.equal(gpu.image, 'site/cuda:12')

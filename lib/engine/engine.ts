@@ -3,7 +3,7 @@
 import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import type { Duplex, Writable } from 'node:stream'
-import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError } from '../errors.ts'
+import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
 
 export type ContainerCreateSpec = Docker.ContainerCreateOptions
@@ -67,7 +67,10 @@ export interface ContainerEngine {
   /** Names of the engine's container runtimes (runc, nvidia...). */
   runtimes(): Promise<string[]>
   hasImage(ref: string): Promise<boolean>
-  pullImage(ref: string): Promise<void>
+  /** Pulls an image, with the registry's credentials if given, within `timeoutMs` (default: the engine's pull deadline). */
+  pullImage(ref: string, options?: PullOptions): Promise<void>
+  /** The OS and architecture an image is built for; undefined if it is not on the node. */
+  imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined>
   /** Creates and starts a container; returns its id. */
   run(spec: ContainerCreateSpec): Promise<string>
   findByLabel(key: string): Promise<JobContainer[]>
@@ -77,6 +80,14 @@ export interface ContainerEngine {
   pathExists(id: string, path: string): Promise<boolean>
   exec(id: string, request: ExecRequest): Promise<ExecSession>
 }
+
+export interface PullOptions {
+  auth?: { username: string; password: string; serveraddress: string }
+  timeoutMs?: number
+}
+
+/** What registries answer when an image is not there or not for these credentials. */
+const REGISTRY_REFUSALS = /unauthorized|authentication required|denied|manifest unknown|not found|no basic auth credentials/i
 
 /** The Docker engine behind a unix socket, through dockerode. */
 export class Engine implements ContainerEngine {
@@ -111,17 +122,27 @@ export class Engine implements ContainerEngine {
     return this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect().then(() => true), false))
   }
 
-  async pullImage(ref: string): Promise<void> {
+  async pullImage(ref: string, { auth, timeoutMs }: PullOptions = {}): Promise<void> {
     await this.call(`pull image ${ref}`, async signal => {
-      const stream = await this.docker.pull(ref, { abortSignal: signal })
+      const stream = await this.docker.pull(ref, { abortSignal: signal, ...(auth ? { authconfig: auth } : {}) })
       await new Promise<void>((resolve, reject) => {
         this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()),
           (event: { error?: string }) => { if (event.error) reject(new Error(event.error)) })
       })
-    }, this.options.pullTimeoutMs).catch(err => {
+    }, timeoutMs ?? this.options.pullTimeoutMs).catch(err => {
       if (err instanceof EngineTimeoutError) throw err
-      throw new ImagePullError(`cannot pull image ${ref}`, detailOf(err), { cause: err })
+      const detail = detailOf(err)
+      // The registry's own refusal will not pass; a registry that is down or failing may.
+      if (REGISTRY_REFUSALS.test(detail)) {
+        throw new ImageDeniedError(`the registry refused image ${ref} (it does not exist there, or not for these credentials)`, detail, { cause: err })
+      }
+      throw new ImagePullError(`cannot pull image ${ref}`, detail, { cause: err })
     })
+  }
+
+  async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
+    const image = await this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect(), undefined))
+    return image && { os: image.Os, architecture: image.Architecture }
   }
 
   /** Creates and starts a container; removes it again when it cannot start. */

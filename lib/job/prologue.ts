@@ -5,6 +5,7 @@ import { availableParallelism, hostname, totalmem } from 'node:os'
 import { dirname, join, posix } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
+import { registryAuth, registryOf } from '../host/registryauth.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
@@ -55,7 +56,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
   const [imageSource, replaced, owner] = await Promise.all([
-    ensureImage(engine, { image, pull: policy.pull }),
+    ensureImage(engine, { image, pull: policy.pull }, {
+      attempts: config.images.pullAttempts, timeoutMs: config.engine.pullTimeout * 1000,
+      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
+    }),
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])

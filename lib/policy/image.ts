@@ -3,19 +3,69 @@
 import picomatch from 'picomatch'
 import type { QueuePolicy } from './config.ts'
 import type { JobAsks } from './jobrequest.ts'
-import type { ContainerEngine } from '../engine/engine.ts'
-import { ImageMissingError, PolicyError } from '../errors.ts'
+import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
+import { EngineTimeoutError, ImageMissingError, ImagePullError, PolicyError } from '../errors.ts'
+import { registryOf } from '../host/registryauth.ts'
 
 export type ImageSource = 'cached' | 'pulled'
 
-export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'pullImage'>,
-  policy: Pick<QueuePolicy, 'image' | 'pull'>): Promise<ImageSource> {
-  if (policy.pull !== 'always' && await engine.hasImage(policy.image)) return 'cached'
-  if (policy.pull === 'never') {
-    throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
+export interface Pulling {
+  /** The registry's credentials (host/registryauth.ts), read only when a pull is needed. */
+  auth?: () => PullOptions['auth']
+  /** Tries of a pull that failed in a way that may pass (registry down or failing). */
+  attempts: number
+  /** All tries together stay within this. */
+  timeoutMs: number
+  /** Pause before try n (1-based, n >= 2): 1 s, 2 s, 4 s… */
+  pause?: (attempt: number) => Promise<void>
+}
+
+const backoff = (attempt: number) => new Promise<void>(r => setTimeout(r, 1000 * 2 ** (attempt - 2)))
+
+/**
+ * The image on this node, as the queue's pull policy says, built for this node's platform.
+ * A registry that refuses the image aborts the job at once; one that is down or failing is
+ * tried again, with growing pauses, until the tries or the time run out (then: requeue).
+ */
+export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'pullImage' | 'imagePlatform'>,
+  policy: Pick<QueuePolicy, 'image' | 'pull'>, pulling: Pulling = { attempts: 1, timeoutMs: 180_000 }): Promise<ImageSource> {
+  let source: ImageSource = 'cached'
+  if (policy.pull === 'always' || !await engine.hasImage(policy.image)) {
+    if (policy.pull === 'never') {
+      throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
+    }
+    const until = Date.now() + pulling.timeoutMs
+    const auth = pulling.auth?.()
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await engine.pullImage(policy.image, { auth, timeoutMs: Math.max(1, until - Date.now()) })
+        break
+      } catch (err) {
+        if (!(err instanceof ImagePullError) || err instanceof EngineTimeoutError || attempt >= pulling.attempts || Date.now() >= until) throw err
+        await (pulling.pause ?? backoff)(attempt + 1)
+      }
+    }
+    source = 'pulled'
   }
-  await engine.pullImage(policy.image)
-  return 'pulled'
+  const platform = await engine.imagePlatform(policy.image)
+  const here = { os: 'linux', architecture: ARCHITECTURES[process.arch] ?? process.arch }
+  if (platform && (platform.os !== here.os || platform.architecture !== here.architecture)) {
+    throw new PolicyError(`image ${policy.image} is built for ${platform.os}/${platform.architecture}; this node is ${here.os}/${here.architecture}`)
+  }
+  return source
+}
+
+/** Node's names of architectures, as images name them. */
+const ARCHITECTURES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', ia32: '386' }
+
+/** The queue's rules for where images come from: its registries, and digests only if pinned. */
+export function checkImageSource(policy: Pick<QueuePolicy, 'registries' | 'pinned'>, image: string): void {
+  if (policy.registries.length && !policy.registries.includes(registryOf(image))) {
+    throw new PolicyError(`image ${image} is not from a registry this queue allows (${policy.registries.join(', ')})`)
+  }
+  if (policy.pinned && !/@sha256:[0-9a-f]{64}$/.test(image)) {
+    throw new PolicyError(`image ${image} is not pinned: this queue runs images named by digest only (image@sha256:...)`)
+  }
 }
 
 // docker/distribution's reference grammar: [domain[:port]/]path[:tag][@digest].
@@ -45,5 +95,6 @@ export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?:
   if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {
     throw new PolicyError(`image ${wanted} is not allowed in this queue; allowed: ${[policy.image, ...policy.allowedImages].join(', ')}`)
   }
+  checkImageSource(policy, candidate)
   return candidate
 }

@@ -7,6 +7,7 @@ import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { exposedBy, refusedCapability } from './security.ts'
 import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
+import { checkImageSource } from './image.ts'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
@@ -84,6 +85,10 @@ const policyFields = {
     }),
   }, { additionalProperties: false, default: {} }),
   entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
+  registries: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$' }), {
+    default: [], description: 'registries the queue\'s images must come from (host[:port], docker.io for Docker Hub); [] for any',
+  }),
+  pinned: Type.Boolean({ default: false, description: 'images must be named by digest (image@sha256:...), so a tag moved in the registry never changes what runs' }),
   gpus: Type.Optional(Type.Object({
     devices: Type.String({ pattern: '^/', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
     runtime: Type.Union([Type.Literal('auto'), Type.Literal('nvidia'), Type.Literal('none')], {
@@ -133,6 +138,10 @@ export const ConfigSchema = Type.Object({
     graceSeconds: Type.Integer({ minimum: 0, default: 600, description: 'orphaned containers (and cbatch\'s files in mom_priv) younger than this are left alone' }),
     onPrologue: Type.Boolean({ default: true, description: 'every prologue also removes orphans' }),
   }, { additionalProperties: false, default: {} }),
+  images: Type.Object({
+    auth: Type.Optional(AbsolutePath('registry credentials: Docker\'s config.json (`auths`), root\'s alone, mode 0600')),
+    pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with growing pauses, within pullTimeout' }),
+  }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
   }, { additionalProperties: false, default: {} }),
@@ -151,6 +160,7 @@ export interface Config {
   accounting: RawConfig['accounting']
   torque: RawConfig['torque']
   gc: RawConfig['gc']
+  images: RawConfig['images']
   queues: Map<string, QueuePolicy>
 }
 
@@ -197,7 +207,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
     })
   }
   if (issues.length) throw new ConfigError(file, issues)
-  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, queues }
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: config.images, queues }
 }
 
 /** Cross-field rules of one queue's policy. */
@@ -227,6 +237,11 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
     } catch (err) {
       problems.push({ path: [...path], message: (err as Error).message })
     }
+  }
+  try {
+    checkImageSource(policy, policy.image)
+  } catch (err) {
+    problems.push({ path: ['image'], message: (err as Error).message })
   }
   policy.capAdd.forEach((cap, i) => {
     if (refusedCapability(cap)) {

@@ -2,7 +2,7 @@
 // an exec echoes what it was given and ends with a chosen status. The real engine is the
 // integration tests' business; this one makes orchestration testable in milliseconds.
 import { PassThrough, type Writable } from 'node:stream'
-import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer } from '../../lib/engine/engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer, PullOptions } from '../../lib/engine/engine.ts'
 
 export interface FakeContainer extends ContainerDetails {
   spec: ContainerCreateSpec
@@ -36,9 +36,20 @@ export class FakeEngine implements ContainerEngine {
     return this.images.has(ref)
   }
 
-  async pullImage(ref: string): Promise<void> {
-    this.calls.push(`pullImage ${ref}`)
+  /** Failures of the next pulls, in turn (then they succeed). */
+  pullFailures: Error[] = []
+  /** Platform of every image, as the engine reports it. */
+  platform = { os: 'linux', architecture: process.arch === 'x64' ? 'amd64' : process.arch }
+
+  async pullImage(ref: string, options: PullOptions = {}): Promise<void> {
+    this.calls.push(`pullImage ${ref}${options.auth ? ` as ${options.auth.username}` : ''}`)
+    const failure = this.pullFailures.shift()
+    if (failure) throw failure
     this.images.add(ref)
+  }
+
+  async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
+    return this.images.has(ref) ? this.platform : undefined
   }
 
   async run(spec: ContainerCreateSpec): Promise<string> {
