@@ -92,6 +92,40 @@ fi
 docker tag "$IMAGE" "$REGISTRY/$IMAGE"
 docker push -q "$REGISTRY/$IMAGE" >/dev/null
 
+# A private registry: htpasswd (bcrypt) auth, user cbatch, password in $STATE/private.pw.
+PRIVATE=127.0.0.1:5001
+if ! busybox wget -S -O /dev/null "http://$PRIVATE/v2/" 2>&1 | grep -q 401; then
+  say "starting a private registry (basic auth) on $PRIVATE"
+  [ -s "$STATE/private.pw" ] || head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$STATE/private.pw"
+  chmod 600 "$STATE/private.pw"
+  hash=$(/usr/bin/python3 -W ignore -c 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' "$(cat "$STATE/private.pw")")
+  echo "cbatch:$hash" >"$STATE/private.htpasswd"
+  cat >"$STATE/private.yml" <<CONF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $STATE/private-registry
+http:
+  addr: $PRIVATE
+auth:
+  htpasswd:
+    realm: cbatch-test
+    path: $STATE/private.htpasswd
+CONF
+  nohup docker-registry serve "$STATE/private.yml" >"$STATE/private.log" 2>&1 &
+  i=0
+  until busybox wget -S -O /dev/null "http://$PRIVATE/v2/" 2>&1 | grep -q 401; do
+    i=$((i + 1)); [ $i -lt 40 ] || { echo "provision: private registry did not start, see $STATE/private.log" >&2; exit 1; }
+    sleep 0.25
+  done
+fi
+# Pushed with a client config of its own, so root's ~/.docker keeps no password.
+pushconf=$(mktemp -d)
+docker --config "$pushconf" login -u cbatch --password-stdin "$PRIVATE" <"$STATE/private.pw" >/dev/null 2>&1
+docker tag "$IMAGE" "$PRIVATE/$IMAGE"
+docker --config "$pushconf" push -q "$PRIVATE/$IMAGE" >/dev/null
+rm -rf "$pushconf"
+
 # Jobs run as real non-root users; cbatchtest has a supplementary group to check.
 getent group cbatchextra >/dev/null || groupadd cbatchextra
 for user in cbatchtest cbatchdemo; do

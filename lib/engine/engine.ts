@@ -75,7 +75,8 @@ export interface ContainerEngine {
   run(spec: ContainerCreateSpec): Promise<string>
   findByLabel(key: string): Promise<JobContainer[]>
   inspect(idOrName: string): Promise<ContainerDetails | undefined>
-  imageDigest(imageId: string): Promise<string | undefined>
+  /** The repository digest of an image: of `reference`'s repository when it has several. */
+  imageDigest(imageId: string, reference?: string): Promise<string | undefined>
   remove(id: string): Promise<void>
   pathExists(id: string, path: string): Promise<boolean>
   exec(id: string, request: ExecRequest): Promise<ExecSession>
@@ -191,8 +192,11 @@ export class Engine implements ContainerEngine {
   }
 
   /** The registry digest of an image (`repo@sha256:...`), if it came from a registry. */
-  async imageDigest(imageId: string): Promise<string | undefined> {
-    return this.call(`inspect image ${imageId}`, async () => (await this.docker.getImage(imageId).inspect()).RepoDigests?.[0])
+  async imageDigest(imageId: string, reference?: string): Promise<string | undefined> {
+    const digests = await this.call(`inspect image ${imageId}`, async () => (await this.docker.getImage(imageId).inspect()).RepoDigests ?? [])
+    // One image can be in several repositories: the digest of the one the job named.
+    const repository = reference?.replace(/@.*$/, '').replace(/:[^/:]*$/, '')
+    return digests.find(d => d.startsWith(`${repository}@`)) ?? digests[0]
   }
 
   /** Kills and removes a container whatever its state; a missing one is fine. */

@@ -18,7 +18,8 @@ export function registryOf(image: string): string {
 }
 
 /** Docker Hub is keyed by its old index URL in config.json files. */
-const HUB_KEYS = ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'registry-1.docker.io']
+const HUB_KEYS = ['docker.io', 'index.docker.io', 'https://index.docker.io/v1', 'registry-1.docker.io']
+const HUB_ADDRESS = 'https://index.docker.io/v1/'
 
 /** The credentials `file` holds for `registry`, if any. */
 export function registryAuth(file: string, registry: string): RegistryAuth | undefined {
@@ -39,5 +40,5 @@ export function registryAuth(file: string, registry: string): RegistryAuth | und
   const [username, ...rest] = entry.auth ? Buffer.from(entry.auth, 'base64').toString('utf8').split(':') : [entry.username ?? '', entry.password ?? '']
   const password = entry.auth ? rest.join(':') : entry.password ?? ''
   if (!username || !password) throw new ConfigError(file, [{ path: `auths.${registry}`, message: 'no user name and password' }])
-  return { username, password, serveraddress: registry }
+  return { username, password, serveraddress: registry === 'docker.io' ? HUB_ADDRESS : registry }
 }

@@ -17,7 +17,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
   if (!container) return undefined
   const usage = container.running ? usageOf(container.pid) : undefined
   const [imageDigest] = await Promise.all([
-    engine.imageDigest(container.imageId).catch(() => undefined),
+    engine.imageDigest(container.imageId, container.image).catch(() => undefined),
     engine.remove(container.id),
   ])
   const end = now()

@@ -1,0 +1,88 @@
+// Pulls from real registries on loopback: the provisioned one (127.0.0.1:5000), a private
+// one with basic auth (127.0.0.1:5001), and a registry that fails, then recovers (a TCP
+// relay to the first that refuses connections for a while).
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { join } from 'node:path'
+import { emulateJob } from '../emulator/emulator.ts'
+import type { AccountingRecord } from '../lib/job/accounting.ts'
+import { sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const PRIVATE = `127.0.0.1:5001/${TEST_IMAGE}`
+const password = readFileSync('/var/lib/cbatch-test/private.pw', 'utf8').trim()
+const accounting = join(shared.path, 'accounting.jsonl')
+const log = join(shared.path, 'cbatch.log')
+
+/** A credentials file of root's alone, in a directory only root may write to. */
+function authFile(user: string, secret: string): string {
+  const file = join('/var/lib/cbatch-test', `auth-${Math.random().toString(36).slice(2)}.json`)
+  writeFileSync(file, JSON.stringify({ auths: { '127.0.0.1:5001': { auth: Buffer.from(`${user}:${secret}`).toString('base64') } } }), { mode: 0o600 })
+  t.teardown(() => execFileSync('rm', ['-f', file]))
+  return file
+}
+
+function run(image: string, images = '') {
+  const config = writeConfig(shared.path, `engine: { requeuePause: 0, pullTimeout: 60 }
+log: { file: ${log} }
+accounting: { file: ${accounting} }
+images: { pullAttempts: 3${images} }
+queues:
+  batch: { image: ${image}, pull: always }
+`)
+  const script = join(shared.path, 'job.sh')
+  writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
+  try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* not there */ }
+  return emulateJob({ script, user: TEST_USER, queue: 'batch', resources: 'nodes=1', config, hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path })
+}
+
+t.test('a private registry with the right credentials: the job runs, and its image\'s digest is accounted', async t => {
+  const job = await run(PRIVATE, `, auth: ${authFile('cbatch', password)}`)
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, 'ran')
+  const line = readFileSync(accounting, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l) as AccountingRecord).find(r => r.jobId === job.jobId)
+  t.match(line?.imageDigest, /^127\.0\.0\.1:5001\/cbatch-test\/busybox@sha256:[0-9a-f]{64}$/)
+})
+
+t.test('wrong or no credentials, or an image the registry lacks: refused with the reason, never requeued; no password anywhere', async t => {
+  for (const [what, image, extra] of [
+    ['wrong password', PRIVATE, `, auth: ${authFile('cbatch', 'not-the-password')}`],
+    ['no credentials', PRIVATE, ''],
+    ['no such image', '127.0.0.1:5000/cbatch-test/nothing:1', ''],
+  ] as const) {
+    const job = await run(image, extra)
+    t.equal(job.prologue.status, 0, `${what}: not requeued`)
+    t.equal(job.exitStatus, 125, what)
+    t.match(job.stderr, `cbatch: the registry refused image ${image}`, what)
+  }
+  t.notMatch(readFileSync(log, 'utf8'), 'not-the-password', 'the node log never holds a password')
+  t.notMatch(readFileSync(log, 'utf8'), password)
+})
+
+t.test('a registry that is down requeues the job after its tries; one that comes back is pulled from', async t => {
+  const down = await run('127.0.0.1:5009/cbatch-test/busybox:latest')
+  t.equal(down.outcome, 'requeued')
+  t.equal(down.prologue.status, 2)
+  t.match(readFileSync(log, 'utf8'), /cannot pull image 127\.0\.0\.1:5009\/cbatch-test\/busybox:latest/)
+
+  // Refuses every connection for its first 1.5 s, then relays to the registry on 5000.
+  const opened = Date.now()
+  const relay = createServer(client => {
+    if (Date.now() - opened < 1500) {
+      client.destroy()
+      return
+    }
+    const upstream = createConnection(5000, '127.0.0.1')
+    client.pipe(upstream).pipe(client)
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  await new Promise<void>(r => relay.listen(5009, '127.0.0.1', r))
+  t.teardown(() => relay.close())
+  const back = await run('127.0.0.1:5009/cbatch-test/busybox:latest')
+  t.equal(back.exitStatus, 0, back.stderr)
+  t.match(back.stdout, 'ran', 'pulled on a later try')
+})
