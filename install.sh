@@ -76,7 +76,7 @@ install_hooks() {
   run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
   # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
   run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
-  for bundle in prologue epilogue jobstarter nodecheck; do
+  for bundle in prologue epilogue jobstarter nodecheck puller; do
     run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$bundle.cjs" "$MOM_PRIV/cbatch.d/$bundle.cjs"
   done
   for hook in $HOOKS nodecheck; do

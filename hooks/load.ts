@@ -16,7 +16,8 @@ import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 
 // prologue.parallel and epilogue.parallel (sister nodes) are the prologue and epilogue bundles.
-const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck)$/
+// The puller is a prologue's detached pull of an image (lib/job/pull.ts).
+const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck|puller)$/
 const DIGEST_BYTES = 32
 
 const hook = process.argv[2] ?? ''

@@ -6,7 +6,10 @@
 // (torque-contract.md): right for a node that cannot run containers (its engine is
 // down), wrong for a job that cannot run, which would loop; such a job is refused with
 // exit 0 on sisters too, and its tasks there say why (hooks/jobstarter.ts).
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { collectOrphans } from '../lib/job/gc.ts'
+import { pullRecord } from '../lib/job/pull.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError } from '../lib/errors.ts'
@@ -16,6 +19,15 @@ import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
+
+/** A pull that may outlive this prologue (hooks/puller.ts): its own session, only the config path of its environment. */
+function startPuller(image: string): void {
+  const { CBATCH_CACHE_DIR: bundles, CBATCH_CONFIG: config } = process.env
+  const child = spawn(process.execPath, [join(bundles!, 'load.cjs'), 'puller', image],
+    { detached: true, stdio: 'ignore', cwd: '/', env: { CBATCH_CONFIG: config } })
+  child.on('error', err => pullRecord.ended(image, { refused: false, message: `cannot start the pull: ${err.message}` }))
+  child.unref()
+}
 const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
 void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
   try {
@@ -31,7 +43,7 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
         removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
-    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel' }), gc])
+    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller }), gc])
     if (prepared.kind === 'container') {
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
         + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))

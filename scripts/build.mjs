@@ -59,6 +59,7 @@ mkdirSync('dist/cbatch.d', { recursive: true })
 await Promise.all([
   ...HOOKS.filter(hook => !hook.endsWith('.parallel')).map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
   build({ ...common, entryPoints: ['hooks/load.ts'], outfile: 'dist/cbatch.d/load.cjs' }),
+  build({ ...common, entryPoints: ['hooks/puller.ts'], outfile: 'dist/cbatch.d/puller.cjs' }),
   build({ ...common, entryPoints: ['bin/cbatch.ts'], outfile: 'dist/cbatch', banner: { js: '#!/usr/bin/env node' } }),
 ])
 chmodSync('dist/cbatch', 0o755)

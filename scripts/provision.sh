@@ -92,6 +92,22 @@ fi
 docker tag "$IMAGE" "$REGISTRY/$IMAGE"
 docker push -q "$REGISTRY/$IMAGE" >/dev/null
 
+# An image only the registry has (2 MiB of its own data): pulls of it take real transfer.
+BIG=cbatch-test/big:1
+if ! busybox wget -q -O /dev/null "http://$REGISTRY/v2/cbatch-test/big/manifests/1" 2>/dev/null; then
+  say "pushing $REGISTRY/$BIG"
+  data=$(mktemp)
+  head -c 2097152 /dev/urandom >"$data"
+  docker rm -f cbatch-big-build >/dev/null 2>&1 || true
+  docker create --name cbatch-big-build --network none "$IMAGE" true >/dev/null
+  docker cp "$data" cbatch-big-build:/big.dat
+  docker commit cbatch-big-build "$REGISTRY/$BIG" >/dev/null
+  docker rm cbatch-big-build >/dev/null
+  docker push -q "$REGISTRY/$BIG" >/dev/null
+  docker rmi "$REGISTRY/$BIG" >/dev/null
+  rm -f "$data"
+fi
+
 # A private registry: htpasswd (bcrypt) auth, user cbatch, password in $STATE/private.pw.
 PRIVATE=127.0.0.1:5001
 if ! busybox wget -S -O /dev/null "http://$PRIVATE/v2/" 2>&1 | grep -q 401; then

@@ -86,3 +86,57 @@ t.test('a registry that is down requeues the job after its tries; one that comes
   t.equal(back.exitStatus, 0, back.stderr)
   t.match(back.stdout, 'ran', 'pulled on a later try')
 })
+
+/** Engine pull events of `image` since `since` (seconds), as the engine counts pulls. */
+function pullsSince(since: number, image: string): number {
+  return execFileSync('docker', ['events', '--since', String(since), '--until', String(Math.ceil(Date.now() / 1000) + 1),
+    '--filter', 'type=image', '--filter', 'event=pull', '--filter', `image=${image}`, '--format', '{{.ID}}'], { encoding: 'utf8' })
+    .split('\n').filter(Boolean).length
+}
+
+t.test('16 jobs starting at once for an image the node lacks make one pull', async t => {
+  const image = `127.0.0.1:5000/${TEST_IMAGE}`
+  const config = writeConfig(shared.path, `log: { file: ${log} }\nqueues:\n  batch: { image: ${image}, pull: missing }\n`)
+  const script = join(shared.path, 'storm.sh')
+  writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
+  try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* not there */ }
+  const since = Math.floor(Date.now() / 1000)
+  const jobs = await Promise.all(Array.from({ length: 16 }, () => emulateJob({
+    script, user: TEST_USER, queue: 'batch', resources: 'nodes=1', config, hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path,
+  })))
+  t.same(jobs.map(j => j.exitStatus), jobs.map(() => 0), jobs.map(j => j.stderr).join(''))
+  t.equal(pullsSince(since, image), 1, 'one pull for all of them')
+})
+
+t.test('a pull that outlives the prologue\'s deadline goes on, and the requeued job finds the image', async t => {
+  // A registry behind a slow link (256 KiB/s), and an image whose 2 MiB only it has.
+  const relay = createServer(client => {
+    const upstream = createConnection(5000, '127.0.0.1')
+    client.pipe(upstream)
+    upstream.on('data', chunk => {
+      client.write(chunk)
+      upstream.pause()
+      setTimeout(() => upstream.resume(), chunk.length / 256)
+    })
+    upstream.on('end', () => client.end())
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  await new Promise<void>(r => relay.listen(5010, '127.0.0.1', r))
+  t.teardown(() => relay.close())
+  const image = '127.0.0.1:5010/cbatch-test/big:1'
+  try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* not there */ }
+  t.teardown(() => { try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* gone */ } })
+  const config = writeConfig(shared.path, `engine: { pullTimeout: 2, requeuePause: 1 }\nlog: { file: ${log} }\nqueues:\n  batch: { image: ${image}, pull: missing }\n`)
+  const script = join(shared.path, 'slow.sh')
+  writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
+  const since = Math.floor(Date.now() / 1000)
+  const job = await emulateJob({
+    script, user: TEST_USER, queue: 'batch', resources: 'nodes=1', config, attempts: 30,
+    hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path,
+  })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.ok(job.attempts! > 1, `requeued ${job.attempts! - 1} times while the pull went on`)
+  t.equal(pullsSince(since, image), 1, 'one pull, across the requeues')
+  t.match(readFileSync(log, 'utf8'), new RegExp(`puller\\[\\d+\\] - info pulled image ${image.replace(/[.]/g, '\\.')}`))
+})

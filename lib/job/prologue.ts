@@ -6,6 +6,7 @@ import { dirname, join, posix } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
+import { claimPull, pullWithRetries, waitForImage } from './pull.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
@@ -39,6 +40,30 @@ export interface PrologueContext {
    * from what every node of the job knows alike (below, `prepareJob`).
    */
   sister?: boolean
+  /**
+   * Starts a pull of the image detached from the prologue (hooks/puller.ts), so that it
+   * may outlive it; without it, the prologue pulls the image itself.
+   */
+  startPuller?: (image: string) => void
+}
+
+/**
+ * How the prologue gets an image onto the node: the first prologue to need it starts a
+ * detached pull and every one waits for it within the pull deadline (job/pull.ts);
+ * without a puller, the pull is the prologue's own.
+ */
+function pullFor(config: Config, engine: ContainerEngine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
+  const timeoutMs = config.engine.pullTimeout * 1000
+  if (!startPuller) {
+    return image => pullWithRetries(engine, image, {
+      attempts: config.images.pullAttempts, timeoutMs,
+      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
+    })
+  }
+  return async image => {
+    if (claimPull(image)) startPuller(image)
+    await waitForImage(engine, image, timeoutMs)
+  }
 }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
@@ -56,10 +81,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
   const [imageSource, replaced, owner] = await Promise.all([
-    ensureImage(engine, { image, pull: policy.pull }, {
-      attempts: config.images.pullAttempts, timeoutMs: config.engine.pullTimeout * 1000,
-      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
-    }),
+    ensureImage(engine, { image, pull: policy.pull }, pullFor(config, engine, context)),
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])

@@ -3,48 +3,24 @@
 import picomatch from 'picomatch'
 import type { QueuePolicy } from './config.ts'
 import type { JobAsks } from './jobrequest.ts'
-import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
-import { EngineTimeoutError, ImageMissingError, ImagePullError, PolicyError } from '../errors.ts'
+import type { ContainerEngine } from '../engine/engine.ts'
+import { ImageMissingError, PolicyError } from '../errors.ts'
 import { registryOf } from '../host/registryauth.ts'
 
 export type ImageSource = 'cached' | 'pulled'
 
-export interface Pulling {
-  /** The registry's credentials (host/registryauth.ts), read only when a pull is needed. */
-  auth?: () => PullOptions['auth']
-  /** Tries of a pull that failed in a way that may pass (registry down or failing). */
-  attempts: number
-  /** All tries together stay within this. */
-  timeoutMs: number
-  /** Pause before try n (1-based, n >= 2): 1 s, 2 s, 4 s… */
-  pause?: (attempt: number) => Promise<void>
-}
-
-const backoff = (attempt: number) => new Promise<void>(r => setTimeout(r, 1000 * 2 ** (attempt - 2)))
-
 /**
- * The image on this node, as the queue's pull policy says, built for this node's platform.
- * A registry that refuses the image aborts the job at once; one that is down or failing is
- * tried again, with growing pauses, until the tries or the time run out (then: requeue).
+ * The image on this node, as the queue's pull policy says (`pull` fetches it: job/pull.ts),
+ * and built for this node's platform.
  */
-export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'pullImage' | 'imagePlatform'>,
-  policy: Pick<QueuePolicy, 'image' | 'pull'>, pulling: Pulling = { attempts: 1, timeoutMs: 180_000 }): Promise<ImageSource> {
+export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'imagePlatform'>,
+  policy: Pick<QueuePolicy, 'image' | 'pull'>, pull: (image: string) => Promise<void>): Promise<ImageSource> {
   let source: ImageSource = 'cached'
   if (policy.pull === 'always' || !await engine.hasImage(policy.image)) {
     if (policy.pull === 'never') {
       throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
     }
-    const until = Date.now() + pulling.timeoutMs
-    const auth = pulling.auth?.()
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await engine.pullImage(policy.image, { auth, timeoutMs: Math.max(1, until - Date.now()) })
-        break
-      } catch (err) {
-        if (!(err instanceof ImagePullError) || err instanceof EngineTimeoutError || attempt >= pulling.attempts || Date.now() >= until) throw err
-        await (pulling.pause ?? backoff)(attempt + 1)
-      }
-    }
+    await pull(policy.image)
     source = 'pulled'
   }
   const platform = await engine.imagePlatform(policy.image)

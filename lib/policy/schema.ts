@@ -140,7 +140,10 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   images: Type.Object({
     auth: Type.Optional(AbsolutePath('registry credentials: Docker\'s config.json (`auths`), root\'s alone, mode 0600')),
-    pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with growing pauses, within pullTimeout' }),
+    pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with growing pauses' }),
+    pullDeadline: Type.Number({
+      exclusiveMinimum: 0, default: 3600, description: 'seconds a pull may go on, detached from the prologue that started it (which waits engine.pullTimeout, then requeues its job)',
+    }),
   }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),

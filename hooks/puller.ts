@@ -1,0 +1,41 @@
+// A detached pull of an image (lib/job/pull.ts). The first prologue on this node that
+// needs the image starts it, as root, in a session of its own, with an environment that
+// holds only the config path its own wrapper named; it may outlive that prologue and
+// pbs_mom's alarm, so that the requeued job finds the image. argv: the image, which the
+// prologue has already judged. Other prologues wait for what it records.
+import { Engine } from '../lib/engine/engine.ts'
+import { CbatchError, ImageDeniedError } from '../lib/errors.ts'
+import { registryAuth, registryOf } from '../lib/host/registryauth.ts'
+import { pullRecord, pullWithRetries } from '../lib/job/pull.ts'
+import { nodeLogger } from '../lib/log.ts'
+import { loadConfig } from '../lib/policy/config.ts'
+import { isImageReference } from '../lib/policy/image.ts'
+
+const image = process.argv[2] ?? ''
+const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
+
+async function pull(): Promise<void> {
+  if (!configPath || !isImageReference(image)) throw new Error('usage: puller IMAGE, with CBATCH_CONFIG')
+  pullRecord.started(image)
+  let log = nodeLogger('puller', '-', undefined)
+  try {
+    const config = await loadConfig(configPath, { cacheDir })
+    log = nodeLogger('puller', '-', config.log.file)
+    const started = performance.now()
+    await pullWithRetries(Engine.fromConfig(config.engine), image, {
+      attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000,
+      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
+    })
+    log.info(`pulled image ${image} in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+    pullRecord.ended(image, undefined)
+  } catch (err) {
+    const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
+    log.error(`pull of image ${image} failed: ${message}`)
+    pullRecord.ended(image, { refused: err instanceof ImageDeniedError, message })
+  }
+}
+
+pull().then(() => process.exit(0), err => {
+  process.stderr.write(`cbatch puller: ${(err as Error).message}\n`)
+  process.exit(2)
+})
