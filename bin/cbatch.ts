@@ -1,6 +1,7 @@
 // cbatch: the command-line face of the package.
 //   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (emulator/emulator.ts)
 //   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/job/gc.ts)
+//   cbatch images ...       the node's image cache (bin/images.ts)
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -12,6 +13,7 @@ import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, UsageError } from '../lib/errors.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
+import { images } from './images.ts'
 
 const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --user USER         job owner (default: $SUDO_USER)
@@ -31,6 +33,11 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
   --keep              keep the job's files in PBS_HOME for inspection
+       cbatch images [list | prune | pull] [options]   (safe to run from cron)
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+  --json              list: as JSON
+  --dry-run           prune: only list what would be removed to stay under images.budget
+  --queue QUEUE       pull: only this queue's image (default: every queue's)
        cbatch gc [options]   (safe to run from cron)
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
@@ -38,7 +45,7 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --dry-run           only list what would be removed`
 
 const options = {
-  user: { type: 'string' }, queue: { type: 'string', default: 'batch' },
+  user: { type: 'string' }, queue: { type: 'string' },
   resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
   'array-index': { type: 'string' }, attempts: { type: 'string' }, nodes: { type: 'string' }, 'torque-cgroups': { type: 'string' }, join: { type: 'boolean' },
   var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
@@ -49,11 +56,15 @@ const options = {
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options })
   const [command, ...rest] = positionals
-  if (values.help || !['run', 'gc'].includes(command) || (command === 'run' && !rest.length)) {
+  if (values.help || !['run', 'gc', 'images'].includes(command) || (command === 'run' && !rest.length)) {
     process.stderr.write(`${USAGE}\n`)
     return values.help ? 0 : USAGE_ERROR
   }
   if (process.getuid?.() !== 0) throw new UsageError(`cbatch ${command} must run as root, like pbs_mom`)
+  if (command === 'images') {
+    const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+    return images(rest[0], config, Engine.fromConfig(config.engine), { json: values.json, dryRun: values['dry-run'], queue: values.queue })
+  }
   return command === 'run' ? run(rest, values) : gc(values)
 }
 
@@ -75,7 +86,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(values.config ?? DEFAULT_CONFIG_PATH)) : undefined
   const job = await emulateJob({
     sisters: sisters?.sisters,
-    script: resolve(script), scriptArgs, user, queue: values.queue!, resources: values.resources!,
+    script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources: values.resources!,
     config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
     workDir: values.workdir,

@@ -125,8 +125,10 @@ t.test('a pull that outlives the prologue\'s deadline goes on, and the requeued 
   await new Promise<void>(r => relay.listen(5010, '127.0.0.1', r))
   t.teardown(() => relay.close())
   const image = '127.0.0.1:5010/cbatch-test/big:1'
-  try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* not there */ }
-  t.teardown(() => { try { execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' }) } catch { /* gone */ } })
+  // Its layers must not be on the node under any name.
+  const forget = () => execFileSync('sh', ['-c', 'docker images -q --filter reference="*/cbatch-test/big" | sort -u | xargs -r docker rmi -f'], { stdio: 'ignore' })
+  forget()
+  t.teardown(forget)
   const config = writeConfig(shared.path, `engine: { pullTimeout: 2, requeuePause: 1 }\nlog: { file: ${log} }\nqueues:\n  batch: { image: ${image}, pull: missing }\n`)
   const script = join(shared.path, 'slow.sh')
   writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
@@ -139,4 +141,25 @@ t.test('a pull that outlives the prologue\'s deadline goes on, and the requeued 
   t.ok(job.attempts! > 1, `requeued ${job.attempts! - 1} times while the pull went on`)
   t.equal(pullsSince(since, image), 1, 'one pull, across the requeues')
   t.match(readFileSync(log, 'utf8'), new RegExp(`puller\\[\\d+\\] - info pulled image ${image.replace(/[.]/g, '\\.')}`))
+})
+
+t.test('cbatch images: what a job last used and what the queues name; prune keeps both', async t => {
+  const named = TEST_IMAGE
+  const spare = `cbatch-test/spare:${process.pid}`
+  execFileSync('docker', ['tag', TEST_IMAGE, spare])
+  t.teardown(() => { try { execFileSync('docker', ['rmi', spare], { stdio: 'ignore' }) } catch { /* removed */ } })
+  const config = writeConfig(shared.path, `log: { file: ${log} }\nimages: { budget: 1b }\nqueues:\n  batch: { image: ${named}, pull: never }\n`)
+  const script = join(shared.path, 'use.sh')
+  writeFileSync(script, '#!/bin/sh\ntrue\n', { mode: 0o644 })
+  const job = await emulateJob({ script, user: TEST_USER, queue: 'batch', resources: 'nodes=1', config, hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path })
+  t.equal(job.exitStatus, 0)
+  const cli = (...args: string[]) => execFileSync(join(import.meta.dirname, '../dist/cbatch'), ['images', ...args, '--config', config], { encoding: 'utf8' })
+  const listed = JSON.parse(cli('--json')) as { references: string[]; queues: string[]; lastUse?: string }[]
+  const mine = listed.find(i => i.references.includes(named))!
+  t.same(mine.queues, ['batch'])
+  t.ok(Date.now() - Date.parse(mine.lastUse!) < 60_000, 'last used by the job just now')
+  const dry = cli('prune', '--dry-run')
+  t.notMatch(dry, `would remove ${named}`, 'an image a queue names is never pruned')
+  t.match(dry, /images: .* of a budget of 1 B \(the rest is in use or named by a queue\)/)
+  t.ok(execFileSync('docker', ['images', '-q', spare], { encoding: 'utf8' }).trim(), 'a dry run removes nothing')
 })

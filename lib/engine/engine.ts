@@ -85,6 +85,23 @@ export interface ContainerEngine {
 export interface PullOptions {
   auth?: { username: string; password: string; serveraddress: string }
   timeoutMs?: number
+  /** Each progress event of the engine (per layer: Downloading, Pull complete…). */
+  onProgress?: (event: PullProgress) => void
+}
+
+export interface PullProgress {
+  id?: string
+  status?: string
+  progressDetail?: { current?: number; total?: number }
+}
+
+/** An image on the node, as the image cache sees it. */
+export interface NodeImage {
+  id: string
+  /** repo:tag names (none for an untagged image). */
+  references: string[]
+  size: number
+  created: Date
 }
 
 /** What registries answer when an image is not there or not for these credentials. */
@@ -123,12 +140,15 @@ export class Engine implements ContainerEngine {
     return this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect().then(() => true), false))
   }
 
-  async pullImage(ref: string, { auth, timeoutMs }: PullOptions = {}): Promise<void> {
+  async pullImage(ref: string, { auth, timeoutMs, onProgress }: PullOptions = {}): Promise<void> {
     await this.call(`pull image ${ref}`, async signal => {
       const stream = await this.docker.pull(ref, { abortSignal: signal, ...(auth ? { authconfig: auth } : {}) })
       await new Promise<void>((resolve, reject) => {
         this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()),
-          (event: { error?: string }) => { if (event.error) reject(new Error(event.error)) })
+          (event: PullProgress & { error?: string }) => {
+            if (event.error) reject(new Error(event.error))
+            else onProgress?.(event)
+          })
       })
     }, timeoutMs ?? this.options.pullTimeoutMs).catch(err => {
       if (err instanceof EngineTimeoutError) throw err
@@ -144,6 +164,25 @@ export class Engine implements ContainerEngine {
   async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
     const image = await this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect(), undefined))
     return image && { os: image.Os, architecture: image.Architecture }
+  }
+
+  /** The node's images (the image cache's view; not part of a job's life). */
+  async listImages(): Promise<NodeImage[]> {
+    const list = await this.call('list images', signal => this.docker.listImages({ abortSignal: signal } as Docker.ListImagesOptions))
+    return list.map(i => ({
+      id: i.Id, references: (i.RepoTags ?? []).filter(t => t !== '<none>:<none>'), size: i.Size, created: new Date(i.Created * 1000),
+    }))
+  }
+
+  /** Ids of the images any container of the node (running or not) was made from. */
+  async imagesInUse(): Promise<Set<string>> {
+    const list = await this.call('list containers', signal => this.docker.listContainers({ all: true, abortSignal: signal }))
+    return new Set(list.map(c => c.ImageID))
+  }
+
+  /** Removes one name of an image; the image goes with its last name. Never forced. */
+  async removeImage(reference: string): Promise<void> {
+    await this.call(`remove image ${reference}`, signal => this.docker.getImage(reference).remove({ abortSignal: signal }))
   }
 
   /** Creates and starts a container; removes it again when it cannot start. */

@@ -7,6 +7,7 @@ import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
 import { claimPull, pullWithRetries, waitForImage } from './pull.ts'
+import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
@@ -85,6 +86,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])
+  recordImageUse(image)
   checkOwner(owner, policy.allowRoot) // before any of the owner's paths is looked at
   // NSS again, for the container's account files: overlapping the owner's paths.
   const lines = accountLines(owner)

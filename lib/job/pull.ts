@@ -24,6 +24,7 @@ export interface PullPlan {
   timeoutMs: number
   /** Pause before try n (n >= 2): 1 s, 2 s, 4 s… */
   pause?: (attempt: number) => Promise<void>
+  onProgress?: PullOptions['onProgress']
 }
 
 const backoff = (attempt: number) => new Promise<void>(r => setTimeout(r, 1000 * 2 ** (attempt - 2)))
@@ -37,7 +38,7 @@ export async function pullWithRetries(engine: Pick<ContainerEngine, 'pullImage'>
   const auth = plan.auth?.()
   for (let attempt = 1; ; attempt++) {
     try {
-      return await engine.pullImage(image, { auth, timeoutMs: Math.max(1, until - Date.now()) })
+      return await engine.pullImage(image, { auth, timeoutMs: Math.max(1, until - Date.now()), onProgress: plan.onProgress })
     } catch (err) {
       if (!(err instanceof ImagePullError) || err instanceof EngineTimeoutError || attempt >= plan.attempts || Date.now() >= until) throw err
       await (plan.pause ?? backoff)(attempt + 1)

@@ -141,6 +141,7 @@ export const ConfigSchema = Type.Object({
   images: Type.Object({
     auth: Type.Optional(AbsolutePath('registry credentials: Docker\'s config.json (`auths`), root\'s alone, mode 0600')),
     pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with growing pauses' }),
+    budget: Type.Optional(Size('most the node\'s images may take together, for `cbatch images prune`')),
     pullDeadline: Type.Number({
       exclusiveMinimum: 0, default: 3600, description: 'seconds a pull may go on, detached from the prologue that started it (which waits engine.pullTimeout, then requeues its job)',
     }),

@@ -1,0 +1,100 @@
+// cbatch images: the node's image cache for its operator (lib/node/imagecache.ts).
+//   cbatch images [--json]            what is there: size, last use by a job, the queues naming it
+//   cbatch images prune [--dry-run]   least recently used first, down to images.budget
+//   cbatch images pull [--queue Q]    pre-pulls the queues' images, with progress
+import type { Config } from '../lib/policy/config.ts'
+import type { Engine, PullProgress } from '../lib/engine/engine.ts'
+import { UsageError } from '../lib/errors.ts'
+import { formatBytes } from '../lib/format.ts'
+import { registryAuth, registryOf } from '../lib/host/registryauth.ts'
+import { describeImages, lastUses, planPrune, type CachedImage } from '../lib/node/imagecache.ts'
+import { pullWithRetries } from '../lib/job/pull.ts'
+import { parseSize } from '../lib/torque/contract.ts'
+
+export interface ImagesOptions {
+  json?: boolean
+  dryRun?: boolean
+  queue?: string
+  out?: NodeJS.WriteStream
+}
+
+export async function images(action: string | undefined, config: Config, engine: Engine, options: ImagesOptions): Promise<number> {
+  const out = options.out ?? process.stdout
+  if (action === undefined || action === 'list') return list(await cached(config, engine), options.json, out)
+  if (action === 'prune') return prune(config, engine, options.dryRun, out)
+  if (action === 'pull') return pull(config, engine, options.queue, out)
+  throw new UsageError(`cbatch images ${action}: expected list, prune or pull`)
+}
+
+async function cached(config: Config, engine: Engine): Promise<CachedImage[]> {
+  const [all, inUse] = await Promise.all([engine.listImages(), engine.imagesInUse()])
+  return describeImages(all, inUse, config.queues, lastUses())
+}
+
+function list(images: CachedImage[], json: boolean | undefined, out: NodeJS.WritableStream): number {
+  if (json) {
+    out.write(`${JSON.stringify(images)}\n`)
+    return 0
+  }
+  const rows = [['IMAGE', 'ID', 'SIZE', 'LAST USED BY A JOB', 'QUEUES', 'IN USE'], ...images.map(i => [
+    i.references.join(',') || '<none>', i.id.replace(/^sha256:/, '').slice(0, 12), formatBytes(i.size),
+    i.lastUse?.toISOString().replace(/\.\d+Z$/, 'Z') ?? '-', i.queues.join(',') || '-', i.inUse ? 'yes' : 'no',
+  ])]
+  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
+  for (const row of rows) out.write(`${row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()}\n`)
+  return 0
+}
+
+async function prune(config: Config, engine: Engine, dryRun: boolean | undefined, out: NodeJS.WritableStream): Promise<number> {
+  if (!config.images.budget) throw new UsageError(`set images.budget in ${config.file} (e.g. 200gb): the most the node's images may take`)
+  const budget = parseSize(config.images.budget)
+  const images = await cached(config, engine)
+  const plan = planPrune(images, budget)
+  const total = images.reduce((sum, i) => sum + i.size, 0)
+  for (const image of plan) {
+    if (!dryRun) for (const reference of image.references.length ? image.references : [image.id]) await engine.removeImage(reference)
+    out.write(`${dryRun ? 'would remove' : 'removed'} ${image.references.join(',') || image.id} (${formatBytes(image.size)}, last used ${image.lastUse?.toISOString() ?? 'never by a job'})\n`)
+  }
+  const left = total - plan.reduce((sum, i) => sum + i.size, 0)
+  out.write(`images: ${formatBytes(left)} of a budget of ${formatBytes(budget)}${left > budget ? ' (the rest is in use or named by a queue)' : ''}\n`)
+  return 0
+}
+
+async function pull(config: Config, engine: Engine, queue: string | undefined, out: NodeJS.WriteStream): Promise<number> {
+  if (queue !== undefined && !config.queues.has(queue)) throw new UsageError(`queue ${queue} is not in ${config.file}`)
+  const wanted = [...new Set([...config.queues].filter(([name]) => queue === undefined || name === queue).map(([, q]) => q.image))]
+  for (const image of wanted) {
+    const show = progress(image, out)
+    await pullWithRetries(engine, image, {
+      attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000, onProgress: show.event,
+      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
+    })
+    show.done()
+  }
+  return 0
+}
+
+/** On a terminal, one line per image, rewritten as layers arrive; otherwise a plain line per layer done. */
+function progress(image: string, out: NodeJS.WriteStream) {
+  const layers = new Map<string, string>()
+  const downloaded = new Map<string, number>()
+  const line = () => `${image}: ${[...layers.values()].filter(s => DONE.test(s)).length}/${layers.size} layers, `
+    + `${formatBytes([...downloaded.values()].reduce((a, b) => a + b, 0))} downloaded`
+  return {
+    event(e: PullProgress) {
+      if (!e.id || !e.status || /^(Pulling from|Digest|Status)/.test(e.status)) return
+      const before = layers.get(e.id)
+      layers.set(e.id, e.status)
+      if (e.status === 'Downloading' && e.progressDetail?.current) downloaded.set(e.id, e.progressDetail.current)
+      if (DONE.test(e.status) && !DONE.test(before ?? '')) {
+        if (!out.isTTY) out.write(`${image}: layer ${e.id} ${e.status.toLowerCase()}\n`)
+      }
+      if (out.isTTY) out.write(`\r${line()}`)
+    },
+    done() {
+      out.write(out.isTTY ? `\r${line()}\n` : `${image}: pulled\n`)
+    },
+  }
+}
+
+const DONE = /^(Pull complete|Already exists|Download complete)$/

@@ -1,0 +1,36 @@
+import t from 'tap'
+import { describeImages, lastUses, planPrune, recordImageUse } from '../lib/node/imagecache.ts'
+
+const MiB = 1024 ** 2
+const image = (id: string, references: string[], size: number, created: string) => ({ id, references, size: size * MiB, created: new Date(created) })
+
+t.test('each image with its last use by a job, the queues naming it, and whether a container uses it', async t => {
+  const images = [image('a', ['site/a:1'], 100, '2026-01-01'), image('b', ['site/b:latest'], 50, '2026-01-02')]
+  const queues = new Map([['batch', { image: 'site/b' }], ['other', { image: 'site/c:1' }]])
+  const uses = new Map([['site/a:1', new Date('2026-03-01')]])
+  t.match(describeImages(images, new Set(['a']), queues, uses), [
+    { id: 'a', queues: [], inUse: true, lastUse: new Date('2026-03-01') },
+    { id: 'b', queues: ['batch'], inUse: false, lastUse: undefined },
+  ])
+})
+
+t.test('prune: least recently used first, down to the budget, never in use or named by a queue', async t => {
+  const described = [
+    { ...image('old', ['x:1'], 100, '2025-01-01'), queues: [], inUse: false, lastUse: new Date('2026-02-01') },
+    { ...image('older', ['y:1'], 100, '2025-06-01'), queues: [], inUse: false, lastUse: undefined },
+    { ...image('recent', ['z:1'], 100, '2025-01-01'), queues: [], inUse: false, lastUse: new Date('2026-05-01') },
+    { ...image('used', ['u:1'], 500, '2020-01-01'), queues: [], inUse: true },
+    { ...image('named', ['n:1'], 500, '2020-01-01'), queues: ['batch'], inUse: false },
+  ]
+  t.same(planPrune(described, 1300 * MiB).map(i => i.id), [])
+  t.same(planPrune(described, 1150 * MiB).map(i => i.id), ['older', 'old'], 'never used by a job counts as its creation')
+  t.same(planPrune(described, 0).map(i => i.id), ['older', 'old', 'recent'], 'what is in use or named stays, over budget')
+})
+
+t.test('last uses are recorded per reference, in a directory of root\'s', async t => {
+  const dir = `${t.testdir({})}/uses`
+  recordImageUse('site/a:1', dir)
+  recordImageUse('site/b:1', dir)
+  t.same([...lastUses(dir).keys()].sort(), ['site/a:1', 'site/b:1'])
+  t.same(lastUses(`${dir}/missing`), new Map())
+})
