@@ -53,7 +53,7 @@ export interface PrologueContext {
  * detached pull and every one waits for it within the pull deadline (job/pull.ts);
  * without a puller, the pull is the prologue's own.
  */
-function pullFor(config: Config, engine: ContainerEngine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
+function pullFor(config: Config, policy: QueuePolicy, engine: ContainerEngine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
   const timeoutMs = config.engine.pullTimeout * 1000
   if (!startPuller) {
     return image => pullWithRetries(engine, image, {
@@ -63,7 +63,7 @@ function pullFor(config: Config, engine: ContainerEngine, { startPuller }: Prolo
   }
   return async image => {
     if (claimPull(image)) startPuller(image)
-    await waitForImage(engine, image, timeoutMs)
+    await waitForImage(engine, image, timeoutMs, { fresh: policy.pull === 'always' })
   }
 }
 
@@ -82,7 +82,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
   const [imageSource, replaced, owner] = await Promise.all([
-    ensureImage(engine, { image, pull: policy.pull }, pullFor(config, engine, context)),
+    ensureImage(engine, { image, pull: policy.pull }, pullFor(config, policy, engine, context)),
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])

@@ -94,14 +94,16 @@ export const pullRecord = {
 /**
  * Waits until the image is on the node, or its pull ended without it, or `timeoutMs`
  * passed: then the job is requeued, and the pull goes on for the job's next start.
+ * `fresh` (pull policy `always`): the pull under way must end first, whatever is there.
  */
 export async function waitForImage(engine: Pick<ContainerEngine, 'hasImage'>, image: string, timeoutMs: number,
-  pullsDir = PULLS_DIR, pollMs = 500): Promise<void> {
+  { fresh = false, pullsDir = PULLS_DIR, pollMs = 500 }: { fresh?: boolean; pullsDir?: string; pollMs?: number } = {}): Promise<void> {
   const until = Date.now() + timeoutMs
   const dir = pullDir(image, pullsDir)
   for (;;) {
-    if (await engine.hasImage(image)) return
-    if (!existsSync(dir)) {
+    const pulling = existsSync(dir)
+    if (!(fresh && pulling) && await engine.hasImage(image)) return
+    if (!pulling) {
       const refused = readIfThere(`${dir}.refused`)
       if (refused !== undefined) {
         throw new ImageDeniedError(`the registry refused image ${image} (it does not exist there, or not for these credentials)`, refused)
