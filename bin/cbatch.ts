@@ -1,7 +1,9 @@
-// cbatch: the command-line face of the package.
+// cbatch: the command-line face of the package (cbatch --help).
 //   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (emulator/emulator.ts)
 //   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/job/gc.ts)
 //   cbatch images ...       the node's image cache (bin/images.ts)
+//   cbatch config ...       checks a config, shows a queue's effective policy
+//   cbatch ps ...           the job containers on this node (lib/node/jobs.ts)
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -11,11 +13,18 @@ import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
-import { CbatchError, UsageError } from '../lib/errors.ts'
+import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
+import { formatBytes, formatDuration } from '../lib/format.ts'
+import { nodeJobs } from '../lib/node/jobs.ts'
+import { VERSION } from '../lib/version.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
-import { images } from './images.ts'
+import { images, type ImagesAction } from './images.ts'
 
-const USAGE = `usage: cbatch run SCRIPT [script args] [options]
+/** Each command: its options, its help (with examples), and what it does. */
+const COMMANDS = {
+  run: {
+    summary: 'run one job the way pbs_mom would on this node (the pbs_mom emulator)',
+    usage: `cbatch run SCRIPT [script args] [options]
   --user USER         job owner (default: $SUDO_USER)
   --queue QUEUE       queue (default: batch)
   --resources LIST    Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00
@@ -33,42 +42,165 @@ const USAGE = `usage: cbatch run SCRIPT [script args] [options]
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
   --keep              keep the job's files in PBS_HOME for inspection
-       cbatch images [list | prune | pull] [options]   (safe to run from cron)
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  --json              list: as JSON
-  --dry-run           prune: only list what would be removed to stay under images.budget
-  --queue QUEUE       pull: only this queue's image (default: every queue's)
-       cbatch gc [options]   (safe to run from cron)
+examples:
+  cbatch run job.sh --user alice --resources nodes=1:ppn=2,mem=1gb
+  cbatch run mpi.sh --user alice --queue mpi --nodes 3 --resources nodes=3:ppn=2`,
+    options: {
+      user: { type: 'string' }, queue: { type: 'string' }, resources: { type: 'string' }, config: { type: 'string' },
+      var: { type: 'string', short: 'v', multiple: true }, workdir: { type: 'string' }, join: { type: 'boolean' },
+      'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' },
+      task: { type: 'string', multiple: true }, nodes: { type: 'string' }, 'pbs-home': { type: 'string' },
+      json: { type: 'boolean' }, keep: { type: 'boolean' },
+    },
+  },
+  gc: {
+    summary: 'remove containers (and cbatch\'s files) of jobs this pbs_mom no longer knows; safe from cron',
+    usage: `cbatch gc [options]
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
   --grace SECONDS     leave containers younger than this (default: gc.graceSeconds)
-  --dry-run           only list what would be removed`
-
-const options = {
-  user: { type: 'string' }, queue: { type: 'string' },
-  resources: { type: 'string', default: 'nodes=1:ppn=1' }, config: { type: 'string' }, task: { type: 'string', multiple: true }, workdir: { type: 'string' },
-  'array-index': { type: 'string' }, attempts: { type: 'string' }, nodes: { type: 'string' }, 'torque-cgroups': { type: 'string' }, join: { type: 'boolean' },
-  var: { type: 'string', short: 'v', multiple: true }, json: { type: 'boolean' },
-  keep: { type: 'boolean' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' },
-  'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  --dry-run           only list what would be removed
+examples:
+  cbatch gc --dry-run
+  */15 * * * * /var/spool/torque/mom_priv/cbatch.d/cbatch gc     (crontab)`,
+    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  },
+  images: {
+    summary: 'the node\'s images: list, pre-pull, prune under a budget; safe from cron',
+    usage: `cbatch images [list | pull | prune] [options]
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+  --json              list: as JSON
+  --queue QUEUE       pull: only this queue's image (default: every queue's)
+  --dry-run           prune: only list what would be removed to stay under images.budget
+examples:
+  cbatch images
+  cbatch images pull --queue mpi
+  cbatch images prune --dry-run`,
+    options: { config: { type: 'string' }, json: { type: 'boolean' }, queue: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  },
+  config: {
+    summary: 'check a config file, or show a queue\'s policy once defaults are merged',
+    usage: `cbatch config check [FILE]            every problem, as FILE:LINE:COLUMN: dot.path: message
+cbatch config show [--queue QUEUE]   the effective policy (JSON), of every queue or one
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+examples:
+  cbatch config check /etc/cbatch/cbatch.yaml.new && mv /etc/cbatch/cbatch.yaml.new /etc/cbatch/cbatch.yaml
+  cbatch config show --queue batch`,
+    options: { config: { type: 'string' }, queue: { type: 'string' } },
+  },
+  ps: {
+    summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now',
+    usage: `cbatch ps [options]
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
+  --json              as JSON
+examples:
+  cbatch ps
+  cbatch ps --json | jq '.[] | select(.knownToMom == false)'`,
+    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, json: { type: 'boolean' } },
+  },
 } as const
 
+type Command = keyof typeof COMMANDS
+
+const OVERVIEW = `usage: cbatch COMMAND [options]       (cbatch COMMAND --help for its options and examples)
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`).join('\n')}
+  --version           the version of cbatch`
+
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options })
-  const [command, ...rest] = positionals
-  if (values.help || !['run', 'gc', 'images'].includes(command) || (command === 'run' && !rest.length)) {
-    process.stderr.write(`${USAGE}\n`)
-    return values.help ? 0 : USAGE_ERROR
+  const [command, ...rest] = argv
+  if (command === '--version') {
+    process.stdout.write(`cbatch ${VERSION}\n`)
+    return 0
   }
+  if (command === undefined) {
+    process.stderr.write(`${OVERVIEW}\n`)
+    return USAGE_ERROR
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${OVERVIEW}\n`)
+    return 0
+  }
+  if (!(command in COMMANDS)) throw new UsageError(`unknown command ${JSON.stringify(command)}: see cbatch --help`)
+  const spec = COMMANDS[command as Command]
+  const { positionals, values } = parseArgs({ args: rest, allowPositionals: true, options: { ...spec.options, help: { type: 'boolean', short: 'h' } } })
+  if (values.help) {
+    process.stdout.write(`usage: ${spec.usage}\n`)
+    return 0
+  }
+  if (command === 'config') return configCommand(positionals, values as Values)
   if (process.getuid?.() !== 0) throw new UsageError(`cbatch ${command} must run as root, like pbs_mom`)
-  if (command === 'images') {
-    const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
-    return images(rest[0], config, Engine.fromConfig(config.engine), { json: values.json, dryRun: values['dry-run'], queue: values.queue })
+  const v = values as Values
+  if (command === 'run') {
+    if (!positionals.length) throw new UsageError('cbatch run: which job script? (cbatch run --help)')
+    return run(positionals, v)
   }
-  return command === 'run' ? run(rest, values) : gc(values)
+  if (command === 'ps') return ps(v)
+  const action = positionals[0] ?? 'list'
+  if (command === 'images' && !['list', 'pull', 'prune'].includes(action)) {
+    throw new UsageError(`cbatch images ${action}: expected list, pull or prune`)
+  }
+  const config = await loadConfig(v.config ?? DEFAULT_CONFIG_PATH)
+  if (command === 'images') {
+    return images(action as ImagesAction, config, Engine.fromConfig(config.engine), { json: v.json, dryRun: v['dry-run'], queue: v.queue })
+  }
+  return gc(v)
 }
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values']
+/** What any command's options may hold (each command parses only its own). */
+interface Values {
+  user?: string; queue?: string; resources?: string; config?: string; var?: string[]; workdir?: string; join?: boolean
+  'array-index'?: string; attempts?: string; 'torque-cgroups'?: string; task?: string[]; nodes?: string; 'pbs-home'?: string
+  json?: boolean; keep?: boolean; grace?: string; 'dry-run'?: boolean
+}
+
+/** `config check [FILE]`: 0 when valid, 1 with every problem; `config show`: the effective policy. */
+async function configCommand([action, file, ...extra]: string[], values: Values): Promise<number> {
+  if (extra.length) throw new UsageError(`cbatch config ${action}: unexpected ${extra.join(' ')}`)
+  if (action === 'check') {
+    const path = file ?? values.config ?? DEFAULT_CONFIG_PATH
+    try {
+      const config = await loadConfig(path)
+      process.stdout.write(`${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none: every job runs natively)'}\n`)
+      return 0
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      for (const issue of err.issues) process.stdout.write(`${describeIssue(err.file, issue)}\n`)
+      return 1
+    }
+  }
+  if (action === 'show') {
+    if (file) throw new UsageError(`cbatch config show: name the file with --config, not ${file}`)
+    const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+    if (values.queue !== undefined && !config.queues.has(values.queue)) {
+      throw new UsageError(`queue ${values.queue} is not in ${config.file}: its jobs run natively`)
+    }
+    const queues = Object.fromEntries([...config.queues].filter(([name]) => values.queue === undefined || name === values.queue))
+    const shown = values.queue === undefined ? { ...config, queues } : queues[values.queue]
+    process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`)
+    return 0
+  }
+  throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
+}
+
+async function ps(values: Values): Promise<number> {
+  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
+  const jobs = await nodeJobs(Engine.fromConfig(config.engine), momPriv)
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(jobs)}\n`)
+    return 0
+  }
+  const rows = [['JOB', 'OWNER', 'QUEUE', 'IMAGE', 'STATE', 'AGE', 'CPU', 'MEMORY', 'MOM'], ...jobs.map(j => [
+    j.job, j.user, j.queue, j.image, j.state, formatDuration(j.ageSeconds),
+    j.cpuSeconds === undefined ? '-' : `${j.cpuSeconds.toFixed(1)} s`,
+    j.memoryBytes === undefined ? '-' : `${formatBytes(j.memoryBytes)}${j.memoryLimitBytes ? ` / ${formatBytes(j.memoryLimitBytes)}` : ''}`,
+    j.knownToMom ? 'known' : 'unknown',
+  ])]
+  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
+  for (const row of rows) process.stdout.write(`${row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()}\n`)
+  return 0
+}
 
 async function run([script, ...scriptArgs]: string[], values: Values): Promise<number> {
   const user = values.user ?? process.env.SUDO_USER
@@ -86,7 +218,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(values.config ?? DEFAULT_CONFIG_PATH)) : undefined
   const job = await emulateJob({
     sisters: sisters?.sisters,
-    script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources: values.resources!,
+    script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources: values.resources ?? 'nodes=1:ppn=1',
     config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
     workDir: values.workdir,

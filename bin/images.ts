@@ -18,12 +18,13 @@ export interface ImagesOptions {
   out?: NodeJS.WriteStream
 }
 
-export async function images(action: string | undefined, config: Config, engine: Engine, options: ImagesOptions): Promise<number> {
+export type ImagesAction = 'list' | 'pull' | 'prune'
+
+export async function images(action: ImagesAction, config: Config, engine: Engine, options: ImagesOptions): Promise<number> {
   const out = options.out ?? process.stdout
-  if (action === undefined || action === 'list') return list(await cached(config, engine), options.json, out)
   if (action === 'prune') return prune(config, engine, options.dryRun, out)
   if (action === 'pull') return pull(config, engine, options.queue, out)
-  throw new UsageError(`cbatch images ${action}: expected list, prune or pull`)
+  return list(await cached(config, engine), options.json, out)
 }
 
 async function cached(config: Config, engine: Engine): Promise<CachedImage[]> {

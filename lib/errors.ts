@@ -18,21 +18,29 @@ export abstract class CbatchError extends Error {
   }
 }
 
-/** One problem found in the config file, located by dot-path and line. */
+/** One problem found in the config file, located by dot-path, line and column. */
 export interface ConfigIssue {
   path: string
   line?: number
+  column?: number
   message: string
+}
+
+/** `file:line:column: dot.path: message`, as editors and compilers say it. */
+export function describeIssue(file: string, i: ConfigIssue): string {
+  return `${file}${i.line ? `:${i.line}${i.column ? `:${i.column}` : ''}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`
 }
 
 export class ConfigError extends CbatchError {
   readonly disposition = 'abort'
+  readonly file: string
   readonly issues: ConfigIssue[]
 
   constructor(file: string, issues: ConfigIssue[]) {
-    const where = (i: ConfigIssue) => `${file}${i.line ? `:${i.line}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`
+    const where = (i: ConfigIssue) => describeIssue(file, i)
     super(`invalid cbatch config ${where(issues[0])}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
       issues.length > 1 ? issues.slice(1).map(where).join('; ') : undefined)
+    this.file = file
     this.issues = issues
   }
 }

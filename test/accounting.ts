@@ -8,7 +8,7 @@ const record: AccountingRecord = {
   image: 'img:1', exitStatus: 0, wallSeconds: 62, oomKilled: false,
   usage: {
     version: 1, cpu: { userSeconds: 10, systemSeconds: 2.3, totalSeconds: 12.3 },
-    memory: { peakBytes: 512 * 1024 ** 2, limitBytes: 1024 ** 3, oomKills: 0 }, io: { readBytes: 0, writeBytes: 0 }, pids: {},
+    memory: { currentBytes: 0, peakBytes: 512 * 1024 ** 2, limitBytes: 1024 ** 3, oomKills: 0 }, io: { readBytes: 0, writeBytes: 0 }, pids: {},
   },
 }
 

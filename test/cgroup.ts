@@ -8,7 +8,7 @@ t.test('cgroup v1', async t => {
   const dir = (files: Record<string, string>) => ({ docker: { abc123: files } })
   const sysTree = ({
     cpuacct: dir({ 'cpuacct.usage': '2500000000\n', 'cpuacct.stat': 'user 180\nsystem 70\n' }),
-    memory: dir({ 'memory.max_usage_in_bytes': '104857600\n', 'memory.limit_in_bytes': '268435456\n', 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n' }),
+    memory: dir({ 'memory.usage_in_bytes': '4096\n', 'memory.max_usage_in_bytes': '104857600\n', 'memory.limit_in_bytes': '268435456\n', 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n' }),
     blkio: dir({ 'blkio.throttle.io_service_bytes': '8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\n8:16 Read 1\n8:16 Write 2\nTotal 12291\n' }),
     pids: dir({ 'pids.peak': '7\n' }),
     cpuset: { torque: { '12.srv': { 'cpuset.cpus': '2-3\n' } } },
@@ -19,7 +19,7 @@ t.test('cgroup v1', async t => {
   t.same(readUsage(42, roots), {
     version: 1,
     cpu: { userSeconds: 1.8, systemSeconds: 0.7, totalSeconds: 2.5 },
-    memory: { peakBytes: 104857600, limitBytes: 268435456, oomKills: 1 },
+    memory: { currentBytes: 4096, peakBytes: 104857600, limitBytes: 268435456, oomKills: 1 },
     io: { readBytes: 4097, writeBytes: 8194 },
     pids: { peak: 7 },
   })
@@ -32,7 +32,7 @@ t.test('cgroup v1', async t => {
 t.test('cgroup v1 without a memory limit', async t => {
   const sysTree = ({
     cpuacct: { x: { 'cpuacct.usage': '0', 'cpuacct.stat': 'user 0\nsystem 0\n' } },
-    memory: { x: { 'memory.max_usage_in_bytes': '1', 'memory.limit_in_bytes': '9223372036854771712', 'memory.oom_control': 'oom_kill_disable 0\n' } },
+    memory: { x: { 'memory.usage_in_bytes': '1', 'memory.max_usage_in_bytes': '1', 'memory.limit_in_bytes': '9223372036854771712', 'memory.oom_control': 'oom_kill_disable 0\n' } },
   })
   const procTree = ({ 1: { cgroup: '4:memory:/x\n2:cpuacct:/x\n' } })
   const base = t.testdir({ sys: sysTree, proc: procTree })
@@ -48,7 +48,7 @@ t.test('cgroup v2', async t => {
     'cgroup.controllers': 'cpuset cpu io memory pids\n',
     docker: { abc123: {
       'cpu.stat': 'usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\nnr_periods 0\n',
-      'memory.peak': '52428800\n', 'memory.max': 'max\n',
+      'memory.current': '8192\n', 'memory.peak': '52428800\n', 'memory.max': 'max\n',
       'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n',
       'io.stat': '8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n',
       'pids.peak': '12\n',
@@ -61,7 +61,7 @@ t.test('cgroup v2', async t => {
   t.same(readUsage(42, roots), {
     version: 2,
     cpu: { userSeconds: 2, systemSeconds: 1, totalSeconds: 3 },
-    memory: { peakBytes: 52428800, limitBytes: undefined, oomKills: 2 },
+    memory: { currentBytes: 8192, peakBytes: 52428800, limitBytes: undefined, oomKills: 2 },
     io: { readBytes: 101, writeBytes: 202 },
     pids: { peak: 12 },
   })

@@ -47,7 +47,7 @@ t.test('an empty file configures no queue', async t => {
   t.equal(parseConfig('').queues.size, 0)
 })
 
-t.test('errors name the dot-path and line', async t => {
+t.test('errors name the dot-path, line and column', async t => {
   const err = issuesOf(`queues:
   batch:
     image: x
@@ -55,7 +55,8 @@ t.test('errors name the dot-path and line', async t => {
 `)
   t.equal(err.issues[0].path, 'queues.batch.pull')
   t.equal(err.issues[0].line, 4)
-  t.match(err.userMessage, /^invalid cbatch config c\.yaml:4: queues\.batch\.pull: /)
+  t.equal(err.issues[0].column, 11)
+  t.match(err.userMessage, /^invalid cbatch config c\.yaml:4:11: queues\.batch\.pull: /)
   t.equal(err.disposition, 'abort')
 })
 

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 export interface CgroupUsage {
   version: 1 | 2
   cpu: { userSeconds: number; systemSeconds: number; totalSeconds: number }
-  memory: { peakBytes: number; limitBytes?: number; oomKills: number }
+  memory: { currentBytes: number; peakBytes: number; limitBytes?: number; oomKills: number }
   io: { readBytes: number; writeBytes: number }
   pids: { peak?: number }
 }
@@ -59,6 +59,7 @@ export function readUsage(pid: number, roots: CgroupRoots = HOST): CgroupUsage {
       version,
       cpu: { userSeconds: cpu.user_usec / 1e6, systemSeconds: cpu.system_usec / 1e6, totalSeconds: cpu.usage_usec / 1e6 },
       memory: {
+        currentBytes: Number(read('', 'memory.current')),
         peakBytes: Number(optional('', 'memory.peak') ?? read('', 'memory.current')),
         limitBytes: limit === 'max' ? undefined : Number(limit),
         oomKills: keyed(read('', 'memory.events')).oom_kill ?? 0,
@@ -77,6 +78,7 @@ export function readUsage(pid: number, roots: CgroupRoots = HOST): CgroupUsage {
       totalSeconds: Number(read('cpuacct', 'cpuacct.usage')) / 1e9,
     },
     memory: {
+      currentBytes: Number(read('memory', 'memory.usage_in_bytes')),
       peakBytes: Number(read('memory', 'memory.max_usage_in_bytes')),
       // v1 says "no limit" with a huge page-aligned number.
       limitBytes: limit >= 2 ** 62 ? undefined : limit,

@@ -174,16 +174,16 @@ const PROLOGUE_BUDGET_SECONDS = 290
 export function parseConfig(text: string, file = '<config>'): Config {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true })
-  const lineOf = (path: (string | number)[]) => locate(doc, lineCounter, path)
+  const at = (path: (string | number)[]) => locate(doc, lineCounter, path)
   if (doc.errors.length) {
     throw new ConfigError(file, doc.errors.map(e => ({
-      path: '', line: e.linePos?.[0].line, message: e.message.split('\n')[0],
+      path: '', line: e.linePos?.[0].line, column: e.linePos?.[0].col, message: e.message.split('\n')[0],
     })))
   }
   const raw = Value.Default(ConfigSchema, doc.toJS() ?? {})
   const schemaIssues = [...Value.Errors(ConfigSchema, raw)].map(e => {
     const path = pointer(e.path)
-    return { path: path.join('.'), line: lineOf(path), message: e.message }
+    return { path: path.join('.'), ...at(path), message: said(e) }
   })
   if (schemaIssues.length) throw new ConfigError(file, schemaIssues)
 
@@ -197,16 +197,16 @@ export function parseConfig(text: string, file = '<config>'): Config {
     const found = [...Value.Errors(QueuePolicySchema, policy)].map(e => ({
       path: ['queues', name, ...pointer(e.path)],
       message: e.path === '/image' && e.value === undefined
-        ? 'no image: set queues.<name>.image or defaults.image' : e.message,
+        ? 'no image: set queues.<name>.image or defaults.image' : said(e),
     }))
     found.push(...policyRules(policy).map(r => ({ path: ['queues', name, ...r.path], message: r.message })))
-    issues.push(...found.map(i => ({ path: i.path.join('.'), line: lineOf(i.path), message: i.message })))
+    issues.push(...found.map(i => ({ path: i.path.join('.'), ...at(i.path), message: i.message })))
     queues.set(name, policy)
   }
   const budget = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
   if (budget > PROLOGUE_BUDGET_SECONDS) {
     issues.push({
-      path: 'engine', line: lineOf(['engine']),
+      path: 'engine', ...at(['engine']),
       message: `pullTimeout + 3 x timeout + requeuePause is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
     })
   }
@@ -255,6 +255,13 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
   return problems
 }
 
+/** The schema's complaint, with the values a choice allows rather than TypeBox's "Expected union value". */
+function said(e: { schema: TSchema; message: string; value: unknown }): string {
+  const choices = (e.schema.anyOf as TSchema[] | undefined)?.map(s => s.const)
+  return choices?.length && choices.every(c => typeof c === 'string')
+    ? `${JSON.stringify(e.value)} is not one of ${choices.join(', ')}` : e.message
+}
+
 /** '/queues/batch/volumes/0' -> ['queues', 'batch', 'volumes', 0] */
 function pointer(jsonPointer: string): (string | number)[] {
   return jsonPointer.split('/').slice(1)
@@ -262,13 +269,16 @@ function pointer(jsonPointer: string): (string | number)[] {
     .map(s => (/^\d+$/.test(s) ? Number(s) : s))
 }
 
-/** Line of the deepest node of `path` that exists in the YAML document. */
-function locate(doc: Document, lines: LineCounter, path: (string | number)[]): number | undefined {
+/** Line and column of the deepest node of `path` that exists in the YAML document. */
+function locate(doc: Document, lines: LineCounter, path: (string | number)[]): { line?: number; column?: number } {
   for (let n = path.length; n >= 0; n--) {
     const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
-    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line
+    if (isNode(node) && node.range) {
+      const { line, col } = lines.linePos(node.range[0])
+      return { line, column: col }
+    }
   }
-  return undefined
+  return {}
 }
 
 /** The JSON Schema of cbatch.yaml, for editors and other tools (config/cbatch.schema.json). */

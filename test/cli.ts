@@ -1,0 +1,70 @@
+// The cbatch CLI explains itself, refuses usage mistakes with one line and exit 64, and
+// its operator commands (config, ps) say what the node has.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CBATCH, preparedJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
+
+const shared = sharedDir()
+t.teardown(shared.dispose)
+const cbatch = (...args: string[]) => spawnSync(CBATCH, args, { encoding: 'utf8' })
+const version = (JSON.parse(spawnSync('cat', ['package.json'], { encoding: 'utf8' }).stdout) as { version: string }).version
+
+t.test('--version, --help, and every command\'s --help with examples', async t => {
+  t.same([cbatch('--version').status, cbatch('--version').stdout], [0, `cbatch ${version}\n`])
+  const help = cbatch('--help')
+  t.equal(help.status, 0)
+  for (const command of ['run', 'gc', 'images', 'config', 'ps']) {
+    t.match(help.stdout, new RegExp(`^  ${command} `, 'm'), `the overview names ${command}`)
+    const own = cbatch(command, '--help')
+    t.equal(own.status, 0, command)
+    t.match(own.stdout, new RegExp(`^usage: cbatch ${command}`), command)
+    t.match(own.stdout, /\nexamples:\n  cbatch /, `${command} has examples`)
+  }
+})
+
+t.test('usage mistakes: one line, exit 64', async t => {
+  for (const args of [[], ['bogus'], ['ps', '--bogus'], ['run'], ['images', 'bogus', '--config', '/nonexistent'], ['config', 'frobnicate']]) {
+    const r = cbatch(...args)
+    t.equal(r.status, 64, args.join(' '))
+    if (args.length) t.equal(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${r.stderr}`)
+  }
+})
+
+t.test('config check: every problem as file:line:column: dot.path: message; config show: the effective policy', async t => {
+  const bad = join(shared.path, 'bad.yaml')
+  writeFileSync(bad, 'engine:\n  timeout: -1\nqueues:\n  a:\n    image: x\n    pull: often\n  b:\n    network: bridge\n')
+  const r = cbatch('config', 'check', bad)
+  t.equal(r.status, 1)
+  t.same(r.stdout.trim().split('\n'), [
+    `${bad}:2:12: engine.timeout: Expected number to be greater than 0`,
+    `${bad}:6:11: queues.a.pull: "often" is not one of missing, always, never`,
+    `${bad}:8:14: queues.b.network: "bridge" is not one of none, host`,
+  ])
+  const good = writeConfig(shared.path, `defaults: { pidsLimit: 64 }\nqueues:\n  batch: { image: ${TEST_IMAGE} }\n`)
+  t.match(cbatch('config', 'check', good), { status: 0, stdout: `${good}: valid, queues batch\n` })
+  const shown = cbatch('config', 'show', '--config', good, '--queue', 'batch')
+  t.equal(shown.status, 0)
+  t.match(JSON.parse(shown.stdout), { image: TEST_IMAGE, pidsLimit: 64, pull: 'missing', readOnlyRootfs: true })
+  t.equal(cbatch('config', 'show', '--config', good, '--queue', 'nope').status, 64)
+})
+
+t.test('ps: the job containers of two owners, with what they use now and whether pbs_mom knows them', async t => {
+  const yaml = `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, limits: { defaultMem: 64mb } }\n`
+  const config = writeConfig(shared.path, yaml)
+  await preparedJob(t, `${process.pid}01.cli`, yaml, 'batch')
+  await preparedJob(t, `${process.pid}02.cli`, yaml, 'batch', { user: 'cbatchdemo', known: false })
+  const r = cbatch('ps', '--json', '--config', config, '--pbs-home', DEFAULT_PBS_HOME)
+  t.equal(r.status, 0, r.stderr)
+  const mine = (JSON.parse(r.stdout) as { job: string }[]).filter(j => j.job.endsWith('.cli'))
+  t.match(mine.sort((a, b) => a.job.localeCompare(b.job)), [
+    { job: `${process.pid}01.cli`, user: TEST_USER, queue: 'batch', image: TEST_IMAGE, state: 'running', knownToMom: true, memoryLimitBytes: 64 * 1024 ** 2 },
+    { job: `${process.pid}02.cli`, user: 'cbatchdemo', knownToMom: false },
+  ])
+  t.ok((mine[0] as { memoryBytes?: number }).memoryBytes! > 0, 'memory in use, from its cgroup')
+  const table = cbatch('ps', '--config', config, '--pbs-home', DEFAULT_PBS_HOME)
+  t.match(table.stdout, /^JOB +OWNER +QUEUE +IMAGE +STATE +AGE +CPU +MEMORY +MOM$/m)
+  t.match(table.stdout, new RegExp(`^${process.pid}02\\.cli +cbatchdemo +batch .* unknown$`, 'm'))
+})
