@@ -4,6 +4,7 @@
 //   cbatch images ...       the node's image cache (bin/images.ts)
 //   cbatch config ...       checks a config, shows a queue's effective policy
 //   cbatch ps ...           the job containers on this node (lib/node/jobs.ts)
+//   cbatch doctor ...       what on this node makes jobs fail (lib/node/doctor.ts)
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -16,6 +17,7 @@ import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
 import { formatBytes, formatDuration } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
+import { diagnose } from '../lib/node/doctor.ts'
 import { VERSION } from '../lib/version.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { images, type ImagesAction } from './images.ts'
@@ -88,6 +90,17 @@ examples:
   cbatch config show --queue batch`,
     options: { config: { type: 'string' }, queue: { type: 'string' } },
   },
+  doctor: {
+    summary: 'check everything on this node that makes jobs fail or run unconfined, with the fix',
+    usage: `cbatch doctor [options]    (exit 0: no FAIL; 1: at least one)
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
+  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
+  --json              as JSON
+examples:
+  cbatch doctor
+  pdsh -w node[01-64] cbatch doctor | grep -v ' ok '`,
+    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, json: { type: 'boolean' } },
+  },
   ps: {
     summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now',
     usage: `cbatch ps [options]
@@ -136,6 +149,7 @@ async function main(argv: string[]): Promise<number> {
     return run(positionals, v)
   }
   if (command === 'ps') return ps(v)
+  if (command === 'doctor') return doctor(v)
   const action = positionals[0] ?? 'list'
   if (command === 'images' && !['list', 'pull', 'prune'].includes(action)) {
     throw new UsageError(`cbatch images ${action}: expected list, pull or prune`)
@@ -181,6 +195,15 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
     return 0
   }
   throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
+}
+
+async function doctor(values: Values): Promise<number> {
+  const findings = await diagnose({
+    configPath: values.config ?? DEFAULT_CONFIG_PATH, pbsHome: values['pbs-home'], engineFor: config => Engine.fromConfig(config.engine),
+  })
+  if (values.json) process.stdout.write(`${JSON.stringify(findings)}\n`)
+  else for (const f of findings) process.stdout.write(`${f.verdict.padEnd(4)} ${f.what}: ${f.detail}${f.fix ? ` -> ${f.fix}` : ''}\n`)
+  return findings.some(f => f.verdict === 'FAIL') ? 1 : 0
 }
 
 async function ps(values: Values): Promise<number> {

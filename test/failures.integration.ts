@@ -36,7 +36,7 @@ t.test('a bad config refuses the job with path and line, in its .ER', async t =>
   const config = writeConfig(shared.path, `queues:\n  batch:\n    image: ${TEST_IMAGE}\n    network: bridge\n`)
   const { job } = await runJob('#!/bin/sh\necho must-not-run\n', { config })
   t.ok(refused(job))
-  t.match(job.stderr, new RegExp(`^cbatch: invalid cbatch config ${config}:4: queues\\.batch\\.network: `))
+  t.match(job.stderr, new RegExp(`^cbatch: invalid cbatch config ${config}:4:14: queues\\.batch\\.network: "bridge" is not one of none, host`))
   t.notMatch(job.stdout, 'must-not-run')
 })
 
@@ -46,7 +46,7 @@ t.test('a bad config stops a job that reaches the starter anyway: never run unco
     { env: { PBS_JOBID: `${process.pid}.unconfined`, USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config, input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
-  t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1: queues\.0: /)
+  t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1:10: queues\.0: /)
 })
 
 t.test('the starter refuses a job whose container is missing', async t => {

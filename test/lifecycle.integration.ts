@@ -52,10 +52,15 @@ t.test('an image missing from the node is pulled from the registry', async t => 
   t.ok(await engine.hasImage(REGISTRY_IMAGE))
 })
 
-t.test('a pull that fails requeues, naming the image', async t => {
+t.test('an image the registry lacks aborts the job; a registry that is down requeues it; both name the image', async t => {
   const missing = parseConfig('queues:\n  q: { image: 127.0.0.1:5000/cbatch-test/no-such-image:1, pull: missing }\n')
-  await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, PROLOGUE),
-    { name: 'ImagePullError', disposition: 'requeue', userMessage: 'cannot pull image 127.0.0.1:5000/cbatch-test/no-such-image:1' })
+  await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, PROLOGUE), {
+    name: 'ImageDeniedError', disposition: 'abort',
+    userMessage: 'the registry refused image 127.0.0.1:5000/cbatch-test/no-such-image:1 (it does not exist there, or not for these credentials)',
+  })
+  const down = parseConfig('images: { pullAttempts: 1 }\nqueues:\n  q: { image: 127.0.0.1:5009/cbatch-test/busybox:1, pull: missing }\n')
+  await t.rejects(prepareJob(facts(`${process.pid}5.nopull`, 'q'), down, engine, PROLOGUE),
+    { name: 'ImagePullError', disposition: 'requeue', userMessage: 'cannot pull image 127.0.0.1:5009/cbatch-test/busybox:1' })
 })
 
 t.test('an engine that does not answer in time is a requeue, not a hang', async t => {

@@ -95,6 +95,15 @@ export interface PullProgress {
   progressDetail?: { current?: number; total?: number }
 }
 
+export interface EngineDescription {
+  version: string
+  apiVersion: string
+  cgroupVersion: string
+  cgroupDriver: string
+  liveRestore: boolean
+  dataRoot: string
+}
+
 /** An image on the node, as the image cache sees it. */
 export interface NodeImage {
   id: string
@@ -164,6 +173,19 @@ export class Engine implements ContainerEngine {
   async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
     const image = await this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect(), undefined))
     return image && { os: image.Os, architecture: image.Architecture }
+  }
+
+  /** What the engine says of itself (for `cbatch doctor`; not part of a job's life). */
+  async describe(): Promise<EngineDescription> {
+    const [version, info] = await Promise.all([
+      this.call('engine version', () => this.docker.version()),
+      this.call('engine info', () => this.docker.info() as Promise<Record<string, unknown>>),
+    ])
+    return {
+      version: version.Version, apiVersion: version.ApiVersion,
+      cgroupVersion: String(info.CgroupVersion ?? '1'), cgroupDriver: String(info.CgroupDriver ?? ''),
+      liveRestore: info.LiveRestoreEnabled === true, dataRoot: String(info.DockerRootDir ?? ''),
+    }
   }
 
   /** The node's images (the image cache's view; not part of a job's life). */

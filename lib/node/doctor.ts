@@ -1,0 +1,203 @@
+// `cbatch doctor`: everything on a node that makes jobs fail or run unconfined, each with
+// what to do about it. Read-only: it changes nothing.
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import type { Engine } from '../engine/engine.ts'
+import { ConfigError, describeIssue } from '../errors.ts'
+import { checkScratchBase } from '../host/scratch.ts'
+import { assertRootControlled } from '../host/trusted.ts'
+import { loadConfig, type Config } from '../policy/config.ts'
+
+export type Verdict = 'ok' | 'warn' | 'FAIL'
+
+export interface Finding {
+  verdict: Verdict
+  /** What was checked. */
+  what: string
+  /** What was found. */
+  detail: string
+  /** What to do, when not ok. */
+  fix?: string
+}
+
+/** The hooks pbs_mom runs, and the bundles they start. */
+const HOOK_FILES = ['prologue', 'epilogue', 'jobstarter', 'prologue.parallel', 'epilogue.parallel']
+const BUNDLES = ['load.cjs', 'prologue.cjs', 'epilogue.cjs', 'jobstarter.cjs', 'puller.cjs']
+/** Free space below which jobs' images or scratch files may no longer fit. */
+const LOW_DISK = { fraction: 0.1, bytes: 5 * 1024 ** 3 }
+
+export interface DoctorOptions {
+  configPath: string
+  /** This pbs_mom's PBS_HOME (default: torque.home of the config). */
+  pbsHome?: string
+  /** The engine of the config, made by the caller (the only dockerode user is engine.ts). */
+  engineFor: (config: Config) => Engine
+}
+
+export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions): Promise<Finding[]> {
+  const findings: Finding[] = []
+  const add = (verdict: Verdict, what: string, detail: string, fix?: string) => findings.push({ verdict, what, detail, ...(fix ? { fix } : {}) })
+
+  let config: Config | undefined
+  try {
+    config = await loadConfig(configPath)
+    add('ok', 'config', `${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none)'}`)
+  } catch (err) {
+    const issues = err instanceof ConfigError ? err.issues.map(i => describeIssue(err.file, i)) : [(err as Error).message]
+    for (const issue of issues) add('FAIL', 'config', issue, 'fix that line (cbatch config check FILE lists every problem)')
+  }
+  const momPriv = join(pbsHome ?? config?.torque.home ?? '/var/spool/torque', 'mom_priv')
+  checkHooks(momPriv, add)
+  checkMomConfig(momPriv, add)
+  checkBusybox(add)
+  if (!config) return findings
+
+  const engine = engineFor(config)
+  try {
+    const about = await engine.describe()
+    add('ok', 'engine', `Docker ${about.version}, API ${about.apiVersion}, cgroup v${about.cgroupVersion} (${about.cgroupDriver} driver) at ${config.engine.socket}`)
+    if (about.apiVersion.localeCompare('1.41', undefined, { numeric: true }) < 0) {
+      add('FAIL', 'engine API', `${about.apiVersion} is older than 1.41`, 'upgrade the Docker engine (20.10 or later)')
+    }
+    if (about.cgroupDriver !== 'cgroupfs' && [...config.queues.values()].some(q => q.cgroupParent === 'torque')) {
+      add('FAIL', 'engine cgroup driver', `${about.cgroupDriver}, but a queue has cgroupParent: torque`, 'run dockerd with --exec-opt native.cgroupdriver=cgroupfs')
+    }
+    if (!about.liveRestore) {
+      add('warn', 'engine live-restore', 'off: restarting dockerd kills every running job', 'set "live-restore": true in /etc/docker/daemon.json')
+    }
+    checkDisk('engine data root', about.dataRoot, add)
+    for (const [name, queue] of config.queues) {
+      const present = await engine.hasImage(queue.image)
+      if (present) add('ok', `queue ${name} image`, `${queue.image} is on this node`)
+      else if (queue.pull === 'never') add('FAIL', `queue ${name} image`, `${queue.image} is missing and pull is never`, `cbatch images pull --queue ${name}`)
+      else add('warn', `queue ${name} image`, `${queue.image} is not on this node: the first job pulls it`, `cbatch images pull --queue ${name}`)
+    }
+  } catch (err) {
+    add('FAIL', 'engine', `not usable at ${config.engine.socket}: ${(err as Error).message}`, 'start dockerd (systemctl start docker), or fix engine.socket')
+  }
+  for (const [name, queue] of config.queues) {
+    if (!queue.scratch) continue
+    try {
+      checkScratchBase(queue.scratch.base)
+      checkDisk(`queue ${name} scratch base`, queue.scratch.base, add)
+    } catch (err) {
+      add('FAIL', `queue ${name} scratch base`, (err as Error).message, `chown root: ${queue.scratch.base}; chmod 755 ${queue.scratch.base}`)
+    }
+  }
+  for (const [what, file] of [['node log', config.log.file], ['accounting file', config.accounting.file]] as const) {
+    if (file) checkAppendable(what, file, add)
+  }
+  return findings
+}
+
+type Add = (verdict: Verdict, what: string, detail: string, fix?: string) => void
+
+/** pbs_mom's permission check, and that each hook is cbatch's with its bundle and a cache that fits. */
+function checkHooks(momPriv: string, add: Add): void {
+  for (const hook of HOOK_FILES) {
+    const file = join(momPriv, hook)
+    let stat
+    try {
+      stat = lstatSync(file)
+    } catch {
+      add('FAIL', `hook ${hook}`, `${file} is missing`, './install.sh')
+      continue
+    }
+    const ours = stat.isFile() && /^# cbatch .* hook for pbs_mom/m.test(readFileSync(file, 'utf8'))
+    if (!ours) add('FAIL', `hook ${hook}`, `${file} is not cbatch's`, './install.sh (the site\'s own is kept as .cbatch-orig)')
+    else if (stat.uid !== 0 || (stat.mode & 0o500) !== 0o500 || (stat.mode & 0o022)) {
+      add('FAIL', `hook ${hook}`, `${file}: owner ${stat.uid}, mode ${(stat.mode & 0o7777).toString(8)}: pbs_mom refuses it (-1)`, `chown root: ${file}; chmod 755 ${file}`)
+    } else add('ok', `hook ${hook}`, `${file}, root's, mode ${(stat.mode & 0o777).toString(8)}`)
+  }
+  const bundles = join(momPriv, 'cbatch.d')
+  for (const bundle of BUNDLES) {
+    const file = join(bundles, bundle)
+    if (!existsSync(file)) {
+      add('FAIL', `bundle ${bundle}`, `${file} is missing`, './install.sh')
+      continue
+    }
+    const cache = `${file}.cache`
+    if (!existsSync(cache)) continue // written by the hook's first successful run
+    const digest = createHash('sha256').update(readFileSync(file)).digest()
+    if (!readFileSync(cache).subarray(0, 32).equals(digest)) {
+      add('warn', `code cache ${bundle}`, 'made for another bundle: the next run rewrites it', `rm ${cache}`)
+    }
+  }
+}
+
+/** `$job_starter` and `$job_starter_run_privileged true`, once each, and pbs_mom having read them. */
+function checkMomConfig(momPriv: string, add: Add): void {
+  const file = join(momPriv, 'config')
+  let text = ''
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    add('FAIL', 'mom_priv/config', `${file} is missing`, './install.sh')
+    return
+  }
+  const lines = text.split('\n').map(l => l.trim())
+  const starters = lines.filter(l => /^\$job_starter\s/.test(l))
+  const privileged = lines.filter(l => /^\$job_starter_run_privileged\s/.test(l))
+  const expected = join(momPriv, 'jobstarter')
+  if (starters.length !== 1 || starters[0].split(/\s+/)[1] !== expected) {
+    add('FAIL', '$job_starter', `${starters.length} line(s) in ${file}${starters.length ? `: ${starters.join(' | ')}` : ''}`, `exactly one line: $job_starter ${expected} (./install.sh)`)
+  } else add('ok', '$job_starter', expected)
+  if (privileged.length !== 1 || !/\strue(\s|$)/i.test(privileged[0])) {
+    add('FAIL', '$job_starter_run_privileged', `${privileged.length} line(s) in ${file}`, 'exactly one line: $job_starter_run_privileged true')
+  } else add('ok', '$job_starter_run_privileged', 'true')
+  const mom = momStart()
+  if (mom === undefined) add('warn', 'pbs_mom', 'not running on this node', 'start pbs_mom')
+  else if (statSync(file).mtimeMs > mom) add('warn', 'pbs_mom', `started before ${file} last changed`, 'kill -HUP $(pgrep -x pbs_mom)')
+  else add('ok', 'pbs_mom', 'running, with the current mom_priv/config')
+}
+
+/** When pbs_mom started (ms since the epoch), if it runs. */
+function momStart(): number | undefined {
+  for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'pbs_mom') return statSync(`/proc/${pid}`).mtimeMs
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined
+}
+
+/** The wrappers' shell must not load a dynamic linker: LD_PRELOAD of a job would run as root. */
+function checkBusybox(add: Add): void {
+  let dynamic = true
+  try {
+    execFileSync('ldd', ['/bin/busybox'], { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } })
+  } catch (err) {
+    dynamic = !existsSync('/bin/busybox') || (err as { status?: number }).status === undefined
+  }
+  if (dynamic) add('FAIL', '/bin/busybox', 'missing or dynamically linked', 'apt-get install busybox-static')
+  else add('ok', '/bin/busybox', 'statically linked')
+}
+
+function checkDisk(what: string, dir: string, add: Add): void {
+  try {
+    const fs = statfsSync(dir)
+    const free = fs.bavail * fs.bsize
+    const detail = `${dir}: ${(free / 1024 ** 3).toFixed(1)} GiB free of ${(fs.blocks * fs.bsize / 1024 ** 3).toFixed(1)} GiB`
+    if (free < LOW_DISK.bytes && free < fs.blocks * fs.bsize * LOW_DISK.fraction) add('warn', what, `${detail}: low`, 'cbatch images prune, or free space')
+    else add('ok', what, detail)
+  } catch (err) {
+    add('warn', what, `${dir}: ${(err as Error).message}`)
+  }
+}
+
+function checkAppendable(what: string, file: string, add: Add): void {
+  try {
+    assertRootControlled(dirname(file), `directory of the ${what}`, { mayBeMissing: true })
+    if (existsSync(file)) {
+      const stat = lstatSync(file)
+      if (!stat.isFile() || stat.uid !== 0 || stat.nlink !== 1) throw new Error(`${file} is not a regular file of root's with one name`)
+    }
+    add('ok', what, file)
+  } catch (err) {
+    add('FAIL', what, (err as Error).message, `chown root: ${file}; chmod go-w ${dirname(file)}`)
+  }
+}

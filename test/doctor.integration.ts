@@ -1,0 +1,60 @@
+// cbatch doctor against a real install (install.sh into a scratch PBS_HOME) and the real
+// engine, then against what breaks nodes: each problem is a FAIL line with its fix.
+import t, { type Test } from 'tap'
+import { spawnSync } from 'node:child_process'
+import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CBATCH, TEST_IMAGE } from './helpers/jobs.ts'
+
+const INSTALL = join(import.meta.dirname, '../install.sh')
+
+/** A node: hooks installed by install.sh into its PBS_HOME, and a config naming the real engine. */
+function node(t: Test, queue = `{ image: ${TEST_IMAGE}, pull: never }`): { dir: string; config: string } {
+  const dir = t.testdir({ mom_priv: { config: '$pbsserver head\n', jobs: {} }, etc: {} })
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--no-build'], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(r.stderr)
+  const config = join(dir, 'etc/cbatch.yaml')
+  writeFileSync(config, `log: { file: ${dir}/log/cbatch.log }\naccounting: { file: "" }\nqueues:\n  batch: ${queue}\n`)
+  return { dir, config }
+}
+
+const doctor = (n: { dir: string; config: string }) => {
+  const r = spawnSync(CBATCH, ['doctor', '--config', n.config, '--pbs-home', n.dir], { encoding: 'utf8' })
+  return { status: r.status, lines: r.stdout.trim().split('\n'), stderr: r.stderr }
+}
+const fails = (lines: string[]) => lines.filter(l => l.startsWith('FAIL'))
+
+t.test('a good install: no FAIL, exit 0', async t => {
+  const r = doctor(node(t))
+  t.equal(r.status, 0, r.lines.join('\n') + r.stderr)
+  t.same(fails(r.lines), [])
+  for (const what of ['config', 'hook prologue', 'hook epilogue.parallel', '$job_starter', '/bin/busybox', 'engine', 'queue batch image']) {
+    t.ok(r.lines.some(l => l.startsWith(`ok   ${what}: `)), what)
+  }
+  t.ok(r.lines.some(l => /^warn pbs_mom: not running/.test(l)), 'no pbs_mom here: a warning')
+  const json = JSON.parse(spawnSync(CBATCH, ['doctor', '--json', '--config', node(t).config], { encoding: 'utf8' }).stdout) as { verdict: string }[]
+  t.ok(json.length > 10 && json.every(f => ['ok', 'warn', 'FAIL'].includes(f.verdict)))
+})
+
+t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
+  const cases: [string, (n: { dir: string; config: string }) => void, RegExp][] = [
+    ['a hook others may write', n => chmodSync(join(n.dir, 'mom_priv/prologue'), 0o775), /^FAIL hook prologue: .* mode 775: pbs_mom refuses it \(-1\) -> chown root: .*; chmod 755 /],
+    ['no $job_starter line', n => writeFileSync(join(n.dir, 'mom_priv/config'), readFileSync(join(n.dir, 'mom_priv/config'), 'utf8').replace(/^\$job_starter .*\n/m, '')), /^FAIL \$job_starter: 0 line\(s\)/],
+    ['a duplicated $job_starter line', n => appendFileSync(join(n.dir, 'mom_priv/config'), `$job_starter ${n.dir}/mom_priv/jobstarter\n`), /^FAIL \$job_starter: 2 line\(s\)/],
+    ['the engine down', n => writeFileSync(n.config, `engine: { socket: ${n.dir}/none.sock }\nlog: { file: "" }\nqueues:\n  batch: { image: x }\n`), /^FAIL engine: not usable at .*none\.sock.* -> start dockerd/],
+    ['a bad config', n => writeFileSync(n.config, 'queues:\n  batch:\n    image: x\n    pull: sometimes\n'), /^FAIL config: .*cbatch\.yaml:4:11: queues\.batch\.pull: "sometimes" is not one of missing, always, never/],
+    ['an image missing with pull: never', n => writeFileSync(n.config, 'log: { file: "" }\nqueues:\n  batch: { image: cbatch-test/absent:1, pull: never }\n'), /^FAIL queue batch image: cbatch-test\/absent:1 is missing and pull is never -> cbatch images pull --queue batch/],
+    ['a scratch base others may write to', n => {
+      mkdirSync(join(n.dir, 'scratch'), { mode: 0o777 })
+      chmodSync(join(n.dir, 'scratch'), 0o777)
+      writeFileSync(n.config, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: ${n.dir}/scratch, target: /scratch } }\n`)
+    }, /^FAIL queue batch scratch base: .*others may write to/],
+  ]
+  for (const [what, breakIt, expected] of cases) {
+    const n = node(t)
+    breakIt(n)
+    const r = doctor(n)
+    t.equal(r.status, 1, what)
+    t.ok(fails(r.lines).some(l => expected.test(l)), `${what}: ${fails(r.lines).join(' | ') || r.stderr}`)
+  }
+})
