@@ -5,7 +5,8 @@
 //   cbatch config ...       checks a config, shows a queue's effective policy
 //   cbatch ps ...           the job containers on this node (lib/node/jobs.ts)
 //   cbatch doctor ...       what on this node makes jobs fail (lib/node/doctor.ts)
-import { existsSync } from 'node:fs'
+//   cbatch logs JOBID       one job's lines of the node log (lib/log.ts)
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
@@ -19,6 +20,7 @@ import { formatBytes, formatDuration } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
 import { diagnose } from '../lib/node/doctor.ts'
 import { VERSION } from '../lib/version.ts'
+import { jobLines } from '../lib/log.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { images, type ImagesAction } from './images.ts'
 
@@ -101,6 +103,16 @@ examples:
   pdsh -w node[01-64] cbatch doctor | grep -v ' ok '`,
     options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, json: { type: 'boolean' } },
   },
+  logs: {
+    summary: 'one job\'s lines of the node log, across its hooks (prologue, starter, tasks, epilogue)',
+    usage: `cbatch logs JOBID [options]
+  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH}); the log is its log.file
+  --json              the lines as they are (JSON, one a line)
+examples:
+  cbatch logs 1234.head
+  cbatch logs 1234.head --json | jq 'select(.calls) | {hook, ms, engineMs}'`,
+    options: { config: { type: 'string' }, json: { type: 'boolean' } },
+  },
   ps: {
     summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now',
     usage: `cbatch ps [options]
@@ -150,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'ps') return ps(v)
   if (command === 'doctor') return doctor(v)
+  if (command === 'logs') return logs(positionals, v)
   const action = positionals[0] ?? 'list'
   if (command === 'images' && !['list', 'pull', 'prune'].includes(action)) {
     throw new UsageError(`cbatch images ${action}: expected list, pull or prune`)
@@ -195,6 +208,28 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
     return 0
   }
   throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
+}
+
+async function logs([jobId, ...extra]: string[], values: Values): Promise<number> {
+  if (!jobId || extra.length) throw new UsageError('cbatch logs: one job id, e.g. cbatch logs 1234.head')
+  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  if (!config.log.file) throw new UsageError(`${config.file} keeps no node log (log.file is "")`)
+  let text: string
+  try {
+    text = readFileSync(config.log.file, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read the node log ${config.log.file}: ${(err as NodeJS.ErrnoException).code ?? err}`)
+  }
+  for (const line of jobLines(text, jobId)) {
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(line)}\n`)
+      continue
+    }
+    const { time, hook, pid, level, message, ms, engineMs } = line
+    const timing = typeof ms === 'number' ? ` (hook ${ms} ms; engine calls ${engineMs} ms in all, some at once)` : ''
+    process.stdout.write(`${time} ${hook}[${pid}] ${level} ${message}${timing}\n`)
+  }
+  return 0
 }
 
 async function doctor(values: Values): Promise<number> {

@@ -9,16 +9,15 @@ import { accountsDir, removeAccountFiles } from '../lib/host/accounts.ts'
 import { killContainerProcesses, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
 import { removeScratchDir } from '../lib/host/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque/contract.ts'
-import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
 const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.parallel' : 'epilogue'
 const sister = hook === 'epilogue.parallel'
-void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log }) => {
+void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log, engine }) => {
   const facts = parseEpilogueArgs(args)
   const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
-  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus }, Engine.fromConfig(config.engine)).catch(err => {
+  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId)} processes of the job's container`)
     throw err
@@ -29,7 +28,7 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   removeAccountFiles(accountsDir(momPriv, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
   if (!sister) process.stdout.write(`${summaryLine(record)}\n`)
-  log.info(`removed ${record.container}; ${JSON.stringify(record)}`)
+  log.info(`removed ${record.container}`, { record })
   // Whatever the job left in its scratch directory cannot cost it its accounting line.
   if (scratchDir) await removeScratchDir(scratchDir).catch(err => log.error(`${err.message}`))
   return 0

@@ -12,13 +12,12 @@ import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
 import { starterFacts } from '../lib/torque/contract.ts'
 import { enteringEnvironment } from '../lib/policy/environment.ts'
 import { UsageError } from '../lib/errors.ts'
-import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)
 /** cbatch did not run the job: the reason is in its .ER. */
 const REFUSED = 125
-void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log }) => {
+void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
   const job = readJobRecord(momPriv, facts.jobId)
@@ -28,7 +27,7 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
     rejoinJobMemoryCgroup(process.env.CBATCH_JOB_MEMCG)
     return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
   }
-  const engine = Engine.fromConfig(config.engine)
+  const engine = engineOf()
   const container = await containerForShell(engine, job.jobId)
   const status = await runInContainer(engine, container, { ...request, env: enteringEnvironment(env, config.queues.get(job.queue)!.environment) })
   log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)

@@ -15,7 +15,6 @@ import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
-import { Engine } from '../lib/engine/engine.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
@@ -29,14 +28,14 @@ function startPuller(image: string): void {
   child.unref()
 }
 const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
-void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log }) => {
+void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine: engineOf }) => {
   try {
     const facts = parsePrologueArgs(args)
     if (!config.queues.has(facts.queue)) {
       log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
       return 0
     }
-    const engine = Engine.fromConfig(config.engine)
+    const engine = engineOf()
     // Orphans are collected alongside, best effort: they must never fail this job.
     const gc = config.gc.onPrologue
       ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(

@@ -26,11 +26,11 @@ async function pull(): Promise<void> {
       attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000,
       auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
     })
-    log.info(`pulled image ${image} in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+    log.info(`pulled image ${image}`, { image, seconds: Math.round(performance.now() - started) / 1000 })
     pullRecord.ended(image, undefined)
   } catch (err) {
     const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
-    log.error(`pull of image ${image} failed: ${message}`)
+    log.error(`pull of image ${image} failed: ${message}`, { image })
     pullRecord.ended(image, { refused: err instanceof ImageDeniedError, message })
   }
 }

@@ -4,6 +4,7 @@ import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
+import { Engine } from '../lib/engine/engine.ts'
 
 /**
  * The hook's own settings and the environment pbs_mom gave it. The installed hook is a
@@ -41,6 +42,8 @@ export interface HookContext {
   momPriv: string
   config: Config
   log: Logger
+  /** The config's engine; the hook's last log line says how long each of its calls took. */
+  engine: () => Engine
 }
 
 /** Exit codes by disposition; pbs_mom reads them differently per hook. */
@@ -63,6 +66,8 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   let log = nodeLogger(name, '-', undefined)
   let start: HookStart | undefined
   let status: number
+  const calls: { call: string; ms: number; failed?: boolean }[] = []
+  const began = performance.now()
   try {
     start = hookStart()
     const { configPath, momPriv, cacheDir, env } = start
@@ -70,7 +75,8 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     if (early !== undefined) process.exit(early)
     const config = await loadConfig(configPath, { cacheDir })
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
-    status = await main({ env, momPriv, config, log })
+    const engine = () => Engine.fromConfig(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
+    status = await main({ env, momPriv, config, log, engine })
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
@@ -82,6 +88,9 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
       log.error(`internal error: ${(err as Error)?.stack ?? err}`)
       status = codes.internal
     }
+  }
+  if (calls.length) {
+    log.info(`exit ${status}`, { ms: Math.round(performance.now() - began), engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
   }
   process.exit(status)
 }

@@ -1,10 +1,23 @@
-// The node log: one line per event, for the admin. The job owner sees only the
-// short messages the hooks print to the job's .ER.
+// The node log: one JSON object a line (time, hook, pid, job, level, message, and what the
+// event adds), for the admin and their tools (`cbatch logs JOBID`). The job owner sees only
+// the short messages the hooks print to the job's .ER.
 import { appendToRootFile } from './host/trusted.ts'
 
 export interface Logger {
-  info(message: string): void
-  error(message: string): void
+  info(message: string, fields?: Record<string, unknown>): void
+  error(message: string, fields?: Record<string, unknown>): void
+}
+
+/** One line of the node log. */
+export interface LogLine {
+  time: string
+  hook: string
+  pid: number
+  job: string
+  level: 'info' | 'error'
+  message: string
+  truncated?: boolean
+  [field: string]: unknown
 }
 
 /** Longest line written: messages may quote what a job asked for. */
@@ -12,15 +25,36 @@ export const MAX_LOG_LINE = 4096
 
 /** Appends to `file`, root's own (best effort: a node log that cannot be written must not fail a job). */
 export function nodeLogger(hook: string, jobId: string, file: string | undefined): Logger {
-  const write = (level: string, message: string) => {
+  const write = (level: LogLine['level'], message: string, fields: Record<string, unknown> = {}) => {
     if (!file) return
-    let line = `${new Date().toISOString()} ${hook}[${process.pid}] ${jobId.slice(0, 256)} ${level} ${message.replace(/[\0-\x1f\x7f]/g, ' ')}`
-    if (line.length > MAX_LOG_LINE) line = `${line.slice(0, MAX_LOG_LINE - 12)} [truncated]`
+    const entry: LogLine = { time: new Date().toISOString(), hook, pid: process.pid, job: jobId.slice(0, 256), level, message, ...fields }
+    let line = JSON.stringify(entry)
+    if (line.length > MAX_LOG_LINE) {
+      // The message gives way first; what is still too long goes whole.
+      const over = line.length - MAX_LOG_LINE + 32
+      line = JSON.stringify({ ...entry, message: message.slice(0, Math.max(0, message.length - over)), truncated: true })
+      if (line.length > MAX_LOG_LINE) line = JSON.stringify({ time: entry.time, hook, pid: entry.pid, job: entry.job, level, message: message.slice(0, 1024), truncated: true })
+    }
     try {
       appendToRootFile(file, `${line}\n`, 'node log')
     } catch {
       // The node log is for diagnosis only.
     }
   }
-  return { info: m => write('info', m), error: m => write('error', m) }
+  return { info: (m, f) => write('info', m, f), error: (m, f) => write('error', m, f) }
+}
+
+/** The lines of a node log that are about `jobId` (any hook, any node's share); others and broken lines skipped. */
+export function jobLines(text: string, jobId: string): LogLine[] {
+  const lines: LogLine[] = []
+  for (const raw of text.split('\n')) {
+    if (!raw.includes(jobId)) continue
+    try {
+      const line = JSON.parse(raw) as LogLine
+      if (line.job === jobId) lines.push(line)
+    } catch {
+      // a line of an older cbatch, or cut short
+    }
+  }
+  return lines
 }

@@ -16,7 +16,7 @@ t.test('--version, --help, and every command\'s --help with examples', async t =
   t.same([cbatch('--version').status, cbatch('--version').stdout], [0, `cbatch ${version}\n`])
   const help = cbatch('--help')
   t.equal(help.status, 0)
-  for (const command of ['run', 'gc', 'images', 'config', 'ps']) {
+  for (const command of ['run', 'gc', 'images', 'config', 'ps', 'doctor', 'logs']) {
     t.match(help.stdout, new RegExp(`^  ${command} `, 'm'), `the overview names ${command}`)
     const own = cbatch(command, '--help')
     t.equal(own.status, 0, command)
@@ -67,4 +67,21 @@ t.test('ps: the job containers of two owners, with what they use now and whether
   const table = cbatch('ps', '--config', config, '--pbs-home', DEFAULT_PBS_HOME)
   t.match(table.stdout, /^JOB +OWNER +QUEUE +IMAGE +STATE +AGE +CPU +MEMORY +MOM$/m)
   t.match(table.stdout, new RegExp(`^${process.pid}02\\.cli +cbatchdemo +batch .* unknown$`, 'm'))
+})
+
+t.test('logs: one job\'s lines across its hooks, with each hook\'s time and its engine calls', async t => {
+  const log = join(shared.path, 'jobs.log')
+  const config = writeConfig(shared.path, `log: { file: ${log} }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  const script = join(shared.path, 'logged.sh')
+  writeFileSync(script, '#!/bin/sh\ntrue\n', { mode: 0o644 })
+  const run = spawnSync(CBATCH, ['run', script, '--json', '--user', TEST_USER, '--config', config, '--workdir', shared.path], { encoding: 'utf8' })
+  const jobId = (JSON.parse(run.stdout) as { jobId: string }).jobId
+  const r = cbatch('logs', jobId, '--config', config)
+  t.equal(r.status, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.match(lines.map(l => l.split(' ')[1].replace(/\[\d+\]$/, '')), ['prologue', 'prologue', 'jobstarter', 'jobstarter', 'epilogue', 'epilogue'])
+  t.match(r.stdout, /prologue\[\d+\] info exit 0 \(hook \d+ ms; engine calls \d+ ms in all/)
+  const json = cbatch('logs', jobId, '--config', config, '--json').stdout.trim().split('\n').map(l => JSON.parse(l))
+  t.ok(json.every(l => l.job === jobId))
+  t.match(json.find(l => l.hook === 'epilogue' && l.calls), { calls: [{ call: /^inspect container cbatch-/, ms: Number }] })
 })

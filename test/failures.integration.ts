@@ -28,7 +28,7 @@ queues:
   t.match(job.stderr, /^cbatch: Docker engine error \(.*\)\n$/, 'one line for the owner in .ER')
   t.match(stderr, 'prologue exited 2: job requeued')
   t.equal(status, 125)
-  t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), /prologue.*EngineError.*not reachable at .*run\/docker\.sock \(ENOENT\)/,
+  t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), /"hook":"prologue".*EngineError.*not reachable at .*run\/docker\.sock \(ENOENT\)/,
     'the node log has the detail')
 })
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { lstatSync, readFileSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { MAX_LOG_LINE, nodeLogger } from '../lib/log.ts'
+import { jobLines, MAX_LOG_LINE, nodeLogger } from '../lib/log.ts'
 
 t.test('lines are single, capped, and appended only to root\'s own file', async t => {
   const dir = t.testdir({})
@@ -9,11 +9,16 @@ t.test('lines are single, capped, and appended only to root\'s own file', async 
   const log = nodeLogger('prologue', '12.srv', file)
   log.info(`two\nlines ${'x'.repeat(10_000)}`)
   log.error('second')
+  log.info('done', { calls: [{ call: 'inspect', ms: 3 }] })
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean)
-  t.equal(lines.length, 2)
-  t.ok(lines[0].length <= MAX_LOG_LINE && lines[0].endsWith('[truncated]'), 'capped')
-  t.match(lines[0], / prologue\[\d+\] 12\.srv info two lines x/)
+  t.equal(lines.length, 3, 'one line each, whatever the message holds')
+  t.ok(lines[0].length <= MAX_LOG_LINE, 'capped')
+  const first = JSON.parse(lines[0])
+  t.match(first, { hook: 'prologue', pid: process.pid, job: '12.srv', level: 'info', message: /^two\nlines x+$/, truncated: true })
+  t.match(JSON.parse(lines[2]), { message: 'done', calls: [{ call: 'inspect', ms: 3 }] })
   t.equal(lstatSync(file).mode & 0o777, 0o640)
+  t.same(jobLines(readFileSync(file, 'utf8') + 'not json 12.srv\n', '12.srv').map(l => l.message.slice(0, 4)), ['two\n', 'seco', 'done'])
+  t.same(jobLines(readFileSync(file, 'utf8'), '12.sr'), [], 'the job exactly')
 })
 
 t.test('a link planted at the log\'s path is never written through', async t => {

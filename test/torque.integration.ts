@@ -75,7 +75,7 @@ t.test('a refused job tells its owner why, in the .ER pbs_mom delivers', async t
 t.test('an image asked for with qsub -v is honoured though pbs_mom writes the job file late', async t => {
   const { job } = await runJob('#!/bin/sh\necho ran\n', { config, vars: { CBATCH_IMAGE: REGISTRY_IMAGE } })
   t.equal(job.exitStatus, 0, job.stderr)
-  t.match(readLog(), new RegExp(`${job.jobId} info container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
+  t.match(readLog(), new RegExp(`"job":"${job.jobId}","level":"info","message":"container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
 })
 
 t.test('a job is never run in another image than its qsub -v asked for', async t => {
@@ -116,7 +116,7 @@ t.test('an array sub-job runs from its N-i.host files, in its own container', as
   t.match(job.jobId, /^\d+\[2\]\./)
   t.equal(job.exitStatus, 0, job.stderr)
   t.match(job.stdout, `id=${job.jobId}\n`)
-  t.match(readLog(), `${job.jobId} info container cbatch-`)
+  t.match(readLog(), `"job":"${job.jobId}","level":"info","message":"container cbatch-`)
 })
 
 t.test('a job shell killed by a signal shows as 256+N, as TORQUE shows it natively', async t => {

@@ -12,6 +12,8 @@ export interface EngineOptions {
   socket: string
   /** Deadline of one engine call, ms. */
   timeoutMs: number
+  /** Told of each engine call as it ends: what, how long (ms), whether it succeeded. */
+  onCall?: (what: string, ms: number, ok: boolean) => void
   /** Deadline of an image pull, ms. */
   pullTimeoutMs: number
 }
@@ -129,10 +131,10 @@ export class Engine implements ContainerEngine {
   }
 
   /** From the `engine:` section of cbatch.yaml (seconds). Only root's socket is believed. */
-  static fromConfig(engine: { socket: string; timeout: number; pullTimeout: number }): Engine {
+  static fromConfig(engine: { socket: string; timeout: number; pullTimeout: number }, onCall?: EngineOptions['onCall']): Engine {
     // A socket that is not there is an engine that is down (requeue), not a threat.
     assertRootControlled(engine.socket, 'engine socket', { mayBeMissing: true })
-    return new Engine({ socket: engine.socket, timeoutMs: engine.timeout * 1000, pullTimeoutMs: engine.pullTimeout * 1000 })
+    return new Engine({ socket: engine.socket, timeoutMs: engine.timeout * 1000, pullTimeoutMs: engine.pullTimeout * 1000, onCall })
   }
 
   async ping(): Promise<void> {
@@ -307,13 +309,18 @@ export class Engine implements ContainerEngine {
         reject(new EngineTimeoutError(`the Docker engine did not answer in time (${what}, ${ms / 1000} s)`))
       }, ms)
     })
+    const started = performance.now()
+    let ok = false
     try {
-      return await Promise.race([fn(controller.signal), timeout])
+      const answer = await Promise.race([fn(controller.signal), timeout])
+      ok = true
+      return answer
     } catch (err) {
       if (err instanceof EngineError) throw err
       throw new EngineError(`Docker engine error (${what})`, detailOf(err, this.options.socket), { cause: err })
     } finally {
       clearTimeout(timer)
+      this.options.onCall?.(what, Math.round(performance.now() - started), ok)
     }
   }
 }
