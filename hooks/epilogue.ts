@@ -14,7 +14,7 @@ import { runHook } from './run.ts'
 const args = process.argv.slice(2)
 const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.parallel' : 'epilogue'
 const sister = hook === 'epilogue.parallel'
-void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log, engine }) => {
+void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ momPriv, config, log, engine, metrics }) => {
   const facts = parseEpilogueArgs(args)
   const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
   const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus }, engine()).catch(err => {
@@ -25,6 +25,8 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   if (underTorque) removeEngineLeftovers(facts.jobId).forEach(dir => log.info(`removed ${dir}`))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned
+  metrics.count('cbatch_jobs_ended_total', { queue: record.queue, node: sister ? 'sister' : 'mother' })
+  if (record.oomKilled) metrics.count('cbatch_oom_kills_total', { queue: record.queue })
   removeAccountFiles(accountsDir(momPriv, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
   if (!sister) process.stdout.write(`${summaryLine(record)}\n`)

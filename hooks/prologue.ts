@@ -28,7 +28,7 @@ function startPuller(image: string): void {
   child.unref()
 }
 const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
-void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine: engineOf }) => {
+void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine: engineOf, metrics }) => {
   try {
     const facts = parsePrologueArgs(args)
     if (!config.queues.has(facts.queue)) {
@@ -39,11 +39,15 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
     // Orphans are collected alongside, best effort: they must never fail this job.
     const gc = config.gc.onPrologue
       ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
-        removed => removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`)),
+        removed => {
+          removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`))
+          if (removed.length) metrics.count('cbatch_orphans_collected_total', {}, removed.length)
+        },
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
     const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller }), gc])
     if (prepared.kind === 'container') {
+      metrics.count('cbatch_jobs_started_total', { queue: facts.queue, node: hook === 'prologue' ? 'mother' : 'sister' })
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
         + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
     }

@@ -8,6 +8,7 @@ import { CbatchError, ImageDeniedError } from '../lib/errors.ts'
 import { registryAuth, registryOf } from '../lib/host/registryauth.ts'
 import { pullRecord, pullWithRetries } from '../lib/job/pull.ts'
 import { nodeLogger } from '../lib/log.ts'
+import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { isImageReference } from '../lib/policy/image.ts'
 
@@ -18,21 +19,29 @@ async function pull(): Promise<void> {
   if (!configPath || !isImageReference(image)) throw new Error('usage: puller IMAGE, with CBATCH_CONFIG')
   pullRecord.started(image)
   let log = nodeLogger('puller', '-', undefined)
+  const metrics = new MetricsBatch()
+  let textfile: string | undefined
   try {
     const config = await loadConfig(configPath, { cacheDir })
+    textfile = config.metrics.textfile
     log = nodeLogger('puller', '-', config.log.file)
     const started = performance.now()
     await pullWithRetries(Engine.fromConfig(config.engine), image, {
       attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000,
       auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
     })
-    log.info(`pulled image ${image}`, { image, seconds: Math.round(performance.now() - started) / 1000 })
+    const seconds = Math.round(performance.now() - started) / 1000
+    log.info(`pulled image ${image}`, { image, seconds })
     pullRecord.ended(image, undefined)
+    metrics.count('cbatch_image_pulls_total', { outcome: 'ok' })
+    metrics.observe('cbatch_image_pull_duration_seconds', {}, seconds)
   } catch (err) {
     const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
     log.error(`pull of image ${image} failed: ${message}`, { image })
     pullRecord.ended(image, { refused: err instanceof ImageDeniedError, message })
+    metrics.count('cbatch_image_pulls_total', { outcome: err instanceof ImageDeniedError ? 'refused' : 'failed' })
   }
+  if (textfile) flushMetrics(metrics, textfile)
 }
 
 pull().then(() => process.exit(0), err => {

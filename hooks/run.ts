@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 import { Engine } from '../lib/engine/engine.ts'
+import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 
 /**
  * The hook's own settings and the environment pbs_mom gave it. The installed hook is a
@@ -44,6 +45,8 @@ export interface HookContext {
   log: Logger
   /** The config's engine; the hook's last log line says how long each of its calls took. */
   engine: () => Engine
+  /** What the hook adds to the node's metrics (written when it ends, if the config asks). */
+  metrics: MetricsBatch
 }
 
 /** Exit codes by disposition; pbs_mom reads them differently per hook. */
@@ -68,29 +71,39 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   let status: number
   const calls: { call: string; ms: number; failed?: boolean }[] = []
   const began = performance.now()
+  const metrics = new MetricsBatch()
+  let textfile: string | undefined
+  let outcome: Disposition | 'ok' = 'ok'
   try {
     start = hookStart()
     const { configPath, momPriv, cacheDir, env } = start
     const early = steps.early?.(start)
     if (early !== undefined) process.exit(early)
     const config = await loadConfig(configPath, { cacheDir })
+    textfile = config.metrics.textfile
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
     const engine = () => Engine.fromConfig(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
-    status = await main({ env, momPriv, config, log, engine })
+    status = await main({ env, momPriv, config, log, engine, metrics })
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
       log.error(`${err.name}: ${err.message}${causeOf(err)}`)
       if (err.disposition === 'abort' && start) steps.onAbort?.(start, err)
       status = codes[err.disposition]
+      outcome = err.disposition
     } else {
       process.stderr.write(`cbatch: internal error in ${name}: ${(err as Error)?.message ?? err}\n`)
       log.error(`internal error: ${(err as Error)?.stack ?? err}`)
       status = codes.internal
+      outcome = 'requeue'
     }
   }
-  if (calls.length) {
-    log.info(`exit ${status}`, { ms: Math.round(performance.now() - began), engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
+  const ms = Math.round(performance.now() - began)
+  if (calls.length) log.info(`exit ${status}`, { ms, engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
+  if (textfile) {
+    metrics.observe('cbatch_hook_duration_seconds', { hook: name }, ms / 1000)
+    if (name.startsWith('prologue')) metrics.count('cbatch_prologue_outcomes_total', { hook: name, outcome })
+    flushMetrics(metrics, textfile)
   }
   process.exit(status)
 }

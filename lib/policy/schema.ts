@@ -146,6 +146,9 @@ export const ConfigSchema = Type.Object({
       exclusiveMinimum: 0, default: 3600, description: 'seconds a pull may go on, detached from the prologue that started it (which waits engine.pullTimeout, then requeues its job)',
     }),
   }, { additionalProperties: false, default: {} }),
+  metrics: Type.Object({
+    textfile: Type.Optional(AbsolutePath('Prometheus textfile (for node_exporter\'s textfile collector, e.g. /var/lib/node_exporter/textfile/cbatch.prom)')),
+  }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
   }, { additionalProperties: false, default: {} }),
@@ -165,6 +168,7 @@ export interface Config {
   torque: RawConfig['torque']
   gc: RawConfig['gc']
   images: RawConfig['images']
+  metrics: RawConfig['metrics']
   queues: Map<string, QueuePolicy>
 }
 
@@ -211,7 +215,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
     })
   }
   if (issues.length) throw new ConfigError(file, issues)
-  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: config.images, queues }
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: config.images, metrics: config.metrics, queues }
 }
 
 /** Cross-field rules of one queue's policy. */

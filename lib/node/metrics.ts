@@ -1,0 +1,134 @@
+// Metrics for node_exporter's textfile collector (config `metrics.textfile`). Each hook is
+// a short process, so the counts live in a state file of root's, updated by each hook
+// under a lock, and the .prom file is rewritten whole (rename) from it every time.
+// Counters and summaries only: what a short-lived process can add to, never lose.
+// (A client library such as prom-client keeps metrics in one process's memory: here they
+// span thousands of processes, so the little text format is written here.)
+import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { assertRootControlled } from '../host/trusted.ts'
+
+/** Where the counts behind each textfile are kept. */
+export const METRICS_STATE_DIR = '/var/lib/cbatch'
+
+/** What cbatch counts, with its help text and type. */
+export const METRICS = {
+  cbatch_jobs_started_total: { type: 'counter', help: 'Job containers the prologue started, by queue and node role.' },
+  cbatch_jobs_ended_total: { type: 'counter', help: 'Job containers the epilogue removed, by queue and node role.' },
+  cbatch_prologue_outcomes_total: { type: 'counter', help: 'Prologue ends: ok (the job runs), abort (refused), requeue.' },
+  cbatch_hook_duration_seconds: { type: 'summary', help: 'Wall time of each hook run, by hook.' },
+  cbatch_image_pulls_total: { type: 'counter', help: 'Image pulls, by outcome: ok, failed, refused.' },
+  cbatch_image_pull_duration_seconds: { type: 'summary', help: 'Wall time of image pulls.' },
+  cbatch_oom_kills_total: { type: 'counter', help: 'Jobs a process of which the kernel killed for its memory, by queue.' },
+  cbatch_orphans_collected_total: { type: 'counter', help: 'Containers of jobs pbs_mom no longer knew, removed.' },
+} as const
+
+export type MetricName = keyof typeof METRICS
+type Labels = Record<string, string>
+
+/** One hook's worth of additions, kept in memory until the hook ends. */
+export class MetricsBatch {
+  readonly counts: { name: MetricName; labels: Labels; by: number }[] = []
+  readonly observations: { name: MetricName; labels: Labels; value: number }[] = []
+
+  count(name: MetricName, labels: Labels = {}, by = 1): void {
+    this.counts.push({ name, labels, by })
+  }
+
+  /** A summary's observation: adds to its _sum and _count. */
+  observe(name: MetricName, labels: Labels, value: number): void {
+    this.observations.push({ name, labels, value })
+  }
+}
+
+/** series key -> value; a summary keeps `<key>` _sum and _count under its own suffixes. */
+type State = Record<string, number>
+
+/** Adds a batch to the node's metrics and rewrites the textfile. Best effort: metrics never fail a job. */
+export function flushMetrics(batch: MetricsBatch, textfile: string, stateDir = METRICS_STATE_DIR): void {
+  if (!batch.counts.length && !batch.observations.length) return
+  const state = join(stateDir, `metrics-${createHash('sha256').update(textfile).digest('hex').slice(0, 16)}.json`)
+  try {
+    withLock(state, () => {
+      const values = readState(state)
+      for (const c of batch.counts) add(values, series(c.name, c.labels), c.by)
+      for (const o of batch.observations) {
+        add(values, series(`${o.name}_sum` as MetricName, o.labels), o.value)
+        add(values, series(`${o.name}_count` as MetricName, o.labels), 1)
+      }
+      writeWhole(state, JSON.stringify(values))
+      mkdirSync(dirname(textfile), { recursive: true, mode: 0o755 })
+      assertRootControlled(dirname(textfile), 'metrics textfile directory')
+      writeWhole(textfile, render(values), 0o644)
+    })
+  } catch {
+    // the next hook writes them again, with its own counts
+  }
+}
+
+/** The Prometheus text exposition format of the state. */
+export function render(values: State): string {
+  const lines: string[] = []
+  for (const [name, { type, help }] of Object.entries(METRICS)) {
+    // A summary's _sum and _count of one label set side by side, as parsers read them.
+    const order = (key: string) => `${key.replace(/_(sum|count)(\{|$)/, '$2')} ${key}`
+    const mine = Object.entries(values).filter(([key]) => baseOf(key) === name).sort(([a], [b]) => order(a).localeCompare(order(b)))
+    if (!mine.length) continue
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
+    for (const [key, value] of mine) lines.push(`${key} ${Number(value.toFixed(6))}`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+function baseOf(key: string): string {
+  return key.replace(/\{.*$/, '').replace(/_(sum|count)$/, '')
+}
+
+function series(name: string, labels: Labels): string {
+  const pairs = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+  return pairs.length ? `${name}{${pairs.join(',')}}` : name
+}
+
+function add(values: State, key: string, by: number): void {
+  values[key] = (values[key] ?? 0) + by
+}
+
+function readState(file: string): State {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as State
+  } catch {
+    return {}
+  }
+}
+
+/** Held by one process at a time (mkdir is atomic); a holder that died 10 s ago is not waited for. */
+function withLock(state: string, work: () => void): void {
+  mkdirSync(dirname(state), { recursive: true, mode: 0o755 })
+  assertRootControlled(dirname(state), 'metrics state directory', { strict: true })
+  const lock = `${state}.lock`
+  const until = Date.now() + 2000
+  for (;;) {
+    try {
+      mkdirSync(lock, { mode: 0o700 })
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const held = statSync(lock, { throwIfNoEntry: false })
+      if (held && Date.now() - held.mtimeMs > 10_000) rmdirSync(lock)
+      else if (Date.now() > until) throw new Error('metrics lock busy')
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+    }
+  }
+  try {
+    work()
+  } finally {
+    rmdirSync(lock)
+  }
+}
+
+function writeWhole(file: string, text: string, mode = 0o600): void {
+  writeFileSync(`${file}.${process.pid}`, text, { mode })
+  renameSync(`${file}.${process.pid}`, file)
+}
