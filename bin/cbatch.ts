@@ -45,6 +45,7 @@ const COMMANDS = {
                       on them (the queue needs network: host and that directory as a volume)
   --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
   --json              print the job's record as JSON instead of its output
+  --follow            print the job's output and error as they are written, while it runs
   --keep              keep the job's files in PBS_HOME for inspection
 examples:
   cbatch run job.sh --user alice --resources nodes=1:ppn=2,mem=1gb
@@ -54,7 +55,7 @@ examples:
       var: { type: 'string', short: 'v', multiple: true }, workdir: { type: 'string' }, join: { type: 'boolean' },
       'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' },
       task: { type: 'string', multiple: true }, nodes: { type: 'string' }, 'pbs-home': { type: 'string' },
-      json: { type: 'boolean' }, keep: { type: 'boolean' },
+      json: { type: 'boolean' }, keep: { type: 'boolean' }, follow: { type: 'boolean' },
     },
   },
   gc: {
@@ -167,25 +168,40 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'images' && !['list', 'pull', 'prune'].includes(action)) {
     throw new UsageError(`cbatch images ${action}: expected list, pull or prune`)
   }
-  const config = await loadConfig(v.config ?? DEFAULT_CONFIG_PATH)
+  const config = await loadConfig(configPath(v))
   if (command === 'images') {
     return images(action as ImagesAction, config, Engine.fromConfig(config.engine), { json: v.json, dryRun: v['dry-run'], queue: v.queue })
   }
   return gc(v)
 }
 
+/**
+ * The config a command reads: --config, else the installed one; on a machine where only
+ * the demo ran (./install.sh --demo) there is none, and the demo's own is used, saying so.
+ */
+function configPath(values: { config?: string }): string {
+  if (values.config) return values.config
+  if (existsSync(DEFAULT_CONFIG_PATH)) return DEFAULT_CONFIG_PATH
+  const demo = resolve(dirname(process.argv[1]), '../config/cbatch.yaml')
+  if (!existsSync(demo)) throw new UsageError(`no config at ${DEFAULT_CONFIG_PATH}: pass --config FILE (cbatch.yaml; the repository has config/cbatch.yaml)`)
+  if (!demoNoted) process.stderr.write(`cbatch: no ${DEFAULT_CONFIG_PATH}; using the demo's ${demo} (--config FILE to choose)\n`)
+  demoNoted = true
+  return demo
+}
+let demoNoted = false
+
 /** What any command's options may hold (each command parses only its own). */
 interface Values {
   user?: string; queue?: string; resources?: string; config?: string; var?: string[]; workdir?: string; join?: boolean
   'array-index'?: string; attempts?: string; 'torque-cgroups'?: string; task?: string[]; nodes?: string; 'pbs-home'?: string
-  json?: boolean; keep?: boolean; grace?: string; 'dry-run'?: boolean
+  json?: boolean; keep?: boolean; grace?: string; 'dry-run'?: boolean; follow?: boolean
 }
 
 /** `config check [FILE]`: 0 when valid, 1 with every problem; `config show`: the effective policy. */
 async function configCommand([action, file, ...extra]: string[], values: Values): Promise<number> {
   if (extra.length) throw new UsageError(`cbatch config ${action}: unexpected ${extra.join(' ')}`)
   if (action === 'check') {
-    const path = file ?? values.config ?? DEFAULT_CONFIG_PATH
+    const path = file ?? configPath(values)
     try {
       const config = await loadConfig(path)
       process.stdout.write(`${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none: every job runs natively)'}\n`)
@@ -198,7 +214,7 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
   }
   if (action === 'show') {
     if (file) throw new UsageError(`cbatch config show: name the file with --config, not ${file}`)
-    const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+    const config = await loadConfig(configPath(values))
     if (values.queue !== undefined && !config.queues.has(values.queue)) {
       throw new UsageError(`queue ${values.queue} is not in ${config.file}: its jobs run natively`)
     }
@@ -212,7 +228,7 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
 
 async function logs([jobId, ...extra]: string[], values: Values): Promise<number> {
   if (!jobId || extra.length) throw new UsageError('cbatch logs: one job id, e.g. cbatch logs 1234.head')
-  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const config = await loadConfig(configPath(values))
   if (!config.log.file) throw new UsageError(`${config.file} keeps no node log (log.file is "")`)
   let text: string
   try {
@@ -234,7 +250,7 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
 
 async function doctor(values: Values): Promise<number> {
   const findings = await diagnose({
-    configPath: values.config ?? DEFAULT_CONFIG_PATH, pbsHome: values['pbs-home'], engineFor: config => Engine.fromConfig(config.engine),
+    configPath: configPath(values), pbsHome: values['pbs-home'], engineFor: config => Engine.fromConfig(config.engine),
   })
   if (values.json) process.stdout.write(`${JSON.stringify(findings)}\n`)
   else for (const f of findings) process.stdout.write(`${f.verdict.padEnd(4)} ${f.what}: ${f.detail}${f.fix ? ` -> ${f.fix}` : ''}\n`)
@@ -242,7 +258,7 @@ async function doctor(values: Values): Promise<number> {
 }
 
 async function ps(values: Values): Promise<number> {
-  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const config = await loadConfig(configPath(values))
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
   const jobs = await nodeJobs(Engine.fromConfig(config.engine), momPriv)
   if (values.json) {
@@ -261,6 +277,7 @@ async function ps(values: Values): Promise<number> {
 }
 
 async function run([script, ...scriptArgs]: string[], values: Values): Promise<number> {
+  if (values.follow && values.json) throw new UsageError('cbatch run: --follow prints the output as it comes, --json the record at the end: one or the other')
   const user = values.user ?? process.env.SUDO_USER
   if (!user) throw new UsageError('say which user owns the job: --user USER')
   const variables = Object.fromEntries((values.var ?? []).map(v => {
@@ -273,11 +290,11 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   for (const s of ['SIGINT', 'SIGTERM'] as const) process.on(s, () => cancel.abort())
   const nodes = values.nodes === undefined ? 1 : whole(values.nodes, '--nodes')
   if (nodes < 1 || nodes > 16) throw new UsageError(`--nodes ${values.nodes}: from 1 to 16`)
-  const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(values.config ?? DEFAULT_CONFIG_PATH)) : undefined
+  const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(configPath(values))) : undefined
   const job = await emulateJob({
     sisters: sisters?.sisters,
     script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources: values.resources ?? 'nodes=1:ppn=1',
-    config: values.config && resolve(values.config), variables, hooksDir: hooksDir(),
+    config: resolve(configPath(values)), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
     workDir: values.workdir,
     arrayIndex: values['array-index'] === undefined ? undefined : whole(values['array-index'], '--array-index'),
@@ -285,10 +302,11 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
     join: values.join,
     cgroups: values['torque-cgroups'] === undefined ? undefined : { cpus: values['torque-cgroups'] },
     cancel: cancel.signal, keep: values.keep, pbsHome: values['pbs-home'] && resolve(values['pbs-home']),
+    follow: values.follow ? { out: process.stdout, err: process.stderr } : undefined,
   }).finally(() => sisters?.dispose())
   if (values.json) {
     process.stdout.write(`${JSON.stringify(job)}\n`)
-  } else {
+  } else if (!values.follow) {
     process.stdout.write(job.stdout)
     process.stderr.write(job.stderr)
   }
@@ -307,7 +325,7 @@ function whole(value: string, option: string): number {
 }
 
 async function gc(values: Values): Promise<number> {
-  const config = await loadConfig(values.config ?? DEFAULT_CONFIG_PATH)
+  const config = await loadConfig(configPath(values))
   const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
   if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')

@@ -74,6 +74,8 @@ export interface EmulatorOptions {
    * CUDA_VISIBLE_DEVICES); the first N indices by default.
    */
   gpus?: number[]
+  /** Copies the job's .OU and .ER here as they grow, while it runs (`cbatch run --follow`). */
+  follow?: { out: NodeJS.WritableStream; err: NodeJS.WritableStream }
   /** qsub -I: the job shell gets a terminal; `input` is what is typed at it, `command` is qsub -x. */
   interactive?: { input: string; command?: string }
 }
@@ -130,7 +132,12 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   try {
     // pbs_sched sends a requeued job straight back to this node (contract): again and again.
     for (let attempt = 1; ; attempt++) {
-      const result = await runJob(opts, owner, group, jobId, pbsHome)
+      const prefix = jobFilePrefix(jobId)
+      const tails = opts.follow && [
+        tail(join(pbsHome, 'spool', `${prefix}.OU`), opts.follow.out),
+        ...(opts.join ? [] : [tail(join(pbsHome, 'spool', `${prefix}.ER`), opts.follow.err)]),
+      ]
+      const result = await runJob(opts, owner, group, jobId, pbsHome).finally(() => tails && Promise.all(tails.map(stop => stop())))
       if (result.outcome !== 'requeued' || attempt >= (opts.attempts ?? 1)) return { ...result, attempts: attempt }
     }
   } finally {
@@ -356,6 +363,42 @@ export interface EmulatedJobFile {
 
 /** Most of a job's output file the record holds (a string cannot hold a GiB). */
 const MAX_RECORDED_OUTPUT = 64 * 1024 ** 2
+
+/**
+ * Copies what is appended to `file` into `to`, from its start, until the returned stop()
+ * (which copies the rest); a file not there yet is waited for. Never more than 1 MiB in memory.
+ */
+function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
+  let offset = 0
+  let stopped = false
+  const chunk = Buffer.alloc(1024 ** 2)
+  const copy = async () => {
+    let fd: number
+    try {
+      fd = openSync(file, 'r')
+    } catch {
+      return
+    }
+    try {
+      for (let n; (n = readSync(fd, chunk, 0, chunk.length, offset)) > 0; offset += n) {
+        if (!to.write(chunk.subarray(0, n))) await new Promise(r => to.once('drain', r))
+      }
+    } finally {
+      closeSync(fd)
+    }
+  }
+  const done = (async () => {
+    while (!stopped) {
+      await copy()
+      await new Promise(r => setTimeout(r, 200))
+    }
+    await copy()
+  })()
+  return () => {
+    stopped = true
+    return done
+  }
+}
 
 /** The job's output as delivered; what is beyond MAX_RECORDED_OUTPUT is left in the file, and said so. */
 function readOutput(file: string): string {

@@ -1,7 +1,7 @@
 // The cbatch CLI explains itself, refuses usage mistakes with one line and exit 64, and
 // its operator commands (config, ps) say what the node has.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CBATCH, preparedJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
@@ -84,4 +84,43 @@ t.test('logs: one job\'s lines across its hooks, with each hook\'s time and its 
   const json = cbatch('logs', jobId, '--config', config, '--json').stdout.trim().split('\n').map(l => JSON.parse(l))
   t.ok(json.every(l => l.job === jobId))
   t.match(json.find(l => l.hook === 'epilogue' && l.calls), { calls: [{ call: /^inspect container cbatch-/, ms: Number }] })
+})
+
+/** Runs `cbatch run` on a script; what it printed, counted as it came (never held whole). */
+function runCounting(text: string, ...args: string[]): Promise<{ status: number | null; bytes: number; head: string; firstAt: number; endedAt: number; stderr: string }> {
+  const config = writeConfig(shared.path, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  const script = join(shared.path, `s-${Math.random().toString(36).slice(2)}.sh`)
+  writeFileSync(script, text, { mode: 0o644 })
+  const child = spawn(CBATCH, ['run', script, '--user', TEST_USER, '--config', config, '--workdir', shared.path, ...args])
+  let bytes = 0
+  let head = ''
+  let firstAt = 0
+  let stderr = ''
+  const started = performance.now()
+  child.stdout.on('data', (d: Buffer) => {
+    if (!bytes) firstAt = performance.now() - started
+    if (head.length < 100) head += d.subarray(0, 100).toString()
+    bytes += d.length
+  })
+  child.stderr.on('data', d => (stderr += d))
+  return new Promise(resolve => child.on('close', status => resolve({ status, bytes, head, firstAt, endedAt: performance.now() - started, stderr })))
+}
+
+t.test('run --follow prints the job\'s output while it runs', async t => {
+  const r = await runCounting('#!/bin/sh\necho first\nsleep 3\necho last\n', '--follow')
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.head, /^first\n/)
+  t.ok(r.endedAt - r.firstAt > 2000, `the first line came ${Math.round(r.endedAt - r.firstAt)} ms before the end`)
+})
+
+t.test('run of a job that prints 1 GiB: all of it with --follow; without, the record says where the rest is', async t => {
+  const gib = 1024 ** 3
+  const job = '#!/bin/sh\ndd if=/dev/zero bs=1M count=1024 2>/dev/null | tr "\\0" x\n'
+  const followed = await runCounting(job, '--follow')
+  t.equal(followed.status, 0, followed.stderr)
+  t.ok(followed.bytes >= gib && followed.bytes < gib + 200, `${followed.bytes} bytes`)
+  const plain = await runCounting(job)
+  t.equal(plain.status, 0, plain.stderr)
+  t.ok(plain.bytes > 64 * 1024 ** 2 && plain.bytes < 65 * 1024 ** 2, 'its first 64 MiB')
+  t.equal(spawnSync(CBATCH, ['run', '--follow', '--json', 'x.sh'], { encoding: 'utf8' }).status, 64, '--follow and --json are one or the other')
 })
