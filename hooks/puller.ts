@@ -24,7 +24,7 @@ async function pull(): Promise<void> {
   try {
     const config = await loadConfig(configPath, { cacheDir })
     textfile = config.metrics.textfile
-    log = nodeLogger('puller', '-', config.log.file)
+    log = nodeLogger('puller', '-', config.log.file, config.log.syslog || undefined)
     const started = performance.now()
     await pullWithRetries(Engine.fromConfig(config.engine), image, {
       attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000,

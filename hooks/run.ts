@@ -81,7 +81,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     if (early !== undefined) process.exit(early)
     const config = await loadConfig(configPath, { cacheDir })
     textfile = config.metrics.textfile
-    log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file)
+    log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file, config.log.syslog || undefined)
     const engine = () => Engine.fromConfig(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
     status = await main({ env, momPriv, config, log, engine, metrics })
   } catch (err) {

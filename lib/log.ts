@@ -1,6 +1,7 @@
 // The node log: one JSON object a line (time, hook, pid, job, level, message, and what the
 // event adds), for the admin and their tools (`cbatch logs JOBID`). The job owner sees only
 // the short messages the hooks print to the job's .ER.
+import { spawn } from 'node:child_process'
 import { appendToRootFile } from './host/trusted.ts'
 
 export interface Logger {
@@ -23,10 +24,14 @@ export interface LogLine {
 /** Longest line written: messages may quote what a job asked for. */
 export const MAX_LOG_LINE = 4096
 
-/** Appends to `file`, root's own (best effort: a node log that cannot be written must not fail a job). */
-export function nodeLogger(hook: string, jobId: string, file: string | undefined): Logger {
+/**
+ * Appends to `file`, root's own, and sends each line to syslog too when `syslog` names its
+ * socket (util-linux `logger`, tag cbatch, facility daemon). Best effort: a node log that
+ * cannot be written must not fail a job.
+ */
+export function nodeLogger(hook: string, jobId: string, file: string | undefined, syslog?: string): Logger {
   const write = (level: LogLine['level'], message: string, fields: Record<string, unknown> = {}) => {
-    if (!file) return
+    if (!file && !syslog) return
     const entry: LogLine = { time: new Date().toISOString(), hook, pid: process.pid, job: jobId.slice(0, 256), level, message, ...fields }
     let line = JSON.stringify(entry)
     if (line.length > MAX_LOG_LINE) {
@@ -35,6 +40,8 @@ export function nodeLogger(hook: string, jobId: string, file: string | undefined
       line = JSON.stringify({ ...entry, message: message.slice(0, Math.max(0, message.length - over)), truncated: true })
       if (line.length > MAX_LOG_LINE) line = JSON.stringify({ time: entry.time, hook, pid: entry.pid, job: entry.job, level, message: message.slice(0, 1024), truncated: true })
     }
+    if (syslog) toSyslog(syslog, level, line)
+    if (!file) return
     try {
       appendToRootFile(file, `${line}\n`, 'node log')
     } catch {
@@ -42,6 +49,17 @@ export function nodeLogger(hook: string, jobId: string, file: string | undefined
     }
   }
   return { info: (m, f) => write('info', m, f), error: (m, f) => write('error', m, f) }
+}
+
+function toSyslog(socket: string, level: LogLine['level'], line: string): void {
+  const priority = level === 'error' ? 'daemon.err' : 'daemon.info'
+  try {
+    // Not waited for: the hook goes on; logger ends on its own.
+    spawn('logger', ['--socket', socket, '--tag', 'cbatch', '--priority', priority, '--', line],
+      { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' }, detached: true }).on('error', () => undefined).unref()
+  } catch {
+    // syslog is for diagnosis only
+  }
 }
 
 /** The lines of a node log that are about `jobId` (any hook, any node's share); others and broken lines skipped. */

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { lstatSync, readFileSync, symlinkSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { jobLines, MAX_LOG_LINE, nodeLogger } from '../lib/log.ts'
 
@@ -26,4 +27,19 @@ t.test('a link planted at the log\'s path is never written through', async t => 
   symlinkSync(join(dir, 'target'), join(dir, 'cbatch.log'))
   nodeLogger('epilogue', '1.x', join(dir, 'cbatch.log')).info('hello')
   t.equal(readFileSync(join(dir, 'target'), 'utf8'), 'untouched\n')
+})
+
+t.test('each line goes to syslog too, through the socket the config names', async t => {
+  // Short: a unix socket's path has at most 107 bytes.
+  const dir = mkdtempSync('/tmp/cbatch-syslog-')
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const socket = join(dir, 'log.sock')
+  // A syslog daemon's socket: a unix datagram socket, which Node itself cannot open.
+  const daemon = spawn('/usr/bin/python3', ['-c', 'import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready", flush=True)\nprint(s.recv(65536).decode(), flush=True)', socket])
+  let out = ''
+  daemon.stdout.on('data', d => (out += d))
+  while (!out.includes('ready')) await new Promise(r => setTimeout(r, 20))
+  nodeLogger('prologue', '7.srv', undefined, socket).error('engine down', { calls: [] })
+  await new Promise(r => daemon.on('close', r))
+  t.match(out, /<27>.*cbatch(\[\d+\])?: \{"time":"[^"]+","hook":"prologue","pid":\d+,"job":"7\.srv","level":"error","message":"engine down","calls":\[\]\}/)
 })

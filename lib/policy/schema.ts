@@ -129,7 +129,8 @@ export const ConfigSchema = Type.Object({
     }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
-    file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log; "" logs to stderr only' }),
+    file: Type.String({ default: '/var/log/cbatch/cbatch.log', description: 'node log, one JSON object a line; "" for none' }),
+    syslog: Type.String({ default: '', description: 'also send each line to syslog through this socket, e.g. /dev/log; "" for not' }),
   }, { additionalProperties: false, default: {} }),
   torque: Type.Object({
     home: AbsolutePath('PBS_HOME of this node\'s pbs_mom (default /var/spool/torque)'),
