@@ -10,7 +10,7 @@
 // V8 checks its version and flags, but matches the source by length only: the file starts
 // with the bundle's SHA-256, so a cache is never used with any other bundle.
 import { createHash } from 'node:crypto'
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
@@ -20,6 +20,7 @@ import { Script } from 'node:vm'
 const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck|puller)$/
 const DIGEST_BYTES = 32
 
+const began = Date.now()
 const hook = process.argv[2] ?? ''
 if (!HOOK.test(hook)) {
   process.stderr.write(`cbatch: unknown hook ${JSON.stringify(hook)}\n`)
@@ -54,9 +55,19 @@ function readCache(): Buffer | undefined {
   }
 }
 
-/** At exit, so the cache holds every function this run compiled. Best effort: speed only. */
+/**
+ * At exit, so the cache holds every function this run compiled. Not after a run that had to
+ * validate the config (it wrote the validated copy, lib/policy/config.ts): the YAML parser
+ * and schema it compiled would double the cache every later run loads; the next run writes
+ * it. Best effort: speed only.
+ */
 function writeCache(code: number): void {
   if (code !== 0) return
+  try {
+    if (statSync(join(__dirname, 'config.cache.json')).mtimeMs >= began) return
+  } catch {
+    // no validated copy kept here: nothing to wait for
+  }
   const temporary = `${cacheFile}.${process.pid}`
   try {
     writeFileSync(temporary, Buffer.concat([digest, script.createCachedData()]), { mode: 0o644 })

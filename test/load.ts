@@ -23,8 +23,12 @@ function prologue(dir: string) {
 
 const digestOf = (dir: string) => createHash('sha256').update(readFileSync(join(dir, 'prologue.cjs'))).digest()
 
-t.test('the first run writes the cache, later runs use it as it is', async t => {
+t.test('the first run with a validated config writes the cache, later runs use it as it is', async t => {
   const dir = installed(t)
+  const validating = prologue(dir)
+  t.equal(validating.status, 0, validating.stderr)
+  t.ok(existsSync(join(dir, 'config.cache.json')), 'the first run validated the config and kept it')
+  t.notOk(existsSync(join(dir, 'prologue.cjs.cache')), 'and wrote no code cache: it would hold the YAML parser and schema too')
   const first = prologue(dir)
   t.equal(first.status, 0, first.stderr)
   const cache = readFileSync(join(dir, 'prologue.cjs.cache'))
@@ -51,6 +55,7 @@ t.test('the hooks keep their validated config beside their bundles, and the next
 
 t.test('a cache of another bundle, or one V8 refuses, is replaced and the hook still runs', async t => {
   const dir = installed(t)
+  prologue(dir) // validates the config: later runs write the code cache
   const cacheFile = join(dir, 'prologue.cjs.cache')
   for (const [what, content] of [
     ['another bundle', Buffer.concat([Buffer.alloc(32, 1), Buffer.alloc(4096, 7)])],
