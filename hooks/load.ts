@@ -10,7 +10,7 @@
 // V8 checks its version and flags, but matches the source by length only: the file starts
 // with the bundle's SHA-256, so a cache is never used with any other bundle.
 import { createHash } from 'node:crypto'
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
@@ -64,7 +64,8 @@ function readCache(): Buffer | undefined {
 function writeCache(code: number): void {
   if (code !== 0) return
   try {
-    if (statSync(join(__dirname, 'config.cache.json')).mtimeMs >= began) return
+    const copies = readdirSync(__dirname).filter(f => /^config-[0-9a-f]{16}\.json$/.test(f))
+    if (copies.some(f => statSync(join(__dirname, f)).mtimeMs >= began)) return
   } catch {
     // no validated copy kept here: nothing to wait for
   }

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { loadConfig } from '../lib/policy/config.ts'
 import { configJsonSchema, HOST_PATHS, parseConfig } from '../lib/policy/schema.ts'
@@ -123,7 +124,7 @@ t.test('the validated config is kept for the next hook, and trusted only as the 
   const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n', cache: {} })
   const config = `${dir}/c.yaml`
   const cacheDir = `${dir}/cache`
-  const cache = `${cacheDir}/config.cache.json`
+  const cache = `${cacheDir}/config-${createHash('sha256').update(config).digest('hex').slice(0, 16)}.json`
   const first = await loadConfig(config, { cacheDir })
   t.equal(first.queues.get('batch')!.image, 'x')
   t.equal(statSync(cache).mode & 0o777, 0o644)

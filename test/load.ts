@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { writeWrappers } from '../hooks/wrapper.ts'
 
 const DIST = join(import.meta.dirname, '../dist/cbatch.d')
+/** The validated copy of a test install's config (lib/policy/config.ts). */
+const configCopy = (dir: string) => `config-${createHash('sha256').update(join(dir, 'cbatch.yaml')).digest('hex').slice(0, 16)}.json`
 
 /** A copy of the loader and the prologue, its wrapper, and a config without the job's queue: no engine. */
 function installed(t: Test): string {
@@ -27,7 +29,7 @@ t.test('the first run with a validated config writes the cache, later runs use i
   const dir = installed(t)
   const validating = prologue(dir)
   t.equal(validating.status, 0, validating.stderr)
-  t.ok(existsSync(join(dir, 'config.cache.json')), 'the first run validated the config and kept it')
+  t.ok(existsSync(join(dir, configCopy(dir))), 'the first run validated the config and kept it')
   t.notOk(existsSync(join(dir, 'prologue.cjs.cache')), 'and wrote no code cache: it would hold the YAML parser and schema too')
   const first = prologue(dir)
   t.equal(first.status, 0, first.stderr)
@@ -43,7 +45,7 @@ t.test('the first run with a validated config writes the cache, later runs use i
 t.test('the hooks keep their validated config beside their bundles, and the next hook uses it', async t => {
   const dir = installed(t)
   t.equal(prologue(dir).status, 0)
-  const kept = join(dir, 'config.cache.json')
+  const kept = join(dir, configCopy(dir))
   t.match(JSON.parse(readFileSync(kept, 'utf8')).config.queues, [['batch', { image: 'busybox' }]])
   // Shown by altering the kept copy (as root would): the job's queue becomes one cbatch
   // manages, through an engine that is not there, although the YAML did not change.

@@ -1,6 +1,6 @@
 // cbatch.yaml as root reads it: a file only root may change, validated by schema.ts.
-// Hooks keep the validated result beside their bundles, keyed by the build and the file's
-// path and text: a hook whose config has not changed then neither loads the YAML parser
+// Hooks keep the validated result beside their bundles, one file per config path, keyed
+// by the build and the file's text: a hook whose config has not changed then neither loads the YAML parser
 // and the schema nor runs them, which is a sizeable share of each hook's start-up
 // (bench/RESULTS.md). The copy is trusted as the config is: only if root alone can change it.
 import { createHash } from 'node:crypto'
@@ -15,7 +15,8 @@ export type { Config, QueuePolicy } from './schema.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
 
-const CACHE_FILE = 'config.cache.json'
+/** One validated copy per config path (a node has one; the emulator and tests, many). */
+const cacheFileOf = (file: string) => `config-${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`
 
 interface CachedConfig {
   key: string
@@ -29,7 +30,7 @@ interface CachedConfig {
 export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir?: string } = {}): Promise<Config> {
   const file = resolve(path)
   const text = readConfigText(file)
-  const cache = options.cacheDir && join(options.cacheDir, CACHE_FILE)
+  const cache = options.cacheDir && join(options.cacheDir, cacheFileOf(file))
   const key = createHash('sha256').update(`${BUILD}\0${file}\0${text}`).digest('hex')
   const cached = cache ? readCache(cache, key) : undefined
   if (cached) return cached
