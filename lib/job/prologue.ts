@@ -6,7 +6,7 @@ import { dirname, join, posix } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
-import { claimPull, pullWithRetries, waitForImage } from './pull.ts'
+import { claimPull, pullRecord, pullWithRetries, waitForImage } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
@@ -61,9 +61,14 @@ function pullFor(config: Config, policy: QueuePolicy, engine: ContainerEngine, {
       auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
     })
   }
+  const fresh = policy.pull === 'always'
   return async image => {
-    if (claimPull(image)) startPuller(image)
-    await waitForImage(engine, image, timeoutMs, { fresh: policy.pull === 'always' })
+    if (claimPull(image)) {
+      // A pull that ended since this prologue looked may have brought it: no second pull.
+      if (!fresh && await engine.hasImage(image)) return pullRecord.ended(image, undefined)
+      startPuller(image)
+    }
+    await waitForImage(engine, image, timeoutMs, { fresh })
   }
 }
 
