@@ -10,6 +10,7 @@ import { pullRecord, pullWithRetries } from '../lib/job/pull.ts'
 import { nodeLogger } from '../lib/log.ts'
 import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 import { loadConfig } from '../lib/policy/config.ts'
+import { leaveJobCgroups } from '../lib/torque/cgroups.ts'
 import { isImageReference } from '../lib/policy/image.ts'
 
 const image = process.argv[2] ?? ''
@@ -17,6 +18,7 @@ const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
 
 async function pull(): Promise<void> {
   if (!configPath || !isImageReference(image)) throw new Error('usage: puller IMAGE, with CBATCH_CONFIG')
+  leaveJobCgroups()
   pullRecord.started(image)
   let log = nodeLogger('puller', '-', undefined)
   const metrics = new MetricsBatch()

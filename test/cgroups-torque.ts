@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { killContainerProcesses, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
+import { killContainerProcesses, leaveJobCgroups, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
 
 t.test('a container that outlives its job is killed through its cgroup, the job\'s own processes are not', async t => {
   const inContainer = spawn('sleep', ['30'], { stdio: 'ignore' })
@@ -41,4 +41,17 @@ t.test('the starter rejoins only a job memory cgroup its wrapper named', async t
     rejoinJobMemoryCgroup(bad, { proc: '/proc', sys })
   }
   t.notOk(existsSync(join(sys, 'memory/etc/cgroup.procs')))
+})
+
+t.test('the detached pull leaves the job\'s cgroups for the root of each hierarchy, and only those', async t => {
+  const base = t.testdir({
+    proc: { self: { cgroup: '9:name=systemd:/system.slice/pbs_mom.service\n5:devices:/torque/12.srv\n4:memory:/torque/12.srv\n1:cpu,cpuacct:/torque/12.srv\n3:pids:/\n' } },
+    sys: { systemd: {}, devices: {}, memory: {}, 'cpu,cpuacct': {}, pids: {} },
+  })
+  leaveJobCgroups({ proc: join(base, 'proc'), sys: join(base, 'sys') })
+  for (const controller of ['devices', 'memory', 'cpu,cpuacct']) {
+    t.equal(readFileSync(join(base, 'sys', controller, 'cgroup.procs'), 'utf8'), String(process.pid), controller)
+  }
+  t.notOk(existsSync(join(base, 'sys/systemd/cgroup.procs')), 'a cgroup of no job is left as it is')
+  t.notOk(existsSync(join(base, 'sys/pids/cgroup.procs')))
 })

@@ -26,6 +26,24 @@ export function rejoinJobMemoryCgroup(memcg: string | undefined, roots: CgroupRo
 }
 
 /**
+ * Moves this process out of the job's cgroups (a TORQUE built with cgroups starts the
+ * prologue in them) to the root of each hierarchy: for what outlives the job, the detached
+ * image pull, which would otherwise count against the job's limits and keep pbs_mom from
+ * removing its cgroups. Best effort.
+ */
+export function leaveJobCgroups(roots: CgroupRoots = HOST): void {
+  for (const line of readFileSync(join(roots.proc, 'self/cgroup'), 'utf8').split('\n')) {
+    const m = /^\d+:([^:]*):\/torque\/[^\0]*$/.exec(line)
+    if (!m) continue
+    try {
+      writeFileSync(join(roots.sys, m[1].replace(/^name=/, ''), 'cgroup.procs'), String(process.pid))
+    } catch {
+      // a hierarchy not mounted where expected: the pull still runs
+    }
+  }
+}
+
+/**
  * Removes what the engine made under the job's cgroup in controllers pbs_mom does not
  * clean (pids, blkio, freezer, systemd, …), once the container is gone. Returns what it removed.
  */
