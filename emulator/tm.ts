@@ -4,9 +4,10 @@
 // (torque-contract.md, "Multi-node jobs and TM tasks"). As on a real cluster the task
 // launcher needs TCP to the mom: from a container that is the host network.
 // The wire is not TM's: a small HTTP request that busybox wget can make.
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
+import { replaceFile } from '../lib/host/trusted.ts'
 
 /** Where the emulator keeps its pbsdsh: a site volume of a queue can offer it to jobs. */
 export const EMULATOR_TOOLS = '/var/lib/cbatch-emulator/bin'
@@ -110,9 +111,6 @@ done || { echo "pbsdsh: cannot reach pbs_mom at 127.0.0.1:$PBS_MOMPORT (tm_init 
 export function installPbsdsh(dir = EMULATOR_TOOLS): string {
   mkdirSync(dir, { recursive: true, mode: 0o755 })
   const file = join(dir, 'pbsdsh')
-  const temporary = `${file}.${process.pid}`
-  writeFileSync(temporary, PBSDSH, { mode: 0o755 })
-  chmodSync(temporary, 0o755)
-  renameSync(temporary, file)
+  replaceFile(file, PBSDSH, 0o755)
   return file
 }

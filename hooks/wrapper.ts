@@ -4,8 +4,9 @@
 // with an empty environment, so none of them (NODE_OPTIONS…) changes how it runs, and reads
 // the real one from fd 3 as data. What cbatch itself obeys (the config file) is written
 // here, by root, never taken from the job.
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { replaceFile } from '../lib/host/trusted.ts'
 
 export const HOOKS = ['prologue', 'prologue.parallel', 'jobstarter', 'epilogue', 'epilogue.parallel', 'nodecheck'] as const
 export type HookName = typeof HOOKS[number]
@@ -64,10 +65,5 @@ CBATCH_ENV
 /** Writes the three wrappers into `dir`, each whole (concurrent writers never leave half a file). */
 export function writeWrappers(dir: string, options: WrapperOptions): void {
   mkdirSync(dir, { recursive: true, mode: 0o755 })
-  for (const hook of HOOKS) {
-    const temporary = join(dir, `.${hook}.${process.pid}`)
-    writeFileSync(temporary, hookWrapper(hook, options), { mode: 0o755 })
-    chmodSync(temporary, 0o755)
-    renameSync(temporary, join(dir, hook))
-  }
+  for (const hook of HOOKS) replaceFile(join(dir, hook), hookWrapper(hook, options), 0o755)
 }

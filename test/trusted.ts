@@ -1,8 +1,8 @@
 // Paths root relies on: trusted only when no one but root can change what they name.
 import t from 'tap'
-import { chmodSync, chownSync, lchownSync, linkSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs'
+import { chmodSync, chownSync, lchownSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { appendToRootFile, assertRootControlled } from '../lib/host/trusted.ts'
+import { appendToRootFile, assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
 import { hostId } from './helpers/jobs.ts'
 
 const someone = { uid: Number(hostId('-u')), gid: Number(hostId('-g')) }
@@ -54,4 +54,20 @@ t.test('appends go only to root\'s own regular file with one name, never through
   mkdirSync(join(dir, 'open'), { mode: 0o777 })
   chmodSync(join(dir, 'open'), 0o777)
   t.throws(() => appendToRootFile(join(dir, 'open/cbatch.log'), 'line\n', 'node log'), { message: /others may write to/ })
+})
+
+t.test('files are replaced whole, with exactly the mode asked whatever the umask, never through what was there', async t => {
+  const dir = t.testdir({ target: 'untouched\n', 'file': 'old\n' })
+  // What a crashed writer of this pid left, or a planted link, at the temporary's name.
+  symlinkSync(join(dir, 'target'), join(dir, `.file.${process.pid}`))
+  const umask = process.umask(0o077) // pbs_mom's, for the prologue and the starter
+  try {
+    replaceFile(join(dir, 'file'), 'new\n', 0o644)
+  } finally {
+    process.umask(umask)
+  }
+  t.equal(readFileSync(join(dir, 'file'), 'utf8'), 'new\n')
+  t.equal(statSync(join(dir, 'file')).mode & 0o777, 0o644)
+  t.equal(readFileSync(join(dir, 'target'), 'utf8'), 'untouched\n')
+  t.same(readdirSync(dir).sort(), ['file', 'target'], 'no temporary left')
 })

@@ -1,8 +1,8 @@
 // Files root relies on: the config, the engine socket, the node log and the accounting
 // file. Root trusts such a path only if no one but root can change what it names, and
 // appends only to files that are root's own, never through a link (docs/security.md).
-import { closeSync, constants, fsyncSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, writeSync } from 'node:fs'
-import { dirname, posix } from 'node:path'
+import { chmodSync, closeSync, constants, fsyncSync, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { basename, dirname, join, posix } from 'node:path'
 import { UnsafePathError } from '../errors.ts'
 
 const GROUP_OR_OTHER_WRITE = 0o022
@@ -81,5 +81,24 @@ export function appendToRootFile(file: string, text: string, what: string, optio
     if (options.sync) fsyncSync(fd)
   } finally {
     closeSync(fd)
+  }
+}
+
+/**
+ * Replaces `file` whole with `content`, mode exactly `mode` (whatever the umask: pbs_mom
+ * runs hooks with 0077): written to a temporary of its own beside it, never through
+ * anything already there, then renamed over it. Readers and concurrent writers only ever
+ * see whole files. For directories only root may write to.
+ */
+export function replaceFile(file: string, content: string | Uint8Array, mode: number): void {
+  const temporary = join(dirname(file), `.${basename(file)}.${process.pid}`)
+  rmSync(temporary, { force: true }) // one a crashed process of the same pid left
+  try {
+    writeFileSync(temporary, content, { mode, flag: 'wx' })
+    chmodSync(temporary, mode)
+    renameSync(temporary, file)
+  } catch (err) {
+    rmSync(temporary, { force: true })
+    throw err
   }
 }

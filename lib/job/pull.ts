@@ -7,11 +7,11 @@
 // under way are directories in a directory of root's (/run/cbatch/pulls), made with
 // mkdir, which only one process can win.
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
 import { EngineTimeoutError, ImageDeniedError, ImagePullError } from '../errors.ts'
-import { assertRootControlled } from '../host/trusted.ts'
+import { assertRootControlled, replaceFile } from '../host/trusted.ts'
 
 export const PULLS_DIR = '/run/cbatch/pulls'
 
@@ -82,11 +82,11 @@ export function claimPull(image: string, pullsDir = PULLS_DIR): boolean {
 /** The puller records itself, and at the end what became of the pull, then lets go. */
 export const pullRecord = {
   started(image: string, pullsDir = PULLS_DIR): void {
-    writeWhole(join(pullDir(image, pullsDir), 'pid'), String(process.pid))
+    replaceFile(join(pullDir(image, pullsDir), 'pid'), String(process.pid), 0o600)
   },
   ended(image: string, failure: { refused: boolean; message: string } | undefined, pullsDir = PULLS_DIR): void {
     const dir = pullDir(image, pullsDir)
-    if (failure) writeWhole(`${dir}.${failure.refused ? 'refused' : 'failed'}`, failure.message)
+    if (failure) replaceFile(`${dir}.${failure.refused ? 'refused' : 'failed'}`, failure.message, 0o600)
     rmSync(dir, { recursive: true, force: true })
   },
 }
@@ -146,7 +146,3 @@ function alive(pid: number): boolean {
   }
 }
 
-function writeWhole(file: string, text: string): void {
-  writeFileSync(`${file}.${process.pid}`, text, { mode: 0o600 })
-  renameSync(`${file}.${process.pid}`, file)
-}

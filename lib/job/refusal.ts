@@ -3,7 +3,8 @@
 // into the job's .ER (its stderr), records the refusal here and exits 0; the job starter
 // then refuses to run the job, and pbs_mom delivers the .ER with the reason. Without the
 // record the starter refuses all the same (the job has no container): it only says less.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { replaceFile } from '../host/trusted.ts'
 import { join } from 'node:path'
 import { jobFilePrefix } from '../torque/jobfile.ts'
 
@@ -15,8 +16,7 @@ function recordFile(momPriv: string, jobId: string): string {
 export function recordRefusal(momPriv: string, jobId: string, reason: string): void {
   const file = recordFile(momPriv, jobId)
   mkdirSync(join(momPriv, 'cbatch-refused'), { mode: 0o700, recursive: true })
-  writeFileSync(`${file}.${process.pid}`, reason, { mode: 0o600 })
-  renameSync(`${file}.${process.pid}`, file)
+  replaceFile(file, reason, 0o600)
 }
 
 /** The reason the prologue refused the job, if it did. */

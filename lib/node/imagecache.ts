@@ -2,12 +2,12 @@
 // last used it, which queues name it, and what to remove to stay under the config's budget.
 // Jobs' last uses are files of root's, one per image reference, touched by the prologue.
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { NodeImage } from '../engine/engine.ts'
 import type { QueuePolicy } from '../policy/config.ts'
 import { withTag } from '../policy/image.ts'
-import { assertRootControlled } from '../host/trusted.ts'
+import { assertRootControlled, replaceFile } from '../host/trusted.ts'
 
 export const IMAGE_USE_DIR = '/var/lib/cbatch/image-use'
 
@@ -17,8 +17,7 @@ export function recordImageUse(reference: string, dir = IMAGE_USE_DIR): void {
     mkdirSync(dir, { recursive: true, mode: 0o755 })
     assertRootControlled(dir, 'image use directory', { strict: true })
     const file = join(dir, createHash('sha256').update(reference).digest('hex').slice(0, 32))
-    writeFileSync(`${file}.${process.pid}`, reference, { mode: 0o644 })
-    renameSync(`${file}.${process.pid}`, file)
+    replaceFile(file, reference, 0o644)
   } catch {
     // pruning then goes by the image's age
   }

@@ -4,10 +4,10 @@
 // Counters and summaries only: what a short-lived process can add to, never lose.
 // (A client library such as prom-client keeps metrics in one process's memory: here they
 // span thousands of processes, so the little text format is written here.)
-import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
-import { assertRootControlled } from '../host/trusted.ts'
+import { assertRootControlled, replaceFile } from '../host/trusted.ts'
 
 /** Where the counts behind each textfile are kept. */
 export const METRICS_STATE_DIR = '/var/lib/cbatch'
@@ -57,10 +57,10 @@ export function flushMetrics(batch: MetricsBatch, textfile: string, stateDir = M
         add(values, series(`${o.name}_sum` as MetricName, o.labels), o.value)
         add(values, series(`${o.name}_count` as MetricName, o.labels), 1)
       }
-      writeWhole(state, JSON.stringify(values))
+      replaceFile(state, JSON.stringify(values), 0o600)
       mkdirSync(dirname(textfile), { recursive: true, mode: 0o755 })
       assertRootControlled(dirname(textfile), 'metrics textfile directory')
-      writeWhole(textfile, render(values), 0o644)
+      replaceFile(textfile, render(values), 0o644) // node_exporter reads it, as whoever it runs as
     })
   } catch {
     // the next hook writes them again, with its own counts
@@ -128,7 +128,3 @@ function withLock(state: string, work: () => void): void {
   }
 }
 
-function writeWhole(file: string, text: string, mode = 0o600): void {
-  writeFileSync(`${file}.${process.pid}`, text, { mode })
-  renameSync(`${file}.${process.pid}`, file)
-}

@@ -4,10 +4,10 @@
 // and the schema nor runs them, which is a sizeable share of each hook's start-up
 // (bench/RESULTS.md). The copy is trusted as the config is: only if root alone can change it.
 import { createHash } from 'node:crypto'
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { ConfigError, UnsafePathError } from '../errors.ts'
-import { assertRootControlled } from '../host/trusted.ts'
+import { assertRootControlled, replaceFile } from '../host/trusted.ts'
 import { BUILD } from '../version.ts'
 import type { Config, QueuePolicy } from './schema.ts'
 
@@ -64,13 +64,11 @@ function readCache(cache: string, key: string): Config | undefined {
 
 /** Whole files only (concurrent hooks each rename their own); best effort: speed only. */
 function writeCache(cache: string, key: string, config: Config): void {
-  const temporary = `${cache}.${process.pid}`
   try {
     assertRootControlled(join(cache, '..'), 'config cache directory', { strict: true })
     const kept: CachedConfig = { key, config: { ...config, queues: [...config.queues] } }
-    writeFileSync(temporary, JSON.stringify(kept), { mode: 0o644, flag: 'wx' })
-    renameSync(temporary, cache)
+    replaceFile(cache, JSON.stringify(kept), 0o644)
   } catch {
-    rmSync(temporary, { force: true })
+    // validated again next time
   }
 }
