@@ -16,7 +16,7 @@ import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
-import { formatBytes, formatDuration } from '../lib/format.ts'
+import { formatBytes, formatDuration, formatTable } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
 import { diagnose } from '../lib/node/doctor.ts'
 import { VERSION } from '../lib/version.ts'
@@ -271,8 +271,7 @@ async function ps(values: Values): Promise<number> {
     j.memoryBytes === undefined ? '-' : `${formatBytes(j.memoryBytes)}${j.memoryLimitBytes ? ` / ${formatBytes(j.memoryLimitBytes)}` : ''}`,
     j.knownToMom ? 'known' : 'unknown',
   ])]
-  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
-  for (const row of rows) process.stdout.write(`${row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()}\n`)
+  process.stdout.write(formatTable(rows))
   return 0
 }
 

@@ -5,10 +5,9 @@
 import type { Config } from '../lib/policy/config.ts'
 import type { Engine, PullProgress } from '../lib/engine/engine.ts'
 import { UsageError } from '../lib/errors.ts'
-import { formatBytes } from '../lib/format.ts'
-import { registryAuth, registryOf } from '../lib/host/registryauth.ts'
+import { formatBytes, formatTable } from '../lib/format.ts'
 import { describeImages, lastUses, planPrune, type CachedImage } from '../lib/node/imagecache.ts'
-import { pullWithRetries } from '../lib/job/pull.ts'
+import { pullPlan, pullWithRetries } from '../lib/job/pull.ts'
 import { parseSize } from '../lib/torque/contract.ts'
 
 export interface ImagesOptions {
@@ -41,8 +40,7 @@ function list(images: CachedImage[], json: boolean | undefined, out: NodeJS.Writ
     i.references.join(',') || '<none>', i.id.replace(/^sha256:/, '').slice(0, 12), formatBytes(i.size),
     i.lastUse?.toISOString().replace(/\.\d+Z$/, 'Z') ?? '-', i.queues.join(',') || '-', i.inUse ? 'yes' : 'no',
   ])]
-  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
-  for (const row of rows) out.write(`${row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()}\n`)
+  out.write(formatTable(rows))
   return 0
 }
 
@@ -66,10 +64,7 @@ async function pull(config: Config, engine: Engine, queue: string | undefined, o
   const wanted = [...new Set([...config.queues].filter(([name]) => queue === undefined || name === queue).map(([, q]) => q.image))]
   for (const image of wanted) {
     const show = progress(image, out)
-    await pullWithRetries(engine, image, {
-      attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000, onProgress: show.event,
-      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
-    })
+    await pullWithRetries(engine, image, pullPlan(config.images, image, config.images.pullDeadline * 1000, show.event))
     show.done()
   }
   return 0

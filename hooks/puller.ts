@@ -5,8 +5,7 @@
 // prologue has already judged. Other prologues wait for what it records.
 import { Engine } from '../lib/engine/engine.ts'
 import { CbatchError, ImageDeniedError } from '../lib/errors.ts'
-import { registryAuth, registryOf } from '../lib/host/registryauth.ts'
-import { pullRecord, pullWithRetries } from '../lib/job/pull.ts'
+import { pullPlan, pullRecord, pullWithRetries } from '../lib/job/pull.ts'
 import { nodeLogger } from '../lib/log.ts'
 import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 import { loadConfig } from '../lib/policy/config.ts'
@@ -28,10 +27,7 @@ async function pull(): Promise<void> {
     textfile = config.metrics.textfile
     log = nodeLogger('puller', '-', config.log.file, config.log.syslog || undefined)
     const started = performance.now()
-    await pullWithRetries(Engine.fromConfig(config.engine), image, {
-      attempts: config.images.pullAttempts, timeoutMs: config.images.pullDeadline * 1000,
-      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
-    })
+    await pullWithRetries(Engine.fromConfig(config.engine), image, pullPlan(config.images, image, config.images.pullDeadline * 1000))
     const seconds = Math.round(performance.now() - started) / 1000
     log.info(`pulled image ${image}`, { image, seconds })
     pullRecord.ended(image, undefined)

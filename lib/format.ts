@@ -17,3 +17,9 @@ export function formatDuration(seconds: number): string {
   const pad = (n: number) => String(n).padStart(2, '0')
   return `${pad(Math.floor(s / 3600))}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`
 }
+
+/** Rows as aligned columns, two spaces apart, a line each (the first row is the header). */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)))
+  return rows.map(row => `${row.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()}\n`).join('')
+}

@@ -5,8 +5,7 @@ import { availableParallelism, hostname, totalmem } from 'node:os'
 import { dirname, join, posix } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
-import { registryAuth, registryOf } from '../host/registryauth.ts'
-import { claimPull, pullRecord, pullWithRetries, waitForImage } from './pull.ts'
+import { claimPull, pullPlan, pullRecord, pullWithRetries, waitForImage } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
@@ -56,10 +55,7 @@ export interface PrologueContext {
 function pullFor(config: Config, policy: QueuePolicy, engine: ContainerEngine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
   const timeoutMs = config.engine.pullTimeout * 1000
   if (!startPuller) {
-    return image => pullWithRetries(engine, image, {
-      attempts: config.images.pullAttempts, timeoutMs,
-      auth: () => (config.images.auth ? registryAuth(config.images.auth, registryOf(image)) : undefined),
-    })
+    return image => pullWithRetries(engine, image, pullPlan(config.images, image, timeoutMs))
   }
   const fresh = policy.pull === 'always'
   return async image => {
@@ -82,7 +78,9 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // pbs_mom writes the job file while the prologue runs: wait for it, where it can matter.
   const variableImage = policy.allowedImages.length && !sister ? await jobImageVariable(facts, momPriv) : undefined
   const image = grantedImage(policy, asks, variableImage)
-  sameOnEveryNode(env, policy.image, image, asks)
+  // How many nodes the job has: what each node may give it depends on it.
+  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
+  sameOnEveryNode(nodes, policy.image, image, asks)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
@@ -99,7 +97,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const mounts = await planMounts({
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
-  const gpus = await jobGpusHere(facts, env, policy, engine)
+  const gpus = await jobGpusHere(facts, nodes, env, policy, engine)
   const name = containerName(facts.jobId)
   // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
   // others write their own output.
@@ -152,8 +150,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
  * script (`#CBATCH` lines) and have no job file (CBATCH_IMAGE) when they make theirs, so a
  * job on several nodes runs in its queue's image with the site's mounts only.
  */
-function sameOnEveryNode(env: NodeJS.ProcessEnv, queueImage: string, image: string, asks: JobAsks): void {
-  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
+function sameOnEveryNode(nodes: number, queueImage: string, image: string, asks: JobAsks): void {
   if (nodes > 1 && (image !== queueImage || asks.mounts.length)) {
     throw new PolicyError(`this job runs on ${nodes} nodes, where every node makes the same container: `
       + `it runs in its queue's image ${queueImage} with the site's mounts (#CBATCH image=/mount= and CBATCH_IMAGE are for one-node jobs)`)
@@ -165,11 +162,10 @@ function sameOnEveryNode(env: NodeJS.ProcessEnv, queueImage: string, image: stri
  * queue gives GPUs at all. Sisters learn theirs only after prologue.parallel (they have no
  * gpu file before), so a GPU job runs on one node.
  */
-async function jobGpusHere(facts: JobFacts, env: NodeJS.ProcessEnv, policy: QueuePolicy, engine: ContainerEngine) {
+async function jobGpusHere(facts: JobFacts, nodes: number, env: NodeJS.ProcessEnv, policy: QueuePolicy, engine: ContainerEngine) {
   const asked = parseRequest(facts.resources).nodes.reduce((sum, n) => sum + n.gpus * n.count, 0)
   if (!asked) return undefined
   if (!policy.gpus) throw new PolicyError(`the job asks for ${asked} GPU${asked > 1 ? 's' : ''}; queue ${facts.queue} gives none`)
-  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
   if (nodes > 1) throw new PolicyError(`the job asks for GPUs on ${nodes} nodes; cbatch gives GPUs to jobs on one node`)
   const given = env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, hostname()) : []
   const gpus = jobGpus(asked, given, policy.gpus.devices)

@@ -12,6 +12,8 @@ import { join } from 'node:path'
 import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
 import { EngineTimeoutError, ImageDeniedError, ImagePullError } from '../errors.ts'
 import { assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { registryAuth, registryOf } from '../host/registryauth.ts'
+import type { Config } from '../policy/config.ts'
 
 export const PULLS_DIR = '/run/cbatch/pulls'
 
@@ -25,6 +27,14 @@ export interface PullPlan {
   /** Pause before try n (n >= 2): 1 s, 2 s, 4 s… */
   pause?: (attempt: number) => Promise<void>
   onProgress?: PullOptions['onProgress']
+}
+
+/** How the config says to pull `image`: its tries, its registry's credentials, within `timeoutMs`. */
+export function pullPlan(images: Config['images'], image: string, timeoutMs: number, onProgress?: PullPlan['onProgress']): PullPlan {
+  return {
+    attempts: images.pullAttempts, timeoutMs, onProgress,
+    auth: () => (images.auth ? registryAuth(images.auth, registryOf(image)) : undefined),
+  }
 }
 
 const backoff = (attempt: number) => new Promise<void>(r => setTimeout(r, 1000 * 2 ** (attempt - 2)))
