@@ -154,9 +154,9 @@ async function overhead() {
     ['  job starter', ms(median(phases.starter)), '', ''],
     ['  epilogue', ms(median(phases.epilogue)), '', ''],
   ])
-  const env = { PBS_JOBID: '1.bench', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
+  const env = { PBS_JOBID: '1.bench', PBS_JOBCOOKIE: 'BENCH', USER, PBS_QUEUE: 'batch', HOME: '/tmp' }
   const owner = await lookupUser(USER)
-  writeJobFile(pbsHome, { jobId: '1.bench', queue: 'batch', owner, group: USER, resources: 'nodes=1', variables: {} })
+  writeJobFile(pbsHome, { jobId: '1.bench', queue: 'batch', owner, group: USER, resources: 'nodes=1', variables: {}, cookie: 'BENCH' })
   const hookArgs = ['1.bench', USER, USER, 'b', 'nodes=1', 'batch', '', script]
   const startups = {
     prologue: await repeatMeasured(() => startupBeforeEngine('prologue', hookArgs, {})),

@@ -217,8 +217,12 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const alarm = opts.prologAlarm ?? 300
   const hooks = hooksFor(opts.hooksDir, opts.config, pbsHome)
 
+  // The job's secret: the mother superior makes it, sends it to its sisters, saves it in the
+  // job file and gives it to the job shell and every task (PBS_JOBCOOKIE).
+  const cookie = randomBytes(16).toString('hex').toUpperCase()
+  const record = { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {}, cookie }
   // pbs_mom writes the job file while the prologue already runs (contract: seen ~200 ms in).
-  const jobFile = () => writeJobFile(pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} })
+  const jobFile = () => writeJobFile(pbsHome, record)
   const cgroups = opts.cgroups ? makeJobCgroups(jobId, resources, opts.cgroups) : undefined
 
   // Sisters: prologue.parallel first, all of them, before the mother superior's prologue
@@ -235,7 +239,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       join(sister.pbsHome, 'mom_priv'), nothing, alarm)
   }))
   // Then a sister saves the job, and from then on has its job file.
-  sisters.forEach(sister => writeJobFile(sister.pbsHome, { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {} }))
+  sisters.forEach(sister => writeJobFile(sister.pbsHome, record))
   const sisterEpilogues = (used: string) => Promise.all(sisters.map((sister, i) => runScript(join(sisterHooks[i], 'epilogue.parallel'),
     [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', '0', sisterScript(i)], scriptEnv, join(sister.pbsHome, 'mom_priv'), nothing, alarm)))
   const noUse = 'cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0'
@@ -264,7 +268,6 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       PBS_O_QUEUE: queue, PBS_O_LANG: process.env.LANG ?? 'C',
       ...opts.variables,
     }
-    const cookie = randomBytes(16).toString('hex')
     // A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
     // SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
     // Only the mother superior's tasks have the node file.
@@ -359,6 +362,7 @@ export interface EmulatedJobFile {
   group: string
   resources: string
   variables: Record<string, string>
+  cookie: string
 }
 
 /** Most of a job's output file the record holds (a string cannot hold a GiB). */
@@ -437,6 +441,7 @@ function jobFileXml(job: EmulatedJobFile): string {
         Resource_List: Object.fromEntries([...parseResourceList(job.resources)].map(([k, v]) => [k, attribute(v)])),
         Variable_List: attribute(Object.entries(job.variables).map(([k, v]) => `${k}=${v}`).join('\n')),
         euser: attribute(job.owner.name),
+        cookie: attribute(job.cookie),
         egroup: attribute(job.group),
       },
     },

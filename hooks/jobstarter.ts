@@ -5,7 +5,7 @@
 // Its environment is the job's: whose job it is comes from pbs_mom's job file.
 import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/job/starter.ts'
 import { lookupUser } from '../lib/host/identity.ts'
-import { readJobRecord } from '../lib/torque/jobfile.ts'
+import { readClaimedJob } from '../lib/torque/jobfile.ts'
 import { jobLimits } from '../lib/torque/rlimits.ts'
 import { refusalOf } from '../lib/job/refusal.ts'
 import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
@@ -20,7 +20,7 @@ const REFUSED = 125
 void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
-  const job = readJobRecord(momPriv, facts.jobId)
+  const job = readClaimedJob(momPriv, facts.jobId, facts.cookie)
   checkClaims(facts, job)
   const request = { facts, job, argv, env }
   if (!config.queues.has(job.queue)) {
@@ -38,6 +38,12 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   early: ({ momPriv, env }) => {
     const reason = env.PBS_JOBID ? refusalOf(momPriv, env.PBS_JOBID) : undefined
     if (reason === undefined) return undefined
+    // Said only to the job's own processes: the reason may name its owner's paths.
+    try {
+      readClaimedJob(momPriv, env.PBS_JOBID!, env.PBS_JOBCOOKIE)
+    } catch {
+      return REFUSED
+    }
     if (env.PBS_TASKNUM !== '1') process.stderr.write(`cbatch: ${reason}\n`)
     return REFUSED
   },

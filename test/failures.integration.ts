@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
-import { recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { cookieOf, recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -52,7 +52,7 @@ t.test('a bad config stops a job that reaches the starter anyway: never run unco
 t.test('the starter refuses a job whose container is missing', async t => {
   recordJob('999.nowhere')
   const starter = runHook('jobstarter', ['/bin/sh'],
-    { env: { PBS_JOBID: '999.nowhere', USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config: testConfig(shared.path), input: 'echo must-not-run\n' })
+    { env: { PBS_JOBID: '999.nowhere', PBS_JOBCOOKIE: cookieOf('999.nowhere'), USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config: testConfig(shared.path), input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
   t.match(starter.stderr, /^cbatch: no container for job 999\.nowhere/)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { jobFilePath, jobFilePrefix, parseJobRecord, readJobRecord } from '../lib/torque/jobfile.ts'
+import { jobFilePath, jobFilePrefix, parseJobRecord, readClaimedJob, readJobRecord } from '../lib/torque/jobfile.ts'
 
 // As TORQUE 6.1's pbs_mom writes it (src/test/pam_pbssimpleauth/job.xml, trimmed).
 const XML = `<?xml version="1.0"?>
@@ -24,12 +24,13 @@ USER=root
 </Variable_List>
     <euser flags="1">adaptive</euser>
     <egroup flags="5">staff</egroup>
+    <cookie flags="4101">4AE19A3C2F7F50B67F8FD2F7E8C1C9B1</cookie>
   </attributes>
 </job>
 `
 
 t.test('the owner and queue are what pbs_mom wrote, not the job\'s variables', async t => {
-  t.same(parseJobRecord(XML, '13.head'), { jobId: '13.head', queue: 'batch', user: 'adaptive', uid: 500, group: 'staff', gid: 501 })
+  t.same(parseJobRecord(XML, '13.head'), { jobId: '13.head', queue: 'batch', user: 'adaptive', uid: 500, group: 'staff', gid: 501, cookie: '4AE19A3C2F7F50B67F8FD2F7E8C1C9B1' })
 })
 
 t.test('a job file that is not this job\'s, or not TORQUE 6\'s, is refused', async t => {
@@ -37,6 +38,7 @@ t.test('a job file that is not this job\'s, or not TORQUE 6\'s, is refused', asy
   t.throws(() => parseJobRecord('PBSJOB\0binary', '13.head'), { name: 'UsageError', message: /no jobid: is this TORQUE 6/ })
   t.throws(() => parseJobRecord(XML.replace('<execution_uid>500', '<execution_uid>-1'), '13.head'), { message: /execution_uid "-1" is not a number/ })
   t.throws(() => parseJobRecord(XML.replace(/<euser[^\n]*\n/, ''), '13.head'), { message: /no euser/ })
+  t.throws(() => parseJobRecord(XML.replace(/<cookie[^\n]*\n/, ''), '13.head'), { message: /no cookie/ })
 })
 
 t.test('files are found as pbs_mom names them: array sub-jobs, multi-mom ports', async t => {
@@ -55,4 +57,15 @@ t.test('the job file is read only from where root alone can write', async t => {
   writeFileSync(join(dir, 'jobs/13.head.JB'), XML)
   t.equal(readJobRecord(dir, '13.head').user, 'adaptive')
   t.throws(() => readJobRecord(dir, '14.head'), { name: 'UsageError', message: /not known to this pbs_mom/ })
+})
+
+t.test('a process belongs to a job only with that job\'s cookie, whatever its PBS_JOBID says', async t => {
+  const dir = t.testdir({ jobs: {} })
+  writeFileSync(join(dir, 'jobs/13.head.JB'), XML)
+  t.equal(readClaimedJob(dir, '13.head', '4AE19A3C2F7F50B67F8FD2F7E8C1C9B1').user, 'adaptive')
+  // An attacker's task names the victim's job (pbsdsh -e PBS_JOBID=13.head) with its own
+  // cookie, a guess, a prefix or none.
+  for (const cookie of ['0123456789ABCDEF0123456789ABCDEF', '4AE19A3C2F7F50B67F8FD2F7E8C1C9B', '4AE19A3C2F7F50B67F8FD2F7E8C1C9B1 ', '', undefined]) {
+    t.throws(() => readClaimedJob(dir, '13.head', cookie), { name: 'IdentityError', message: /not one of job 13.head's: its PBS_JOBCOOKIE/ }, String(cookie))
+  }
 })

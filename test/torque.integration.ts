@@ -12,7 +12,7 @@ import { Engine } from '../lib/engine/engine.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
-import { containersOf, PROLOGUE, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersOf, PROLOGUE, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -83,7 +83,7 @@ t.test('a job is never run in another image than its qsub -v asked for', async t
   const jobId = `${process.pid}1.late`
   await preparedJob(t, jobId, yaml)
   const starter = (image: string) => runHook('jobstarter', ['/bin/sh'],
-    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, CBATCH_IMAGE: image }, config, input: 'echo ran\n' })
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, PBS_JOBCOOKIE: cookieOf(jobId), CBATCH_IMAGE: image }, config, input: 'echo ran\n' })
   const other = starter(REGISTRY_IMAGE)
   t.equal(other.status, 125)
   t.equal(other.stdout, '')

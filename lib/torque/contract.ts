@@ -59,7 +59,10 @@ function checked<T extends JobFacts>(facts: T): T {
  * against what root wrote (the job's .JB, its container's labels); never settings.
  */
 export interface StarterFacts {
+  /** PBS_JOBID: a claim, held only with the job's cookie (jobfile.ts readClaimedJob). */
   jobId: string
+  /** PBS_JOBCOOKIE: the job's secret, as pbs_mom gave it to the job shell and its tasks. */
+  cookie?: string
   /** PBS_TASKNUM: 1 for the job shell, 2, 3, … for TM tasks. */
   task: number
   /** PBS_QUEUE, as pbs_mom set it. */
@@ -83,6 +86,7 @@ export function starterFacts(env: NodeJS.ProcessEnv = process.env): StarterFacts
   const task = Number(taskNumber)
   return {
     jobId: need('PBS_JOBID'),
+    cookie: env.PBS_JOBCOOKIE,
     task,
     queue: env.PBS_QUEUE,
     user: task === 1 ? need('USER') : undefined,

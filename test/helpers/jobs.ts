@@ -1,5 +1,6 @@
 // Runs real jobs through the built `cbatch run` (the pbs_mom emulator) against the real engine.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -145,10 +146,15 @@ export async function preparedJob(t: Test, jobId: string, configYaml: string, qu
   t.teardown(() => rmSync(jobFile, { force: true }))
 }
 
+/** The secret cookie recordJob gives a job: its job shell and tasks must show it (PBS_JOBCOOKIE). */
+export function cookieOf(jobId: string): string {
+  return createHash('sha256').update(jobId).digest('hex').slice(0, 32).toUpperCase()
+}
+
 /** pbs_mom's record of a job (its .JB) in the emulator's PBS_HOME, for hooks run directly. */
 export function recordJob(jobId: string, queue = 'batch', user = TEST_USER): string {
   return writeJobFile(DEFAULT_PBS_HOME, {
-    jobId, queue, group: user, resources: '', variables: {},
+    jobId, queue, group: user, resources: '', variables: {}, cookie: cookieOf(jobId),
     owner: { name: user, uid: Number(hostId('-u', user)), gid: Number(hostId('-g', user)) },
   })
 }
