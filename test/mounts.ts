@@ -1,10 +1,10 @@
 // Host paths of a job: resolved as the owner, judged on their real paths, checked after
 // the engine mounted them. Real directories, the real test user.
 import t, { type Test } from 'tap'
-import { chmodSync, chownSync, mkdirSync, renameSync, symlinkSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { lookupUser } from '../lib/host/identity.ts'
-import { planMounts, verifyMounts, type MountRequest } from '../lib/host/mounts.ts'
+import { parseMountInfo, planMounts, proveBinds, shownInContainer, type MountRequest } from '../lib/host/mounts.ts'
 import { TEST_USER } from './helpers/jobs.ts'
 
 const owner = await lookupUser(TEST_USER)
@@ -50,19 +50,51 @@ t.test('the owner\'s reach decides: a closed directory is refused even where roo
   t.same(await plan({ workDir: join(dir, 'missing') }), [], 'a PBS_O_WORKDIR this node does not have is left out')
 })
 
-t.test('verifyMounts: the container must show the very directory judged, still at its real path', async t => {
+t.test('proveBinds: a mount at exactly each target, read-only as asked, of the very object judged', async t => {
   const dir = tree(t)
   const mounts = await plan({ workDir: join(dir, 'rw/project') })
-  // A "container" whose root is the host's: each target shows what is on the host.
+  const binds = mounts.map(m => ({ target: m.target, readOnly: true, identity: m.identity, what: `PBS_O_WORKDIR ${m.source}` }))
+  // A "container" whose root is the host's, and whose mount table is written here.
   const proc = join(dir, 'proc')
   mkdirSync(join(proc, '42'), { recursive: true })
   symlinkSync('/', join(proc, '42/root'))
-  verifyMounts(42, mounts, proc)
-  t.pass('the judged directory is what the container shows')
+  const table = (...lines: string[]) => writeFileSync(join(proc, '42/mountinfo'), lines.map(l => `${l}\n`).join(''))
+  const at = (point: string, options = 'ro,relatime') => `91 74 254:0 /x ${point.replaceAll(' ', '\\040')} ${options} - ext4 /dev/vda rw`
+  table('74 50 0:39 / / rw,relatime - overlay overlay rw', at(binds[0].target))
+  proveBinds(42, binds, proc)
+  t.pass('the judged directory, mounted at its target')
+  // The engine followed a swapped link and mounted elsewhere: the directory is still seen
+  // at the target through a parent mount, but nothing is mounted there.
+  table('74 50 0:39 / / rw,relatime - overlay overlay rw', at('/home/victim/private'))
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError', message: /changed while the job's container was made/ })
+  table(at(binds[0].target), '95 91 0:50 / ' + binds[0].target + ' ro - tmpfs tmpfs ro')
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError' }, 'something else mounted on top')
+  table(at(binds[0].target, 'rw,relatime'))
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError' }, 'read-write where read-only was asked')
+  table(at(binds[0].target))
   renameSync(join(dir, 'rw/project'), join(dir, 'rw/elsewhere'))
   mkdirSync(join(dir, 'rw/project'))
-  t.throws(() => verifyMounts(42, mounts, proc), { name: 'UnsafePathError', message: /changed while the job's container was made/ })
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError', message: /changed while the job's container was made/ }, 'another directory')
   renameSync(join(dir, 'rw/project'), join(dir, 'rw/other'))
   symlinkSync(join(dir, 'rw/elsewhere'), join(dir, 'rw/project'))
-  t.throws(() => verifyMounts(42, mounts, proc), { name: 'UnsafePathError' }, 'the same directory, but through a link now')
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError' }, 'the same directory, but through a link now')
+  rmSync(join(proc, '42/mountinfo'))
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError', message: /cannot read the mount table/ })
+})
+
+t.test('what a container shows is looked up inside it, never through a link into the host', async t => {
+  const dir = tree(t)
+  // An image whose /.cbatch is an absolute link: from the host it would name the host's path.
+  const root = join(dir, 'image-root')
+  mkdirSync(root)
+  symlinkSync('/etc', join(root, '.cbatch'))
+  mkdirSync(join(dir, 'proc/7'), { recursive: true })
+  symlinkSync(root, join(dir, 'proc/7/root'))
+  t.equal(shownInContainer(7, '/.cbatch/passwd', join(dir, 'proc')), undefined)
+  mkdirSync(join(root, 'real'))
+  t.same(shownInContainer(7, '/real', join(dir, 'proc'))?.ino, statSync(join(root, 'real')).ino)
+})
+
+t.test('mount tables are read as the kernel escapes them', async t => {
+  t.same(parseMountInfo('36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n'), [{ mountPoint: '/mnt/a b', options: ['rw', 'noatime'] }])
 })

@@ -4,11 +4,11 @@
 //    owner's own permissions on every directory on the way);
 // 2. that real path is judged: never-mounted places, the queue's allowed roots;
 // 3. the real path is what is mounted, at the same path in the container;
-// 4. the directory judged is remembered by device and inode; once the container runs, what
-//    it shows at each target, and what is found at the real path without following any
-//    link, must both be that directory, or the job is refused: a swap between the check
-//    and the engine's mount cannot go unnoticed.
-import { lstatSync, realpathSync, statSync } from 'node:fs'
+// 4. the directory judged is remembered by device and inode; once the container runs, its
+//    own mount table must have a mount at each target whose root is that directory (reached
+//    without following any link), or the job is refused: a swap between the check and the
+//    engine's mount, at the source or at the target, cannot go unnoticed (proveBinds).
+import { lstatSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { posix } from 'node:path'
 import type { QueuePolicy } from '../policy/config.ts'
 import { PolicyError, UnsafePathError } from '../errors.ts'
@@ -129,24 +129,62 @@ function existsAsRoot(path: string): boolean {
   }
 }
 
-/**
- * Checks, once the container runs (its init's host pid), that each mount shows the object
- * judged, and that the object is still at its real path. Throws UnsafePathError.
- */
-export function verifyMounts(pid: number, mounts: HostMount[], proc = '/proc'): void {
-  for (const m of mounts) {
-    if (!sameObject(shownInContainer(pid, m.target, proc), m.identity)) throw changed(m)
-  }
-  assertUnchanged(mounts)
+/** A bind the container must show: at `target`, the object judged, read-only when asked. */
+export interface ExpectedBind {
+  target: string
+  readOnly: boolean
+  identity: Identity
+  /** For messages: what the owner would recognise. */
+  what: string
 }
 
-/** Device and inode of what a running container (its init's host pid) shows at `target`; undefined if nothing. */
-export function shownInContainer(pid: number, target: string, proc = '/proc'): Identity | undefined {
+/**
+ * Proves, once the container runs (its init's host pid), that each bind is what was judged,
+ * from the container's own mount table: one mount at exactly its target (the engine follows
+ * links at the source and at the target, and the owner may have swapped either meanwhile,
+ * even one nested in another of the job's writable mounts), read-only if asked, whose root
+ * is the very object judged (device and inode, reached inside the container without
+ * following any link). Throws UnsafePathError.
+ */
+export function proveBinds(pid: number, binds: ExpectedBind[], proc = '/proc'): void {
+  let table: MountEntry[]
   try {
-    return statSync(`${proc}/${pid}/root${target}`)
-  } catch {
-    return undefined
+    table = parseMountInfo(readFileSync(`${proc}/${pid}/mountinfo`, 'utf8'))
+  } catch (err) {
+    throw new UnsafePathError(`cannot read the mount table of the job's container`, (err as NodeJS.ErrnoException).code)
   }
+  for (const bind of binds) {
+    // Exactly one: a second mount there would be another bind the owner's links sent astray.
+    const [entry, ...more] = table.filter(e => e.mountPoint === posix.normalize(bind.target))
+    const ok = entry !== undefined && !more.length && (!bind.readOnly || entry.options.includes('ro'))
+      && sameObject(shownInContainer(pid, bind.target, proc), bind.identity)
+    if (!ok) throw new UnsafePathError(`${bind.what} changed while the job's container was made; the job is refused`)
+  }
+}
+
+export interface MountEntry {
+  mountPoint: string
+  /** Per-mount options (`ro`, `nosuid`, …). */
+  options: string[]
+}
+
+/** /proc/<pid>/mountinfo lines (proc(5)): mount point is field 5, per-mount options field 6; `\ooo` escapes. */
+export function parseMountInfo(text: string): MountEntry[] {
+  const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
+  return text.split('\n').filter(Boolean).map(line => {
+    const fields = line.split(' ')
+    return { mountPoint: unescape(fields[4]), options: fields[5].split(',') }
+  })
+}
+
+/**
+ * Device and inode of what a running container (its init's host pid) shows at `target`;
+ * undefined if nothing, or if any component on the way is a link: root never resolves a
+ * path inside a container through the host's root (an image's absolute link would lead
+ * into the host).
+ */
+export function shownInContainer(pid: number, target: string, proc = '/proc'): Identity | undefined {
+  return identityWithoutLinks(target, `${proc}/${pid}/root`)
 }
 
 /** Throws UnsafePathError if any mount's real path no longer holds the object judged (e.g. after the engine failed to mount it). */
@@ -160,10 +198,18 @@ export const sameObject = (a: Identity | undefined, b: Identity) => a !== undefi
 
 const changed = (m: HostMount) => new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
 
-/** Device and inode of `path` if no component of it is a link (a real path must have none). */
-function identityWithoutLinks(path: string): Identity | undefined {
-  let here = '/'
-  let stat = lstatSync(here)
+/**
+ * Device and inode of `path` if no component of it is a link (a real path must have none),
+ * below `root` (a container's root, /proc/<pid>/root, entered as the link it is).
+ */
+export function identityWithoutLinks(path: string, root = '/'): Identity | undefined {
+  let here = root
+  let stat
+  try {
+    stat = statSync(here)
+  } catch {
+    return undefined
+  }
   for (const part of posix.normalize(path).split('/').filter(Boolean)) {
     here = posix.join(here, part)
     try {

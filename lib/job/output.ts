@@ -8,7 +8,6 @@
 import { fstatSync, readlinkSync } from 'node:fs'
 import { sameObject, shownInContainer } from '../host/mounts.ts'
 import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from '../engine/container.ts'
-import { UnsafePathError } from '../errors.ts'
 
 /** The job's output files, as this process's fds 1 and 2 (the prologue's), if they are the owner's regular files. */
 export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): JobOutput | undefined {
@@ -26,13 +25,6 @@ export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): J
   const stderr = file(fds.stderr)
   if (!stdout || !stderr) return undefined
   return sameObject(stdout, stderr) ? { stdout } : { stdout, stderr }
-}
-
-/** Throws UnsafePathError unless the container shows, at each target, the very file the prologue had open. */
-export function verifyOutput(pid: number, output: JobOutput, proc = '/proc'): void {
-  for (const [name, file] of [['stdout', output.stdout], ['stderr', output.stderr]] as const) {
-    if (file && !sameObject(shownInContainer(pid, OUTPUT_TARGETS[name], proc), file)) throw new UnsafePathError(`the job's ${name} file ${file.path} changed while the job's container was made; the job is refused`)
-  }
 }
 
 /**

@@ -8,21 +8,21 @@ import { allocatedGpus, jobGpus } from '../host/gpus.ts'
 import { claimPull, pullPlan, pullRecord, pullWithRetries, waitForImage } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
-import { buildContainerSpec, containerName, findJobContainer } from '../engine/container.ts'
-import type { ContainerEngine } from '../engine/engine.ts'
+import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from '../engine/container.ts'
+import type { ContainerCreateSpec, ContainerEngine } from '../engine/engine.ts'
 import { ensureImage, grantedImage, type ImageSource } from '../policy/image.ts'
 import { lookupUser } from '../host/identity.ts'
 import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
 import { jobFilePath } from '../torque/jobfile.ts'
-import { assertUnchanged, planMounts, verifyMounts } from '../host/mounts.ts'
-import { outputFiles, verifyOutput } from './output.ts'
+import { assertUnchanged, identityWithoutLinks, planMounts, proveBinds, type ExpectedBind, type HostMount } from '../host/mounts.ts'
+import { outputFiles } from './output.ts'
 import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
 import { checkOwner, isWithin } from '../policy/security.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
 import { parseCount, type JobFacts } from '../torque/contract.ts'
-import { PolicyError, UsageError } from '../errors.ts'
+import { PolicyError, UnsafePathError, UsageError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
@@ -124,14 +124,15 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const accounts = accountsDir(momPriv, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
-    const id = await engine.run(build(scratchDir, writeAccountFiles(accounts, await lines))).catch(err => {
+    const spec = build(scratchDir, writeAccountFiles(accounts, await lines))
+    const binds = expectedBinds(spec, mounts, output)
+    const id = await engine.run(spec).catch(err => {
       assertUnchanged(mounts)
       throw err
     })
     const started = await engine.inspect(id)
     try {
-      verifyMounts(started?.pid ?? 0, mounts)
-      if (output) verifyOutput(started?.pid ?? 0, output)
+      proveBinds(started?.pid ?? 0, binds)
     } catch (err) {
       await engine.remove(id)
       throw err
@@ -237,4 +238,23 @@ async function removeJobContainer(engine: ContainerEngine, jobId: string): Promi
   const stale = await findJobContainer(engine, jobId)
   if (stale) await engine.remove(stale.id)
   return stale !== undefined
+}
+
+/**
+ * What each bind of the container must show, as judged: the job's directories by what the
+ * owner's resolution found, its output by the files pbs_mom opened, and root's own files
+ * (accounts, node file, script, scratch) as they are now, in places only root can change.
+ */
+function expectedBinds(spec: ContainerCreateSpec, mounts: HostMount[], output: JobOutput | undefined): ExpectedBind[] {
+  const outputs = [output?.stdout, output?.stderr].filter(f => f !== undefined)
+  return (spec.HostConfig?.Mounts ?? []).map(bind => {
+    const source = bind.Source!, target = bind.Target!, readOnly = !!bind.ReadOnly
+    const judged = mounts.find(m => m.source === source && m.target === target)
+    if (judged) return { target, readOnly, identity: judged.identity, what: `${judged.what} ${source}` }
+    const file = outputs.find(f => f.path === source)
+    if (file) return { target, readOnly, identity: file, what: `the job's output file ${source}` }
+    const identity = identityWithoutLinks(source)
+    if (!identity) throw new UnsafePathError(`${source} changed while the job's container was made; the job is refused`)
+    return { target, readOnly, identity, what: source }
+  })
 }
