@@ -12,6 +12,7 @@ import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
 import { starterFacts } from '../lib/torque/contract.ts'
 import { enteringEnvironment } from '../lib/policy/environment.ts'
 import { UsageError } from '../lib/errors.ts'
+import { claimTaskPlace } from '../lib/node/tasks.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)
@@ -27,11 +28,17 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
     rejoinJobMemoryCgroup(process.env.CBATCH_JOB_MEMCG)
     return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
   }
-  const engine = engineOf()
-  const container = await containerForShell(engine, job.jobId)
-  const status = await runInContainer(engine, container, { ...request, env: enteringEnvironment(env, config.queues.get(job.queue)!.environment) })
-  log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
-  return status
+  const policy = config.queues.get(job.queue)!
+  const release = claimTaskPlace(job.jobId, momPriv, policy.maxTasks)
+  try {
+    const engine = engineOf()
+    const container = await containerForShell(engine, job.jobId)
+    const status = await runInContainer(engine, container, { ...request, env: enteringEnvironment(env, policy.environment) })
+    log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
+    return status
+  } finally {
+    release()
+  }
 }, {
   // The prologue refused the job and wrote why into its .ER: nothing runs. A task says why
   // too: on a sister node, the prologue.parallel that refused it printed into /dev/null.

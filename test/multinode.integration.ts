@@ -29,6 +29,8 @@ accounting: { file: ${accounting} }
 queues:
   mpi:${mpiQueue('host')}
   isolated:${mpiQueue('none')}
+  capped:${mpiQueue('host')}
+    maxTasks: 3
 `)
 const { sisters, dispose } = await startSisters(2, config)
 t.teardown(dispose)
@@ -139,4 +141,22 @@ t.test('without the host network, pbsdsh cannot reach pbs_mom (tm_init fails), a
   t.match(job.stdout, /pbsdsh=1/)
   t.match(job.stderr, /pbsdsh: cannot reach pbs_mom .*host network/)
   t.same(job.tmTasks, [])
+})
+
+t.test('a job cannot make root hold more than maxTasks starters at once on a node', async t => {
+  // The job shell and 4 tasks at once on one node whose queue allows 3 starters: root's
+  // starters are tens of MiB each, outside the job's limits.
+  const job = await run(`for i in 1 2 3 4; do /opt/torque/bin/pbsdsh -n 0 sh -c 'sleep 3; echo slept' & done; wait\necho shell done\n`, [],
+    { queue: 'capped' })
+  t.equal(job.exitStatus, 0, job.stderr)
+  const statuses = job.tmTasks!.map(x => x.status)
+  t.equal(statuses.length, 4)
+  t.ok(statuses.filter(s => s === 125).length >= 2, `at least 2 of 4 tasks refused: ${statuses}`)
+  t.ok(statuses.filter(s => s === 0).length <= 2, `at most 2 tasks beside the job shell: ${statuses}`)
+  t.match(job.stderr, /cbatch: job \S+ already runs 2 tasks on this node, the most its queue allows \(maxTasks 3\)/)
+  t.match(job.stdout, /shell done/)
+  // Once they ended, their places are free again.
+  const again = await run(`/opt/torque/bin/pbsdsh -n 0 sh -c 'echo again'\n`, [], { queue: 'capped' })
+  t.same(again.tmTasks!.map(x => x.status), [0])
+  t.match(again.stdout, /again/)
 })

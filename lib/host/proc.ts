@@ -44,6 +44,11 @@ export function parentOf(stat: string): number {
   return Number(statFields(stat)[1])
 }
 
+/** When a process started, in clock ticks after boot (/proc/<pid>/stat field 22): a pid and this name one process. */
+export function startTimeOf(pid: number, proc = '/proc'): number {
+  return Number(statFields(readFileSync(`${proc}/${pid}/stat`, 'utf8'))[19])
+}
+
 /** The fields of /proc/<pid>/stat after the command name, from field 3 (state) on. */
 function statFields(stat: string): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')

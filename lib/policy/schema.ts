@@ -43,6 +43,10 @@ const policyFields = {
   shellFallback: Type.String({ pattern: '^/', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
   volumes: Type.Array(Volume, { default: [], description: 'site volumes mounted into every job container' }),
   pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
+  maxTasks: Type.Integer({
+    minimum: 1, maximum: 4096, default: 64,
+    description: 'most job shells and TM tasks (pbsdsh, mpiexec) a job may run at once on one node; each holds a root starter of tens of MiB',
+  }),
   limits: Type.Object({
     cpu: Type.Union([Type.Literal('quota'), Type.Literal('cpuset'), Type.Literal('none')], {
       default: 'quota', description: 'CPUs of the job as a CPU-time quota, TORQUE\'s cpuset for the job, or unlimited',
