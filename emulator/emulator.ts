@@ -18,6 +18,7 @@ import { formatDuration } from '../lib/format.ts'
 import { parentOf, signalSession } from '../lib/host/proc.ts'
 import { lookupUser, type Identity } from '../lib/host/identity.ts'
 import { parseDuration, parseResourceList, parseSize } from '../lib/torque/contract.ts'
+import { parseNodes, type NodeSpec } from '../lib/torque/nodes.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
@@ -187,7 +188,11 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const nodeCount = 1 + sisters.length
   const nodeNames = [hostname(), ...sisters.map((_, i) => `${hostname()}-sister${i + 1}`)]
   const nodeFile = join(pbsHome, 'aux', prefix)
-  writeFileSync(nodeFile, nodeNames.map(name => `${name}\n`.repeat(ppn)).join(''), { mode: 0o644 })
+  // Each node's slots, chunk by chunk where the spec's chunks are the nodes (`1:ppn=2+1:ppn=1`).
+  const chunks = specChunks(nodes)
+  const perNode = chunks?.flatMap(c => Array<number>(c.count).fill(c.ppn))
+  const slots = perNode?.length === nodeCount ? perNode : nodeNames.map(() => ppn)
+  writeFileSync(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), { mode: 0o644 })
   // pbs_mom built with NVIDIA support writes the job's GPUs beside the node file, before the prologue.
   const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
   const gpus = asked ? (opts.gpus ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
@@ -203,11 +208,14 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // As a real mom names it, double slash included (contract).
   const momNodeFile = join(pbsHome, 'aux') + '//' + prefix
   const jobSizes = {
-    PBS_NUM_NODES: String(nodeCount), PBS_NUM_PPN: String(ppn), PBS_NP: String(ppn * nodeCount), PBS_NODEFILE: momNodeFile,
+    PBS_NUM_NODES: String(nodeCount), PBS_NUM_PPN: String(ppn), PBS_NP: String(slots.reduce((a, b) => a + b, 0)), PBS_NODEFILE: momNodeFile,
   }
+  // A spec that names a host gives the prologues PBS_NUM_NODES=0 and the first chunk's
+  // numbers (contract, round 3); the job shell gets the right ones.
+  const hookSizes = chunks?.some(c => c.name) ? { ...jobSizes, PBS_NUM_NODES: '0', PBS_NP: String(ppn) } : jobSizes
   // The prologue's PATH is /bin:/usr/bin; PBS_RESOURCE_GRES only when gres was asked for.
   const scriptEnv: NodeJS.ProcessEnv = {
-    ...momEnv, PATH: '/bin:/usr/bin', ...jobSizes,
+    ...momEnv, PATH: '/bin:/usr/bin', ...hookSizes,
     PBS_RESOURCE_NODES: nodes, ...(resources.has('gres') ? { PBS_RESOURCE_GRES: resources.get('gres') } : {}),
     PBS_NODENUM: '0', PBS_MSHOST: hostname(), PBS_O_WORKDIR: workDir,
   }
@@ -232,8 +240,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const nothing = { out: '/dev/null', err: '/dev/null' }
   const sisterPrologues = await Promise.all(sisters.map((sister, i) => {
     const env = {
-      ...momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: jobSizes.PBS_NP,
-      PBS_NUM_NODES: jobSizes.PBS_NUM_NODES, PBS_NUM_PPN: jobSizes.PBS_NUM_PPN, PBS_O_WORKDIR: workDir, PBS_RESOURCE_NODES: nodes,
+      ...momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: hookSizes.PBS_NP,
+      PBS_NUM_NODES: hookSizes.PBS_NUM_NODES, PBS_NUM_PPN: hookSizes.PBS_NUM_PPN, PBS_O_WORKDIR: workDir, PBS_RESOURCE_NODES: nodes,
     }
     return runScript(join(sisterHooks[i], 'prologue.parallel'), [...prologueArgs.slice(0, 7), sisterScript(i)], env,
       join(sister.pbsHome, 'mom_priv'), nothing, alarm)
@@ -493,7 +501,10 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
   const fds = openOutputs(files)
   try {
     const started = performance.now()
-    const child = inside(() => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true }))
+    // pbs_mom's umask: 0077 for the mother superior's prologue and epilogue, 0022 for a
+    // sister's (contract, "Seen on real 6.1 moms, round 3").
+    const mask = path.endsWith('.parallel') ? 0o022 : 0o077
+    const child = inside(() => withUmask(mask, () => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })))
     let timedOut = false
     const alarm = setTimeout(() => {
       timedOut = true
@@ -634,6 +645,15 @@ function makeJobCgroups(jobId: string, resources: Map<string, string>, { cpus }:
       }
       return readdirSync(sys).map(dirOf).filter(existsSync)
     },
+  }
+}
+
+/** The node spec's chunks, or undefined for one pbs_server would take but cbatch cannot read (mom passes it on all the same). */
+function specChunks(nodes: string): NodeSpec[] | undefined {
+  try {
+    return parseNodes(nodes)
+  } catch {
+    return undefined
   }
 }
 

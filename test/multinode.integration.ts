@@ -6,6 +6,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
+import { hostname } from 'node:os'
 import { emulateJob, type EmulatedJob, type EmulatorOptions } from '../emulator/emulator.ts'
 import { startSisters, type SisterNode } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
@@ -146,17 +147,29 @@ t.test('without the host network, pbsdsh cannot reach pbs_mom (tm_init fails), a
 t.test('a job cannot make root hold more than maxTasks starters at once on a node', async t => {
   // The job shell and 4 tasks at once on one node whose queue allows 3 starters: root's
   // starters are tens of MiB each, outside the job's limits.
-  const job = await run(`for i in 1 2 3 4; do /opt/torque/bin/pbsdsh -n 0 sh -c 'sleep 3; echo slept' & done; wait\necho shell done\n`, [],
+  const job = await run(`for i in 1 2 3 4; do /opt/torque/bin/pbsdsh -n 0 sh -c 'sleep 3; echo slept' & done; wait\necho shell done\n`, sisters.slice(0, 1),
     { queue: 'capped' })
   t.equal(job.exitStatus, 0, job.stderr)
   const statuses = job.tmTasks!.map(x => x.status)
   t.equal(statuses.length, 4)
   t.ok(statuses.filter(s => s === 125).length >= 2, `at least 2 of 4 tasks refused: ${statuses}`)
   t.ok(statuses.filter(s => s === 0).length <= 2, `at most 2 tasks beside the job shell: ${statuses}`)
-  t.match(job.stderr, /cbatch: job \S+ already runs 2 tasks on this node, the most its queue allows \(maxTasks 3\)/)
+  t.match(job.stderr, /cbatch: job \S+ already runs 3 tasks on this node, the most its queue allows \(maxTasks 3\)/)
   t.match(job.stdout, /shell done/)
   // Once they ended, their places are free again.
-  const again = await run(`/opt/torque/bin/pbsdsh -n 0 sh -c 'echo again'\n`, [], { queue: 'capped' })
+  const again = await run(`/opt/torque/bin/pbsdsh -n 0 sh -c 'echo again'\n`, sisters.slice(0, 1), { queue: 'capped' })
   t.same(again.tmTasks!.map(x => x.status), [0])
   t.match(again.stdout, /again/)
+})
+
+t.test('every node spec form runs, and each node\'s container is sized by that node\'s own share', async t => {
+  const quota = `/opt/torque/bin/pbsdsh -u sh -c 'echo "node=$PBS_NODENUM cpus=$(($(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) / $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)))"'\n`
+  const host = hostname()
+  // Host names make a real mom give the prologues PBS_NUM_NODES=0; PBS_NUM_PPN is the first chunk's on every node.
+  for (const [resources, cpus] of [['nodes=1:ppn=2+1:ppn=1', [2, 1]], [`nodes=${host}:ppn=1+${host}-sister1:ppn=2`, [1, 2]], [`nodes=${host}+1:ppn=2`, [1, 2]]] as const) {
+    const job = await run(quota, sisters.slice(0, 1), { resources })
+    t.equal(job.exitStatus, 0, `${resources}: ${job.stderr}`)
+    t.same(job.stdout.split('\n').filter(l => l.startsWith('node=')).sort(), cpus.map((n, i) => `node=${i} cpus=${n}`), resources)
+  }
+  t.same(engines().map(jobsOn), [[], [], []])
 })

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { formatBytes } from '../lib/format.ts'
-import { containerLimits, parseNodes, parseRequest, type LimitsPolicy } from '../lib/policy/resources.ts'
+import { containerLimits, parseRequest, type LimitsPolicy } from '../lib/policy/resources.ts'
+import { parseNodes } from '../lib/torque/nodes.ts'
 
 const quota: LimitsPolicy = { cpu: 'quota', defaultCpus: 1 }
 const GiB = 1024 ** 3

@@ -2,10 +2,11 @@
 // SSSD, which no file holds: the node's own files, with the owner and their groups added as
 // NSS knows them, let names resolve inside the container (`id`, `whoami`, `ls -l`, MPI
 // launchers). Written per job into root's own directory in mom_priv, mounted read-only.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { IdentityError } from '../errors.ts'
 import { groupLines, passwdLine, type Identity } from './identity.ts'
+import { replaceFile } from './trusted.ts'
 
 export interface AccountFiles {
   passwd: string
@@ -38,8 +39,10 @@ export function writeAccountFiles(dir: string, { passwd, groups }: AccountLines,
   const byName = (line: string) => line.split(':')[0]
   mkdirSync(dir, { recursive: true, mode: 0o755 })
   const files = { passwd: join(dir, 'passwd'), group: join(dir, 'group') }
-  writeFileSync(files.passwd, merged('passwd', [passwd], byName), { mode: 0o644 })
-  writeFileSync(files.group, merged('group', groups, byName), { mode: 0o644 })
+  // Modes set whole: pbs_mom runs the mother superior's prologue under umask 0077, and the
+  // job (not root) must read these.
+  replaceFile(files.passwd, merged('passwd', [passwd], byName), 0o644)
+  replaceFile(files.group, merged('group', groups, byName), 0o644)
   return files
 }
 

@@ -21,7 +21,8 @@ import { checkOwner, isWithin } from '../policy/security.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
-import { parseCount, type JobFacts } from '../torque/contract.ts'
+import type { JobFacts } from '../torque/contract.ts'
+import { nodeShare } from '../torque/nodes.ts'
 import { PolicyError, UnsafePathError, UsageError } from '../errors.ts'
 
 export type Prepared =
@@ -78,8 +79,11 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // pbs_mom writes the job file while the prologue runs: wait for it, where it can matter.
   const variableImage = policy.allowedImages.length && !sister ? await jobImageVariable(facts, momPriv) : undefined
   const image = grantedImage(policy, asks, variableImage)
-  // How many nodes the job has: what each node may give it depends on it.
-  const nodes = env.PBS_NUM_NODES === undefined ? 1 : parseCount(env.PBS_NUM_NODES, 'PBS_NUM_NODES')
+  // How many nodes the job has, and its share of this one: what each node may give it depends on it.
+  // A real mom may name the node file with a double slash (`aux//4.vm`).
+  const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
+  const share = nodeShare(facts.resources, env, nodeFile && readFileSync(nodeFile, 'utf8'))
+  const nodes = share.nodes
   sameOnEveryNode(nodes, policy.image, image, asks)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
@@ -106,16 +110,15 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
     job: facts, owner, policy, image, mounts, gpus, version: VERSION, hostname: hostname(),
     node: {
-      number: env.PBS_NODENUM === undefined ? undefined : parseIndex(env.PBS_NODENUM),
-      ppnHere: env.PBS_NUM_PPN === undefined ? undefined : parseCount(env.PBS_NUM_PPN, 'PBS_NUM_PPN'),
-      npTotal: env.PBS_NP === undefined ? undefined : parseCount(env.PBS_NP, 'PBS_NP'),
+      number: share.number,
+      ppnHere: share.ppnHere,
+      npTotal: share.npTotal,
       hostMemory: totalmem(),
       hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
     },
-    // A real mom may name it with a double slash (`aux//4.vm`).
     paths: {
-      nodeFile: env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined,
+      nodeFile,
       script, output, momPriv, scratchDir, accounts,
     },
   })
@@ -172,12 +175,6 @@ async function jobGpusHere(facts: JobFacts, nodes: number, env: NodeJS.ProcessEn
   const gpus = jobGpus(asked, given, policy.gpus.devices)
   const runtime = policy.gpus.runtime === 'nvidia' || (policy.gpus.runtime === 'auto' && (await engine.runtimes()).includes('nvidia'))
   return { ...gpus, runtime }
-}
-
-/** PBS_NODENUM: 0 on the mother superior. */
-function parseIndex(value: string): number {
-  if (!/^\d{1,6}$/.test(value)) throw new UsageError(`PBS_NODENUM ${JSON.stringify(value)} is not a node number`)
-  return Number(value)
 }
 
 /** Longest leading part of a job script read for `#CBATCH` lines: they sit in its first comment block. */

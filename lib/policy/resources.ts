@@ -3,15 +3,7 @@
 import { PolicyError, UsageError } from '../errors.ts'
 import { formatBytes } from '../format.ts'
 import { parseCount, parseDuration, parseResourceList, parseSize } from '../torque/contract.ts'
-
-export interface NodeSpec {
-  /** `nodes=2:...`: how many nodes; a named node counts 1. */
-  count: number
-  name?: string
-  ppn: number
-  gpus: number
-  properties: string[]
-}
+import { parseNodes, type NodeSpec } from '../torque/nodes.ts'
 
 export interface JobRequest {
   nodes: NodeSpec[]
@@ -30,25 +22,6 @@ export interface JobRequest {
   cput?: number
   /** seconds of CPU per process (RLIMIT_CPU) */
   pcput?: number
-}
-
-/** `2:ppn=4:gpus=1+node7:ppn=2:bigmem` -> one spec per `+` part. */
-export function parseNodes(spec: string): NodeSpec[] {
-  return spec.split('+').map(part => {
-    const [head, ...rest] = part.split(':')
-    if (!head) throw new UsageError(`nodes=${spec}: empty node spec`)
-    const node: NodeSpec = /^\d+$/.test(head)
-      ? { count: parseCount(head, `nodes=${spec}: node count`), ppn: 1, gpus: 0, properties: [] }
-      : { count: 1, name: head, ppn: 1, gpus: 0, properties: [] }
-    for (const item of rest) {
-      const m = /^(ppn|gpus)=(\d+)$/.exec(item)
-      if (m) node[m[1] as 'ppn' | 'gpus'] = m[1] === 'gpus' && m[2] === '0' ? 0 : parseCount(m[2], `nodes=${spec}: ${m[1]}`)
-      else if (/^[A-Za-z0-9_.-]+$/.test(item) && !item.includes('=')) node.properties.push(item)
-      else throw new UsageError(`nodes=${spec}: ${JSON.stringify(item)} is not ppn=N, gpus=N or a node property`)
-    }
-    if (node.count < 1 || node.ppn < 1) throw new UsageError(`nodes=${spec}: counts must be at least 1`)
-    return node
-  })
 }
 
 export function parseRequest(resourceList: string): JobRequest {
