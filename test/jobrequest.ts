@@ -1,7 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
 import { grantedImage, isImageReference } from '../lib/policy/image.ts'
-import { jobVariable, parseDirectives } from '../lib/policy/jobrequest.ts'
+import { parseDirectives } from '../lib/policy/jobrequest.ts'
 
 const policy = parseConfig(`queues:
   q:
@@ -30,34 +30,18 @@ t.test('directives: leading comment block only, strict values', async t => {
   }
 })
 
-t.test('CBATCH_IMAGE from the Variable_List of the job file', async t => {
-  const jb = Buffer.from('\x00\x01PBSJOB\x00Variable_List\x00PBS_O_HOME=/home/a,CBATCH_IMAGE=site/x:2,PBS_O_SHELL=/bin/sh\x00\xff')
-  t.equal(jobVariable(jb, 'CBATCH_IMAGE'), 'site/x:2')
-  t.equal(jobVariable(jb, 'PBS_O_HOME'), '/home/a')
-  t.equal(jobVariable(jb, 'MISSING'), undefined)
-  t.equal(jobVariable(Buffer.from('XCBATCH_IMAGE=evil'), 'CBATCH_IMAGE'), undefined, 'whole names only')
-})
-
 t.test('the queue decides the image', async t => {
   t.equal(grantedImage(policy, { mounts: [] }), 'site/base:1')
   t.equal(grantedImage(policy, { image: 'site/base:1', mounts: [] }), 'site/base:1')
   t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }), 'registry.site.org/hpc/a:1')
   t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a', mounts: [] }), 'registry.site.org/hpc/a:latest')
-  t.equal(grantedImage(policy, { mounts: [] }, 'registry.site.org/hpc/b:2'), 'registry.site.org/hpc/b:2', 'CBATCH_IMAGE')
-  t.equal(grantedImage(policy, { image: 'registry.site.org/hpc/a:1', mounts: [] }, 'site/base:1'), 'site/base:1', 'the variable wins over the script')
   t.equal(grantedImage(policy, { image: `site/pinned@sha256:${'a'.repeat(64)}`, mounts: [] }), `site/pinned@sha256:${'a'.repeat(64)}`)
   for (const denied of ['registry.site.org/hpc/sub/a:1', 'registry.site.org/other:1', 'site/pinned:1', `site/pinned@sha256:${'b'.repeat(64)}`]) {
     t.throws(() => grantedImage(policy, { image: denied, mounts: [] }), { name: 'PolicyError', message: /is not allowed in this queue; allowed: site\/base:1, registry/ }, denied)
   }
-  t.throws(() => grantedImage(policy, { mounts: [] }, 'a;b'), { message: 'CBATCH_IMAGE="a;b" is not an image reference' })
 })
 
 t.test('directive lines have a length cap', async t => {
   t.throws(() => parseDirectives(`#CBATCH mount=/data/${'x'.repeat(2000)}\n`), { name: 'PolicyError', message: /longer than 1024/ })
 })
 
-t.test('CBATCH_IMAGE from the XML Variable_List of TORQUE 6', async t => {
-  const jb = Buffer.from('<Variable_List flags="1">PBS_O_QUEUE=batch\nCBATCH_IMAGE=site/x:2\nPBS_O_HOME=/home/a</Variable_List>')
-  t.equal(jobVariable(jb, 'CBATCH_IMAGE'), 'site/x:2')
-  t.equal(jobVariable(jb, 'PBS_O_HOME'), '/home/a')
-})

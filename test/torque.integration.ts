@@ -72,13 +72,17 @@ t.test('a refused job tells its owner why, in the .ER pbs_mom delivers', async t
   t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-refused', job.jobId)), 'the epilogue cleared the record')
 })
 
-t.test('an image asked for with qsub -v is honoured though pbs_mom writes the job file late', async t => {
+t.test('qsub -v CBATCH_IMAGE cannot choose the image: the job is told so, and #CBATCH image= is the way', async t => {
   const { job } = await runJob('#!/bin/sh\necho ran\n', { config, vars: { CBATCH_IMAGE: REGISTRY_IMAGE } })
-  t.equal(job.exitStatus, 0, job.stderr)
-  t.match(readLog(), new RegExp(`"job":"${job.jobId}","level":"info","message":"container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
+  t.equal(job.exitStatus, 125)
+  t.notMatch(job.stdout, 'ran')
+  t.match(job.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image; its container runs ${TEST_IMAGE}. Ask with a #CBATCH image= line`)
+  const { job: asked } = await runJob(`#!/bin/sh\n#CBATCH image=${REGISTRY_IMAGE}\necho ran\n`, { config })
+  t.equal(asked.exitStatus, 0, asked.stderr)
+  t.match(readLog(), new RegExp(`"job":"${asked.jobId}","level":"info","message":"container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
 })
 
-t.test('a job is never run in another image than its qsub -v asked for', async t => {
+t.test('a job is never run in another image than its CBATCH_IMAGE names', async t => {
   // As if the prologue had not seen the job file: the container has the queue's image.
   const jobId = `${process.pid}1.late`
   await preparedJob(t, jobId, yaml)
@@ -87,7 +91,7 @@ t.test('a job is never run in another image than its qsub -v asked for', async t
   const other = starter(REGISTRY_IMAGE)
   t.equal(other.status, 125)
   t.equal(other.stdout, '')
-  t.match(other.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} (CBATCH_IMAGE), but its container was made from ${TEST_IMAGE}`)
+  t.match(other.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image`)
   t.equal(starter(TEST_IMAGE.replace(/:latest$/, '')).stdout, 'ran\n', 'the same image, tag implied')
 })
 

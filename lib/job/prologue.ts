@@ -12,8 +12,7 @@ import { buildContainerSpec, containerName, findJobContainer, type JobOutput } f
 import type { ContainerCreateSpec, ContainerEngine } from '../engine/engine.ts'
 import { ensureImage, grantedImage, type ImageSource } from '../policy/image.ts'
 import { lookupUser } from '../host/identity.ts'
-import { jobVariable, parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
-import { jobFilePath } from '../torque/jobfile.ts'
+import { parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
 import { assertUnchanged, identityWithoutLinks, planMounts, proveBinds, type ExpectedBind, type HostMount } from '../host/mounts.ts'
 import { outputFiles } from './output.ts'
 import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
@@ -76,9 +75,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   const { env, momPriv, sister } = context
   // What the job asks for is judged before the engine is touched.
   const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv)
-  // pbs_mom writes the job file while the prologue runs: wait for it, where it can matter.
-  const variableImage = policy.allowedImages.length && !sister ? await jobImageVariable(facts, momPriv) : undefined
-  const image = grantedImage(policy, asks, variableImage)
+  const image = grantedImage(policy, asks)
   // How many nodes the job has, and its share of this one: what each node may give it depends on it.
   // A real mom may name the node file with a double slash (`aux//4.vm`).
   const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
@@ -151,13 +148,13 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
 /**
  * The nodes of a job make their containers without talking to each other, each from what it
  * knows: the queue, the owner, the job's size and work directory. Sisters never see the job
- * script (`#CBATCH` lines) and have no job file (CBATCH_IMAGE) when they make theirs, so a
+ * script (`#CBATCH` lines) when they make theirs, so a
  * job on several nodes runs in its queue's image with the site's mounts only.
  */
 function sameOnEveryNode(nodes: number, queueImage: string, image: string, asks: JobAsks): void {
   if (nodes > 1 && (image !== queueImage || asks.mounts.length)) {
     throw new PolicyError(`this job runs on ${nodes} nodes, where every node makes the same container: `
-      + `it runs in its queue's image ${queueImage} with the site's mounts (#CBATCH image=/mount= and CBATCH_IMAGE are for one-node jobs)`)
+      + `it runs in its queue's image ${queueImage} with the site's mounts (#CBATCH image= and mount= are for one-node jobs)`)
   }
 }
 
@@ -210,23 +207,6 @@ function readHead(file: string, bytes: number): string {
     return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0)).toString('utf8')
   } finally {
     closeSync(fd)
-  }
-}
-
-/** How long the prologue waits for pbs_mom's job file (seen written ~200 ms into the prologue). */
-export const JOB_FILE_WAIT_MS = 2000
-
-/**
- * CBATCH_IMAGE of qsub -v, from the job as pbs_mom stored it. If the job file is not there
- * in time, the job shell's environment still carries the variable, and the starter refuses
- * a job whose container is not what it asked for (starter.ts, checkImage).
- */
-async function jobImageVariable(facts: JobFacts, momPriv: string): Promise<string | undefined> {
-  for (let waited = 0; ; waited += 50) {
-    const file = jobFilePath(momPriv, facts.jobId)
-    if (file) return jobVariable(readFileSync(file), 'CBATCH_IMAGE')
-    if (waited >= JOB_FILE_WAIT_MS) return undefined
-    await new Promise(r => setTimeout(r, 50))
   }
 }
 

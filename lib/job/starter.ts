@@ -40,13 +40,14 @@ export interface ShellRequest {
 }
 
 /**
- * A job that asked for an image with `qsub -v CBATCH_IMAGE` never runs in another one (the
- * prologue may not have seen the variable: pbs_mom writes the job file late).
+ * `qsub -v CBATCH_IMAGE` cannot choose the image: the prologue that makes the container
+ * never sees the job's variables (pbs_mom writes its job file only after the prologue). A
+ * job that asks that way is told so, rather than run in another image than it asked for.
  */
 export function checkImage(container: Pick<ContainerDetails, 'image'>, asked: string | undefined): void {
   if (asked === undefined || asked === container.image || withTag(asked) === withTag(container.image)) return
-  throw new PolicyError(`the job asked for image ${asked} (CBATCH_IMAGE), but its container was made from ${container.image}; `
-    + 'ask for it with a #CBATCH image= line in the job script')
+  throw new PolicyError(`the job asked for image ${asked} with CBATCH_IMAGE, which cannot choose the image; `
+    + `its container runs ${container.image}. Ask with a #CBATCH image= line in the job script`)
 }
 
 /** What pbs_mom's environment claims must be what its job file says. */

@@ -64,8 +64,8 @@ export function withTag(ref: string): string {
 }
 
 /** The image of the job, as its queue allows; anything else aborts it. */
-export function grantedImage(policy: QueuePolicy, asks: JobAsks, variableImage?: string): string {
-  const wanted = variableImage ? checkedImage(variableImage, 'CBATCH_IMAGE') : asks.image
+export function grantedImage(policy: QueuePolicy, asks: JobAsks): string {
+  const wanted = asks.image
   if (!wanted || wanted === policy.image) return policy.image
   const candidate = withTag(wanted)
   if (!policy.allowedImages.some(pattern => picomatch.isMatch(candidate, pattern))) {

@@ -1,5 +1,5 @@
-// What a job asks of cbatch itself: another image (`#CBATCH image=REF` in the script, or
-// CBATCH_IMAGE from qsub -v), which its queue must allow (image.ts), and extra mounts
+// What a job asks of cbatch itself: another image (`#CBATCH image=REF` in the script),
+// which its queue must allow (image.ts), and extra mounts
 // (`#CBATCH mount=/path[:ro]`, judged on their real paths by host/mounts.ts). Values are
 // parsed strictly: nothing reaches a shell.
 import { PolicyError } from '../errors.ts'
@@ -38,15 +38,6 @@ export function parseDirectives(script: string): JobAsks {
     }
   }
   return asks
-}
-
-/**
- * A variable of the job's Variable_List (qsub -v) from its `.JB` file: the prologue is not
- * given the job's environment, but root may read the job as pbs_mom stored it.
- */
-export function jobVariable(jobFile: Buffer, name: string): string | undefined {
-  const m = new RegExp(`(?:^|[,\\0\\n>])${name}=([^,\\0\\n<]*)`).exec(jobFile.toString('latin1'))
-  return m ? m[1] : undefined
 }
 
 function checkedMount(value: string): { path: string; readOnly: boolean } {

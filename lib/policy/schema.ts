@@ -57,7 +57,7 @@ const policyFields = {
     maxMem: Type.Optional(Size('most memory a job may ask for')),
   }, { additionalProperties: false, default: {} }),
   allowedImages: Type.Array(Type.String({ minLength: 1 }), {
-    default: [], description: 'globs of images a job may ask for (#CBATCH image=, CBATCH_IMAGE); `*` stops at /, `**` does not',
+    default: [], description: 'globs of images a job may ask for (#CBATCH image=); `*` stops at /, `**` does not',
   }),
   userMounts: Type.Array(Type.Object({
     source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
