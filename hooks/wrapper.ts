@@ -39,6 +39,22 @@ if [ -n "$job_memcg" ]; then
 fi
 `
 
+// Where root cannot lift a limit pbs_mom set (no CAP_SYS_RESOURCE: real nodes have it), a
+// job's small vmem or mem would hold node too, which then dies at start ("Failed to
+// reserve virtual memory for CodeRange") or in its heap. The owner is told why instead.
+// Sizes in KiB, as ulimit counts them, with room above what the starter was seen to use.
+export const STARTER_NEEDS = { vmem: 2 * 1024 * 1024, mem: 512 * 1024 }
+const STARTER_LIMITS = `need() {
+  have=$(ulimit -S -$1)
+  [ "$have" = unlimited ] || [ "$have" -ge "$2" ] || {
+    echo "cbatch: the job's $3 ($((have / 1024)) MiB) also limits cbatch's job starter, which needs $(($2 / 1024)) MiB, and root on this node cannot lift it (it lacks CAP_SYS_RESOURCE): ask for at least $(($2 / 1024))mb of $3, or none, or ask the admin to fix the node" >&2
+    exit 125
+  }
+}
+need v ${STARTER_NEEDS.vmem} vmem
+need d ${STARTER_NEEDS.mem} mem
+`
+
 export function hookWrapper(hook: HookName, { node, config, elsewhere }: WrapperOptions): string {
   const paths = { node, config, ...elsewhere }
   for (const [what, value] of Object.entries(paths)) {
@@ -46,7 +62,7 @@ export function hookWrapper(hook: HookName, { node, config, elsewhere }: Wrapper
   }
   const momPriv = elsewhere ? `'${elsewhere.momPriv}'` : OWN_DIR
   const loader = elsewhere ? `'${elsewhere.bundles}/load.cjs'` : `"\${0%/*}/cbatch.d/load.cjs"`
-  const cgroup = hook === 'jobstarter' ? LEAVE_JOB_MEMORY_CGROUP : ''
+  const starter = hook === 'jobstarter' ? STARTER_LIMITS + LEAVE_JOB_MEMORY_CGROUP : ''
   return `#!/bin/busybox sh
 # cbatch ${hook} hook for pbs_mom (see the cbatch README)
 # pbs_mom sets the job's limits (vmem, mem, pcput, file) on the job starter: they are the
@@ -55,7 +71,7 @@ limits=$(/bin/busybox base64 -w 0 /proc/self/limits)
 for option in -t -f -d -s -m -v; do
   ulimit -H $option unlimited 2>/dev/null && ulimit -S $option unlimited || ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
 done
-${cgroup}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" \\
+${starter}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" \\
   CBATCH_JOB_MEMCG="$job_memcg" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
 $(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV

@@ -107,3 +107,18 @@ t.test('a hook started without its wrapper runs nothing', async t => {
   t.equal(r.stdout, '')
   t.equal(r.stderr, 'cbatch: cbatch hooks must be started through their installed wrapper\n')
 })
+
+t.test('a job limit root cannot lift is named to the owner, never a crash of the starter', async t => {
+  const dir = installed(t)
+  const capable = (BigInt(`0x${/^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]}`) >> 24n) & 1n
+  // pbs_mom's vmem=512mb and mem=48mb, hard, on the starter.
+  for (const [limit, what] of [['--as=536870912:536870912', 'vmem (512 MiB)'], ['--data=50331648:50331648', 'mem (48 MiB)']]) {
+    const r = spawnSync('prlimit', [limit, '--', join(dir, 'hooks/jobstarter'), '/bin/sh'], { env: { PBS_JOBID: '1.node' }, encoding: 'utf8', input: 'true\n' })
+    if (capable) {
+      t.notMatch(r.stderr, 'CAP_SYS_RESOURCE', `${what}: lifted where root may`)
+    } else {
+      t.equal(r.status, 125, what)
+      t.match(r.stderr, new RegExp(`^cbatch: the job's ${what.replace(/[()]/g, '\\$&')} also limits cbatch's job starter, which needs \\d+ MiB, and root on this node cannot lift it \\(it lacks CAP_SYS_RESOURCE\\)`), what)
+    }
+  }
+})
