@@ -9,14 +9,14 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
+import { checkHostPaths, DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
 import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
-import { formatBytes, formatDuration, formatTable } from '../lib/format.ts'
+import { formatBytes, formatDuration, formatTable, printable, printableJson } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
 import { diagnose } from '../lib/node/doctor.ts'
 import { VERSION } from '../lib/version.ts'
@@ -85,7 +85,9 @@ examples:
   },
   config: {
     summary: 'check a config file, or show a queue\'s policy once defaults are merged',
-    usage: `cbatch config check [FILE]            every problem, as FILE:LINE:COLUMN: dot.path: message
+    usage: `cbatch config check [FILE]            every problem, as FILE:LINE:COLUMN: dot.path: message;
+                                     also each file and directory of it root would rely on
+                                     that others could change or make first
 cbatch config show [--queue QUEUE]   the effective policy (JSON), of every queue or one
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
 examples:
@@ -197,18 +199,23 @@ interface Values {
   json?: boolean; keep?: boolean; grace?: string; 'dry-run'?: boolean; follow?: boolean
 }
 
-/** `config check [FILE]`: 0 when valid, 1 with every problem; `config show`: the effective policy. */
+/**
+ * `config check [FILE]`: 0 when valid, 1 with every problem, the paths this node could not
+ * safely obey among them; `config show`: the effective policy.
+ */
 async function configCommand([action, file, ...extra]: string[], values: Values): Promise<number> {
   if (extra.length) throw new UsageError(`cbatch config ${action}: unexpected ${extra.join(' ')}`)
   if (action === 'check') {
     const path = file ?? configPath(values)
     try {
       const config = await loadConfig(path)
-      process.stdout.write(`${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none: every job runs natively)'}\n`)
+      const unsafe = checkHostPaths(config)
+      if (unsafe.length) throw new ConfigError(config.file, unsafe)
+      process.stdout.write(`${printable(`${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none: every job runs natively)'}`)}\n`)
       return 0
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
-      for (const issue of err.issues) process.stdout.write(`${describeIssue(err.file, issue)}\n`)
+      for (const issue of err.issues) process.stdout.write(`${printable(describeIssue(err.file, issue))}\n`)
       return 1
     }
   }
@@ -220,7 +227,7 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
     }
     const queues = Object.fromEntries([...config.queues].filter(([name]) => values.queue === undefined || name === values.queue))
     const shown = values.queue === undefined ? { ...config, queues } : queues[values.queue]
-    process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`)
+    process.stdout.write(`${printableJson(shown, 2)}\n`)
     return 0
   }
   throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
@@ -237,13 +244,14 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
     throw new UsageError(`cannot read the node log ${config.log.file}: ${(err as NodeJS.ErrnoException).code ?? err}`)
   }
   for (const line of jobLines(text, jobId)) {
+  // Lines quote what jobs asked for: printed with their terminal escapes made visible.
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(line)}\n`)
+      process.stdout.write(`${printableJson(line)}\n`)
       continue
     }
     const { time, hook, pid, level, message, ms, engineMs } = line
     const timing = typeof ms === 'number' ? ` (hook ${ms} ms; engine calls ${engineMs} ms in all, some at once)` : ''
-    process.stdout.write(`${time} ${hook}[${pid}] ${level} ${message}${timing}\n`)
+    process.stdout.write(`${printable(`${time} ${hook}[${pid}] ${level} ${message}${timing}`)}\n`)
   }
   return 0
 }
@@ -252,8 +260,8 @@ async function doctor(values: Values): Promise<number> {
   const findings = await diagnose({
     configPath: configPath(values), pbsHome: values['pbs-home'], engineFor: config => Engine.fromConfig(config.engine),
   })
-  if (values.json) process.stdout.write(`${JSON.stringify(findings)}\n`)
-  else for (const f of findings) process.stdout.write(`${f.verdict.padEnd(4)} ${f.what}: ${f.detail}${f.fix ? ` -> ${f.fix}` : ''}\n`)
+  if (values.json) process.stdout.write(`${printableJson(findings)}\n`)
+  else for (const f of findings) process.stdout.write(`${printable(`${f.verdict.padEnd(4)} ${f.what}: ${f.detail}${f.fix ? ` -> ${f.fix}` : ''}`)}\n`)
   return findings.some(f => f.verdict === 'FAIL') ? 1 : 0
 }
 
@@ -262,7 +270,7 @@ async function ps(values: Values): Promise<number> {
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
   const jobs = await nodeJobs(Engine.fromConfig(config.engine), momPriv)
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(jobs)}\n`)
+    process.stdout.write(`${printableJson(jobs)}\n`)
     return 0
   }
   const rows = [['JOB', 'OWNER', 'QUEUE', 'IMAGE', 'STATE', 'AGE', 'CPU', 'MEMORY', 'MOM'], ...jobs.map(j => [
@@ -351,7 +359,7 @@ function exitWhenWritten(code: number): void {
 }
 
 main(process.argv.slice(2)).then(exitWhenWritten, err => {
-  process.stderr.write(`cbatch: ${err instanceof CbatchError ? err.userMessage : (err as Error).message}\n`)
+  process.stderr.write(`cbatch: ${printable(err instanceof CbatchError ? err.userMessage : (err as Error).message)}\n`)
   // parseArgs says so of an unknown or malformed option.
   const usage = err instanceof UsageError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')
   exitWhenWritten(usage ? USAGE_ERROR : FAILED)

@@ -5,7 +5,7 @@
 import type { Config } from '../lib/policy/config.ts'
 import type { Engine, PullProgress } from '../lib/engine/engine.ts'
 import { UsageError } from '../lib/errors.ts'
-import { formatBytes, formatTable } from '../lib/format.ts'
+import { formatBytes, formatTable, printable, printableJson } from '../lib/format.ts'
 import { describeImages, lastUses, planPrune, type CachedImage } from '../lib/node/imagecache.ts'
 import { pullPlan, pullWithRetries } from '../lib/job/pull.ts'
 import { parseSize } from '../lib/torque/contract.ts'
@@ -33,7 +33,7 @@ async function cached(config: Config, engine: Engine): Promise<CachedImage[]> {
 
 function list(images: CachedImage[], json: boolean | undefined, out: NodeJS.WritableStream): number {
   if (json) {
-    out.write(`${JSON.stringify(images)}\n`)
+    out.write(`${printableJson(images)}\n`)
     return 0
   }
   const rows = [['IMAGE', 'ID', 'SIZE', 'LAST USED BY A JOB', 'QUEUES', 'IN USE'], ...images.map(i => [
@@ -52,7 +52,7 @@ async function prune(config: Config, engine: Engine, dryRun: boolean | undefined
   const total = images.reduce((sum, i) => sum + i.size, 0)
   for (const image of plan) {
     if (!dryRun) for (const reference of image.references.length ? image.references : [image.id]) await engine.removeImage(reference)
-    out.write(`${dryRun ? 'would remove' : 'removed'} ${image.references.join(',') || image.id} (${formatBytes(image.size)}, last used ${image.lastUse?.toISOString() ?? 'never by a job'})\n`)
+    out.write(`${printable(`${dryRun ? 'would remove' : 'removed'} ${image.references.join(',') || image.id} (${formatBytes(image.size)}, last used ${image.lastUse?.toISOString() ?? 'never by a job'})`)}\n`)
   }
   const left = total - plan.reduce((sum, i) => sum + i.size, 0)
   out.write(`images: ${formatBytes(left)} of a budget of ${formatBytes(budget)}${left > budget ? ' (the rest is in use or named by a queue)' : ''}\n`)
@@ -70,7 +70,10 @@ async function pull(config: Config, engine: Engine, queue: string | undefined, o
   return 0
 }
 
-/** On a terminal, one line per image, rewritten as layers arrive; otherwise a plain line per layer done. */
+/**
+ * On a terminal, one line per image, rewritten as layers arrive; otherwise a plain line per
+ * layer done. Layer ids and states are the registry's words: printed made printable.
+ */
 function progress(image: string, out: NodeJS.WriteStream) {
   const layers = new Map<string, string>()
   const downloaded = new Map<string, number>()
@@ -83,7 +86,7 @@ function progress(image: string, out: NodeJS.WriteStream) {
       layers.set(e.id, e.status)
       if (e.status === 'Downloading' && e.progressDetail?.current) downloaded.set(e.id, e.progressDetail.current)
       if (DONE.test(e.status) && !DONE.test(before ?? '')) {
-        if (!out.isTTY) out.write(`${image}: layer ${e.id} ${e.status.toLowerCase()}\n`)
+        if (!out.isTTY) out.write(`${printable(`${image}: layer ${e.id} ${e.status.toLowerCase()}`)}\n`)
       }
       if (out.isTTY) out.write(`\r${line()}`)
     },

@@ -8,12 +8,14 @@
 // the end of a run that succeeded (for the starter: a job that exited 0): then it holds the
 // code of the path jobs take.
 // V8 checks its version and flags, but matches the source by length only: the file starts
-// with the bundle's SHA-256, so a cache is never used with any other bundle.
+// with the bundle's SHA-256, so a cache is never used with any other bundle. Root runs
+// both: each only if root alone can change it (lib/host/trusted.ts).
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
+import { assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
 
 // prologue.parallel and epilogue.parallel (sister nodes) are the prologue and epilogue bundles.
 // The puller is a prologue's detached pull of an image (lib/job/pull.ts).
@@ -35,6 +37,12 @@ process.env.CBATCH_CACHE_DIR = __dirname
 // Which of pbs_mom's scripts this is: the bundle's role on a sister node differs.
 process.env.CBATCH_HOOK = hook
 
+try {
+  assertRootControlled(bundle, 'cbatch hook bundle')
+} catch (err) {
+  process.stderr.write(`cbatch: ${(err as Error).message}\n`)
+  process.exit(2)
+}
 const source = readFileSync(bundle)
 const digest = createHash('sha256').update(source).digest()
 const cached = readCache()
@@ -48,6 +56,7 @@ main.call(hookModule.exports, hookModule.exports, require, hookModule, bundle, d
 
 function readCache(): Buffer | undefined {
   try {
+    assertRootControlled(cacheFile, 'code cache') // else compiled afresh, and replaced
     const file = readFileSync(cacheFile)
     return file.subarray(0, DIGEST_BYTES).equals(digest) ? file.subarray(DIGEST_BYTES) : undefined
   } catch {
@@ -69,11 +78,9 @@ function writeCache(code: number): void {
   } catch {
     // no validated copy kept here: nothing to wait for
   }
-  const temporary = `${cacheFile}.${process.pid}`
   try {
-    writeFileSync(temporary, Buffer.concat([digest, script.createCachedData()]), { mode: 0o644 })
-    renameSync(temporary, cacheFile) // concurrent hooks each write whole files
+    replaceFile(cacheFile, Buffer.concat([digest, script.createCachedData()]), 0o644) // concurrent hooks each write whole files
   } catch {
-    rmSync(temporary, { force: true }) // a read-only install runs uncached
+    // a read-only install runs uncached
   }
 }

@@ -1,12 +1,13 @@
 // pbs_mom's $node_check_script: a line starting with ERROR marks this node down in
 // pbs_server until the check passes again. A node that cannot run container jobs (config
-// unusable, engine unreachable, a queue's image missing where it may not be pulled, an
-// unsafe scratch base) must stop taking jobs: pbs_sched would otherwise re-run each
-// requeued job on it at once, forever (contract: "Seen on a real TORQUE 6.1 mom").
-// Silent when all is well.
+// unusable, engine unreachable, a queue's image missing where it may not be pulled, a
+// scratch base where others could change or make it first) must stop taking jobs:
+// pbs_sched would otherwise re-run each requeued job on it at once, forever (contract:
+// "Seen on a real TORQUE 6.1 mom"). Silent when all is well.
 import { loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'
+import { printable } from '../lib/format.ts'
 import { hookStart } from './run.ts'
 
 async function check(): Promise<string[]> {
@@ -29,6 +30,6 @@ async function check(): Promise<string[]> {
 }
 
 check().then(problems => problems, err => [(err as { userMessage?: string }).userMessage ?? (err as Error).message]).then(problems => {
-  for (const problem of problems) process.stdout.write(`ERROR cbatch: ${problem.replace(/\n/g, ' ')}\n`)
+  for (const problem of problems) process.stdout.write(`ERROR cbatch: ${printable(problem)}\n`)
   process.exit(problems.length ? 1 : 0)
 })

@@ -1,7 +1,10 @@
 // The node log: one JSON object a line (time, hook, pid, job, level, message, and what the
 // event adds), for the admin and their tools (`cbatch logs JOBID`). The job owner sees only
-// the short messages the hooks print to the job's .ER.
+// the short messages the hooks print to the job's .ER. Messages may quote what a job
+// asked for: each line is JSON with every control and bidi character escaped, so neither
+// the file nor syslog carries a job's terminal escapes.
 import { spawn } from 'node:child_process'
+import { printableJson } from './format.ts'
 import { appendToRootFile } from './host/trusted.ts'
 
 export interface Logger {
@@ -24,28 +27,39 @@ export interface LogLine {
 /** Longest line written: messages may quote what a job asked for. */
 export const MAX_LOG_LINE = 4096
 
+/** Where syslog listens on a Linux node. */
+export const DEFAULT_SYSLOG = '/dev/log'
+
 /**
  * Appends to `file`, root's own, and sends each line to syslog too when `syslog` names its
- * socket (util-linux `logger`, tag cbatch, facility daemon). Best effort: a node log that
- * cannot be written must not fail a job.
+ * socket (util-linux `logger`, tag cbatch, facility daemon). A node log that cannot be
+ * written must not fail a job, nor lose its lines unseen: the admin reads them in syslog
+ * instead (`syslog`, else `fallbackSyslog`), after one line saying why.
  */
-export function nodeLogger(hook: string, jobId: string, file: string | undefined, syslog?: string): Logger {
+export function nodeLogger(hook: string, jobId: string, file: string | undefined, syslog?: string, fallbackSyslog = DEFAULT_SYSLOG): Logger {
+  let diverted = false
   const write = (level: LogLine['level'], message: string, fields: Record<string, unknown> = {}) => {
     if (!file && !syslog) return
     const entry: LogLine = { time: new Date().toISOString(), hook, pid: process.pid, job: jobId.slice(0, 256), level, message, ...fields }
-    let line = JSON.stringify(entry)
+    let line = printableJson(entry)
     if (line.length > MAX_LOG_LINE) {
       // The message gives way first; what is still too long goes whole.
       const over = line.length - MAX_LOG_LINE + 32
-      line = JSON.stringify({ ...entry, message: message.slice(0, Math.max(0, message.length - over)), truncated: true })
-      if (line.length > MAX_LOG_LINE) line = JSON.stringify({ time: entry.time, hook, pid: entry.pid, job: entry.job, level, message: message.slice(0, 1024), truncated: true })
+      line = printableJson({ ...entry, message: message.slice(0, Math.max(0, message.length - over)), truncated: true })
+      if (line.length > MAX_LOG_LINE) line = printableJson({ time: entry.time, hook, pid: entry.pid, job: entry.job, level, message: message.slice(0, 1024), truncated: true })
     }
     if (syslog) toSyslog(syslog, level, line)
     if (!file) return
     try {
       appendToRootFile(file, `${line}\n`, 'node log')
-    } catch {
-      // The node log is for diagnosis only.
+    } catch (err) {
+      if (!diverted) {
+        const reason = err instanceof Error ? err.message : String(err)
+        toSyslog(syslog || fallbackSyslog, 'error', printableJson({ time: entry.time, hook, pid: entry.pid, job: entry.job, level: 'error',
+          message: `node log ${file} cannot be used, so this hook's lines go to syslog: ${reason}` }))
+        diverted = true
+      }
+      if (!syslog) toSyslog(fallbackSyslog, level, line)
     }
   }
   return { info: (m, f) => write('info', m, f), error: (m, f) => write('error', m, f) }

@@ -1,7 +1,9 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { loadConfig } from '../lib/policy/config.ts'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { checkHostPaths, loadConfig } from '../lib/policy/config.ts'
+import { hostId } from './helpers/jobs.ts'
 import { configJsonSchema, HOST_PATHS, parseConfig } from '../lib/policy/schema.ts'
 import { ConfigError } from '../lib/errors.ts'
 
@@ -154,7 +156,76 @@ t.test('the validated config is kept for the next hook, and trusted only as the 
   t.notOk(existsSync(cache))
 })
 
+/** A shell command run as the non-root test user, as a hostile one would. */
+const asUser = (command: string) => spawnSync('setpriv', [`--reuid=${hostId('-u')}`, `--regid=${hostId('-g')}`, '--clear-groups', '--', '/bin/sh', '-c', command], { encoding: 'utf8' })
+
+t.test('a config, or a validated copy of it, that others may write is never obeyed', async t => {
+  const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n', cache: {} })
+  const config = `${dir}/c.yaml`
+  const cacheDir = `${dir}/cache`
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'x')
+  // chmod 666: the user really rewrites it, and would choose what root runs.
+  chmodSync(config, 0o666)
+  t.equal(asUser(`printf 'queues:\\n  batch:\\n    image: theirs\\n' > ${config}`).status, 0)
+  await t.rejects(loadConfig(config, { cacheDir }), { name: 'ConfigError', message: `invalid cbatch config ${config}: cbatch config ${config} is not safe: others may write to ${config} (chmod go-w ${config})` })
+  chmodSync(config, 0o620)
+  await t.rejects(loadConfig(config), { name: 'ConfigError', message: /others may write to/ }, 'group write too')
+  // A validated copy others may write is not believed: the YAML is validated again.
+  chmodSync(config, 0o644)
+  writeFileSync(config, 'queues:\n  batch:\n    image: mine\n')
+  await loadConfig(config, { cacheDir })
+  const cache = `${cacheDir}/config-${createHash('sha256').update(config).digest('hex').slice(0, 16)}.json`
+  chmodSync(cache, 0o666)
+  t.equal(asUser(`c=$(sed 's/"image":"mine"/"image":"theirs"/' ${cache}) && printf '%s' "$c" > ${cache}; grep -c theirs ${cache}`).stdout.trim(), '1', 'the user rewrote the copy')
+  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'mine')
+  t.equal(statSync(cache).mode & 0o777, 0o644, 'and it was replaced with root\'s own')
+})
+
+t.test('paths root would rely on or make are checked on this node: config check and doctor report them', async t => {
+  const dir = t.testdir({ safe: { 'auth.json': '{}', 'accounting.jsonl': '' }, tmp: {}, open: {} })
+  chmodSync(`${dir}/safe/auth.json`, 0o600)
+  chmodSync(`${dir}/tmp`, 0o1777)
+  chmodSync(`${dir}/open`, 0o777)
+  const config = (yaml: string) => parseConfig(yaml, 'c.yaml')
+  t.same(checkHostPaths(config(`log: { file: ${dir}/safe/logs/cbatch.log }
+accounting: { file: ${dir}/safe/accounting.jsonl }
+metrics: { textfile: ${dir}/safe/prom/cbatch.prom }
+images: { auth: ${dir}/safe/auth.json }
+queues:
+  batch: { image: x, scratch: { base: ${dir}/safe/scratch, target: /scratch } }
+`)), [], 'root\'s alone, made when first needed')
+
+  // The same paths where others may make their names first, or change them.
+  chmodSync(`${dir}/safe/auth.json`, 0o644)
+  chmodSync(`${dir}/safe/accounting.jsonl`, 0o666)
+  mkdirSync(`${dir}/safe/log`)
+  writeFileSync(`${dir}/safe/log/cbatch.log`, '')
+  linkSync(`${dir}/safe/log/cbatch.log`, `${dir}/safe/log/second-name`)
+  const issues = checkHostPaths(config(`log: { file: ${dir}/safe/log/cbatch.log }
+accounting: { file: ${dir}/safe/accounting.jsonl }
+metrics: { textfile: ${dir}/open/cbatch.prom }
+images: { auth: ${dir}/safe/auth.json }
+queues:
+  batch: { image: x, scratch: { base: ${dir}/tmp/cbatch-scratch, target: /scratch } }
+  other: { image: x, scratch: { base: ${dir}/tmp/squatted, target: /scratch } }
+`))
+  t.equal(asUser(`mkdir ${dir}/tmp/squatted`).status, 0, 'a user made one first')
+  t.match(issues, [
+    { path: 'log.file', message: /cbatch\.log is not safe: it has 2 names/ },
+    { path: 'accounting.file', message: /accounting\.jsonl is not safe: others may write to .*\(chmod go-w / },
+    { path: 'metrics.textfile', message: new RegExp(`others may write to ${dir}/open \\(chmod go-w`) },
+    { path: 'images.auth', message: /others may read it \(chmod 600 / },
+    { path: 'queues.batch.scratch.base', message: new RegExp(`scratch base ${dir}/tmp/cbatch-scratch is not safe: others may write to ${dir}/tmp \\(sticky, but anyone may make a name in it first\\)`) },
+    { path: 'queues.other.scratch.base', message: /sticky/ },
+  ])
+  t.same(checkHostPaths(config(`log: { file: ${dir}/safe/log/cbatch.log }\naccounting: { file: ${dir}/safe/accounting.jsonl }\nqueues:\n  other: { image: x, scratch: { base: ${dir}/tmp/squatted, target: /scratch } }\n`)).map(i => i.message.replace(/^.*?: /, '')),
+    issues.filter(i => i.path !== 'metrics.textfile' && i.path !== 'images.auth' && i.path !== 'queues.batch.scratch.base').map(i => i.message.replace(/^.*?: /, '')),
+    'the squatted base is refused for where it is, as the unsquatted one: the user changed nothing')
+})
+
 t.test('the example config is valid and its schema file is in sync', async t => {
+  const example = readFileSync('config/cbatch.yaml', 'utf8').match(/^ *# (scratch: .*?) +#/m)![1]
+  t.same(checkHostPaths(parseConfig(`queues:\n  batch: { image: x, ${example} }\n`)), [], `its scratch base is where only root makes names: ${example}`)
   const config = await loadConfig('config/cbatch.yaml')
   t.ok(config.queues.size > 0)
   t.same(JSON.parse(readFileSync('config/cbatch.schema.json', 'utf8')), configJsonSchema(),

@@ -2,9 +2,9 @@
 // engine, then against what breaks nodes: each problem is a FAIL line with its fix.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { CBATCH, TEST_IMAGE } from './helpers/jobs.ts'
+import { CBATCH, hostId, TEST_IMAGE } from './helpers/jobs.ts'
 
 const INSTALL = join(import.meta.dirname, '../install.sh')
 
@@ -23,6 +23,8 @@ const doctor = (n: { dir: string; config: string }) => {
   return { status: r.status, lines: r.stdout.trim().split('\n'), stderr: r.stderr }
 }
 const fails = (lines: string[]) => lines.filter(l => l.startsWith('FAIL'))
+/** A shell command run as the non-root test user, as a hostile one would. */
+const asUser = (command: string) => spawnSync('setpriv', [`--reuid=${hostId('-u')}`, `--regid=${hostId('-g')}`, '--clear-groups', '--', '/bin/sh', '-c', command], { encoding: 'utf8' })
 
 t.test('a good install: no FAIL, exit 0', async t => {
   const r = doctor(node(t))
@@ -48,7 +50,25 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
       mkdirSync(join(n.dir, 'scratch'), { mode: 0o777 })
       chmodSync(join(n.dir, 'scratch'), 0o777)
       writeFileSync(n.config, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: ${n.dir}/scratch, target: /scratch } }\n`)
-    }, /^FAIL queue batch scratch base: .*others may write to/],
+    }, /^FAIL queues\.batch\.scratch\.base: .*others may write to .*\(chmod go-w /],
+    ['a scratch base below a sticky directory, that a user made first', n => {
+      mkdirSync(join(n.dir, 'tmp'))
+      chmodSync(join(n.dir, 'tmp'), 0o1777)
+      asUser(`mkdir ${n.dir}/tmp/cbatch-scratch`)
+      writeFileSync(n.config, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: ${n.dir}/tmp/cbatch-scratch, target: /scratch } }\n`)
+    }, /^FAIL queues\.batch\.scratch\.base: scratch base .*\/tmp\/cbatch-scratch is not safe: others may write to .*\/tmp \(sticky, but anyone may make a name in it first\): keep it in a directory only root may write to/],
+    ['a config others may write to (chmod 666)', n => chmodSync(n.config, 0o666), /^FAIL config: .*cbatch\.yaml is not safe: others may write to .*cbatch\.yaml \(chmod go-w .*cbatch\.yaml\)$/],
+    ['an accounting file others may write to', n => {
+      writeFileSync(join(n.dir, 'accounting.jsonl'), '', { mode: 0o666 })
+      chmodSync(join(n.dir, 'accounting.jsonl'), 0o666)
+      writeFileSync(n.config, `accounting: { file: ${n.dir}/accounting.jsonl }\nlog: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+    }, /^FAIL accounting\.file: accounting file .* is not safe: others may write to .*accounting\.jsonl \(chmod go-w .*accounting\.jsonl\)/],
+    ['a node log with a second hard link', n => {
+      mkdirSync(join(n.dir, 'log'))
+      writeFileSync(join(n.dir, 'log/cbatch.log'), '')
+      linkSync(join(n.dir, 'log/cbatch.log'), join(n.dir, 'copy.log'))
+    }, /^FAIL log\.file: node log .*cbatch\.log is not safe: it has 2 names.* -> keep it root's/],
+    ['a hook bundle others may write to', n => chmodSync(join(n.dir, 'mom_priv/cbatch.d/prologue.cjs'), 0o666), /^FAIL bundle prologue\.cjs: .*prologue\.cjs is not safe: others may write to .* -> \.\/install\.sh/],
   ]
   for (const [what, breakIt, expected] of cases) {
     const n = node(t)
@@ -57,4 +77,22 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
     t.equal(r.status, 1, what)
     t.ok(fails(r.lines).some(l => expected.test(l)), `${what}: ${fails(r.lines).join(' | ') || r.stderr}`)
   }
+})
+
+t.test('config check refuses what doctor fails, before any job meets it; neither prints a terminal escape', async t => {
+  const n = node(t)
+  // A name with terminal escapes in it: printed visibly, never acted on.
+  const odd = join(n.dir, 'etc/odd\u001b]0;owned\u0007\u009b2J.yaml')
+  writeFileSync(odd, `log: { file: ${n.dir}/log/cbatch.log }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: /tmp/cbatch-scratch-${process.pid}, target: /scratch } }\n`)
+  const check = spawnSync(CBATCH, ['config', 'check', odd], { encoding: 'utf8' })
+  t.equal(check.status, 1, check.stdout + check.stderr)
+  t.match(check.stdout, /odd\\x1b\]0;owned\\x07\\x9b2J\.yaml: queues\.batch\.scratch\.base: scratch base \/tmp\/cbatch-scratch-\d+ is not safe: others may write to \/tmp \(sticky/)
+  const r = spawnSync(CBATCH, ['doctor', '--config', odd, '--pbs-home', n.dir], { encoding: 'utf8' })
+  t.equal(r.status, 1)
+  for (const out of [check.stdout, check.stderr, r.stdout, r.stderr]) t.notMatch(out.replace(/\n/g, ''), /[\u0000-\u001f\u007f-\u009f]/)
+  t.match(r.stdout, /^FAIL queues\.batch\.scratch\.base: .*sticky/m)
+  chmodSync(odd, 0o666)
+  const open = spawnSync(CBATCH, ['config', 'check', odd], { encoding: 'utf8' })
+  t.equal(open.status, 1)
+  t.match(open.stdout, /is not safe: others may write to .*\(chmod go-w /)
 })

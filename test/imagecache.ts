@@ -1,4 +1,7 @@
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { hostId } from './helpers/jobs.ts'
 import { describeImages, lastUses, planPrune, recordImageUse } from '../lib/node/imagecache.ts'
 
 const MiB = 1024 ** 2
@@ -33,4 +36,26 @@ t.test('last uses are recorded per reference, in a directory of root\'s', async 
   recordImageUse('site/b:1', dir)
   t.same([...lastUses(dir).keys()].sort(), ['site/a:1', 'site/b:1'])
   t.same(lastUses(`${dir}/missing`), new Map())
+})
+
+t.test('who ran which image, and when, is root\'s alone to read, whatever the umask; an older open record is closed', async t => {
+  const state = `${t.testdir({})}/var-lib-cbatch`
+  const dir = `${state}/image-use`
+  mkdirSync(dir, { recursive: true, mode: 0o755 })
+  chmodSync(state, 0o755)
+  chmodSync(dir, 0o755) // as an older cbatch made them
+  const umask = process.umask(0o022) // pbs_mom's for some hooks (0077 for others)
+  try {
+    recordImageUse('site/secret-project:1', dir)
+  } finally {
+    process.umask(umask)
+  }
+  t.equal(statSync(state).mode & 0o777, 0o700)
+  t.equal(statSync(dir).mode & 0o777, 0o700)
+  for (const file of readdirSync(dir)) t.equal(statSync(`${dir}/${file}`).mode & 0o777, 0o600, file)
+  // Another user of the node learns nothing from it.
+  const look = spawnSync('setpriv', [`--reuid=${hostId('-u')}`, `--regid=${hostId('-g')}`, '--clear-groups', '--', '/bin/sh', '-c', `ls ${dir}; cat ${dir}/*`], { encoding: 'utf8' })
+  t.not(look.status, 0)
+  t.notMatch(look.stdout, 'secret-project')
+  t.same([...lastUses(dir).keys()], ['site/secret-project:1'], 'root reads it still')
 })

@@ -1,8 +1,14 @@
-import t from 'tap'
-import { spawn } from 'node:child_process'
-import { lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import t, { type Test } from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { jobLines, MAX_LOG_LINE, nodeLogger } from '../lib/log.ts'
+import { CBATCH } from './helpers/jobs.ts'
+
+/** What a terminal would act on: C0 (but the line's own newline), DEL, C1, bidi controls. */
+const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
+/** Escapes a job can put in what it asks for: a clipboard write (OSC 52), a title, CSI as C1, a bidi override. */
+const HOSTILE = '\u001b]52;c;ZWNobyBwd25lZA==\u0007\u001b]0;root@node\u0007\u009b2J\u202eevil\u007f'
 
 t.test('lines are single, capped, and appended only to root\'s own file', async t => {
   const dir = t.testdir({})
@@ -42,4 +48,61 @@ t.test('each line goes to syslog too, through the socket the config names', asyn
   nodeLogger('prologue', '7.srv', undefined, socket).error('engine down', { calls: [] })
   await new Promise(r => daemon.on('close', r))
   t.match(out, /<27>.*cbatch(\[\d+\])?: \{"time":"[^"]+","hook":"prologue","pid":\d+,"job":"7\.srv","level":"error","message":"engine down","calls":\[\]\}/)
+})
+
+/** A syslog daemon's socket (unix datagram, which Node cannot open): what it received within `ms`. */
+async function syslogDaemon(t: Test) {
+  const dir = mkdtempSync('/tmp/cbatch-syslog-') // a socket's path: at most 107 bytes
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const socket = join(dir, 'log.sock')
+  const daemon = spawn('/usr/bin/python3', ['-u', '-c', 'import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready")\nwhile True: print(s.recv(65536).decode().replace("\\n", " "))', socket])
+  t.teardown(() => { daemon.kill() })
+  let out = ''
+  daemon.stdout.on('data', d => (out += d))
+  while (!out.includes('ready')) await new Promise(r => setTimeout(r, 20))
+  return { socket, received: async (lines: number) => {
+    for (let i = 0; i < 200 && out.split('\n').length < lines + 2; i++) await new Promise(r => setTimeout(r, 25))
+    return out.split('\n').slice(1).filter(Boolean)
+  } }
+}
+
+t.test('a node log root may not use (a second hard link) loses no line: they go to syslog, after one saying why', async t => {
+  const dir = t.testdir({ 'cbatch.log': '' })
+  const file = join(dir, 'cbatch.log')
+  linkSync(file, join(dir, 'elsewhere'))
+  const daemon = await syslogDaemon(t)
+  // No log.syslog in the config: the node's syslog (here the test's socket) all the same.
+  const log = nodeLogger('prologue', '8.srv', file, undefined, daemon.socket)
+  log.info('first')
+  log.error('second')
+  const lines = await daemon.received(3)
+  t.equal(lines.length, 3, lines.join('\n'))
+  // Each line is its own logger process: they may arrive in any order.
+  const note = new RegExp(`^<27>.*cbatch.*"job":"8\\.srv","level":"error","message":"node log ${file} cannot be used, so this hook's lines go to syslog: node log ${file} is not safe: it has 2 names`)
+  t.ok(lines.some(l => note.test(l)), 'why, once')
+  t.ok(lines.some(l => /^<30>.*"level":"info","message":"first"/.test(l)))
+  t.ok(lines.some(l => /^<27>.*"level":"error","message":"second"/.test(l)))
+  t.equal(readFileSync(file, 'utf8'), '', 'nothing written to a file others may read or empty through another name')
+})
+
+t.test('a job\'s terminal escapes never reach the node log, syslog or `cbatch logs` as they are', async t => {
+  const dir = t.testdir({})
+  const file = join(dir, 'cbatch.log')
+  const daemon = await syslogDaemon(t)
+  nodeLogger('prologue', '9.srv', file, daemon.socket).error(`image ${HOSTILE} is not allowed`, { image: HOSTILE })
+  const text = readFileSync(file, 'utf8')
+  t.notMatch(text, RAW_CONTROL, 'the file holds none')
+  t.equal(jobLines(text, '9.srv')[0].message, `image ${HOSTILE} is not allowed`, 'and is still JSON of exactly what was said')
+  t.notMatch((await daemon.received(1)).join('\n'), RAW_CONTROL, 'nor does syslog')
+  // A line written raw, as an older cbatch did: `cbatch logs` shows it escaped, in either form.
+  writeFileSync(file, `${JSON.stringify({ time: 't', hook: 'prologue', pid: 1, job: '9.srv', level: 'error', message: `image ${HOSTILE}` })}\n`)
+  const config = join(dir, 'cbatch.yaml')
+  writeFileSync(config, `log: { file: ${file} }\nqueues: {}\n`)
+  const shown = spawnSync(CBATCH, ['logs', '9.srv', '--config', config], { encoding: 'utf8' })
+  t.equal(shown.status, 0, shown.stderr)
+  t.notMatch(shown.stdout.replace(/\n$/, ''), RAW_CONTROL)
+  t.equal(shown.stdout, 't prologue[1] error image \\x1b]52;c;ZWNobyBwd25lZA==\\x07\\x1b]0;root@node\\x07\\x9b2J\\u202eevil\\x7f\n')
+  const json = spawnSync(CBATCH, ['logs', '9.srv', '--json', '--config', config], { encoding: 'utf8' }).stdout
+  t.notMatch(json.replace(/\n$/, ''), RAW_CONTROL)
+  t.equal(JSON.parse(json).message, `image ${HOSTILE}`, '--json is still JSON of exactly what was logged')
 })

@@ -14,6 +14,10 @@ const shared = sharedDir()
 t.teardown(shared.dispose)
 const allowed = join(shared.path, 'allowed')
 mkdirSync(allowed, { mode: 0o777 })
+// Scratch bases, where only root may make names (never in the shared, sticky directory).
+const scratchRoot = `/var/lib/cbatch-test/security-${process.pid}`
+mkdirSync(scratchRoot, { recursive: true, mode: 0o755 })
+t.teardown(() => rmSync(scratchRoot, { recursive: true, force: true }))
 const yaml = `log: { file: ${shared.path}/cbatch.log }
 queues:
   batch:
@@ -22,7 +26,7 @@ queues:
     pidsLimit: 32
     allowedImages: ['127.0.0.1:5000/cbatch-test/*']
     userMounts: [{ source: ${allowed} }]
-    scratch: { base: ${shared.path}/scratch, target: /scratch }
+    scratch: { base: ${scratchRoot}/scratch, target: /scratch }
     volumes: [{ source: ${shared.path} }]
 `
 const config = writeConfig(shared.path, yaml)
@@ -118,7 +122,7 @@ ls -d ${allowed}/project && echo "scratch=$CBATCH_SCRATCH" && touch /scratch/min
   t.match(job.stdout, /write=[1-9]/, 'read-only as asked')
   t.match(job.stdout, 'scratch=/scratch\nscratch-ok\n')
   t.match(readFileSync(`${shared.path}/cbatch.log`, 'utf8'), `started from ${REGISTRY_IMAGE}`)
-  t.notOk(existsSync(join(shared.path, 'scratch', `cbatch-${job.jobId}`)), 'the scratch directory is gone with the job')
+  t.notOk(existsSync(join(scratchRoot, 'scratch', `cbatch-${job.jobId}`)), 'the scratch directory is gone with the job')
 })
 
 t.test('injection through image names, directives and variables is refused', async t => {
@@ -251,7 +255,7 @@ queues:
     image: ${TEST_IMAGE}
     pull: never
     userMounts: [{ source: ${allowed} }]
-    scratch: { base: ${rootOnly}/scratch, target: /scratch }
+    scratch: { base: ${scratchRoot}/hostile, target: /scratch }
     tmpSize: 8mb
 `)
 const accounted = (jobId: string) => readFileSync(accounting, 'utf8').split('\n').filter(Boolean)
@@ -378,14 +382,17 @@ echo "depth=$i"
   t.match(job.stdout, 'depth=150\n', 'a tree far deeper than PATH_MAX')
   t.equal(canaryState(), pristine, 'nothing root-owned followed, chowned or removed')
   t.equal(sha('/etc/hostname'), etc)
-  t.same(readdirSync(join(rootOnly, 'scratch')), [], 'the scratch directory is gone')
+  t.same(readdirSync(join(scratchRoot, 'hostile')), [], 'the scratch directory is gone')
   t.ok(accounted(job.jobId)?.usage, 'the job\'s accounting line is there')
 })
 
 t.test('a scratch base others may write to refuses the job, saying why', async t => {
-  const theirs = join(corner, 'scratch')
-  asAttacker(`mkdir -p ${theirs}`)
-  for (const [base, reason] of [[`${theirs}/base`, /is not owned by root/], [shared.path, /others may write to/]] as const) {
+  // A directory of the attacker's where root alone makes names otherwise; and the shared,
+  // sticky one (the sticky /tmp above it is named first: root makes names there).
+  const theirs = join(scratchRoot, 'theirs')
+  mkdirSync(theirs)
+  chownSync(theirs, attacker.uid, attacker.gid)
+  for (const [base, reason] of [[`${theirs}/base`, /theirs is not owned by root/], [shared.path, /others may write to \/tmp \(sticky/]] as const) {
     const config = writeConfig(shared.path, `log: { file: ${rootOnly}/cbatch.log }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, scratch: { base: ${base}, target: /scratch } }\n`)
     const { job } = await runJob('#!/bin/sh\necho ran\n', { config })
     t.ok(refused(job), base)

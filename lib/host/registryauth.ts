@@ -21,12 +21,17 @@ export function registryOf(image: string): string {
 const HUB_KEYS = ['docker.io', 'index.docker.io', 'https://index.docker.io/v1', 'registry-1.docker.io']
 const HUB_ADDRESS = 'https://index.docker.io/v1/'
 
-/** The credentials `file` holds for `registry`, if any. */
-export function registryAuth(file: string, registry: string): RegistryAuth | undefined {
+/** Throws UnsafePathError unless root alone may change `file`, and read it. */
+export function assertCredentialsFile(file: string): void {
   assertRootControlled(file, 'registry credentials')
   if (statSync(file).mode & 0o077) {
-    throw new UnsafePathError(`registry credentials ${file} is not safe: others may read it (chmod 600)`)
+    throw new UnsafePathError(`registry credentials ${file} is not safe: others may read it (chmod 600 ${file})`)
   }
+}
+
+/** The credentials `file` holds for `registry`, if any. */
+export function registryAuth(file: string, registry: string): RegistryAuth | undefined {
+  assertCredentialsFile(file)
   let auths: Record<string, { auth?: string; username?: string; password?: string }>
   try {
     auths = (JSON.parse(readFileSync(file, 'utf8')) as { auths?: typeof auths }).auths ?? {}

@@ -1,23 +1,25 @@
 // The per-job scratch directory: `<base>/<container name>`, the owner's, made by the
-// prologue and removed by the epilogue. The base must be root's alone, so no one else can
-// plant or swap anything beside a job's directory; inside it, what the job left is removed
-// with its owner's credentials, so links it planted lead nowhere root could be misled to.
+// prologue and removed by the epilogue. The base, and every directory above it, must be
+// root's alone, sticky or not: no one else can plant or swap anything beside a job's
+// directory, nor make the base first (which would refuse every job). Since that depends
+// only on directories root owns, a user can neither cause nor lift the refusal; `config
+// check` and `doctor` report it before any job meets it. Inside, what the job left is
+// removed with its owner's credentials, so links it planted lead nowhere root could be
+// misled to.
 import { chownSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { emptyAsOwner } from './asowner.ts'
 import { UnsafePathError } from '../errors.ts'
 import type { Identity } from './identity.ts'
-import { assertRootControlled } from './trusted.ts'
+import { makeRootDir } from './trusted.ts'
 
-/** Checks (and makes, if missing) the scratch base: root's, writable by no one else. */
+/**
+ * Checks (and makes, if missing) the scratch base: root's, writable by no one else, above
+ * it too. Mode 0711: owners reach their own directory in it (their files are removed as
+ * them) but cannot list the others.
+ */
 export function checkScratchBase(base: string): void {
-  assertRootControlled(dirname(base), 'directory of the scratch base')
-  try {
-    mkdirSync(base, { mode: 0o755 })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new UnsafePathError(`scratch base ${base} cannot be made`, (err as Error).message)
-  }
-  assertRootControlled(base, 'scratch base', { strict: true })
+  makeRootDir(base, 'scratch base', 0o711)
 }
 
 /** A fresh scratch directory for the job (an earlier run's is removed first). */

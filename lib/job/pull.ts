@@ -8,10 +8,10 @@
 // mkdir, which only one process can win.
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
 import { EngineTimeoutError, ImageDeniedError, ImagePullError } from '../errors.ts'
-import { assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { makeRootDir, replaceFile } from '../host/trusted.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
 import type { Config } from '../policy/config.ts'
 
@@ -69,8 +69,8 @@ const UNSTARTED_CLAIM_MS = 30_000
  * pull of it is under way (by a live process). A claim whose puller died is taken over.
  */
 export function claimPull(image: string, pullsDir = PULLS_DIR): boolean {
-  mkdirSync(pullsDir, { recursive: true, mode: 0o700 })
-  assertRootControlled(pullsDir, 'pulls directory', { strict: true })
+  makeRootDir(dirname(pullsDir), 'cbatch run directory') // /run/cbatch
+  makeRootDir(pullsDir, 'pulls directory')
   const dir = pullDir(image, pullsDir)
   for (let tries = 0; tries < 3; tries++) {
     try {

@@ -3,12 +3,11 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import type { Engine } from '../engine/engine.ts'
 import { ConfigError, describeIssue } from '../errors.ts'
-import { checkScratchBase } from '../host/scratch.ts'
 import { assertRootControlled } from '../host/trusted.ts'
-import { loadConfig, type Config } from '../policy/config.ts'
+import { checkHostPaths, loadConfig, type Config } from '../policy/config.ts'
 
 export type Verdict = 'ok' | 'warn' | 'FAIL'
 
@@ -45,8 +44,10 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
     config = await loadConfig(configPath)
     add('ok', 'config', `${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none)'}`)
   } catch (err) {
-    const issues = err instanceof ConfigError ? err.issues.map(i => describeIssue(err.file, i)) : [(err as Error).message]
-    for (const issue of issues) add('FAIL', 'config', issue, 'fix that line (cbatch config check FILE lists every problem)')
+    if (err instanceof ConfigError) {
+      // One with a line is in the text; one without is the file itself (unsafe, unreadable): its message says the fix.
+      for (const i of err.issues) add('FAIL', 'config', describeIssue(err.file, i), i.line ? 'fix that line (cbatch config check FILE lists every problem)' : undefined)
+    } else add('FAIL', 'config', (err as Error).message)
   }
   const momPriv = join(pbsHome ?? config?.torque.home ?? '/var/spool/torque', 'mom_priv')
   checkHooks(momPriv, add)
@@ -77,17 +78,19 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
   } catch (err) {
     add('FAIL', 'engine', `not usable at ${config.engine.socket}: ${(err as Error).message}`, 'start dockerd (systemctl start docker), or fix engine.socket')
   }
-  for (const [name, queue] of config.queues) {
-    if (!queue.scratch) continue
-    try {
-      checkScratchBase(queue.scratch.base)
-      checkDisk(`queue ${name} scratch base`, queue.scratch.base, add)
-    } catch (err) {
-      add('FAIL', `queue ${name} scratch base`, (err as Error).message, `chown root: ${queue.scratch.base}; chmod 755 ${queue.scratch.base}`)
-    }
+  // Each message says what to change; the node log's lines go to syslog meanwhile (lib/log.ts).
+  const unsafe = checkHostPaths(config)
+  for (const issue of unsafe) add('FAIL', issue.path, issue.message, 'keep it root\'s, writable by root alone, in directories only root may write to')
+  const judged = new Set(unsafe.map(i => i.path))
+  for (const [path, file] of [['log.file', config.log.file], ['accounting.file', config.accounting.file]] as const) {
+    if (file && !judged.has(path)) add('ok', path, `${file}: root's alone`)
   }
-  for (const [what, file] of [['node log', config.log.file], ['accounting file', config.accounting.file]] as const) {
-    if (file) checkAppendable(what, file, add)
+  for (const [name, queue] of config.queues) {
+    const path = `queues.${name}.scratch.base`
+    if (queue.scratch && !judged.has(path)) {
+      if (existsSync(queue.scratch.base)) checkDisk(path, queue.scratch.base, add)
+      else add('ok', path, `${queue.scratch.base}: made by the first job, where only root may make it`)
+    }
   }
   return findings
 }
@@ -116,6 +119,12 @@ function checkHooks(momPriv: string, add: Add): void {
     const file = join(bundles, bundle)
     if (!existsSync(file)) {
       add('FAIL', `bundle ${bundle}`, `${file} is missing`, './install.sh')
+      continue
+    }
+    try {
+      assertRootControlled(file, 'hook bundle') // root runs it: the loader refuses it otherwise
+    } catch (err) {
+      add('FAIL', `bundle ${bundle}`, (err as Error).message, './install.sh')
       continue
     }
     const cache = `${file}.cache`
@@ -186,18 +195,5 @@ function checkDisk(what: string, dir: string, add: Add): void {
     else add('ok', what, detail)
   } catch (err) {
     add('warn', what, `${dir}: ${(err as Error).message}`)
-  }
-}
-
-function checkAppendable(what: string, file: string, add: Add): void {
-  try {
-    assertRootControlled(dirname(file), `directory of the ${what}`, { mayBeMissing: true })
-    if (existsSync(file)) {
-      const stat = lstatSync(file)
-      if (!stat.isFile() || stat.uid !== 0 || stat.nlink !== 1) throw new Error(`${file} is not a regular file of root's with one name`)
-    }
-    add('ok', what, file)
-  } catch (err) {
-    add('FAIL', what, (err as Error).message, `chown root: ${file}; chmod go-w ${dirname(file)}`)
   }
 }

@@ -1,23 +1,24 @@
 // The node's image cache, for its operator (`cbatch images`): what is there, when a job
 // last used it, which queues name it, and what to remove to stay under the config's budget.
-// Jobs' last uses are files of root's, one per image reference, touched by the prologue.
+// Jobs' last uses are files of root's, one per image reference, touched by the prologue;
+// root's alone to read too (0700, 0600): they tell who ran what, and when.
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import type { NodeImage } from '../engine/engine.ts'
 import type { QueuePolicy } from '../policy/config.ts'
 import { withTag } from '../policy/image.ts'
-import { assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { assertRootControlled, makeRootDir, replaceFile } from '../host/trusted.ts'
 
 export const IMAGE_USE_DIR = '/var/lib/cbatch/image-use'
 
 /** The prologue records that a job runs in `reference`; best effort (it only informs pruning). */
 export function recordImageUse(reference: string, dir = IMAGE_USE_DIR): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o755 })
-    assertRootControlled(dir, 'image use directory', { strict: true })
+    makeRootDir(dirname(dir), 'cbatch state directory') // /var/lib/cbatch: other state too
+    makeRootDir(dir, 'image use directory')
     const file = join(dir, createHash('sha256').update(reference).digest('hex').slice(0, 32))
-    replaceFile(file, reference, 0o644)
+    replaceFile(file, reference, 0o600)
   } catch {
     // pruning then goes by the image's age
   }
@@ -28,6 +29,7 @@ export function lastUses(dir = IMAGE_USE_DIR): Map<string, Date> {
   const uses = new Map<string, Date>()
   let entries: string[] = []
   try {
+    assertRootControlled(dir, 'image use directory', { strict: true })
     entries = readdirSync(dir).filter(f => /^[0-9a-f]{32}$/.test(f))
   } catch {
     return uses

@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
-import { assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { makeRootDir, replaceFile } from '../host/trusted.ts'
 
 /** Where the counts behind each textfile are kept. */
 export const METRICS_STATE_DIR = '/var/lib/cbatch'
@@ -58,9 +58,9 @@ export function flushMetrics(batch: MetricsBatch, textfile: string, stateDir = M
         add(values, series(`${o.name}_count` as MetricName, o.labels), 1)
       }
       replaceFile(state, JSON.stringify(values), 0o600)
-      mkdirSync(dirname(textfile), { recursive: true, mode: 0o755 })
-      assertRootControlled(dirname(textfile), 'metrics textfile directory')
-      replaceFile(textfile, render(values), 0o644) // node_exporter reads it, as whoever it runs as
+      // node_exporter reads it, as whoever it runs as: the one file of cbatch's others may read.
+      makeRootDir(dirname(textfile), 'metrics textfile directory', 0o755)
+      replaceFile(textfile, render(values), 0o644)
     })
   } catch {
     // the next hook writes them again, with its own counts
@@ -105,8 +105,7 @@ function readState(file: string): State {
 
 /** Held by one process at a time (mkdir is atomic); a holder that died 10 s ago is not waited for. */
 function withLock(state: string, work: () => void): void {
-  mkdirSync(dirname(state), { recursive: true, mode: 0o755 })
-  assertRootControlled(dirname(state), 'metrics state directory', { strict: true })
+  makeRootDir(dirname(state), 'metrics state directory')
   const lock = `${state}.lock`
   const until = Date.now() + 2000
   for (;;) {

@@ -6,8 +6,9 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { ConfigError, UnsafePathError } from '../errors.ts'
-import { assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { ConfigError, UnsafePathError, type ConfigIssue } from '../errors.ts'
+import { assertRecordFile, assertRootControlled, replaceFile } from '../host/trusted.ts'
+import { assertCredentialsFile } from '../host/registryauth.ts'
 import { BUILD } from '../version.ts'
 import type { Config, QueuePolicy } from './schema.ts'
 
@@ -42,7 +43,7 @@ export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir
 
 function readConfigText(file: string): string {
   try {
-    // Its directories must be root's; the file itself, if there is one, too.
+    // It and its directories must be root's, and writable by root alone.
     assertRootControlled(file, 'cbatch config', { mayBeMissing: true })
     return readFileSync(file, 'utf8')
   } catch (err) {
@@ -71,4 +72,34 @@ function writeCache(cache: string, key: string, config: Config): void {
   } catch {
     // validated again next time
   }
+}
+
+/**
+ * What of `config` this node cannot safely obey, as config errors: every file root reads
+ * as policy must be root's and writable by root alone, and every path root makes (records,
+ * scratch bases) must sit where no one else may make its names first: root's directories,
+ * writable by root alone, sticky or not. The hooks check each path again as they use it;
+ * `config check` and `doctor` say so before any job meets it.
+ */
+export function checkHostPaths(config: Config): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const judge = (path: string, check: () => void) => {
+    try {
+      check()
+    } catch (err) {
+      if (!(err instanceof UnsafePathError)) throw err
+      issues.push({ path, message: err.message })
+    }
+  }
+  if (config.log.file) judge('log.file', () => assertRecordFile(config.log.file, 'node log'))
+  if (config.accounting.file) judge('accounting.file', () => assertRecordFile(config.accounting.file, 'accounting file'))
+  const textfile = config.metrics.textfile
+  if (textfile) judge('metrics.textfile', () => assertRootControlled(textfile, 'metrics textfile', { strict: true, mayBeMissing: true }))
+  const auth = config.images.auth
+  if (auth) judge('images.auth', () => assertCredentialsFile(auth))
+  for (const [name, queue] of config.queues) {
+    const base = queue.scratch?.base
+    if (base) judge(`queues.${name}.scratch.base`, () => assertRootControlled(base, 'scratch base', { strict: true, mayBeMissing: true }))
+  }
+  return issues
 }
