@@ -266,7 +266,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(sisters.length ? { sisterPrologues } : {}) }
-  if (outcome !== 'ran' && sisters.length) result.sisterEpilogues = await sisterEpilogues(noUse)
+  // The mother superior's prologue failed: mom aborts the sisters' part of the job without
+  // epilogue.parallel, and they forget it (contract, round 3).
+  if (outcome !== 'ran') sisters.forEach(sister => rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true }))
   if (outcome === 'ran') {
     const started = performance.now()
     const variableList: NodeJS.ProcessEnv = {

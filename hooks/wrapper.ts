@@ -71,7 +71,7 @@ limits=$(/bin/busybox base64 -w 0 /proc/self/limits)
 for option in -t -f -d -s -m -v; do
   ulimit -H $option unlimited 2>/dev/null && ulimit -S $option unlimited || ulimit -S $option "$(ulimit -H $option)" 2>/dev/null
 done
-${starter}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_RLIMITS="$limits" \\
+${starter}exec /bin/busybox env -i CBATCH_ENV_FD=3 CBATCH_CONFIG='${config}' CBATCH_MOM_PRIV=${momPriv} CBATCH_HOOKS_DIR=${OWN_DIR} CBATCH_RLIMITS="$limits" \\
   CBATCH_JOB_MEMCG="$job_memcg" '${node}' ${loader} ${hook} "$@" 3<<CBATCH_ENV
 $(/bin/busybox base64 -w 0 /proc/self/environ)
 CBATCH_ENV

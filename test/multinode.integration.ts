@@ -117,6 +117,21 @@ t.test('a sister whose engine is down requeues the job (the node goes down), and
   t.same(engines().map(jobsOn), [[], [], []], 'the working sister\'s container went with epilogue.parallel')
 })
 
+t.test('a mother superior whose prologue fails leaves nothing on its sisters, though pbs_mom runs no epilogue.parallel there', async t => {
+  const brokenMother = writeConfig(shared.path, readFileSync(config, 'utf8')
+    .replace('engine: { requeuePause: 0 }', `engine: { requeuePause: 0, socket: ${sisters[1].pbsHome}/no-engine.sock }`))
+  const job = await run('echo ran\n', sisters.slice(0, 1), { config: brokenMother })
+  t.equal(job.outcome, 'requeued', job.stderr)
+  t.same(job.sisterPrologues!.map(p => p.status), [0], 'the sister made its container')
+  t.equal(job.sisterEpilogues, undefined, 'pbs_mom aborted the sister\'s part without epilogue.parallel')
+  const gone = async () => {
+    for (let i = 0; i < 40 && jobsOn(sisters[0].engine.socket).length; i++) await new Promise(r => setTimeout(r, 500))
+    return jobsOn(sisters[0].engine.socket)
+  }
+  t.same(await gone(), [], 'the sister\'s guard removed its container once the sister forgot the job')
+  t.same(accountingOf(job.jobId).map(r => r.nodeNumber), [1], 'with the sister\'s accounting line')
+})
+
 t.test('a job a sister cannot run is refused there with exit 0 (no requeue loop), and its tasks there say why', async t => {
   const strict = { pbsHome: sisters[0].pbsHome, config: writeConfig(shared.path, readFileSync(sisters[0].config, 'utf8')
     .replace('network: host', 'network: host\n    limits: { maxCpus: 1 }')) }

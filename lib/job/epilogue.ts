@@ -11,10 +11,11 @@ import type { AccountingRecord } from './accounting.ts'
  * Epilogue: what the job used, read before its container is removed, and its scratch
  * directory, to remove once that is recorded; undefined if the job had no container.
  */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number },
+export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number; onlyContainer?: string },
   engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   const container = await findJobContainer(engine, facts.jobId)
-  if (!container) return undefined
+  // A sister's guard (hooks/prologue.ts) removes the container it guards, never a later try's.
+  if (!container || (facts.onlyContainer !== undefined && container.id !== facts.onlyContainer)) return undefined
   const usage = container.running ? usageOf(container.pid) : undefined
   const [imageDigest] = await Promise.all([
     engine.imageDigest(container.imageId, container.image).catch(() => undefined),
