@@ -1,0 +1,94 @@
+#!/bin/sh
+# Makes this host the real-TORQUE test tier's cluster (test/torque-real/): TORQUE's server
+# and two moms (scripts/torque/start.sh --moms 2), a second Docker engine for the second mom
+# (no bridge, ever), the tier's image, and cbatch installed on both moms by its own
+# install.sh, each with its own config. Needs TORQUE installed (scripts/torque/build.sh) and
+# the project built and provisioned (npm test's pretest). Idempotent.
+#
+#   node vm : PBS_HOME /var/spool/torque,       engine /var/run/docker.sock,        config /etc/cbatch-tier/vm
+#   node vm2: PBS_HOME /var/spool/torque-mom2,  engine /run/cbatch-tier/docker2.sock, config /etc/cbatch-tier/vm2
+set -eu
+cd "$(dirname "$0")/../.."
+say() { echo "torque/tier: $*"; }
+die() { echo "torque/tier: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "must run as root"
+command -v pbs_server >/dev/null || [ -x /usr/local/sbin/pbs_server ] || die "no TORQUE here: scripts/torque/build.sh SRC first"
+[ -x dist/cbatch ] || die "build cbatch first (npm run build)"
+
+scripts/torque/start.sh --moms 2
+
+RUN=/run/cbatch-tier
+STATE=/var/lib/cbatch-tier
+SOCK2=$RUN/docker2.sock
+install -d -m 0700 "$RUN" "$STATE"
+if ! docker -H "unix://$SOCK2" info >/dev/null 2>&1; then
+  say "starting the second mom's dockerd on $SOCK2"
+  nohup dockerd --host "unix://$SOCK2" --data-root "$STATE/docker2" --exec-root "$RUN/exec2" --pidfile "$RUN/docker2.pid" \
+    --bridge=none --iptables=false --ip-masq=false >"$STATE/dockerd2.log" 2>&1 &
+  i=0
+  until docker -H "unix://$SOCK2" info >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 120 ] || die "the second dockerd did not start (see $STATE/dockerd2.log)"
+    sleep 0.5
+  done
+fi
+
+# The tier's image: busybox, and TORQUE's pbsdsh with the libraries it links, so that jobs
+# start TM tasks from inside their containers as on a cluster.
+IMAGE=cbatch-test/torque:latest
+VERSION=1
+if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.torque-image"}}' "$IMAGE" 2>/dev/null)" != "$VERSION" ]; then
+  say "building $IMAGE"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev" "$root/home" "$root/usr/local/bin"
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/bin/busybox"
+  chroot "$root" /bin/busybox --install -s /bin
+  for program in /usr/local/bin/pbsdsh; do
+    cp "$program" "$root/usr/local/bin/"
+    for lib in $(ldd "$program" | awk '/=> \// {print $3} /^\t\// {print $1}'); do
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c "LABEL cbatch.torque-image=$VERSION" - "$IMAGE" >/dev/null
+  rm -rf "$root"
+fi
+for image in "$IMAGE" cbatch-test/busybox:latest; do
+  [ "$(docker image inspect -f '{{.Id}}' "$image")" = "$(docker -H "unix://$SOCK2" image inspect -f '{{.Id}}' "$image" 2>/dev/null)" ] \
+    || docker save "$image" | docker -H "unix://$SOCK2" load >/dev/null
+done
+
+# Each mom's config: queue batch in the tier's image on the host network (TM reaches the
+# mom), queue pullfail whose image the mother superior (vm) cannot pull, so its prologue
+# fails and requeues while the sister (vm2) has it. Queue unmanaged is not cbatch's.
+install -d -m 0755 /var/log/cbatch-tier /etc/cbatch-tier
+config() { # NODE SOCKET PULLFAIL_IMAGE PULLFAIL_POLICY
+  install -d -m 0755 "/etc/cbatch-tier/$1"
+  cat >"/etc/cbatch-tier/$1/cbatch.yaml" <<YAML
+# The real-TORQUE test tier's config for node $1 (scripts/torque/tier.sh)
+engine: { socket: $2, requeuePause: 1 }
+log: { file: /var/log/cbatch-tier/$1.log }
+accounting: { file: /var/log/cbatch-tier/$1-accounting.jsonl }
+images: { pullAttempts: 1 }
+queues:
+  batch:
+    image: $IMAGE
+    pull: never
+    network: host
+    allowedImages: ['cbatch-test/**']
+  pullfail:
+    image: $3
+    pull: $4
+    network: host
+YAML
+  chmod 0644 "/etc/cbatch-tier/$1/cbatch.yaml"
+}
+config vm /var/run/docker.sock 127.0.0.1:5999/cbatch-tier/unreachable:1 always
+config vm2 "$SOCK2" "$IMAGE" never
+./dist/cbatch config check /etc/cbatch-tier/vm/cbatch.yaml >/dev/null || die "the tier's config for vm is invalid"
+
+./install.sh --no-build --node-check --pbs-home /var/spool/torque --config-dir /etc/cbatch-tier/vm
+./install.sh --no-build --node-check --pbs-home /var/spool/torque-mom2 --config-dir /etc/cbatch-tier/vm2
+# pbs_mom reads mom_priv/config again on HUP.
+for pid in $(pgrep -x pbs_mom); do kill -HUP "$pid"; done
+say "ready: cbatch on vm and vm2"
