@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { replaceFile } from '../lib/host/trusted.ts'
+import { STARTER_NEEDS } from '../lib/torque/rlimits.ts'
 
 export const HOOKS = ['prologue', 'prologue.parallel', 'jobstarter', 'epilogue', 'epilogue.parallel', 'nodecheck'] as const
 export type HookName = typeof HOOKS[number]
@@ -42,8 +43,6 @@ fi
 // Where root cannot lift a limit pbs_mom set (no CAP_SYS_RESOURCE: real nodes have it), a
 // job's small vmem or mem would hold node too, which then dies at start ("Failed to
 // reserve virtual memory for CodeRange") or in its heap. The owner is told why instead.
-// Sizes in KiB, as ulimit counts them, with room above what the starter was seen to use.
-export const STARTER_NEEDS = { vmem: 2 * 1024 * 1024, mem: 512 * 1024 }
 const STARTER_LIMITS = `need() {
   have=$(ulimit -S -$1)
   [ "$have" = unlimited ] || [ "$have" -ge "$2" ] || {

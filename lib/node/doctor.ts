@@ -3,7 +3,8 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join, normalize } from 'node:path'
+import { STARTER_NEEDS } from '../torque/rlimits.ts'
 import type { Engine } from '../engine/engine.ts'
 import { ConfigError, describeIssue } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
@@ -20,6 +21,9 @@ export interface Finding {
   /** What to do, when not ok. */
   fix?: string
 }
+
+/** Where TORQUE keeps pbs_mom's files unless told otherwise. */
+const DEFAULT_PBS_HOME = '/var/spool/torque'
 
 /** The hooks pbs_mom runs, and the bundles they start. */
 const HOOK_FILES = ['prologue', 'epilogue', 'jobstarter', 'prologue.parallel', 'epilogue.parallel']
@@ -49,10 +53,11 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
       for (const i of err.issues) add('FAIL', 'config', describeIssue(err.file, i), i.line ? 'fix that line (cbatch config check FILE lists every problem)' : undefined)
     } else add('FAIL', 'config', (err as Error).message)
   }
-  const momPriv = join(pbsHome ?? config?.torque.home ?? '/var/spool/torque', 'mom_priv')
+  const momPriv = join(pbsHome ?? config?.torque.home ?? DEFAULT_PBS_HOME, 'mom_priv')
   checkHooks(momPriv, add)
   checkMomConfig(momPriv, add)
   checkBusybox(add)
+  checkLiftingLimits(add)
   if (!config) return findings
 
   const engine = engineFor(config)
@@ -156,17 +161,36 @@ function checkMomConfig(momPriv: string, add: Add): void {
   if (privileged.length !== 1 || !/\strue(\s|$)/i.test(privileged[0])) {
     add('FAIL', '$job_starter_run_privileged', `${privileged.length} line(s) in ${file}`, 'exactly one line: $job_starter_run_privileged true')
   } else add('ok', '$job_starter_run_privileged', 'true')
-  const mom = momStart()
-  if (mom === undefined) add('warn', 'pbs_mom', 'not running on this node', 'start pbs_mom')
+  const mom = momStart(momPriv)
+  if (mom === undefined) add('warn', 'pbs_mom', `none runs here for ${dirname(momPriv)}`, 'start pbs_mom')
   else if (statSync(file).mtimeMs > mom) add('warn', 'pbs_mom', `started before ${file} last changed`, 'kill -HUP $(pgrep -x pbs_mom)')
   else add('ok', 'pbs_mom', 'running, with the current mom_priv/config')
 }
 
-/** When pbs_mom started (ms since the epoch), if it runs. */
-function momStart(): number | undefined {
+/**
+ * pbs_mom sets a job's vmem and mem as hard limits on the job starter too; only a root with
+ * CAP_SYS_RESOURCE can lift them for it (hooks/wrapper.ts). Without it, small ones refuse jobs.
+ */
+function checkLiftingLimits(add: Add): void {
+  const effective = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
+  if (effective && (BigInt(`0x${effective}`) >> 24n) & 1n) add('ok', 'CAP_SYS_RESOURCE', 'root may lift the limits pbs_mom sets on the job starter')
+  else {
+    add('warn', 'CAP_SYS_RESOURCE', `root lacks it here: jobs asking for vmem under ${STARTER_NEEDS.vmem / 1024} MiB or mem under ${STARTER_NEEDS.mem / 1024} MiB are refused (their limit would hold the job starter)`,
+      'run pbs_mom with CAP_SYS_RESOURCE (it has it as root outside restricted containers)')
+  }
+}
+
+/**
+ * When the pbs_mom of this mom_priv started (ms since the epoch), if it runs. Several moms
+ * may run on one host (multi-mom): each names its PBS_HOME with -d, else it has TORQUE's default.
+ */
+function momStart(momPriv: string): number | undefined {
   for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'pbs_mom') return statSync(`/proc/${pid}`).mtimeMs
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'pbs_mom') continue
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      const home = argv.find((_, i) => argv[i - 1] === '-d') ?? argv.find(a => a.startsWith('-d') && a.length > 2)?.slice(2) ?? DEFAULT_PBS_HOME
+      if (normalize(join(home, 'mom_priv')) === normalize(momPriv)) return statSync(`/proc/${pid}`).mtimeMs
     } catch {
       // gone meanwhile
     }

@@ -55,3 +55,10 @@ export function restoringOptions(job: Rlimits, now: Rlimits): string[] {
     .filter(name => job[name]!.soft !== now[name]?.soft || job[name]!.hard !== now[name]?.hard)
     .map(name => `--${name}=${job[name]!.soft}:${job[name]!.hard}`)
 }
+
+/**
+ * Address space and data the job starter (Node) needs, in KiB as ulimit counts them, with
+ * room above what it was seen to use: a job's vmem or mem below these, which root cannot
+ * lift without CAP_SYS_RESOURCE, would stop it.
+ */
+export const STARTER_NEEDS = { vmem: 2 * 1024 * 1024, mem: 512 * 1024 }
