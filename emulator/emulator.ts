@@ -1,4 +1,4 @@
-// An emulator of pbs_mom for one job on this node, written to ../shared/torque-contract.md:
+// An emulator of pbs_mom for one job on this node, written to docs/torque-contract.md:
 // the prologue, job starter and epilogue run as real processes with the argv, environment,
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
@@ -211,7 +211,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     PBS_NUM_NODES: String(nodeCount), PBS_NUM_PPN: String(ppn), PBS_NP: String(slots.reduce((a, b) => a + b, 0)), PBS_NODEFILE: momNodeFile,
   }
   // A spec that names a host gives the prologues PBS_NUM_NODES=0 and the first chunk's
-  // numbers (contract, round 3); the job shell gets the right ones.
+  // numbers (contract, "Node counts in the environment"); the job shell gets the right ones.
   const hookSizes = chunks?.some(c => c.name) ? { ...jobSizes, PBS_NUM_NODES: '0', PBS_NP: String(ppn) } : jobSizes
   // The prologue's PATH is /bin:/usr/bin; PBS_RESOURCE_GRES only when gres was asked for.
   const scriptEnv: NodeJS.ProcessEnv = {
@@ -229,7 +229,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // job file and gives it to the job shell and every task (PBS_JOBCOOKIE).
   const cookie = randomBytes(16).toString('hex').toUpperCase()
   const record = { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {}, cookie }
-  // pbs_mom writes the job file while the prologue already runs (contract: seen ~200 ms in).
+  // pbs_mom writes the job file while the prologue already runs (contract, "When the job file
+  // is written": seen ~200 ms in once; later checks never saw it before the prologue returned).
   const jobFile = () => writeJobFile(pbsHome, record)
   const cgroups = opts.cgroups ? makeJobCgroups(jobId, resources, opts.cgroups) : undefined
 
@@ -267,7 +268,7 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(sisters.length ? { sisterPrologues } : {}) }
   // The mother superior's prologue failed: mom aborts the sisters' part of the job without
-  // epilogue.parallel, and they forget it (contract, round 3).
+  // epilogue.parallel, and they forget it (contract, "When a prologue fails").
   if (outcome !== 'ran') sisters.forEach(sister => rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true }))
   if (outcome === 'ran') {
     const started = performance.now()
@@ -504,7 +505,7 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
   try {
     const started = performance.now()
     // pbs_mom's umask: 0077 for the mother superior's prologue and epilogue, 0022 for a
-    // sister's (contract, "Seen on real 6.1 moms, round 3").
+    // sister's (contract, "How the prologues and epilogues run").
     const mask = path.endsWith('.parallel') ? 0o022 : 0o077
     const child = inside(() => withUmask(mask, () => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })))
     let timedOut = false

@@ -1,7 +1,7 @@
 // TORQUE's task manager (TM), as the emulator offers it to a job: `pbsdsh` inside the job's
 // container asks "its pbs_mom" on 127.0.0.1:PBS_MOMPORT to start a task on the job's nodes,
 // and that mom starts it through the node's job starter, as pbs_mom does for a TM spawn
-// (torque-contract.md, "Multi-node jobs and TM tasks"). As on a real cluster the task
+// (docs/torque-contract.md, "Multi-node jobs and TM tasks"). As on a real cluster the task
 // launcher needs TCP to the mom: from a container that is the host network.
 // The wire is not TM's: a small HTTP request that busybox wget can make.
 import { mkdirSync } from 'node:fs'

@@ -2,8 +2,8 @@
 // pbs_server until the check passes again. A node that cannot run container jobs (config
 // unusable, engine unreachable, a queue's image missing where it may not be pulled, a
 // scratch base where others could change or make it first) must stop taking jobs:
-// pbs_sched would otherwise re-run each requeued job on it at once, forever (contract:
-// "Seen on a real TORQUE 6.1 mom"). Silent when all is well.
+// pbs_sched would otherwise re-run each requeued job on it at once, forever
+// (docs/torque-contract.md, "When a prologue fails"). Silent when all is well.
 import { loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'

@@ -3,7 +3,7 @@
 // Exit 0: the job runs, or was refused (the reason is in its .ER, and the starter will not
 // run it: lib/job/refusal.ts); 2: the job is requeued (a fault that may pass). A sister's
 // non-zero exit requeues the job and marks the node down until an admin clears it
-// (torque-contract.md): right for a node that cannot run containers (its engine is
+// (docs/torque-contract.md): right for a node that cannot run containers (its engine is
 // down), wrong for a job that cannot run, which would loop; such a job is refused with
 // exit 0 on sisters too, and its tasks there say why (hooks/jobstarter.ts).
 import { spawn } from 'node:child_process'

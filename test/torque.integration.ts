@@ -1,6 +1,7 @@
-// What a real TORQUE 6.1 pbs_mom does that an earlier emulator hid (../shared/torque-contract.md,
-// "Seen on a real TORQUE 6.1 mom"): limits on the starter, cput, umask, refusals the owner
-// never saw, a job file written late, array job files. Real jobs through `cbatch run`.
+// What a real TORQUE 6.1 pbs_mom does that an earlier emulator hid (docs/torque-contract.md:
+// "The job starter", "When a prologue fails", "When the job file is written", "Files and
+// homes"): limits on the starter, cput, umask, refusals the owner never saw, a job file
+// written late, array job files. Real jobs through `cbatch run`.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmSync } from 'node:fs'

@@ -36,7 +36,7 @@ export interface PrologueContext {
   env: NodeJS.ProcessEnv
   /**
    * A sister node's prologue.parallel. It runs before the mother superior's prologue, with
-   * no job script, job file or node file yet (torque-contract.md): its container is made
+   * no job script, job file or node file yet (docs/torque-contract.md): its container is made
    * from what every node of the job knows alike (below, `prepareJob`).
    */
   sister?: boolean

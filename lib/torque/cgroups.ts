@@ -1,5 +1,5 @@
-// A job's cgroup made by a TORQUE built with cgroups (contract: "TORQUE built with
-// cgroups"): /sys/fs/cgroup/<controller>/torque/<jobid>, cgroup v1. With
+// A job's cgroup made by a TORQUE built with cgroups (docs/torque-contract.md,
+// "TORQUE built with cgroups"): /sys/fs/cgroup/<controller>/torque/<jobid>, cgroup v1. With
 // `cgroupParent: torque` the job's container lives below it, so TORQUE counts and confines
 // it; what that leaves to cbatch is here.
 import { readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs'

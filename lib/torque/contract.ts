@@ -1,6 +1,6 @@
 // What pbs_mom hands our programs: argv of the prologue and epilogue families,
 // the job starter's environment, and the Resource_List string.
-// See ../shared/torque-contract.md ("Arguments", "The job starter").
+// See docs/torque-contract.md ("Arguments", "The job starter").
 import { UsageError } from '../errors.ts'
 
 export interface JobFacts {

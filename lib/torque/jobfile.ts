@@ -27,7 +27,7 @@ export interface JobRecord {
 
 /**
  * The prefix of a job's files: its id, with an array sub-job's `N[i].host` as `N-i.host`
- * (contract: "Seen on a real TORQUE 6.1 mom").
+ * (docs/torque-contract.md, "Files and homes").
  */
 export function jobFilePrefix(jobId: string): string {
   return jobId.replace(/^(\d+)\[(\d+)\]/, '$1-$2')

@@ -1,7 +1,8 @@
 // How many nodes a job has and what it holds on this one, from what each hook can rely on.
 // pbs_mom's PBS_NUM_NODES is 0 in the prologues of a spec that names a host
-// (`nodes=vm:ppn=1`), and PBS_NUM_PPN is the first chunk's ppn on every node (contract,
-// "Seen on real 6.1 moms, round 3"). So: the mother superior counts its node file (one line
+// (`nodes=vm:ppn=1`), and PBS_NUM_PPN is the first chunk's ppn on every node
+// (docs/torque-contract.md, "Node counts in the environment"). So: the mother superior
+// counts its node file (one line
 // per slot, its own host first); a sister, which has no node file yet, takes its share
 // from the node spec, chunk by chunk in the order pbs_server hands out nodes.
 import { UsageError } from '../errors.ts'
