@@ -36,8 +36,10 @@ queues:
 const { sisters, dispose } = await startSisters(2, config)
 t.teardown(dispose)
 
-const jobsOn = (socket?: string) => execFileSync('docker', [...(socket ? ['-H', `unix://${socket}`] : []), 'ps', '-aq', '--filter', 'label=cbatch.job'],
-  { encoding: 'utf8' }).split('\n').filter(Boolean)
+// This test's jobs only (the emulator's job ids start with its pid): the main engine may run
+// other jobs meanwhile, a real pbs_mom's among them.
+const jobsOn = (socket?: string) => execFileSync('docker', [...(socket ? ['-H', `unix://${socket}`] : []), 'ps', '-a', '--filter', 'label=cbatch.job',
+  '--format', '{{.ID}} {{.Label "cbatch.job"}}'], { encoding: 'utf8' }).split('\n').filter(l => l.split(' ')[1]?.startsWith(String(process.pid))).map(l => l.split(' ')[0])
 const engines = () => [undefined, ...sisters.map(s => s.engine.socket)]
 const accountingOf = (jobId: string) => readFileSync(accounting, 'utf8').split('\n').filter(Boolean)
   .map(line => JSON.parse(line) as AccountingRecord).filter(r => r.jobId === jobId)
@@ -93,7 +95,7 @@ t.test('qdel reaches the tasks on every node', async t => {
   const started = performance.now()
   const pending = run(`/opt/torque/bin/pbsdsh -u sleep 300 &\nsleep 300\n`, sisters, { cancel: cancel.signal, killDelay: 1 })
   // Until every node's container runs its task.
-  for (let i = 0; i < 100 && engines().some(e => !execFileSync('docker', [...(e ? ['-H', `unix://${e}`] : []), 'ps', '-q', '--filter', 'label=cbatch.job'], { encoding: 'utf8' }).trim()); i++) {
+  for (let i = 0; i < 100 && engines().some(e => !jobsOn(e).length); i++) {
     await new Promise(r => setTimeout(r, 200))
   }
   await new Promise(r => setTimeout(r, 1500))
