@@ -8,14 +8,17 @@ import { loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'
 import { printable } from '../lib/format.ts'
+import { requeueProblem } from '../lib/node/requeues.ts'
 import { hookStart } from './run.ts'
 
 async function check(): Promise<string[]> {
-  const { configPath, cacheDir } = hookStart()
+  const { configPath, cacheDir, momPriv } = hookStart()
   const config = await loadConfig(configPath, { cacheDir })
   const engine = Engine.fromConfig({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []
+  const streak = requeueProblem(momPriv)
+  if (streak) problems.push(streak)
   for (const [name, policy] of config.queues) {
     if (policy.pull === 'never' && !await engine.hasImage(policy.image)) problems.push(`queue ${name}: image ${policy.image} is not on this node (pull: never)`)
     if (policy.scratch) {

@@ -12,8 +12,9 @@ import { collectOrphans } from '../lib/job/gc.ts'
 import { pullRecord } from '../lib/job/pull.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'
-import { CbatchError } from '../lib/errors.ts'
+import { CbatchError, PullUnderWayError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
+import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
 import { jobFilePrefix } from '../lib/torque/jobfile.ts'
 import { runHook } from './run.ts'
@@ -76,6 +77,7 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
       : Promise.resolve()
     const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller }), gc])
     if (prepared.kind === 'container') {
+      if (hook === 'prologue') clearRequeues(momPriv)
       if (hook === 'prologue.parallel') guardSister(momPriv, prepared.id)
       metrics.count('cbatch_jobs_started_total', { queue: facts.queue, node: hook === 'prologue' ? 'mother' : 'sister' })
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
@@ -85,7 +87,11 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
   } catch (err) {
     // A requeued job comes straight back to this node: slow the loop down until the node
     // check takes the node out of scheduling (README, install.sh --node-check).
-    if (!(err instanceof CbatchError) || err.disposition === 'requeue') await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
+    if (!(err instanceof CbatchError) || err.disposition === 'requeue') {
+      // A sister's non-zero exit marks its node down already; the mother superior's does not.
+      if (hook === 'prologue' && !(err instanceof PullUnderWayError)) recordRequeue(momPriv, err instanceof CbatchError ? err.message : String(err))
+      await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
+    }
     throw err
   }
 }, {

@@ -1,7 +1,7 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
 import { cookieOf, recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
@@ -91,4 +91,28 @@ t.test('the node check marks a node that cannot run container jobs down, and is 
   t.match(broken.stdout, /^ERROR cbatch: invalid cbatch config /)
   const missing = check(writeConfig(shared.path, `queues:\n  batch: { image: cbatch-test/none:1, pull: never }\n`))
   t.equal(missing.stdout, 'ERROR cbatch: queue batch: image cbatch-test/none:1 is not on this node (pull: never)\n')
+})
+
+t.test('a mother superior whose prologue keeps requeueing is taken out of scheduling by the node check', async t => {
+  const momPriv = join(DEFAULT_PBS_HOME, 'mom_priv')
+  const streak = join(momPriv, 'cbatch-requeues.json')
+  rmSync(streak, { force: true })
+  t.teardown(() => rmSync(streak, { force: true }))
+  // The engine answers the node check, but the job's image cannot be pulled: each prologue requeues.
+  const config = writeConfig(shared.path, `engine: { requeuePause: 0 }\nimages: { pullAttempts: 1 }\nqueues:\n  batch: { image: 127.0.0.1:5999/cbatch-test/unreachable:1, pull: always }\n`)
+  const nodeCheck = () => spawnSync(join(hooksFor(join(import.meta.dirname, '../dist'), config), 'nodecheck'), [], { encoding: 'utf8', env: {} })
+  for (let i = 1; i <= 3; i++) {
+    const prologue = runHook('prologue', [`${process.pid}${i}.requeued`, TEST_USER, TEST_USER, 'j', 'nodes=1', 'batch', ''], { env: {}, config })
+    t.equal(prologue.status, 2, `try ${i} requeued: ${prologue.stderr}`)
+    if (i < 3) t.equal(nodeCheck().stdout, '', `after ${i}: not yet a streak`)
+  }
+  const down = nodeCheck()
+  t.equal(down.status, 1)
+  t.match(down.stdout, /^ERROR cbatch: the prologue requeued the last 3 jobs since \S+: cannot pull image 127\.0\.0\.1:5999\/cbatch-test\/unreachable:1/)
+  // A job that gets its container ends the streak.
+  const good = testConfig(shared.path)
+  const jobId = `${process.pid}4.requeued`
+  t.teardown(() => { runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'j', '0', '', '', 'batch', '', '0'], { env: {}, config: good }) })
+  t.equal(runHook('prologue', [jobId, TEST_USER, TEST_USER, 'j', 'nodes=1', 'batch', ''], { env: {}, config: good }).status, 0)
+  t.same([nodeCheck().status, nodeCheck().stdout], [0, ''])
 })

@@ -63,7 +63,7 @@ t.test('waiting for a pull: the image, a refusal (abort), a failure or the deadl
   pullRecord.ended('c', { refused: false, message: 'connection refused' }, dir)
   await t.rejects(waitForImage(e, 'c', 5000, { pullsDir: dir, pollMs: 10 }), { name: 'ImagePullError', message: /connection refused/ })
   claimPull('d', dir)
-  await t.rejects(waitForImage(e, 'd', 50, { pullsDir: dir, pollMs: 10 }), { name: 'ImagePullError', message: /still being pulled on this node/ })
+  await t.rejects(waitForImage(e, 'd', 50, { pullsDir: dir, pollMs: 10 }), { name: 'PullUnderWayError', message: /still being pulled on this node/ })
   e.images.add('d')
   await t.rejects(waitForImage(e, 'd', 50, { fresh: true, pullsDir: dir, pollMs: 10 }), { message: /still being pulled/ },
     'pull policy always: the image there is not enough while its pull goes on')

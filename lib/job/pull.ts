@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
-import { EngineTimeoutError, ImageDeniedError, ImagePullError } from '../errors.ts'
+import { EngineTimeoutError, ImageDeniedError, ImagePullError, PullUnderWayError } from '../errors.ts'
 import { makeRootDir, replaceFile } from '../host/trusted.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
 import type { Config } from '../policy/config.ts'
@@ -121,7 +121,7 @@ export async function waitForImage(engine: Pick<ContainerEngine, 'hasImage'>, im
       throw new ImagePullError(`cannot pull image ${image}`, readIfThere(`${dir}.failed`) ?? 'the pull ended without it')
     }
     if (Date.now() >= until) {
-      throw new ImagePullError(`image ${image} is still being pulled on this node`, 'the job is requeued and will find it there')
+      throw new PullUnderWayError(`image ${image} is still being pulled on this node`, 'the job is requeued and will find it there')
     }
     await new Promise(r => setTimeout(r, pollMs))
   }
