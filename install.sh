@@ -2,7 +2,7 @@
 # Installs cbatch on a TORQUE compute node: the bundled hooks into mom_priv, the job
 # starter lines into mom_priv/config, an example /etc/cbatch/cbatch.yaml if none exists.
 #
-#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--node-check] [--no-build] [--dry-run]
+#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--no-node-check] [--no-build] [--dry-run]
 #   ./install.sh --uninstall [--pbs-home DIR] [--dry-run]
 #   ./install.sh --demo        try cbatch on this machine without TORQUE
 #
@@ -14,7 +14,7 @@ CONFIG_DIR=/etc/cbatch
 ACTION=install
 DRY=""
 BUILD=yes
-NODE_CHECK=""
+NODE_CHECK=yes
 MARK="# cbatch"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY=yes ;;
     --no-build) BUILD="" ;;
     --node-check) NODE_CHECK=yes ;;
+    --no-node-check) NODE_CHECK="" ;;
     -h|--help) usage 0 ;;
     *) echo "install.sh: unknown option $1" >&2; usage 64 ;;
   esac
@@ -114,7 +115,7 @@ install_hooks() {
     say "adding the cbatch node check to $MOM_CONFIG"
     [ -n "$DRY" ] || printf '%s\n' "\$node_check_script $MOM_PRIV/cbatch-nodecheck $MARK" >>"$MOM_CONFIG"
   else
-    say "recommended: ./install.sh --node-check, so a node whose engine is down stops taking jobs"
+    say "no node check (--no-node-check): a node whose engine is down, or whose prologue keeps requeueing, keeps taking jobs"
   fi
 
   if [ -e "$CONFIG_DIR/cbatch.yaml" ]; then

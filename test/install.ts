@@ -69,22 +69,25 @@ t.test('refuses a PBS_HOME without mom_priv', async t => {
   t.match(r.stderr, /mom_priv does not exist: is pbs_mom installed/)
 })
 
-t.test('the wrappers name the config directory chosen; --node-check adds the node check once', async t => {
+t.test('the wrappers name the config directory chosen; the node check is added once, unless --no-node-check', async t => {
   const dir = fresh(t)
-  install(dir, '--node-check')
+  install(dir)
   for (const hook of ['prologue', 'epilogue', 'jobstarter', 'cbatch-nodecheck']) {
     t.match(readFileSync(join(dir, 'mom_priv', hook), 'utf8'), `CBATCH_CONFIG='${dir}/etc/cbatch.yaml'`, hook)
   }
-  install(dir, '--node-check')
+  install(dir)
   const config = readFileSync(join(dir, 'mom_priv/config'), 'utf8')
   t.equal(config.split(`$node_check_script ${dir}/mom_priv/cbatch-nodecheck # cbatch\n`).length, 2, 'exactly once')
   install(dir, '--uninstall')
   t.equal(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), SITE_CONFIG)
+  const out = install(dir, '--no-node-check')
+  t.notMatch(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), 'cbatch-nodecheck')
+  t.match(out, 'no node check (--no-node-check)')
 })
 
 t.test('a site\'s own node check is kept', async t => {
   const dir = t.testdir({ mom_priv: { config: '$node_check_script /usr/sbin/nhc\n', jobs: {} } })
-  const out = install(dir, '--node-check')
+  const out = install(dir)
   t.match(out, 'keeping the site\'s $node_check_script')
   t.match(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), /^\$node_check_script \/usr\/sbin\/nhc\n/)
   t.notMatch(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), 'cbatch-nodecheck')
