@@ -15,6 +15,7 @@ import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { LABEL } from '../lib/engine/container.ts'
+import type { JobContainer } from '../lib/engine/engine.ts'
 import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
 import { formatBytes, formatDuration, formatTable, printable, printableJson } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
@@ -59,7 +60,7 @@ examples:
     },
   },
   gc: {
-    summary: 'remove containers (and cbatch\'s files) of jobs this pbs_mom no longer knows; safe from cron',
+    summary: 'remove containers (and cbatch\'s files) of jobs this pbs_mom no longer knows, never another mom\'s; safe from cron',
     usage: `cbatch gc [options]
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
@@ -117,7 +118,7 @@ examples:
     options: { config: { type: 'string' }, json: { type: 'boolean' } },
   },
   ps: {
-    summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now',
+    summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now, their pbs_mom',
     usage: `cbatch ps [options]
   --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
   --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
@@ -243,8 +244,8 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
   } catch (err) {
     throw new UsageError(`cannot read the node log ${config.log.file}: ${(err as NodeJS.ErrnoException).code ?? err}`)
   }
-  for (const line of jobLines(text, jobId)) {
   // Lines quote what jobs asked for: printed with their terminal escapes made visible.
+  for (const line of jobLines(text, jobId)) {
     if (values.json) {
       process.stdout.write(`${printableJson(line)}\n`)
       continue
@@ -273,11 +274,11 @@ async function ps(values: Values): Promise<number> {
     process.stdout.write(`${printableJson(jobs)}\n`)
     return 0
   }
-  const rows = [['JOB', 'OWNER', 'QUEUE', 'IMAGE', 'STATE', 'AGE', 'CPU', 'MEMORY', 'MOM'], ...jobs.map(j => [
+  const rows = [['JOB', 'OWNER', 'QUEUE', 'IMAGE', 'STATE', 'AGE', 'CPU', 'MEMORY', 'MOM', 'JOB FILE'], ...jobs.map(j => [
     j.job, j.user, j.queue, j.image, j.state, formatDuration(j.ageSeconds),
     j.cpuSeconds === undefined ? '-' : `${j.cpuSeconds.toFixed(1)} s`,
     j.memoryBytes === undefined ? '-' : `${formatBytes(j.memoryBytes)}${j.memoryLimitBytes ? ` / ${formatBytes(j.memoryLimitBytes)}` : ''}`,
-    j.knownToMom ? 'known' : 'unknown',
+    j.mom ?? '(unlabelled)', j.knownToMom ? 'known' : 'unknown',
   ])]
   process.stdout.write(formatTable(rows))
   return 0
@@ -338,8 +339,10 @@ async function gc(values: Values): Promise<number> {
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
   if (!existsSync(join(momPriv, 'jobs'))) throw new UsageError(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
   const engine = Engine.fromConfig(config.engine)
-  const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'] })
-  for (const c of removed) process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels[LABEL.job]}, ${c.state})\n`)
+  const unlabelled = (c: JobContainer) => process.stdout.write(`${printable(`left alone ${c.name} (job ${c.labels[LABEL.job]}, ${c.state}): `
+    + `no ${LABEL.mom} label says which pbs_mom made it (an older cbatch's); remove it by hand once its job is gone`)}\n`)
+  const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'], onUnlabelled: unlabelled })
+  for (const c of removed) process.stdout.write(`${printable(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels[LABEL.job]}, ${c.state})`)}\n`)
   return 0
 }
 

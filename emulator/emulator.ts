@@ -3,7 +3,7 @@
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, mkdirSync, rmdirSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, rmdirSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { execa } from 'execa'
@@ -17,6 +17,9 @@ import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
 import { formatDuration } from '../lib/format.ts'
 import { parentOf, signalSession } from '../lib/host/proc.ts'
 import { lookupUser, type Identity } from '../lib/host/identity.ts'
+import { readFileAsOwner } from '../lib/host/asowner.ts'
+import { assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
+import { UnsafePathError, UsageError } from '../lib/errors.ts'
 import { parseDuration, parseResourceList, parseSize } from '../lib/torque/contract.ts'
 import { parseNodes, type NodeSpec } from '../lib/torque/nodes.ts'
 
@@ -125,10 +128,13 @@ export const DEFAULT_PBS_HOME = '/var/spool/cbatch-pbs_home'
 
 export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const owner = await lookupUser(opts.user)
-  const group = (await execa('id', ['-gn', '--', opts.user])).stdout.trim()
+  const group = (await execa('/usr/bin/id', ['-gn', '--', opts.user], { env: ROOT_ENV, extendEnv: false })).stdout.trim()
   const index = opts.arrayIndex === undefined ? '' : `[${opts.arrayIndex}]`
   const jobId = `${process.pid}${String(++sequence).padStart(2, '0')}${index}.${hostname()}`
   const pbsHome = opts.pbsHome ?? DEFAULT_PBS_HOME
+  // Before anything is made or removed there.
+  momDirs(pbsHome)
+  for (const sister of opts.sisters ?? []) momDirs(sister.pbsHome)
   pbsdshInstalled ??= installPbsdsh()
   try {
     // pbs_sched sends a requeued job straight back to this node (contract): again and again.
@@ -156,28 +162,20 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
 async function runJob(opts: EmulatorOptions, owner: Identity, group: string, jobId: string, pbsHome: string): Promise<EmulatedJob> {
   const momPriv = join(pbsHome, 'mom_priv')
   const jobsDir = join(momPriv, 'jobs')
-  mkdirSync(jobsDir, { recursive: true, mode: 0o751 })
-  for (const d of ['spool', 'aux']) mkdirSync(join(pbsHome, d), { recursive: true, mode: 0o755 })
-  // As pbs_mom keeps them: traversable by job owners, whose scripts live in jobs/.
-  chmodSync(pbsHome, 0o755)
-  chmodSync(momPriv, 0o751)
-  chmodSync(jobsDir, 0o751)
 
   // An array sub-job N[i].host has files N-i.host.* (contract).
   const prefix = jobFilePrefix(jobId)
   const scriptPath = join(jobsDir, `${prefix}.SC`)
-  // Interactive jobs have no script, though the prologue is still told of one.
+  // Interactive jobs have no script, though the prologue is still told of one. The script
+  // is read as its owner: a link they made to a file of root's leads nowhere they could not go.
   if (!opts.interactive) {
-    copyFileSync(opts.script, scriptPath)
-    chownSync(scriptPath, owner.uid, owner.gid)
-    chmodSync(scriptPath, 0o700)
+    const text = await readFileAsOwner(owner, opts.script)
+    if (text === undefined) throw new UsageError(`${opts.user} cannot read the job script ${opts.script}`)
+    createFile(scriptPath, text, 0o700, owner)
   }
   const outFile = join(pbsHome, 'spool', `${prefix}.OU`)
   const errFile = join(pbsHome, 'spool', `${prefix}.ER`)
-  for (const f of [outFile, errFile]) {
-    writeFileSync(f, '', { mode: 0o600 })
-    chownSync(f, owner.uid, owner.gid)
-  }
+  for (const f of [outFile, errFile]) createFile(f, '', 0o600, owner)
 
   const resources = parseResourceList(opts.resources)
   const nodes = resources.get('nodes') ?? '1'
@@ -192,11 +190,11 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   const chunks = specChunks(nodes)
   const perNode = chunks?.flatMap(c => Array<number>(c.count).fill(c.ppn))
   const slots = perNode?.length === nodeCount ? perNode : nodeNames.map(() => ppn)
-  writeFileSync(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), { mode: 0o644 })
+  replaceFile(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), 0o644)
   // pbs_mom built with NVIDIA support writes the job's GPUs beside the node file, before the prologue.
   const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
   const gpus = asked ? (opts.gpus ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
-  if (gpus.length) writeFileSync(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), { mode: 0o644 })
+  if (gpus.length) replaceFile(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), 0o644)
   const workDir = opts.workDir ?? process.cwd()
   const queue = opts.queue
   const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
@@ -390,7 +388,7 @@ function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
   const copy = async () => {
     let fd: number
     try {
-      fd = openSync(file, 'r')
+      fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
     } catch {
       return
     }
@@ -417,10 +415,10 @@ function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
 
 /** The job's output as delivered; what is beyond MAX_RECORDED_OUTPUT is left in the file, and said so. */
 function readOutput(file: string): string {
-  const size = statSync(file).size
-  if (size <= MAX_RECORDED_OUTPUT) return readFileSync(file, 'utf8')
-  const fd = openSync(file, 'r')
+  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
   try {
+    const size = fstatSync(fd).size
+    if (size <= MAX_RECORDED_OUTPUT) return readFileSync(fd, 'utf8')
     const head = Buffer.alloc(MAX_RECORDED_OUTPUT)
     readSync(fd, head, 0, MAX_RECORDED_OUTPUT, 0)
     return `${head.toString('utf8')}\n[cbatch run: ${size - MAX_RECORDED_OUTPUT} more bytes in ${file}]\n`
@@ -432,8 +430,42 @@ function readOutput(file: string): string {
 /** The job as TORQUE 6's pbs_mom stores it: `mom_priv/jobs/<jobid>.JB`, XML, root's (src/server/job_recov.c, saveJobToXML). */
 export function writeJobFile(pbsHome: string, job: EmulatedJobFile): string {
   const file = join(pbsHome, 'mom_priv', 'jobs', `${jobFilePrefix(job.jobId)}.JB`)
-  writeFileSync(file, jobFileXml(job), { mode: 0o600 })
+  replaceFile(file, jobFileXml(job), 0o600) // it holds the job's secret cookie: root's alone
   return file
+}
+
+/**
+ * The emulated PBS_HOME's directories, each root's alone with exactly its mode (as pbs_mom
+ * keeps them: job owners may pass through, their scripts are in jobs/; one left open to
+ * others, as TORQUE's sticky spool is, is closed): root makes and opens job files
+ * there (the owner's .OU/.ER among them), so no one else may plant a name or link in them
+ * first. The PBS_HOME itself must be where only root can change what its path names.
+ */
+function momDirs(pbsHome: string): void {
+  assertRootControlled(pbsHome, 'emulated PBS_HOME', { mayBeMissing: true })
+  for (const [dir, mode] of [['', 0o755], ['mom_priv', 0o751], ['mom_priv/jobs', 0o751], ['spool', 0o755], ['aux', 0o755]] as const) {
+    const path = join(pbsHome, dir)
+    mkdirSync(path, { recursive: true, mode })
+    const stat = statSync(path)
+    if (!stat.isDirectory() || stat.uid !== 0) throw new UnsafePathError(`emulated PBS_HOME ${pbsHome} is not safe: ${path} is not root's own directory`)
+    chmodSync(path, mode)
+  }
+}
+
+/**
+ * A new file of the job in a PBS_HOME directory (root's alone): never through a name already
+ * there (one a crashed run left is removed first), given to `owner` on the open file itself.
+ */
+function createFile(file: string, content: string | Uint8Array, mode: number, owner: Pick<Identity, 'uid' | 'gid'>): void {
+  rmSync(file, { force: true })
+  const fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode)
+  try {
+    writeFileSync(fd, content)
+    fchmodSync(fd, mode)
+    fchownSync(fd, owner.uid, owner.gid)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function jobFileXml(job: EmulatedJobFile): string {
@@ -523,22 +555,72 @@ async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, 
   }
 }
 
+/** The environment of root's own children: fixed, never the job's (docs/security.md, rule 1c). */
+const ROOT_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
+
+/**
+ * What pbs_mom does between fork and exec of the job starter: set the job's rlimits, then
+ * exec it by its absolute path with the job's environment (for `terminal`, in a new session
+ * on a new pty, whose master it relays: qsub -I). Python is dynamically linked, so it runs
+ * with ROOT_ENV and isolated (-I -S); it reads the starter's argv, environment and limits
+ * as JSON from fd 3, so nothing of the job (its PATH, LD_PRELOAD, PBS_JOBCOOKIE) is ever in
+ * its environment or on a command line others can read.
+ */
+const LAUNCHER = `
+import json, os, pty, resource, select, signal, sys
+with os.fdopen(3, 'rb') as f:
+    spec = json.loads(f.read())
+def start():
+    for name, soft, hard in spec['limits']:
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+    os.execve(spec['argv'][0], spec['argv'], spec['env'])
+if not spec['terminal']:
+    start()
+pid, master = pty.fork()
+if pid == 0:
+    start()
+inputs = [0, master]
+while True:
+    for fd in select.select(inputs, [], [])[0]:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b''
+        if fd == master:
+            if not data:
+                inputs = []
+                break
+            os.write(1, data)
+        elif data:
+            os.write(master, data)
+        else:
+            inputs.remove(0)
+    if not inputs:
+        break
+status = os.waitpid(pid, 0)[1]
+if os.WIFSIGNALED(status):
+    if os.WTERMSIG(status) != signal.SIGKILL:
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+`
+
 /**
  * The job starter, privileged, as session leader: batch jobs get the script line on a stdin
- * pipe; interactive ones a terminal (util-linux `script` holds the pty master).
+ * pipe; interactive ones a terminal (the launcher holds the pty master).
  */
 async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
   files: { out: string; err: string }, input: string, interactive: boolean,
   { walltime, killDelay, cancel, limits, inside = start => start() }:
-  { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: string[]; inside?: Inside }): Promise<number> {
+  { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: Rlimit[]; inside?: Inside }): Promise<number> {
   const fds = openOutputs(files)
-  // pbs_mom's umask and the job's rlimits, set on the starter before exec.
-  const argv = limits.length ? ['prlimit', ...limits, '--', path, ...args] : [path, ...args]
   try {
-    const quoted = argv.map(a => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
-    const child = inside(() => withUmask(0o077, () => interactive
-      ? spawn('script', ['--quiet', '--return', '--command', `exec ${quoted}`, '/dev/null'], { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })
-      : spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['pipe', fds[0], fds[1]], detached: true })))
+    // pbs_mom's umask and the job's rlimits, set on the starter before exec.
+    const child = inside(() => withUmask(0o077, () => spawn('/usr/bin/python3', ['-I', '-S', '-c', LAUNCHER],
+      { cwd, env: ROOT_ENV, stdio: ['pipe', fds[0], fds[1], 'pipe'], detached: true })))
+    const spec = child.stdio[3] as NodeJS.WritableStream
+    spec.on('error', () => undefined) // a launcher that died first: its exit says so
+    spec.end(JSON.stringify({ argv: [path, ...args], env, limits, terminal: interactive }))
     child.stdin!.on('error', () => undefined) // a job that never reads its stdin
     child.stdin!.end(input)
     // pbs_mom signals every process of the job's session: the starter leads it.
@@ -567,15 +649,18 @@ async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, 
   }
 }
 
+/** An rlimit as Python's resource module names it, soft and hard (-1: unlimited). */
+type Rlimit = [name: string, soft: number, hard: number]
+
 /**
- * The rlimits pbs_mom sets on the starter (linux/mom_mach.c, mom_set_limits), as prlimit(1)
- * options. Without CAP_SYS_RESOURCE (some sandboxes), only soft limits: the hooks could
- * not lift hard ones, which pbs_mom's root can.
+ * The rlimits pbs_mom sets on the starter (linux/mom_mach.c, mom_set_limits). Without
+ * CAP_SYS_RESOURCE (some sandboxes), only soft limits: the hooks could not lift hard ones,
+ * which pbs_mom's root can.
  */
-function momLimits(resources: Map<string, string>): string[] {
+function momLimits(resources: Map<string, string>): Rlimit[] {
   const hard = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))
   const mayRaise = hard ? (BigInt(`0x${hard[1]}`) >> 24n) & 1n : 0n
-  const value = (v: number) => (mayRaise ? `${v}:${v}` : `${v}:unlimited`)
+  const limit = (name: string, v: number): Rlimit => [name, v, mayRaise ? v : -1]
   const size = (name: string) => {
     try {
       return resources.has(name) ? parseSize(resources.get(name)!) : undefined
@@ -587,17 +672,18 @@ function momLimits(resources: Map<string, string>): string[] {
   const memory = size('pmem') ?? (oneNode ? size('mem') : undefined)
   const virtual = size('pvmem') ?? size('vmem')
   return [
-    ...(resources.has('pcput') ? [`--cpu=${value(parseDuration(resources.get('pcput')!))}`] : []),
-    ...(resources.has('file') ? [`--fsize=${value(size('file')!)}`] : []),
-    ...(memory !== undefined ? [`--data=${value(memory)}`, `--rss=${value(memory)}`] : []),
-    ...(virtual !== undefined ? [`--as=${value(virtual)}`] : []),
+    ...(resources.has('pcput') ? [limit('RLIMIT_CPU', parseDuration(resources.get('pcput')!))] : []),
+    ...(resources.has('file') ? [limit('RLIMIT_FSIZE', size('file')!)] : []),
+    ...(memory !== undefined ? [limit('RLIMIT_DATA', memory), limit('RLIMIT_RSS', memory)] : []),
+    ...(virtual !== undefined ? [limit('RLIMIT_AS', virtual)] : []),
   ]
 }
 
 /** The job's .OU and .ER for appending; one open file when they are one (qsub -j oe). */
 function openOutputs(files: { out: string; err: string }): [number, number] {
-  const out = openSync(files.out, 'a')
-  return [out, files.err === files.out ? out : openSync(files.err, 'a')]
+  const open = (file: string) => openSync(file, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW)
+  const out = open(files.out)
+  return [out, files.err === files.out ? out : open(files.err)]
 }
 
 /** Runs a spawn where pbs_mom would start the process (the job's cgroups, or as it is). */

@@ -4,10 +4,10 @@
 // (docs/torque-contract.md, "Multi-node jobs and TM tasks"). As on a real cluster the task
 // launcher needs TCP to the mom: from a container that is the host network.
 // The wire is not TM's: a small HTTP request that busybox wget can make.
-import { mkdirSync } from 'node:fs'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
-import { replaceFile } from '../lib/host/trusted.ts'
+import { makeRootDir, replaceFile } from '../lib/host/trusted.ts'
 
 /** Where the emulator keeps its pbsdsh: a site volume of a queue can offer it to jobs. */
 export const EMULATOR_TOOLS = '/var/lib/cbatch-emulator/bin'
@@ -61,10 +61,10 @@ export async function startTaskManager(spawner: Spawner): Promise<TaskManager> {
   }
 }
 
-/** `cookie \n placement vnode \n base64(arg) \n ...` -> the vnodes and argv, or what is wrong. */
+/** `cookie \n placement vnode \n base64(arg) \n ...` (and a last newline) -> the vnodes and argv, or what is wrong. */
 function parseSpawn(body: string, spawner: Spawner): { vnodes: number[]; argv: string[] } | string {
-  const [cookie, placement, ...args] = body.split('\n')
-  if (cookie !== spawner.cookie) return 'not a task of this job (PBS_JOBCOOKIE)'
+  const [cookie, placement, ...args] = body.replace(/\n$/, '').split('\n')
+  if (!sameSecret(cookie, spawner.cookie)) return 'not a task of this job (PBS_JOBCOOKIE)'
   const argv = args.map(a => Buffer.from(a, 'base64').toString('utf8'))
   if (!argv.length || !argv[0]) return 'no command'
   const [kind, index] = placement?.split(' ') ?? []
@@ -78,11 +78,19 @@ function parseSpawn(body: string, spawner: Spawner): { vnodes: number[]; argv: s
   return { vnodes: [vnode], argv }
 }
 
+/** Compared in constant time: how long a wrong guess takes says nothing of the cookie. */
+function sameSecret(given: string, secret: string): boolean {
+  const digest = (text: string) => createHash('sha256').update(text).digest()
+  return timingSafeEqual(digest(given), digest(secret))
+}
+
 /** The emulator's pbsdsh, in busybox sh: `pbsdsh [-u | -n VNODE] COMMAND [ARGS...]`. */
 const PBSDSH = `#!/bin/sh
 # pbsdsh of the cbatch emulator: asks this job's emulated pbs_mom (127.0.0.1:$PBS_MOMPORT)
 # to start a task on the job's nodes, as TORQUE's pbsdsh does through TM. Like TORQUE's, it
-# exits 0 whatever its tasks do; their output goes to the job's output.
+# exits 0 whatever its tasks do; their output goes to the job's output. The request holds
+# the job's cookie: it goes to wget on its stdin (a here-document, shell only), never in an
+# argument, which every user of the node can read in /proc/PID/cmdline.
 set -o pipefail
 placement="all 0"
 while [ $# -gt 0 ]; do
@@ -102,14 +110,16 @@ for arg; do
   request="$request
 $(printf '%s' "$arg" | base64 | tr -d '\\n')"
 done
-wget -q -O - --post-data "$request" "http://127.0.0.1:$PBS_MOMPORT/spawn" 2>/dev/null | while read -r line; do
+wget -q -O - --post-file /dev/stdin "http://127.0.0.1:$PBS_MOMPORT/spawn" 2>/dev/null <<REQUEST | while read -r line; do
+$request
+REQUEST
   case $line in pbsdsh:*) echo "$line" >&2 ;; esac
 done || { echo "pbsdsh: cannot reach pbs_mom at 127.0.0.1:$PBS_MOMPORT (tm_init failed: does the queue use the host network?)" >&2; exit 1; }
 `
 
 /** Writes the emulator's pbsdsh into EMULATOR_TOOLS (root's, readable by all), whole. */
 export function installPbsdsh(dir = EMULATOR_TOOLS): string {
-  mkdirSync(dir, { recursive: true, mode: 0o755 })
+  makeRootDir(dir, 'emulator tools directory', 0o755)
   const file = join(dir, 'pbsdsh')
   replaceFile(file, PBSDSH, 0o755)
   return file

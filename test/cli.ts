@@ -60,13 +60,13 @@ t.test('ps: the job containers of two owners, with what they use now and whether
   t.equal(r.status, 0, r.stderr)
   const mine = (JSON.parse(r.stdout) as { job: string }[]).filter(j => j.job.endsWith('.cli'))
   t.match(mine.sort((a, b) => a.job.localeCompare(b.job)), [
-    { job: `${process.pid}01.cli`, user: TEST_USER, queue: 'batch', image: TEST_IMAGE, state: 'running', knownToMom: true, memoryLimitBytes: 64 * 1024 ** 2 },
+    { job: `${process.pid}01.cli`, user: TEST_USER, queue: 'batch', image: TEST_IMAGE, state: 'running', mom: `${DEFAULT_PBS_HOME}/mom_priv`, knownToMom: true, memoryLimitBytes: 64 * 1024 ** 2 },
     { job: `${process.pid}02.cli`, user: 'cbatchdemo', knownToMom: false },
   ])
   t.ok((mine[0] as { memoryBytes?: number }).memoryBytes! > 0, 'memory in use, from its cgroup')
   const table = cbatch('ps', '--config', config, '--pbs-home', DEFAULT_PBS_HOME)
-  t.match(table.stdout, /^JOB +OWNER +QUEUE +IMAGE +STATE +AGE +CPU +MEMORY +MOM$/m)
-  t.match(table.stdout, new RegExp(`^${process.pid}02\\.cli +cbatchdemo +batch .* unknown$`, 'm'))
+  t.match(table.stdout, /^JOB +OWNER +QUEUE +IMAGE +STATE +AGE +CPU +MEMORY +MOM +JOB FILE$/m)
+  t.match(table.stdout, new RegExp(`^${process.pid}02\\.cli +cbatchdemo +batch .* ${DEFAULT_PBS_HOME}/mom_priv +unknown$`, 'm'))
 })
 
 t.test('logs: one job\'s lines across its hooks, with each hook\'s time and its engine calls', async t => {

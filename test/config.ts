@@ -32,7 +32,7 @@ queues:
   const batch = config.queues.get('batch')!
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
-    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, maxTasks: 64, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
+    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
     allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: '1gb',
     environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
   })

@@ -31,7 +31,7 @@ t.test('the job runs as its owner, confined; the holder as a uid the job cannot 
   t.same(spec.Cmd, ['sleep', 'infinity'])
   t.equal(spec.Image, 'img:1')
   t.equal(spec.Hostname, 'node1')
-  t.match(spec.Labels, { 'cbatch.job': '12.srv', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1001', 'cbatch.queue': 'batch', 'cbatch.version': '0.0.0' })
+  t.match(spec.Labels, { 'cbatch.job': '12.srv', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1001', 'cbatch.queue': 'batch', 'cbatch.version': '0.0.0', 'cbatch.mom': '/var/spool/torque/mom_priv' })
   t.match(spec.HostConfig, {
     Init: true, NetworkMode: 'none', CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false,
     PidsLimit: 4096, Memory: 1024 ** 3, NanoCpus: 2e9,

@@ -59,17 +59,24 @@ t.test('when the job starter itself is SIGKILLed, the epilogue still removes the
   t.same(containersOf(job.jobId), [], 'the sleep inside went with its container')
 })
 
-t.test('cbatch gc removes orphans only: old, labelled, and unknown to pbs_mom', async t => {
+t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unknown to it', async t => {
   const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
-  const momPriv = join(shared.path, 'gc/mom_priv')
+  // This test's own pbs_mom beside the emulator's, on the same engine (multi-mom, or `--pbs-home` of another).
+  const pbsHome = `/var/spool/cbatch-gc-test-${process.pid}`
+  const momPriv = join(pbsHome, 'mom_priv')
   mkdirSync(join(momPriv, 'jobs'), { recursive: true })
+  t.teardown(() => rmSync(pbsHome, { recursive: true, force: true }))
   const queues = parseConfig(readFileSync(config, 'utf8'))
-  const [known, orphan] = [`${process.pid}1.known`, `${process.pid}2.orphan`]
+  const [known, orphan, elsewhere, legacy] = ['1.known', '2.orphan', '3.elsewhere', '4.legacy'].map(id => `${process.pid}${id}`)
   writeFileSync(join(momPriv, 'jobs', `${known}.JB`), 'job')
-  await prepareJob(facts(known), queues, engine, PROLOGUE)
-  await prepareJob(facts(orphan), queues, engine, PROLOGUE)
+  await prepareJob(facts(known), queues, engine, { ...PROLOGUE, momPriv })
+  await prepareJob(facts(orphan), queues, engine, { ...PROLOGUE, momPriv })
+  // A job of the other mom: this one has no file of it, yet it is not this mom's to remove.
+  await prepareJob(facts(elsewhere), queues, engine, PROLOGUE)
   const unlabelled = execFileSync('docker', ['run', '-d', '--network', 'none', TEST_IMAGE, 'sleep', '60'], { encoding: 'utf8' }).trim()
-  t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...containersOf(known), ...containersOf(orphan)]))
+  // Made by a cbatch before the mom label: whose it is cannot be told.
+  execFileSync('docker', ['run', '-d', '--network', 'none', '--label', `cbatch.job=${legacy}`, TEST_IMAGE, 'sleep', '60'])
+  t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...[known, orphan, elsewhere, legacy].flatMap(containersOf)]))
 
   t.same(await collectOrphans(engine, { momPriv, graceSeconds: 3600 }), [], 'too young: its prologue may still run')
   const dry = await collectOrphans(engine, { momPriv, graceSeconds: 0, dryRun: true })
@@ -77,11 +84,20 @@ t.test('cbatch gc removes orphans only: old, labelled, and unknown to pbs_mom', 
   t.equal(containersOf(orphan).length, 1, 'a dry run removes nothing')
 
   const cli = execFileSync(join(import.meta.dirname, '../dist/cbatch'),
-    ['gc', '--config', config, '--pbs-home', join(shared.path, 'gc'), '--grace', '0'], { encoding: 'utf8' })
-  t.match(cli, new RegExp(`^removed cbatch-${orphan.replace('.', '\\.')}-\\w+ \\(job ${orphan.replace('.', '\\.')}, running\\)\\n$`))
+    ['gc', '--config', config, '--pbs-home', pbsHome, '--grace', '0'], { encoding: 'utf8' })
+  t.match(cli, new RegExp(`^removed cbatch-${orphan.replace('.', '\\.')}-\\w+ \\(job ${orphan.replace('.', '\\.')}, running\\)$`, 'm'))
+  t.match(cli, new RegExp(`^left alone \\S+ \\(job ${legacy.replace('.', '\\.')}, running\\): no cbatch.mom label says which pbs_mom made it`, 'm'),
+    'an unlabelled job container is reported')
+  t.notMatch(cli, elsewhere, 'another mom\'s job is not even mentioned')
   t.same(containersOf(orphan), [])
   t.equal(containersOf(known).length, 1, 'a job pbs_mom knows keeps its container')
+  t.equal(containersOf(elsewhere).length, 1, 'another mom\'s job keeps its container')
+  t.equal(containersOf(legacy).length, 1, 'an unlabelled job container is left alone')
   t.match(execFileSync('docker', ['inspect', '-f', '{{.State.Status}}', unlabelled], { encoding: 'utf8' }), 'running', 'never a container without the label')
+  const ps = execFileSync(join(import.meta.dirname, '../dist/cbatch'), ['ps', '--json', '--config', config, '--pbs-home', pbsHome], { encoding: 'utf8' })
+  const shown = (JSON.parse(ps) as { job: string; mom?: string; knownToMom: boolean }[]).filter(j => [known, elsewhere, legacy].includes(j.job))
+  t.same(shown.sort((a, b) => a.job.localeCompare(b.job)).map(j => [j.job, j.mom, j.knownToMom]),
+    [[known, momPriv, true], [elsewhere, PROLOGUE.momPriv, false], [legacy, undefined, false]], 'cbatch ps shows each container\'s mom')
 })
 
 t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { readdirSync, writeFileSync } from 'node:fs'
+import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
@@ -8,7 +8,7 @@ t.test('orphans: labelled, old enough, and unknown to pbs_mom under any name it 
   const momPriv = t.testdir({ jobs: {} })
   for (const name of ['1.srv.JB', '2-3.srv.JB']) writeFileSync(join(momPriv, 'jobs', name), '')
   const engine = new FakeEngine()
-  for (const job of ['1.srv', '2[3].srv', '9.srv']) await engine.run({ name: `c-${job}`, Image: 'i', Labels: { 'cbatch.job': job } })
+  for (const job of ['1.srv', '2[3].srv', '9.srv']) await engine.run({ name: `c-${job}`, Image: 'i', Labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } })
   await engine.run({ name: 'someone-elses', Image: 'i', Labels: {} })
   const now = new Date(Date.now() + 3600_000)
   t.same((await collectOrphans(engine, { momPriv, graceSeconds: 7200, now })).map(c => c.name), [], 'too young')
@@ -25,10 +25,31 @@ t.test('cbatch\'s own files of jobs that are gone go too, once old enough', asyn
     'cbatch-refused': { '1.srv': 'reason', '9.srv': 'reason' },
   })
   const engine = new FakeEngine()
-  await engine.run({ name: 'c-live', Image: 'i', Labels: { 'cbatch.job': '1.srv' } })
+  await engine.run({ name: 'c-live', Image: 'i', Labels: { 'cbatch.job': '1.srv', 'cbatch.mom': momPriv } })
   await collectOrphans(engine, { momPriv, graceSeconds: 3600 })
   t.same(readdirSync(join(momPriv, 'cbatch-accounts')).sort(), ['c-gone', 'c-live'], 'too young: a prologue may be writing them')
   await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000) })
   t.same(readdirSync(join(momPriv, 'cbatch-accounts')), ['c-live'])
   t.same(readdirSync(join(momPriv, 'cbatch-refused')), ['1.srv'], 'a refusal pbs_mom still has a job for stays')
+})
+
+t.test('gc judges only its own mom\'s containers: another mom\'s live job stays, unlabelled ones are reported and stay', async t => {
+  const root = t.testdir({ mine: { mom_priv: { jobs: {} } }, other: { mom_priv: { jobs: { '5.srv.JB': '' } } } })
+  const momPriv = join(root, 'mine/mom_priv')
+  const otherMom = join(root, 'other/mom_priv')
+  symlinkSync(join(root, 'mine'), join(root, 'linked'))
+  const engine = new FakeEngine()
+  // Another mom's job, alive there, unknown to this one: its container is not this mom's orphan.
+  await engine.run({ name: 'c-other', Image: 'i', Labels: { 'cbatch.job': '5.srv', 'cbatch.mom': otherMom } })
+  await engine.run({ name: 'c-legacy', Image: 'i', Labels: { 'cbatch.job': '6.srv' } })
+  // This mom's own orphan, labelled through another path to the same mom_priv.
+  await engine.run({ name: 'c-mine', Image: 'i', Labels: { 'cbatch.job': '7.srv', 'cbatch.mom': join(root, 'linked/mom_priv') } })
+  const unlabelled: string[] = []
+  const removed = await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000), onUnlabelled: c => unlabelled.push(c.name) })
+  t.same(removed.map(c => c.name), ['c-mine'])
+  t.same(unlabelled, ['c-legacy'], 'a container no label ties to a mom is reported')
+  t.same([...engine.containers.values()].map(c => c.name).sort(), ['c-legacy', 'c-other'])
+  // From the other mom's side, its job is known: nothing of either is removed.
+  t.same(await collectOrphans(engine, { momPriv: otherMom, graceSeconds: 0, now: new Date(Date.now() + 1000) }), [])
+  t.equal(engine.containers.size, 2)
 })

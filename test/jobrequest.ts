@@ -1,7 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
 import { grantedImage, isImageReference } from '../lib/policy/image.ts'
-import { parseDirectives } from '../lib/policy/jobrequest.ts'
+import { MAX_DIRECTIVE_LINES, MAX_MOUNTS, parseDirectives } from '../lib/policy/jobrequest.ts'
 
 const policy = parseConfig(`queues:
   q:
@@ -45,3 +45,23 @@ t.test('directive lines have a length cap', async t => {
   t.throws(() => parseDirectives(`#CBATCH mount=/data/${'x'.repeat(2000)}\n`), { name: 'PolicyError', message: /longer than 1024/ })
 })
 
+
+t.test('what a job asks for is bounded: mounts per queue, #CBATCH lines, before anything is looked at on the host', async t => {
+  t.equal(policy.maxMounts, 32, 'a sensible default')
+  const mounts = (n: number, perLine = 1) => Array.from({ length: Math.ceil(n / perLine) }, (_, l) =>
+    `#CBATCH ${Array.from({ length: Math.min(perLine, n - l * perLine) }, (_, i) => `mount=/data/d${l * perLine + i}`).join(' ')}\n`).join('')
+  t.equal(parseDirectives(mounts(32), policy.maxMounts).mounts.length, 32)
+  const over = /^the job asks for more than 32 mounts \(#CBATCH mount=\); its queue allows at most 32$/
+  t.throws(() => parseDirectives(mounts(33), policy.maxMounts), { name: 'PolicyError', message: over })
+  // The finding: 59 KiB of mount= lines naming 1400 directories, many to a line.
+  t.throws(() => parseDirectives(mounts(1400, 20), policy.maxMounts), { name: 'PolicyError', message: over })
+  t.throws(() => parseDirectives('#CBATCH mount=/data/a\n', 0), { message: /more than 0 mounts/ }, 'a queue may allow none')
+  t.throws(() => parseDirectives(mounts(MAX_MOUNTS + 1, 8)), { message: new RegExp(`more than ${MAX_MOUNTS} mounts`) }, 'the hard cap without a queue')
+  const lines = '#CBATCH image=site/base:1\n'.repeat(MAX_DIRECTIVE_LINES)
+  t.same(parseDirectives(lines), { image: 'site/base:1', mounts: [] })
+  t.throws(() => parseDirectives(`${lines}#CBATCH image=site/base:1\n`), { name: 'PolicyError', message: `the job script has more than ${MAX_DIRECTIVE_LINES} #CBATCH lines` })
+  const queue = (n: number) => `queues:\n  q: { image: a, maxMounts: ${n} }\n`
+  t.equal(parseConfig(queue(MAX_MOUNTS)).queues.get('q')!.maxMounts, MAX_MOUNTS)
+  t.throws(() => parseConfig(queue(MAX_MOUNTS + 1)), { name: 'ConfigError', message: /maxMounts/ }, 'no queue may lift the hard cap')
+  t.throws(() => parseConfig(queue(-1)), { name: 'ConfigError' })
+})

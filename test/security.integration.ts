@@ -412,6 +412,22 @@ t.test('requests never lift limits: zero, huge and malformed sizes abort with a 
   t.match(job.stdout, new RegExp(`^${64 * 1024 ** 2}\n`), 'a request beyond the node\'s CPUs gets them all, and its memory limit')
 })
 
+t.test('a job cannot make root loop over what it asks: 1400 mounts, or too many #CBATCH lines, are refused at once, saying why', async t => {
+  // The finding: 59 KiB of mount= lines naming 1400 directories made 1400 bind mounts and a 23 s prologue.
+  const dirs = Array.from({ length: 1400 }, (_, i) => `${allowed}/m${i}`)
+  asAttacker(`cd ${allowed} && i=0; while [ $i -lt 1400 ]; do mkdir -p m$i; i=$((i + 1)); done`)
+  const lines = Array.from({ length: 60 }, (_, l) => `#CBATCH ${dirs.slice(l * 24, l * 24 + 24).map(d => `mount=${d}`).join(' ')}`).join('\n')
+  t.ok(lines.length > 50 * 1024, `${lines.length} bytes of #CBATCH lines`)
+  let { job } = await runJob(`#!/bin/sh\n${lines}\necho ran\n`, { config })
+  t.ok(refused(job), job.stderr)
+  t.equal(job.stderr, 'cbatch: the job asks for more than 32 mounts (#CBATCH mount=); its queue allows at most 32\n')
+  t.ok(job.prologue.ms < 5000, `the prologue refused it in ${Math.round(job.prologue.ms)} ms`)
+  ;({ job } = await runJob(`#!/bin/sh\n${`#CBATCH image=${TEST_IMAGE}\n`.repeat(65)}echo ran\n`, { config }))
+  t.ok(refused(job), job.stderr)
+  t.equal(job.stderr, 'cbatch: the job script has more than 64 #CBATCH lines\n')
+  t.notMatch(job.stdout, 'ran')
+})
+
 t.test('the job cannot stop its container\'s holder to dodge its accounting', async t => {
   const { job } = await runJob(`#!/bin/sh
 kill -STOP 1 2>/dev/null; echo "stop=$?"

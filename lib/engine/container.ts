@@ -29,6 +29,8 @@ export const LABEL = {
   node: 'cbatch.node',
   /** The node's indices of the job's GPUs, comma-separated. */
   gpus: 'cbatch.gpus',
+  /** mom_priv of the pbs_mom whose prologue made it: gc and ps of one mom leave another's alone. */
+  mom: 'cbatch.mom',
 } as const
 
 /** Where the job's output files are inside its container (job/output.ts). */
@@ -125,6 +127,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.shellFallback]: policy.shellFallback,
       ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
       [LABEL.node]: String(req.node.number ?? 0),
+      [LABEL.mom]: paths.momPriv,
       ...(req.gpus ? { [LABEL.gpus]: req.gpus.indices.join(',') } : {}),
       ...scratch,
     },

@@ -34,6 +34,17 @@ export async function realDirectoryAsOwner(owner: Pick<Identity, 'uid' | 'gid' |
 }
 
 /**
+ * The content of file `path` as the owner reads it (every link and directory on the way with
+ * their rights), or undefined when they cannot read it.
+ */
+export function readFileAsOwner(owner: Pick<Identity, 'uid' | 'gid' | 'groups'>, path: string): Promise<Buffer | undefined> {
+  const [file, ...args] = asOwner(owner, ['/bin/busybox', 'cat', '--', path])
+  return new Promise(resolve => {
+    execFile(file, args, { env: CLEAN_ENV, encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout) => resolve(err ? undefined : stdout))
+  })
+}
+
+/**
  * Empties directory `dir` as its owner (GNU rm walks any depth without following links);
  * root then removes the empty directory itself from its root-only parent.
  */

@@ -1,7 +1,9 @@
 // Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
 // left by an epilogue that could not reach the engine, a crash, or a killed prologue; and
 // the small files cbatch keeps in mom_priv for such jobs (account files, refusal records).
-import { readdirSync, rmSync, statSync } from 'node:fs'
+// Several moms may share one engine (multi-mom nodes, `--pbs-home` of another): only the
+// containers this mom's prologues made (their `cbatch.mom` label) are ever this mom's to judge.
+import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { LABEL } from '../engine/container.ts'
 import type { ContainerEngine, JobContainer } from '../engine/engine.ts'
@@ -14,6 +16,11 @@ export interface GcOptions {
   graceSeconds: number
   dryRun?: boolean
   now?: Date
+  /**
+   * Told of each job container left alone because no `cbatch.mom` label says which mom made
+   * it (made by a cbatch before the label): whose it is cannot be known, so it is never removed.
+   */
+  onUnlabelled?: (container: JobContainer) => void
 }
 
 /** True when pbs_mom still knows the job (its .JB file is there, named as pbs_mom names it). */
@@ -24,8 +31,13 @@ function jobKnown(momPriv: string, jobId: string): boolean {
 /** Removes orphaned job containers; returns those it removed (or would, with dryRun). */
 export async function collectOrphans(engine: ContainerEngine, options: GcOptions): Promise<JobContainer[]> {
   const now = (options.now ?? new Date()).getTime()
-  // Only containers carrying cbatch's label are ever looked at.
+  // Only containers carrying cbatch's label, made by this mom, are ever looked at.
+  const ours = isThisMom(options.momPriv)
   const orphans = (await engine.findByLabel(LABEL.job))
+    .filter(c => {
+      if (c.labels[LABEL.mom] === undefined) options.onUnlabelled?.(c)
+      return ours(c.labels[LABEL.mom])
+    })
     .filter(c => !jobKnown(options.momPriv, c.labels[LABEL.job]))
     .filter(c => now - c.created.getTime() >= options.graceSeconds * 1000)
   if (!options.dryRun) {
@@ -37,6 +49,22 @@ export async function collectOrphans(engine: ContainerEngine, options: GcOptions
     })
   }
   return orphans
+}
+
+/**
+ * Whether a container's `cbatch.mom` label names this mom's mom_priv: the same directory,
+ * however either path reaches it (links, `//`). Unlabelled or gone: not this mom's.
+ */
+function isThisMom(momPriv: string): (label: string | undefined) => boolean {
+  const real = (path: string) => {
+    try {
+      return realpathSync(path)
+    } catch {
+      return undefined
+    }
+  }
+  const own = real(momPriv) ?? momPriv
+  return label => label !== undefined && (label === momPriv || real(label) === own)
 }
 
 /** Removes entries older than `before` (ms) of cbatch's directories in mom_priv whose job is gone. */

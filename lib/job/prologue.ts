@@ -74,7 +74,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   if (!policy) return { kind: 'native' }
   const { env, momPriv, sister } = context
   // What the job asks for is judged before the engine is touched.
-  const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv)
+  const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv, policy.maxMounts)
   const image = grantedImage(policy, asks)
   // How many nodes the job has, and its share of this one: what each node may give it depends on it.
   // A real mom may name the node file with a double slash (`aux//4.vm`).
@@ -182,7 +182,7 @@ export const SCRIPT_HEAD_BYTES = 64 * 1024
  * script is the owner's file in root's jobs directory: read without following a link, and
  * only its head. Interactive jobs have none, though pbs_mom names one.
  */
-function jobAsks(facts: JobFacts, momPriv: string): JobAsks {
+function jobAsks(facts: JobFacts, momPriv: string, maxMounts: number): JobAsks {
   if (!facts.scriptPath) return { mounts: [] }
   if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new UsageError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
   let head: string
@@ -192,7 +192,7 @@ function jobAsks(facts: JobFacts, momPriv: string): JobAsks {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { mounts: [] }
     throw new UsageError(`cannot read the job script ${facts.scriptPath}`, (err as Error).message)
   }
-  const asks = parseDirectives(head)
+  const asks = parseDirectives(head, maxMounts)
   if (head.length >= SCRIPT_HEAD_BYTES && !/\n[ \t]*[^#\s]/.test(head)) {
     throw new PolicyError(`the job script's leading comment block is longer than ${SCRIPT_HEAD_BYTES / 1024} KiB: #CBATCH lines must come earlier`)
   }

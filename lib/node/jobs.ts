@@ -1,6 +1,6 @@
 // The job containers on this node now, for its operator (`cbatch ps`): whose, which queue
 // and image, in what state, and what they use, read from their cgroups (no engine stats
-// call), with whether pbs_mom still knows the job.
+// call), which pbs_mom made it and whether that mom still knows the job.
 import { LABEL } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage } from '../host/cgroup.ts'
@@ -19,7 +19,9 @@ export interface NodeJob {
   cpuSeconds?: number
   memoryBytes?: number
   memoryLimitBytes?: number
-  /** pbs_mom has the job's file: false for an orphan (`cbatch gc` removes those). */
+  /** mom_priv of the pbs_mom that made it (`cbatch.mom`); absent on containers made before that label. */
+  mom?: string
+  /** That pbs_mom (else the one asked about) has the job's file: false for an orphan (its `cbatch gc` removes those). */
   knownToMom: boolean
 }
 
@@ -39,7 +41,8 @@ export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'in
       job, user: c.labels[LABEL.user] ?? '?', queue: c.labels[LABEL.queue] ?? '?', image: d?.image ?? '?', container: c.name,
       state: c.state, ageSeconds: Math.max(0, Math.round((now.getTime() - c.created.getTime()) / 1000)),
       cpuSeconds: usage?.cpu.totalSeconds, memoryBytes: usage?.memory.currentBytes, memoryLimitBytes: usage?.memory.limitBytes,
-      knownToMom: jobFilePath(momPriv, job) !== undefined,
+      mom: c.labels[LABEL.mom],
+      knownToMom: jobFilePath(c.labels[LABEL.mom] ?? momPriv, job) !== undefined,
     }
   })
 }

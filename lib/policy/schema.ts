@@ -8,6 +8,7 @@ import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { exposedBy, refusedCapability } from './security.ts'
 import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
 import { checkImageSource } from './image.ts'
+import { MAX_MOUNTS } from './jobrequest.ts'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
@@ -63,6 +64,10 @@ const policyFields = {
     source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
     readOnly: Type.Optional(Type.Boolean({ description: 'force such mounts read-only (default false)' })),
   }, { additionalProperties: false }), { default: [] }),
+  maxMounts: Type.Integer({
+    minimum: 0, maximum: MAX_MOUNTS, default: 32,
+    description: `most #CBATCH mount= a job may ask for (at most ${MAX_MOUNTS}); each is resolved as the owner and bind-mounted by root before the job runs`,
+  }),
   capAdd: Type.Array(Type.String({ pattern: '^[A-Z][A-Z_]*$' }), {
     default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE',
   }),
