@@ -226,7 +226,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
   // The job's secret: the mother superior makes it, sends it to its sisters, saves it in the
   // job file and gives it to the job shell and every task (PBS_JOBCOOKIE).
   const cookie = randomBytes(16).toString('hex').toUpperCase()
-  const record = { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {}, cookie }
+  // Where the job's slots are, as pbs_server tells every node (exec_host: `host/0-1+host2/0`).
+  const execHost = nodeNames.map((name, i) => `${name}/0${slots[i] > 1 ? `-${slots[i] - 1}` : ''}`).join('+')
+  const record = { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {}, cookie, execHost }
   // pbs_mom writes the job file while the prologue already runs (contract, "When the job file
   // is written": seen ~200 ms in once; later checks never saw it before the prologue returned).
   const jobFile = () => writeJobFile(pbsHome, record)
@@ -372,6 +374,7 @@ export interface EmulatedJobFile {
   resources: string
   variables: Record<string, string>
   cookie: string
+  execHost?: string
 }
 
 /** Most of a job's output file the record holds (a string cannot hold a GiB). */
@@ -485,6 +488,7 @@ function jobFileXml(job: EmulatedJobFile): string {
         Variable_List: attribute(Object.entries(job.variables).map(([k, v]) => `${k}=${v}`).join('\n')),
         euser: attribute(job.owner.name),
         cookie: attribute(job.cookie),
+        ...(job.execHost ? { exec_host: attribute(job.execHost) } : {}),
         egroup: attribute(job.group),
       },
     },

@@ -4,6 +4,7 @@
 // Its exit status is the job's; 125 means cbatch itself could not run the job.
 // Its environment is the job's: whose job it is comes from pbs_mom's job file.
 import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/job/starter.ts'
+import { resizeSister } from '../lib/job/share.ts'
 import { lookupUser } from '../lib/host/identity.ts'
 import { readClaimedJob } from '../lib/torque/jobfile.ts'
 import { jobLimits } from '../lib/torque/rlimits.ts'
@@ -33,6 +34,9 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   try {
     const engine = engineOf()
     const container = await containerForShell(engine, job.jobId)
+    // A sister's container made before its share was known gets it now, before the task runs.
+    const resized = await resizeSister(job, container, config, engine)
+    if (resized) log.info('container sized to this node\'s share', { limits: resized })
     const status = await runInContainer(engine, container, { ...request, env: enteringEnvironment(env, policy.environment) })
     log.info(`${facts.task === 1 ? 'job shell' : `task ${facts.task}`} exited ${status}`)
     return status

@@ -33,26 +33,24 @@ function startPuller(image: string): void {
   child.unref()
 }
 /**
- * A sister's guard, in the background for the job's life: pbs_mom runs no epilogue.parallel
- * for a job it aborts (when the mother superior's prologue fails, each try of the job) or
- * forgets, so the container would stay. Once the job file that pbs_mom saves right after
- * prologue.parallel is gone (or never came), the guard runs the installed epilogue.parallel
- * itself, for this container only. It is busybox sh and sleep, not node, and leaves the job's
- * cgroups (it outlives them). Arguments: the jobs directory, the job's file prefix, then the
- * epilogue.parallel wrapper and pbs_mom's arguments for it.
+ * A sister's guard, in the background for the job's life: pbs_mom runs no
+ * epilogue.parallel for a job it aborts (when the mother superior's prologue fails, each try
+ * of the job) or forgets: once the job file is gone (or never came), the guard runs the
+ * installed epilogue.parallel itself, for this container only. It is busybox sh and sleep,
+ * not node, and leaves the job's cgroups (it outlives them). Arguments: the jobs directory,
+ * the job's file prefix, the hooks' directory, then pbs_mom's 8 prologue arguments.
  */
 const SISTER_GUARD = `sed -n 's|^[0-9]*:\\([^:]*\\):/torque/.*|\\1|p' /proc/self/cgroup | while read -r c; do echo $$ >"/sys/fs/cgroup/\${c#name=}/cgroup.procs"; done 2>/dev/null
-jobs=$1 prefix=$2; shift 2
+jobs=$1 prefix=$2 hooks=$3; shift 3
 known() { for f in "$jobs/$prefix.JB" "$jobs/$prefix"[0-9]*.JB; do [ -e "$f" ] && return 0; done; return 1; }
 i=0; until known || [ $i -ge ${GUARD_JOB_FILE_WAIT} ]; do sleep 1; i=$((i + 1)); done
 while known; do sleep ${GUARD_POLL}; done
-exec "$@"`
+exec "$hooks/epilogue.parallel" "$1" "$2" "$3" "$4" 0 "$5" "" "$6" "$7" 0 "$8"`
 
 function guardSister(momPriv: string, containerId: string): void {
   const [jobId, user, group, jobName, resources, queue, account, scriptPath] = args
-  const epilogue = join(process.env.CBATCH_HOOKS_DIR!, 'epilogue.parallel')
-  const child = spawn('/bin/busybox', ['sh', '-c', SISTER_GUARD, 'cbatch-guard', join(momPriv, 'jobs'), jobFilePrefix(jobId),
-    epilogue, jobId, user, group, jobName, '0', resources, '', queue, account, '0', scriptPath ?? ''],
+  const child = spawn('/bin/busybox', ['sh', '-c', SISTER_GUARD, 'cbatch-guard', join(momPriv, 'jobs'), jobFilePrefix(jobId), process.env.CBATCH_HOOKS_DIR!,
+    jobId, user, group, jobName, resources, queue, account, scriptPath ?? ''],
   { detached: true, stdio: 'ignore', cwd: '/', env: { PATH: '/bin:/usr/bin', CBATCH_SISTER_CONTAINER: containerId } })
   child.unref()
 }

@@ -1,7 +1,7 @@
 // The job's nodes and this node's share, for every node spec TORQUE takes, as a real
 // pbs_mom hands them to the prologues (PBS_NUM_NODES=0 when the spec names a host).
 import t from 'tap'
-import { nodeShare, parseNodes } from '../lib/torque/nodes.ts'
+import { execHostShare, nodeShare, parseNodes } from '../lib/torque/nodes.ts'
 
 const sister = (number: number, extra: Record<string, string> = {}) => ({ PBS_NODENUM: String(number), ...extra })
 
@@ -22,13 +22,23 @@ t.test('the mother superior counts its node file, whatever PBS_NUM_NODES says', 
   t.same(nodeShare('procs=3', {}, 'vm\nvm\nvm\n'), { nodes: 1, number: 0, ppnHere: 3, npTotal: 3 })
 })
 
-t.test('a sister takes its share from the spec, chunk by chunk', async t => {
-  // nodes=1:ppn=2+1:ppn=1: PBS_NUM_PPN is the first chunk's (2) on both nodes.
-  t.same(nodeShare('nodes=1:ppn=2+1:ppn=1', sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '3' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3 })
-  t.same(nodeShare('nodes=vm:ppn=1+vm2:ppn=3', sister(1, { PBS_NUM_NODES: '0', PBS_NUM_PPN: '1' })), { nodes: 2, number: 1, ppnHere: 3, npTotal: 4 })
-  t.same(nodeShare('nodes=vm+1:ppn=2', sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 3 })
+t.test('a sister takes its share from the spec when its chunks are alike, else the smallest until the job file says', async t => {
   t.same(nodeShare('nodes=3:ppn=2:gpus=1', sister(2, { PBS_NUM_NODES: '3', PBS_NUM_PPN: '2' })), { nodes: 3, number: 2, ppnHere: 2, npTotal: 6 })
   t.same(nodeShare('nodes=2:bigmem:ppn=4', sister(1, { PBS_NUM_NODES: '2' })), { nodes: 2, number: 1, ppnHere: 4, npTotal: 8 })
+  t.same(nodeShare('nodes=vm:ppn=2+vm2:ppn=2', sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 4 })
+  // nodes=1:ppn=2+1:ppn=1: pbs_server may give either chunk to the mother superior (seen:
+  // exec_host vm2/0+vm/0-1), and PBS_NUM_PPN is the first chunk's on every node.
+  t.same(nodeShare('nodes=1:ppn=2+1:ppn=1', sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '3' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
+  t.same(nodeShare('nodes=vm:ppn=1+vm2:ppn=3', sister(1, { PBS_NUM_NODES: '0', PBS_NUM_PPN: '1' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 4, provisional: true })
+  t.same(nodeShare('nodes=vm+1:ppn=2', sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
+})
+
+t.test('exec_host says each node\'s share: nodes numbered by their hosts\' first appearance', async t => {
+  t.same(execHostShare('vm2/0+vm/0-1', 0), { nodes: 2, ppnHere: 1, npTotal: 3 })
+  t.same(execHostShare('vm2/0+vm/0-1', 1), { nodes: 2, ppnHere: 2, npTotal: 3 })
+  t.same(execHostShare('a/0-1,4+b/2+a/7', 0), { nodes: 2, ppnHere: 4, npTotal: 5 })
+  for (const bad of ['', 'vm', 'vm/', 'vm/1-0', 'vm/x']) t.throws(() => execHostShare(bad, 0), { name: 'UsageError' }, bad)
+  t.throws(() => execHostShare('vm/0', 1), { message: /has no node 1/ })
 })
 
 t.test('a job that names no nodes has one; pbs_mom\'s numbers serve where the spec cannot say', async t => {

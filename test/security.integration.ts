@@ -8,8 +8,9 @@ import { join } from 'node:path'
 import { containerName } from '../lib/engine/container.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
-import { hostId, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { hostId, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
+t.setTimeout(10 * 60 * 1000)
 const shared = sharedDir()
 t.teardown(shared.dispose)
 const allowed = join(shared.path, 'allowed')
@@ -137,7 +138,7 @@ t.test('injection through image names, directives and variables is refused', asy
   ] as const) {
     const { job } = await runJob(script, { config, vars })
     t.ok(refused(job), script)
-    t.match(job.stderr, /^cbatch: .*(not an image reference|plain absolute path|unknown directive)/)
+    t.match(job.stderr, /^cbatch: .*(not an image reference|plain absolute path|unknown directive|with CBATCH_IMAGE, which cannot choose the image)/)
   }
   t.notOk(existsSync(pwned))
 })
@@ -172,11 +173,19 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
   const jobId = `${process.pid}9.victim`
   await preparedJob(t, jobId, yaml)
   const starter = (env: Record<string, string>) => runHook('jobstarter', ['/bin/sh'],
-    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, ...env }, config, input: 'id -u\n' })
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, PBS_JOBCOOKIE: cookieOf(jobId), ...env }, config, input: 'id -u\n' })
   for (const other of [`${process.pid}9`, `${jobId}*`, `${jobId.split('.')[0]}.*`, '']) {
     const r = starter({ PBS_JOBID: other })
     t.equal(r.status, 125, `PBS_JOBID=${other}`)
     t.equal(r.stdout, '')
+  }
+  // A TM task of another job names this one (pbsdsh -e PBS_JOBID=…,HOME=…): without this
+  // job's cookie it is no task of it, as the job shell or as any task number.
+  for (const forged of <Record<string, string>[]>[{ PBS_JOBCOOKIE: cookieOf('1.attacker') }, { PBS_JOBCOOKIE: '' }, { PBS_TASKNUM: '2', PBS_JOBCOOKIE: cookieOf('1.attacker'), USER: 'root' }]) {
+    const r = starter(forged)
+    t.equal(r.status, 125, JSON.stringify(forged))
+    t.equal(r.stdout, '')
+    t.match(r.stderr, `not one of job ${jobId}'s: its PBS_JOBCOOKIE is not the job's`)
   }
   const asOther = starter({ USER: 'cbatchdemo' })
   t.equal(asOther.status, 125)
@@ -201,7 +210,7 @@ t.test('a container that only has a job\'s name is neither entered nor removed',
   const jobFile = recordJob(jobId)
   t.teardown(() => rmSync(jobFile, { force: true }))
   const r = runHook('jobstarter', ['/bin/sh'],
-    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId }, config, input: 'id -u\n' })
+    { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, PBS_JOBCOOKIE: cookieOf(jobId) }, config, input: 'id -u\n' })
   t.equal(r.status, 125)
   t.match(r.stderr, `no container for job ${jobId}`)
   t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)
@@ -362,6 +371,28 @@ t.test('a path swapped while the hooks run is never what gets mounted', async t 
       // for the job's shell, met the swap (it mounts the binds again for that): closed either way.
       t.match(job.stderr, /^cbatch: (mount .* is not allowed|requested mount .*(does not exist|changed while)|the Docker engine refused|Docker engine error \(stat )/, `try ${i}`)
     }
+  }
+  t.comment(`ran ${outcomes.ran}, refused ${outcomes.refused}`)
+  t.equal(canaryState(), pristine)
+})
+
+t.test('a mount nested in the job\'s writable work dir, swapped while the hooks run, never shows another user\'s data', async t => {
+  // The owner's work dir is mounted read-write; `nest/sub` inside it is asked for read-only.
+  // The racer swaps `sub` for a link to another user's private directory and back: the
+  // engine would follow the link at the source and at the target inside the container.
+  writeFileSync(join(victimHome, 'private/secret'), 'victim-secret\n', { mode: 0o600 })
+  asAttacker(`cd ${corner} && mkdir -p nest/sub && touch nest/sub/own-file`)
+  const racer = spawn('setpriv', [`--reuid=${attacker.uid}`, `--regid=${attacker.gid}`, '--init-groups', '--', '/bin/busybox', 'sh', '-c',
+    `cd ${corner}/nest && while :; do usleep $((RANDOM % 40000)); mv sub sub.d; ln -s ${victimHome}/private sub; usleep 3000; rm sub; mv sub.d sub; done`],
+  { stdio: 'ignore' })
+  t.teardown(() => { racer.kill('SIGKILL') })
+  const outcomes = { ran: 0, refused: 0 }
+  for (let i = 0; i < 12; i++) {
+    const { job } = await runJob(`#!/bin/sh\n#CBATCH mount=${corner}/nest/sub:ro\ncat ${corner}/nest/sub/secret ${corner}/nest/sub.d/secret ${victimHome}/private/secret 2>/dev/null\nls ${corner}/nest/sub ${corner}/nest/sub.d 2>/dev/null\n`,
+      { config: hostile, workDir: corner })
+    t.notMatch(job.stdout, 'victim-secret', `try ${i}: never the other user's data`)
+    if (refused(job)) outcomes.refused++
+    else outcomes.ran++
   }
   t.comment(`ran ${outcomes.ran}, refused ${outcomes.refused}`)
   t.equal(canaryState(), pristine)

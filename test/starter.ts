@@ -59,7 +59,7 @@ t.test('a process is in a container by its cgroup path, under any driver or pare
 })
 
 // The starter's orchestration, against the in-memory engine.
-const job = { jobId: '7.srv', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1002, cookie: 'C00K1E' }
+const job = { jobId: '7.srv', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1002, cookie: 'C00K1E', resources: '' }
 const facts = { jobId: '7.srv', task: 1, queue: 'batch', user: 'alice', home: '/home/alice', workDir: '/home/alice' }
 const labels = { 'cbatch.job': '7.srv', 'cbatch.queue': 'batch', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1002', 'cbatch.shell-fallback': '/bin/sh' }
 

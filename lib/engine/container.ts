@@ -9,7 +9,7 @@ import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { parseSize } from '../torque/contract.ts'
-import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
+import { containerLimits, containerUlimits, parseRequest, type LimitsPolicy, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
 import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from '../policy/security.ts'
@@ -31,6 +31,8 @@ export const LABEL = {
   gpus: 'cbatch.gpus',
   /** mom_priv of the pbs_mom whose prologue made it: gc and ps of one mom leave another's alone. */
   mom: 'cbatch.mom',
+  /** A sister's container sized before its share was known: its job's starters size it (job/prologue.ts resizeSister). */
+  provisional: 'cbatch.provisional',
 } as const
 
 /** Where the job's output files are inside its container (job/output.ts). */
@@ -98,16 +100,21 @@ export async function findJobContainer(engine: ContainerEngine, jobId: string): 
   return found?.labels[LABEL.job] === jobId ? found : undefined
 }
 
+/** The queue's limits, sizes in bytes. */
+export function limitsPolicy(policy: Pick<QueuePolicy, 'limits'>): LimitsPolicy {
+  return {
+    ...policy.limits,
+    defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
+    maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
+  }
+}
+
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const { job, owner, policy, paths } = req
   const request = parseRequest(job.resources)
   checkOwner(owner, policy.allowRoot)
   const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
-  const limits = containerLimits(request, {
-    ...policy.limits,
-    defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
-    maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
-  }, req.node)
+  const limits = containerLimits(request, limitsPolicy(policy), req.node)
   return {
     name: containerName(job.jobId),
     Image: req.image,
@@ -127,6 +134,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.shellFallback]: policy.shellFallback,
       ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
       [LABEL.node]: String(req.node.number ?? 0),
+      ...(req.node.provisional ? { [LABEL.provisional]: 'true' } : {}),
       [LABEL.mom]: paths.momPriv,
       ...(req.gpus ? { [LABEL.gpus]: req.gpus.indices.join(',') } : {}),
       ...scratch,

@@ -80,8 +80,18 @@ export interface ContainerEngine {
   /** The repository digest of an image: of `reference`'s repository when it has several. */
   imageDigest(imageId: string, reference?: string): Promise<string | undefined>
   remove(id: string): Promise<void>
+  /** Changes a running container's CPU and memory limits. */
+  updateLimits(id: string, limits: LimitsUpdate): Promise<void>
   pathExists(id: string, path: string): Promise<boolean>
   exec(id: string, request: ExecRequest): Promise<ExecSession>
+}
+
+/** The limits a running container's may change to (Docker's container update). */
+export interface LimitsUpdate {
+  NanoCpus?: number
+  Memory?: number
+  MemorySwap?: number
+  CpusetCpus?: string
 }
 
 export interface PullOptions {
@@ -263,6 +273,10 @@ export class Engine implements ContainerEngine {
   }
 
   /** Kills and removes a container whatever its state; a missing one is fine. */
+  async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
+    await this.call(`update container ${id}`, signal => this.docker.getContainer(id).update({ ...limits, abortSignal: signal }))
+  }
+
   async remove(id: string): Promise<void> {
     await this.call(`remove container ${id}`, async signal => {
       try {

@@ -110,6 +110,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
       number: share.number,
       ppnHere: share.ppnHere,
       npTotal: share.npTotal,
+      provisional: share.provisional,
       hostMemory: totalmem(),
       hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
@@ -235,3 +236,4 @@ function expectedBinds(spec: ContainerCreateSpec, mounts: HostMount[], output: J
     return { target, readOnly, identity, what: source }
   })
 }
+

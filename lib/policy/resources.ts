@@ -74,7 +74,9 @@ export interface ContainerLimits {
 export interface NodeFacts {
   /** PBS_NODENUM: 0 on the mother superior, 1, 2, ... on sister nodes. */
   number?: number
-  /** PBS_NUM_PPN: processors of the job on this node, as pbs_mom counted them. */
+  /** A sister's share before its job file said where the job's slots are (torque/nodes.ts). */
+  provisional?: boolean
+  /** Processors (slots) of the job on this node. */
   ppnHere?: number
   /** PBS_NP: processors of the job on all its nodes; `mem` and `vmem` are shared by them. */
   npTotal?: number

@@ -23,6 +23,10 @@ export interface JobRecord {
    * gives it to the job shell and its tasks as PBS_JOBCOOKIE; no other user can read it.
    */
   cookie: string
+  /** The job's Resource_List, as `name=value,…` (the prologues' `$5`). */
+  resources: string
+  /** Where the job's slots are (`vm2/0+vm/0-1`): set once the server ran the job. */
+  execHost?: string
 }
 
 /**
@@ -84,6 +88,9 @@ export function parseJobRecord(xml: string, jobId: string, file = '<.JB>'): JobR
     group: text(attributes.egroup, 'egroup'),
     gid: id(job?.execution_gid, 'execution_gid'),
     cookie: text(attributes.cookie, 'cookie'),
+    resources: Object.entries((attributes.Resource_List ?? {}) as Record<string, unknown>)
+      .filter(([, v]) => typeof v === 'string').map(([k, v]) => `${k}=${v as string}`).join(','),
+    ...(typeof attributes.exec_host === 'string' && attributes.exec_host ? { execHost: attributes.exec_host } : {}),
   }
   if (record.jobId !== jobId) throw new UsageError(`${file} is the job file of ${record.jobId}, not of ${jobId}`)
   return record

@@ -51,6 +51,8 @@ export interface NodeShare {
   ppnHere?: number
   /** Processors of the job on all its nodes, when known. */
   npTotal?: number
+  /** A sister's share before its job file says where the job's slots are (its chunks differ). */
+  provisional?: true
 }
 
 /**
@@ -73,8 +75,12 @@ export function nodeShare(resources: string, env: NodeJS.ProcessEnv, nodeFile?: 
   const told = (name: string) => (env[name] === undefined || env[name] === '0' ? undefined : parseCount(env[name]!, name))
   const nodes = told('PBS_NUM_NODES') ?? (perNode.length || 1)
   if (number >= nodes) throw new UsageError(`PBS_NODENUM=${number}, but the job has ${nodes} node${nodes > 1 ? 's' : ''}`)
-  // The spec says it exactly when its chunks are the job's nodes, one for one.
-  if (perNode.length === nodes) return { nodes, number, ppnHere: perNode[number], npTotal: perNode.reduce((a, b) => a + b, 0) }
+  // The spec's chunks are the job's nodes, one for one, but pbs_server may hand them out in
+  // any order: a sister knows its share for sure only when all chunks are alike. Otherwise it
+  // starts with the smallest, never more than it may hold, until the job file says (sisterShare).
+  if (perNode.length === nodes) {
+    return { nodes, number, ppnHere: Math.min(...perNode), npTotal: perNode.reduce((a, b) => a + b, 0), ...(new Set(perNode).size > 1 ? { provisional: true } : {}) }
+  }
   const ppn = told('PBS_NUM_PPN')
   const np = told('PBS_NP')
   return { nodes, number, ...(ppn !== undefined ? { ppnHere: ppn } : {}), ...(np !== undefined ? { npTotal: np } : {}) }
@@ -84,4 +90,25 @@ export function nodeShare(resources: string, env: NodeJS.ProcessEnv, nodeFile?: 
 function nodeNumber(value: string): number {
   if (!/^\d{1,6}$/.test(value)) throw new UsageError(`PBS_NODENUM ${JSON.stringify(value)} is not a node number`)
   return Number(value)
+}
+
+/**
+ * A node's share from the job's exec_host (`vm2/0+vm/0-1,3`: host/slots, `+`-joined), which
+ * pbs_mom saves in every node's job file: nodes are numbered by their hosts' first appearance.
+ */
+export function execHostShare(execHost: string, number: number): Pick<NodeShare, 'nodes' | 'ppnHere' | 'npTotal'> {
+  const slots = new Map<string, number>()
+  for (const entry of execHost.split('+')) {
+    const m = /^([^/]+)\/([\d,-]+)$/.exec(entry)
+    if (!m) throw new UsageError(`exec_host ${JSON.stringify(execHost)}: ${JSON.stringify(entry)} is not host/slots`)
+    const count = m[2].split(',').reduce((sum, range) => {
+      const [from, to = from] = range.split('-').map(Number)
+      if (!(to >= from)) throw new UsageError(`exec_host ${JSON.stringify(execHost)}: ${JSON.stringify(range)} is not a slot range`)
+      return sum + to - from + 1
+    }, 0)
+    slots.set(m[1], (slots.get(m[1]) ?? 0) + count)
+  }
+  const counts = [...slots.values()]
+  if (number >= counts.length) throw new UsageError(`exec_host ${JSON.stringify(execHost)} has no node ${number}`)
+  return { nodes: counts.length, ppnHere: counts[number], npTotal: counts.reduce((a, b) => a + b, 0) }
 }

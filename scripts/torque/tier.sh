@@ -16,6 +16,10 @@ command -v pbs_server >/dev/null || [ -x /usr/local/sbin/pbs_server ] || die "no
 [ -x dist/cbatch ] || die "build cbatch first (npm run build)"
 
 scripts/torque/start.sh --moms 2
+# Queue pullfail (below) besides start.sh's batch and unmanaged.
+qmgr -c 'list queue pullfail' >/dev/null 2>&1 || qmgr -c 'create queue pullfail queue_type = execution'
+qmgr -c 'set queue pullfail enabled = true'
+qmgr -c 'set queue pullfail started = true'
 
 RUN=/run/cbatch-tier
 STATE=/var/lib/cbatch-tier
@@ -35,7 +39,7 @@ fi
 # The tier's image: busybox, and TORQUE's pbsdsh with the libraries it links, so that jobs
 # start TM tasks from inside their containers as on a cluster.
 IMAGE=cbatch-test/torque:latest
-VERSION=1
+VERSION=2
 if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.torque-image"}}' "$IMAGE" 2>/dev/null)" != "$VERSION" ]; then
   say "building $IMAGE"
   root=$(mktemp -d)
@@ -45,9 +49,12 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "cbatch.torque-image"}}'
   chroot "$root" /bin/busybox --install -s /bin
   for program in /usr/local/bin/pbsdsh; do
     cp "$program" "$root/usr/local/bin/"
-    for lib in $(ldd "$program" | awk '/=> \// {print $3} /^\t\// {print $1}'); do
-      mkdir -p "$root$(dirname "$lib")"
-      cp -L "$lib" "$root$lib"
+    # The loader where the program names it; the libraries where it looks without a cache.
+    loader=$(ldd "$program" | awk '/^\t\// {print $1}')
+    mkdir -p "$root$(dirname "$loader")" "$root/lib/x86_64-linux-gnu"
+    cp -L "$loader" "$root$loader"
+    for lib in $(ldd "$program" | awk '/=> \// {print $3}'); do
+      cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
     done
   done
   tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c "LABEL cbatch.torque-image=$VERSION" - "$IMAGE" >/dev/null
@@ -89,6 +96,10 @@ config vm2 "$SOCK2" "$IMAGE" never
 
 ./install.sh --no-build --node-check --pbs-home /var/spool/torque --config-dir /etc/cbatch-tier/vm
 ./install.sh --no-build --node-check --pbs-home /var/spool/torque-mom2 --config-dir /etc/cbatch-tier/vm2
+# Status (and so the node check) every 10 s rather than 45: the tier waits on it.
+for home in /var/spool/torque /var/spool/torque-mom2; do
+  grep -q '^\$status_update_time' "$home/mom_priv/config" || echo '$status_update_time 10' >>"$home/mom_priv/config"
+done
 # pbs_mom reads mom_priv/config again on HUP.
 for pid in $(pgrep -x pbs_mom); do kill -HUP "$pid"; done
 say "ready: cbatch on vm and vm2"

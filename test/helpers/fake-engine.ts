@@ -2,7 +2,7 @@
 // an exec echoes what it was given and ends with a chosen status. The real engine is the
 // integration tests' business; this one makes orchestration testable in milliseconds.
 import { PassThrough, type Writable } from 'node:stream'
-import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer, PullOptions } from '../../lib/engine/engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer, LimitsUpdate, PullOptions } from '../../lib/engine/engine.ts'
 
 export interface FakeContainer extends ContainerDetails {
   spec: ContainerCreateSpec
@@ -72,6 +72,12 @@ export class FakeEngine implements ContainerEngine {
 
   async imageDigest(imageId: string): Promise<string | undefined> {
     return `${imageId.replace(/^sha256:/, '')}@sha256:${'f'.repeat(64)}`
+  }
+
+  async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
+    this.calls.push(`updateLimits ${id.slice(-4)} ${JSON.stringify(limits)}`)
+    const container = this.containers.get(id)
+    if (container) container.spec = { ...container.spec, HostConfig: { ...container.spec.HostConfig, ...limits } }
   }
 
   async remove(id: string): Promise<void> {

@@ -3,7 +3,7 @@
 // contract. Each test names the fact of docs/torque-contract.md it rests on.
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chownSync, readFileSync, writeFileSync } from 'node:fs'
+import { chownSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { containersOf, eventually, finished, idOf, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
 
 if (!torqueAnswers()) {
@@ -26,7 +26,7 @@ t.test('every node spec form runs, and each node\'s container has that node\'s o
   // The job shell lists its node file; each task says its node's CPU quota.
   const script = `#!/bin/sh
 uniq -c "$PBS_NODEFILE" | awk '{print "slots " $2 " " $1}'
-pbsdsh -u sh -c 'echo "node=$PBS_NODENUM cpus=$(($(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) / $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)))"'
+/usr/local/bin/pbsdsh -u sh -c 'echo "node=$PBS_NODENUM cpus=$(($(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) / $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)))"'
 `
   for (const resources of ['nodes=vm:ppn=1', 'nodes=1:ppn=2', 'nodes=2:ppn=1', 'nodes=vm:ppn=1+vm2:ppn=1', 'nodes=vm+1:ppn=2', 'nodes=1:ppn=2+1:ppn=1', 'nodes=vm2:ppn=2+vm:ppn=1']) {
     const done = await finished(submit(script, { resources }))
@@ -50,7 +50,7 @@ t.test('a TM task cannot claim another user\'s job, whatever variables its spawn
     // The attacker's job, in a container and natively, claims the victim's job for a task.
     for (const attackerQueue of ['batch', 'unmanaged']) {
       const forged = `PBS_JOBID=${victim.jobId},PBS_QUEUE=${victimQueue},HOME=/home/${OTHER},USER=${OTHER},PBS_TASKNUM=1`
-      const attacker = submit(`#!/bin/sh\npbsdsh -e ${forged} -n 0 sh -c 'echo "task as $(id -un)"; cat ${secretDir}/secret; touch /home/${OTHER}/pwned'\necho spawned\n`,
+      const attacker = submit(`#!/bin/sh\n/usr/local/bin/pbsdsh -e ${forged} -n 0 sh -c 'echo "task as $(id -un)"; cat ${secretDir}/secret; touch /home/${OTHER}/pwned'\necho spawned\n`,
         { queue: attackerQueue, resources: 'nodes=vm:ppn=1' })
       const done = await finished(attacker)
       const what = `victim in ${victimQueue}, attacker in ${attackerQueue}`
@@ -83,6 +83,15 @@ t.test('a job\'s vmem that root cannot lift is named to the owner; where it can,
   }
 })
 
+t.test('tasks run in their node\'s container as the owner, whatever USER the job sets', async t => {
+  const job = submit(`#!/bin/sh\n/usr/local/bin/pbsdsh -u sh -c 'echo "node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv && echo yes)"'\n`,
+    { resources: 'nodes=vm:ppn=1+vm2:ppn=1', vars: 'USER=root' })
+  const done = await finished(job)
+  t.equal(done.exitStatus, 0, done.stderr)
+  t.same(done.stdout.split('\n').filter(l => l.startsWith('node=')).sort(), [0, 1].map(n => `node=${n} uid=${idOf(OWNER)} container=yes`))
+  t.ok(await eventually(() => MOMS.every(m => !containersOf(job.jobId, m.socket).length), 10_000), 'nothing left on either node')
+})
+
 t.test('a mother superior whose prologue fails leaves no container on its sister, through requeues and qdel', async t => {
   // Queue pullfail: vm cannot pull its image (its prologue requeues, again and again); vm2 has it.
   const job = submit('#!/bin/sh\necho ran\n', { queue: 'pullfail', resources: 'nodes=vm:ppn=1+vm2:ppn=1' })
@@ -97,13 +106,15 @@ t.test('a mother superior whose prologue fails leaves no container on its sister
   spawnSync('qdel', [job.jobId])
   t.ok(await eventually(() => containersOf(job.jobId, sister).length === 0, 30_000), 'none left after qdel')
   t.ok(await eventually(() => containersOf(job.jobId, MOMS[0].socket).length === 0, 5_000), 'none on the mother superior either')
+  // Nor did it loop unnoticed: the node check took the mother superior out of scheduling.
+  const down = await eventually(() => /message=ERROR cbatch: the prologue requeued the last \d+ jobs/.test(nodeState('vm')), 60_000)
+  t.ok(down, `vm is down, saying why: ${nodeState('vm')}`)
+  t.match(nodeState('vm'), /state = down/)
+  // The admin fixed the node: once the streak is gone, the check passes and the node is back.
+  rmSync(`${MOMS[0].pbsHome}/mom_priv/cbatch-requeues.json`, { force: true })
+  t.ok(await eventually(() => /state = free/.test(nodeState('vm')), 90_000), 'vm is free again')
 })
 
-t.test('tasks run in their node\'s container as the owner, whatever USER the job sets', async t => {
-  const job = submit(`#!/bin/sh\npbsdsh -u sh -c 'echo "node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv && echo yes)"'\n`,
-    { resources: 'nodes=vm:ppn=1+vm2:ppn=1', vars: 'USER=root' })
-  const done = await finished(job)
-  t.equal(done.exitStatus, 0, done.stderr)
-  t.same(done.stdout.split('\n').filter(l => l.startsWith('node=')).sort(), [0, 1].map(n => `node=${n} uid=${idOf(OWNER)} container=yes`))
-  t.ok(await eventually(() => MOMS.every(m => !containersOf(job.jobId, m.socket).length), 10_000), 'nothing left on either node')
-})
+const nodeState = (node: string) => spawnSync('pbsnodes', [node], { encoding: 'utf8' }).stdout
+
+
