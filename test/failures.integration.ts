@@ -77,7 +77,11 @@ t.test('hooks called with the wrong arguments say so', async t => {
   t.equal(prologue.stderr, 'cbatch: prologue expects the 7 or 8 arguments pbs_mom passes, got 1\n')
 })
 
+/** The mother superior's streak of requeues the prologues above left in the emulator's mom_priv. */
+const streak = join(DEFAULT_PBS_HOME, 'mom_priv', 'cbatch-requeues.json')
+
 t.test('the node check marks a node that cannot run container jobs down, and is silent otherwise', async t => {
+  rmSync(streak, { force: true }) // the tests above requeued jobs: that is another check
   const check = (config: string) => {
     const r = spawnSync(join(hooksFor(join(import.meta.dirname, '../dist'), config), 'nodecheck'), [], { encoding: 'utf8', env: {} })
     return { status: r.status, stdout: r.stdout }
@@ -94,8 +98,6 @@ t.test('the node check marks a node that cannot run container jobs down, and is 
 })
 
 t.test('a mother superior whose prologue keeps requeueing is taken out of scheduling by the node check', async t => {
-  const momPriv = join(DEFAULT_PBS_HOME, 'mom_priv')
-  const streak = join(momPriv, 'cbatch-requeues.json')
   rmSync(streak, { force: true })
   t.teardown(() => rmSync(streak, { force: true }))
   // The engine answers the node check, but the job's image cannot be pulled: each prologue requeues.

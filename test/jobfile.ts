@@ -18,7 +18,9 @@ const XML = `<?xml version="1.0"?>
     <queue flags="1">batch</queue>
     <Resource_List>
       <neednodes flags="3">1</neednodes>
+      <nodes flags="3">1:ppn=2+1:ppn=1</nodes>
     </Resource_List>
+    <exec_host flags="1">vm2/0+vm/0-1</exec_host>
     <Variable_List flags="1">PBS_O_QUEUE=batch
 USER=root
 </Variable_List>
@@ -30,7 +32,10 @@ USER=root
 `
 
 t.test('the owner and queue are what pbs_mom wrote, not the job\'s variables', async t => {
-  t.same(parseJobRecord(XML, '13.head'), { jobId: '13.head', queue: 'batch', user: 'adaptive', uid: 500, group: 'staff', gid: 501, cookie: '4AE19A3C2F7F50B67F8FD2F7E8C1C9B1' })
+  t.same(parseJobRecord(XML, '13.head'), {
+    jobId: '13.head', queue: 'batch', user: 'adaptive', uid: 500, group: 'staff', gid: 501, cookie: '4AE19A3C2F7F50B67F8FD2F7E8C1C9B1',
+    resources: 'neednodes=1,nodes=1:ppn=2+1:ppn=1', execHost: 'vm2/0+vm/0-1',
+  })
 })
 
 t.test('a job file that is not this job\'s, or not TORQUE 6\'s, is refused', async t => {

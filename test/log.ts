@@ -1,9 +1,10 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { jobLines, MAX_LOG_LINE, nodeLogger } from '../lib/log.ts'
 import { CBATCH } from './helpers/jobs.ts'
+import { syslogDaemon } from './helpers/syslog.ts'
 
 /** What a terminal would act on: C0 (but the line's own newline), DEL, C1, bidi controls. */
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
@@ -50,21 +51,6 @@ t.test('each line goes to syslog too, through the socket the config names', asyn
   t.match(out, /<27>.*cbatch(\[\d+\])?: \{"time":"[^"]+","hook":"prologue","pid":\d+,"job":"7\.srv","level":"error","message":"engine down","calls":\[\]\}/)
 })
 
-/** A syslog daemon's socket (unix datagram, which Node cannot open): what it received within `ms`. */
-async function syslogDaemon(t: Test) {
-  const dir = mkdtempSync('/tmp/cbatch-syslog-') // a socket's path: at most 107 bytes
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const socket = join(dir, 'log.sock')
-  const daemon = spawn('/usr/bin/python3', ['-u', '-c', 'import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready")\nwhile True: print(s.recv(65536).decode().replace("\\n", " "))', socket])
-  t.teardown(() => { daemon.kill() })
-  let out = ''
-  daemon.stdout.on('data', d => (out += d))
-  while (!out.includes('ready')) await new Promise(r => setTimeout(r, 20))
-  return { socket, received: async (lines: number) => {
-    for (let i = 0; i < 200 && out.split('\n').length < lines + 2; i++) await new Promise(r => setTimeout(r, 25))
-    return out.split('\n').slice(1).filter(Boolean)
-  } }
-}
 
 t.test('a node log root may not use (a second hard link) loses no line: they go to syslog, after one saying why', async t => {
   const dir = t.testdir({ 'cbatch.log': '' })

@@ -4,12 +4,13 @@
 // what is root's alone to read; a scratch base others could make first is refused the same
 // way whatever they do; a node log root may not use loses no line. docs/security.md maps
 // each threat to these tests.
-import t, { type Test } from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { IMAGE_USE_DIR } from '../lib/node/imagecache.ts'
 import { CBATCH, hostId, refused, runJob, sharedDir, TEST_IMAGE, writeConfig } from './helpers/jobs.ts'
+import { syslogDaemon } from './helpers/syslog.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -97,18 +98,6 @@ t.test('a scratch base others could make first is refused the same way whether t
   t.equal(statSync(safe).mode & 0o777, 0o711, 'owners reach their own directory, and list no one else\'s')
 })
 
-/** A syslog daemon's socket (unix datagram, which Node cannot open): what it received. */
-async function syslogDaemon(t: Test) {
-  const dir = mkdtempSync('/tmp/cbatch-syslog-') // a socket's path: at most 107 bytes
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const socket = join(dir, 'log.sock')
-  const daemon = spawn('/usr/bin/python3', ['-u', '-c', 'import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready")\nwhile True: print(s.recv(65536).decode().replace("\\n", " "))', socket])
-  t.teardown(() => { daemon.kill() })
-  let out = ''
-  daemon.stdout.on('data', d => (out += d))
-  while (!out.includes('ready')) await new Promise(r => setTimeout(r, 20))
-  return { socket, received: () => out }
-}
 
 t.test('a node log with a second hard link: the job runs, its lines go to syslog with why, doctor fails', async t => {
   const log = join(rootOnly, 'linked.log')
@@ -118,9 +107,9 @@ t.test('a node log with a second hard link: the job runs, its lines go to syslog
   const config = writeConfig(shared.path, `log: { file: ${log}, syslog: ${daemon.socket} }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
   const { job } = await runJob('#!/bin/sh\necho ran\n', { config })
   t.equal(job.exitStatus, 0, job.stderr)
-  for (let i = 0; i < 100 && !/"hook":"epilogue".*"level":"info"/.test(daemon.received()); i++) await new Promise(r => setTimeout(r, 50))
-  t.match(daemon.received(), `node log ${log} cannot be used, so this hook's lines go to syslog: node log ${log} is not safe: it has 2 names`)
-  t.match(daemon.received(), new RegExp(`"hook":"prologue","pid":\\d+,"job":"${job.jobId.replace(/\./g, '\\.')}"`), 'the prologue\'s lines are there')
+  for (let i = 0; i < 100 && !/"hook":"epilogue".*"level":"info"/.test(daemon.text()); i++) await new Promise(r => setTimeout(r, 50))
+  t.match(daemon.text(), `node log ${log} cannot be used, so this hook's lines go to syslog: node log ${log} is not safe: it has 2 names`)
+  t.match(daemon.text(), new RegExp(`"hook":"prologue","pid":\\d+,"job":"${job.jobId.replace(/\./g, '\\.')}"`), 'the prologue\'s lines are there')
   t.equal(readFileSync(log, 'utf8'), '', 'nothing written where another name could read or empty it')
   const doctor = cbatch('doctor', '--config', config)
   t.equal(doctor.status, 1)

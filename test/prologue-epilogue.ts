@@ -12,10 +12,10 @@ const facts = (jobId: string, queue = 'batch', user = TEST_USER) => ({ jobId, us
 
 t.test('the prologue pulls what is missing, replaces an earlier run\'s container, and starts one confined', async t => {
   const engine = new FakeEngine()
-  const first = await prepareJob(facts('1.srv'), config, engine, PROLOGUE)
+  const first = await prepareJob(facts('1.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   t.match(first, { kind: 'container', image: 'img:1', imageSource: 'pulled', replaced: false })
   t.same(engine.calls.slice(0, 2), ['hasImage img:1', 'pullImage img:1'])
-  const again = await prepareJob(facts('1.srv'), config, engine, PROLOGUE)
+  const again = await prepareJob(facts('1.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   t.match(again, { kind: 'container', imageSource: 'cached', replaced: true }, 'a requeued job gets a fresh container')
   t.equal(engine.containers.size, 1)
   const [container] = engine.containers.values()
@@ -25,15 +25,15 @@ t.test('the prologue pulls what is missing, replaces an earlier run\'s container
 
 t.test('nothing is made for a job the policy refuses, and unmanaged queues are left alone', async t => {
   const engine = new FakeEngine()
-  await t.rejects(prepareJob(facts('2.srv', 'batch', 'root'), config, engine, PROLOGUE), { name: 'PolicyError', message: /root is refused/ })
-  await t.rejects(prepareJob({ ...facts('3.srv'), resources: 'mem=0b' }, config, engine, PROLOGUE), { name: 'UsageError', message: /mem=0b/ })
+  await t.rejects(prepareJob(facts('2.srv', 'batch', 'root'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { name: 'PolicyError', message: /root is refused/ })
+  await t.rejects(prepareJob({ ...facts('3.srv'), resources: 'mem=0b' }, config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { name: 'UsageError', message: /mem=0b/ })
   t.notOk(engine.calls.some(c => c.startsWith('run ')), 'no container')
-  t.same(await prepareJob(facts('4.srv', 'elsewhere'), config, engine, PROLOGUE), { kind: 'native' })
+  t.same(await prepareJob(facts('4.srv', 'elsewhere'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { kind: 'native' })
 })
 
 t.test('the epilogue accounts for a container before it removes it; no container, no record', async t => {
   const engine = new FakeEngine()
-  await prepareJob(facts('5.srv'), config, engine, PROLOGUE)
+  await prepareJob(facts('5.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   const [id] = engine.containers.keys()
   const cleaned = await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine, () => new Date(Date.now() + 2000))
   t.match(cleaned?.record, { jobId: '5.srv', user: TEST_USER, queue: 'batch', image: 'img:1', exitStatus: 0, oomKilled: false })

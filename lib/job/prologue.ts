@@ -45,6 +45,11 @@ export interface PrologueContext {
    * may outlive it; without it, the prologue pulls the image itself.
    */
   startPuller?: (image: string) => void
+  /**
+   * How the started container's binds are proven to be what was judged (host/mounts.ts
+   * proveBinds); an in-memory engine, which mounts nothing, brings its own.
+   */
+  proveBinds?: (pid: number, binds: ExpectedBind[]) => void
 }
 
 /**
@@ -133,7 +138,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     })
     const started = await engine.inspect(id)
     try {
-      proveBinds(started?.pid ?? 0, binds)
+      ;(context.proveBinds ?? proveBinds)(started?.pid ?? 0, binds)
     } catch (err) {
       await engine.remove(id)
       throw err

@@ -1,6 +1,7 @@
 // An in-memory container engine for unit tests of the job's life: containers are records,
 // an exec echoes what it was given and ends with a chosen status. The real engine is the
 // integration tests' business; this one makes orchestration testable in milliseconds.
+import type { ExpectedBind } from '../../lib/host/mounts.ts'
 import { PassThrough, type Writable } from 'node:stream'
 import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer, LimitsUpdate, PullOptions } from '../../lib/engine/engine.ts'
 
@@ -50,6 +51,18 @@ export class FakeEngine implements ContainerEngine {
 
   async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
     return this.images.has(ref) ? this.platform : undefined
+  }
+
+  /**
+   * The prologue's mount proof for this engine, which mounts nothing: every bind expected is
+   * one the last container was asked for, at its target, read-only as asked.
+   */
+  readonly proveBinds = (_pid: number, binds: ExpectedBind[]): void => {
+    const asked = [...this.containers.values()].at(-1)?.spec.HostConfig?.Mounts ?? []
+    for (const bind of binds) {
+      if (!asked.some(m => m.Target === bind.target && !!m.ReadOnly === bind.readOnly)) throw new Error(`fake engine: no bind at ${bind.target}`)
+    }
+    if (binds.length !== asked.length) throw new Error(`fake engine: ${asked.length} binds asked, ${binds.length} expected`)
   }
 
   async run(spec: ContainerCreateSpec): Promise<string> {
