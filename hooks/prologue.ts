@@ -12,7 +12,7 @@ import { collectOrphans } from '../lib/job/gc.ts'
 import { pullRecord } from '../lib/job/pull.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'
-import { CbatchError, PullUnderWayError } from '../lib/errors.ts'
+import { CbatchError, JobImagePullError, PullUnderWayError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
 import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
@@ -87,7 +87,9 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
     // check takes the node out of scheduling (README, install.sh --node-check).
     if (!(err instanceof CbatchError) || err.disposition === 'requeue') {
       // A sister's non-zero exit marks its node down already; the mother superior's does not.
-      if (hook === 'prologue' && !(err instanceof PullUnderWayError)) recordRequeue(momPriv, err instanceof CbatchError ? err.message : String(err))
+      // Only what says the node cannot run jobs counts; never what one job chose.
+      const nodeFault = !(err instanceof PullUnderWayError || err instanceof JobImagePullError)
+      if (hook === 'prologue' && nodeFault) recordRequeue(momPriv, err instanceof CbatchError ? err.message : String(err))
       await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
     }
     throw err

@@ -90,6 +90,9 @@ export class ImagePullError extends EngineError {}
 /** The image's pull goes on (a big image): the job is requeued to find it, which says nothing bad of the node. */
 export class PullUnderWayError extends ImagePullError {}
 
+/** The image the job chose (#CBATCH image=) could not be pulled: requeued, but the job's registry is no fault of the node. */
+export class JobImagePullError extends ImagePullError {}
+
 /** The registry refused the image (no such image, or not with these credentials): retrying cannot help. */
 export class ImageDeniedError extends CbatchError {
   readonly disposition = 'abort'

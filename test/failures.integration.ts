@@ -1,7 +1,7 @@
 // What the job owner and pbs_mom see when cbatch cannot run a job.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
 import { cookieOf, recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
@@ -111,6 +111,19 @@ t.test('a mother superior whose prologue keeps requeueing is taken out of schedu
   const down = nodeCheck()
   t.equal(down.status, 1)
   t.match(down.stdout, /^ERROR cbatch: the prologue requeued the last 3 jobs since \S+: cannot pull image 127\.0\.0\.1:5999\/cbatch-test\/unreachable:1/)
+  // Jobs that chose an image their registry cannot give are requeued, but say nothing of the
+  // node: a job owner cannot take a node out of scheduling that way.
+  rmSync(streak, { force: true })
+  const chooser = writeConfig(shared.path, `engine: { requeuePause: 0 }\nimages: { pullAttempts: 1 }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: missing, allowedImages: ['127.0.0.1:5999/**'] }\n`)
+  for (let i = 1; i <= 4; i++) {
+    const jobId = `${process.pid}${i}.chooser`
+    const script = join(DEFAULT_PBS_HOME, 'mom_priv/jobs', `${jobId}.SC`)
+    writeFileSync(script, '#!/bin/sh\n#CBATCH image=127.0.0.1:5999/cbatch-test/unreachable:2\necho ran\n', { mode: 0o700 })
+    t.teardown(() => rmSync(script, { force: true }))
+    const prologue = runHook('prologue', [jobId, TEST_USER, TEST_USER, 'j', 'nodes=1', 'batch', '', script], { env: {}, config: chooser })
+    t.equal(prologue.status, 2, `job ${i} requeued: ${prologue.stderr}`)
+  }
+  t.same([nodeCheck().status, nodeCheck().stdout], [0, ''], 'the node still takes jobs')
   // A job that gets its container ends the streak.
   const good = testConfig(shared.path)
   const jobId = `${process.pid}4.requeued`

@@ -22,7 +22,7 @@ import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { nodeShare } from '../torque/nodes.ts'
-import { PolicyError, UnsafePathError, UsageError } from '../errors.ts'
+import { ImagePullError, JobImagePullError, PolicyError, UnsafePathError, UsageError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
@@ -91,7 +91,10 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
   const [imageSource, replaced, owner] = await Promise.all([
-    ensureImage(engine, { image, pull: policy.pull }, pullFor(config, policy, engine, context)),
+    ensureImage(engine, { image, pull: policy.pull }, pullFor(config, policy, engine, context)).catch(err => {
+      // A registry the job chose cannot take the node out of scheduling (node/requeues.ts).
+      throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
+    }),
     removeJobContainer(engine, facts.jobId),
     lookupUser(facts.user, facts.group),
   ])
