@@ -106,6 +106,13 @@ install_hooks() {
     fi
   fi
 
+  # pbs_mom logs a job's secret cookie when a TM request brings a wrong one: the only proof of
+  # whose job a task is must not be readable by other users.
+  if [ -d "$PBS_HOME/mom_logs" ]; then
+    say "making $PBS_HOME/mom_logs root's alone (pbs_mom logs jobs' cookies there)"
+    run chmod 0700 "$PBS_HOME/mom_logs"
+  fi
+
   # The node check takes a node whose engine or config cannot run jobs out of scheduling.
   if grep -q "^\\\$node_check_script .*$MARK" "$MOM_CONFIG" 2>/dev/null; then
     :
