@@ -31,7 +31,7 @@ export const LABEL = {
   gpus: 'cbatch.gpus',
   /** mom_priv of the pbs_mom whose prologue made it: gc and ps of one mom leave another's alone. */
   mom: 'cbatch.mom',
-  /** A sister's container sized before its share was known: its job's starters size it (job/prologue.ts resizeSister). */
+  /** A sister's container sized before its share was known: its job's starters size it (job/share.ts resizeSister). */
   provisional: 'cbatch.provisional',
 } as const
 

@@ -272,11 +272,11 @@ export class Engine implements ContainerEngine {
     return digests.find(d => d.startsWith(`${repository}@`)) ?? digests[0]
   }
 
-  /** Kills and removes a container whatever its state; a missing one is fine. */
   async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
     await this.call(`update container ${id}`, signal => this.docker.getContainer(id).update({ ...limits, abortSignal: signal }))
   }
 
+  /** Kills and removes a container whatever its state; a missing one is fine. */
   async remove(id: string): Promise<void> {
     await this.call(`remove container ${id}`, async signal => {
       try {
