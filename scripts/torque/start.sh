@@ -51,9 +51,9 @@ lock_pid() { # FILE NAME
   [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ] && echo "$p"
 }
 wait_for() { # SECONDS DESCRIPTION COMMAND...
-  n=$(( $1 * 2 )); what=$2; shift 2
+  tries=$(( $1 * 2 )); shift 2
   while ! "$@" >/dev/null 2>&1; do
-    n=$((n - 1)); [ $n -gt 0 ] || return 1
+    tries=$((tries - 1)); [ $tries -gt 0 ] || return 1
     sleep 0.5
   done
 }
@@ -189,10 +189,10 @@ fi
 # --- wait until the nodes are up ---------------------------------------------------------
 node_free() { pbsnodes "$1" 2>/dev/null | grep -q '^ *state = free'; }
 nodes=$SERVER; [ "$MOMS" = 2 ] && nodes="$SERVER $NODE2"
-for n in $nodes; do
-  wait_for 120 "node $n" node_free "$n" || {
-    pbsnodes "$n" >&2 || true
-    die "node $n is not free after 120s (see the mom_logs of its PBS_HOME and $HOME1/server_logs)"
+for node in $nodes; do
+  wait_for 120 "node $node" node_free "$node" || {
+    pbsnodes "$node" >&2 || true
+    die "node $node is not free after 120s (its state and note above; see the mom_logs of its PBS_HOME and $HOME1/server_logs)"
   }
 done
 say "ready: server $SERVER, queues batch (default) and unmanaged, nodes: $nodes (np=$NP each)"

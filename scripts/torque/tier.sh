@@ -15,12 +15,8 @@ die() { echo "torque/tier: $*" >&2; exit 1; }
 command -v pbs_server >/dev/null || [ -x /usr/local/sbin/pbs_server ] || die "no TORQUE here: scripts/torque/build.sh SRC first"
 [ -x dist/cbatch ] || die "build cbatch first (npm run build)"
 
-scripts/torque/start.sh --moms 2
-# Queue pullfail (below) besides start.sh's batch and unmanaged.
-qmgr -c 'list queue pullfail' >/dev/null 2>&1 || qmgr -c 'create queue pullfail queue_type = execution'
-qmgr -c 'set queue pullfail enabled = true'
-qmgr -c 'set queue pullfail started = true'
-
+# The second engine comes before the moms: a mom whose cbatch node check (installed by an
+# earlier run) finds its engine down reports ERROR, and start.sh would wait in vain for it.
 RUN=/run/cbatch-tier
 STATE=/var/lib/cbatch-tier
 SOCK2=$RUN/docker2.sock
@@ -35,6 +31,12 @@ if ! docker -H "unix://$SOCK2" info >/dev/null 2>&1; then
     sleep 0.5
   done
 fi
+
+scripts/torque/start.sh --moms 2
+# Queue pullfail (below) besides start.sh's batch and unmanaged.
+qmgr -c 'list queue pullfail' >/dev/null 2>&1 || qmgr -c 'create queue pullfail queue_type = execution'
+qmgr -c 'set queue pullfail enabled = true'
+qmgr -c 'set queue pullfail started = true'
 
 # The tier's image: busybox, and TORQUE's pbsdsh with the libraries it links, so that jobs
 # start TM tasks from inside their containers as on a cluster.
