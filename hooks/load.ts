@@ -16,6 +16,8 @@ import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 import { assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
+import { CANNOT_RUN_EXIT, type ProgramName } from '../lib/torque/contract.ts'
+import { printable } from '../lib/format.ts'
 
 // prologue.parallel and epilogue.parallel (sister nodes) are the prologue and epilogue bundles.
 // The puller is a prologue's detached pull of an image (lib/job/pull.ts).
@@ -23,7 +25,7 @@ const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck|puller)$/
 const DIGEST_BYTES = 32
 
 const began = Date.now()
-const hook = process.argv[2] ?? ''
+const hook = (process.argv[2] ?? '') as ProgramName
 if (!HOOK.test(hook)) {
   process.stderr.write(`cbatch: unknown hook ${JSON.stringify(hook)}\n`)
   process.exit(2)
@@ -37,13 +39,13 @@ process.env.CBATCH_CACHE_DIR = __dirname
 // Which of pbs_mom's scripts this is: the bundle's role on a sister node differs.
 process.env.CBATCH_HOOK = hook
 
+let source: Buffer
 try {
   assertRootControlled(bundle, 'cbatch hook bundle')
+  source = readFileSync(bundle)
 } catch (err) {
-  process.stderr.write(`cbatch: ${(err as Error).message}\n`)
-  process.exit(2)
+  cannotRun((err as Error).message)
 }
-const source = readFileSync(bundle)
 const digest = createHash('sha256').update(source).digest()
 const cached = readCache()
 const script = new Script(Module.wrap(source.toString('utf8')), { filename: bundle, cachedData: cached })
@@ -53,6 +55,17 @@ const hookModule = new Module(bundle)
 hookModule.filename = bundle
 const main = script.runInThisContext() as (...args: unknown[]) => void
 main.call(hookModule.exports, hookModule.exports, require, hookModule, bundle, dirname(bundle))
+
+/**
+ * cbatch cannot run here: said to whoever reads this hook's stderr (a job's .ER), and to
+ * pbs_mom in each hook's own terms (lib/torque/contract.ts CANNOT_RUN_EXIT). The node check
+ * says it on an `ERROR` line, which takes the node out of scheduling until it is fixed.
+ */
+function cannotRun(message: string): never {
+  if (hook === 'nodecheck') process.stdout.write(`ERROR cbatch: ${printable(message)}\n`)
+  process.stderr.write(`cbatch: ${printable(message)}\n`)
+  process.exit(CANNOT_RUN_EXIT[hook])
+}
 
 function readCache(): Buffer | undefined {
   try {

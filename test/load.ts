@@ -2,7 +2,7 @@
 // trusts their code cache; the bundles carry no needless work.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { writeWrappers } from '../hooks/wrapper.ts'
@@ -95,6 +95,27 @@ t.test('only cbatch\'s hooks can be started', async t => {
     t.equal(r.status, 2, hook)
     t.match(r.stderr, 'cbatch: unknown hook')
   }
+})
+
+t.test('a bundle root may not trust runs nothing, and each hook says so in pbs_mom\'s terms', async t => {
+  const dir = installed(t)
+  // Others may write to it: whatever it holds now is not cbatch's to run as root.
+  for (const [hook, status] of [['prologue', 2], ['prologue.parallel', 2], ['epilogue', 2], ['epilogue.parallel', 2], ['jobstarter', 125], ['nodecheck', 1]] as const) {
+    const bundle = join(dir, `${hook.replace(/\.parallel$/, '')}.cjs`)
+    writeFileSync(bundle, 'require("node:fs").writeFileSync(process.env.RAN, "ran")\n')
+    chmodSync(bundle, 0o666)
+    const ran = join(dir, 'ran')
+    const r = spawnSync(process.execPath, [join(dir, 'load.cjs'), hook], { env: { RAN: ran }, encoding: 'utf8' })
+    t.equal(r.status, status, `${hook}: ${r.stderr}`)
+    t.match(r.stderr, /^cbatch: cbatch hook bundle \S+ is not safe: others may write to /, hook)
+    t.notOk(existsSync(ran), `${hook}: its bundle did not run`)
+    // The node check marks the node down: pbs_mom reads its ERROR line.
+    t.match(r.stdout, hook === 'nodecheck' ? /^ERROR cbatch: cbatch hook bundle \S+ is not safe/ : /^$/, hook)
+  }
+  // The job starter's bundle missing: the job did not run either.
+  rmSync(join(dir, 'jobstarter.cjs'))
+  const missing = spawnSync(process.execPath, [join(dir, 'load.cjs'), 'jobstarter'], { env: {}, encoding: 'utf8' })
+  t.equal(missing.status, 125, missing.stderr)
 })
 
 t.test('a hook started without its wrapper runs nothing', async t => {

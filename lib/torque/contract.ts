@@ -3,6 +3,30 @@
 // See docs/torque-contract.md ("Arguments", "The job starter").
 import { UsageError } from '../errors.ts'
 
+/**
+ * What each of cbatch's programs exits with when cbatch itself cannot run at all (an
+ * install root may not trust: a fault of the node, not of the job), as pbs_mom reads each
+ * (docs/torque-contract.md, "Prologue exit codes", "A sister's prologue.parallel exits
+ * non-zero", "Exit status"):
+ * - prologue: 2, the job is requeued (1 would abort it, 0 run it where nothing was prepared);
+ * - prologue.parallel: 2, the job is requeued and pbs_server marks this node down, as it should;
+ * - epilogue, epilogue.parallel: 2, only logged;
+ * - jobstarter: 125, "cbatch did not run the job" (any other value reads as the job's own);
+ * - nodecheck: 1, with an `ERROR` line on stdout, which marks the node down;
+ * - puller: 2, read by no one (the prologue waits for what the pull records).
+ */
+export const CANNOT_RUN_EXIT = {
+  prologue: 2,
+  'prologue.parallel': 2,
+  epilogue: 2,
+  'epilogue.parallel': 2,
+  jobstarter: 125,
+  nodecheck: 1,
+  puller: 2,
+} as const
+
+export type ProgramName = keyof typeof CANNOT_RUN_EXIT
+
 export interface JobFacts {
   jobId: string
   user: string
