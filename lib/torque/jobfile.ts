@@ -3,7 +3,7 @@
 // says whose job it is and which queue it came from; TORQUE's own pam_pbssimpleauth trusts
 // the same file for the same question.
 import { timingSafeEqual } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { XMLParser } from 'fast-xml-parser'
 import { IdentityError, UsageError } from '../errors.ts'
@@ -37,30 +37,109 @@ export function jobFilePrefix(jobId: string): string {
   return jobId.replace(/^(\d+)\[(\d+)\]/, '$1-$2')
 }
 
-/** The `.JB` of a job, if pbs_mom has one (with multi-mom, its name carries the mom's port). */
-export function jobFilePath(momPriv: string, jobId: string): string | undefined {
-  const dir = join(momPriv, 'jobs')
-  const prefix = jobFilePrefix(jobId)
+/**
+ * The job's files in mom_priv/jobs with `suffix` (`JB`, or `JC`, the copy job_save writes
+ * first), named as pbs_mom names them: `<prefix>.JB`, or with multi-mom `<prefix><port>.JB`.
+ */
+function jobFileNames(momPriv: string, prefix: string, suffix: 'JB' | 'JC'): string[] {
   let names: string[]
   try {
-    names = readdirSync(dir)
+    names = readdirSync(join(momPriv, 'jobs'))
   } catch {
-    return undefined
+    return []
   }
-  const exact = `${prefix}.JB`
-  if (names.includes(exact)) return join(dir, exact)
-  const withPort = names.filter(n => n.startsWith(prefix) && /^\d+\.JB$/.test(n.slice(prefix.length)))
-  return withPort.length === 1 ? join(dir, withPort[0]) : undefined
+  const exact = `${prefix}.${suffix}`
+  if (names.includes(exact)) return [exact]
+  const withPort = new RegExp(`^\\d+\\.${suffix}$`)
+  return names.filter(n => n.startsWith(prefix) && withPort.test(n.slice(prefix.length)))
 }
+
+/** The `.JB` of a job, if pbs_mom has one (with multi-mom, its name carries the mom's port). */
+export function jobFilePath(momPriv: string, jobId: string): string | undefined {
+  const found = jobFileNames(momPriv, jobFilePrefix(jobId), 'JB')
+  return found.length === 1 ? join(momPriv, 'jobs', found[0]) : undefined
+}
+
+/**
+ * Whether pbs_mom has a file for the job with this file prefix right now: its `.JB`, or the
+ * `.JC` its job_save writes first. job_save is not atomic: it writes `<prefix>.JC`, unlinks
+ * `<prefix>.JB`, then links the copy to `.JB` (docs/torque-contract.md, "Files and homes"),
+ * so a live job's `.JB` is missing for a moment every time pbs_mom saves the job.
+ */
+export function jobFilesPresent(momPriv: string, prefix: string): boolean {
+  return jobFileNames(momPriv, prefix, 'JB').length > 0 || jobFileNames(momPriv, prefix, 'JC').length > 0
+}
+
+/** pbs_mom knows the job right now (one look: see jobGone before acting on its absence). */
+export function jobKnown(momPriv: string, jobId: string): boolean {
+  return jobFilesPresent(momPriv, jobFilePrefix(jobId))
+}
+
+/** Least time between the two looks that must both find no file before a job counts as gone. */
+export const JOB_GONE_RECHECK_MS = 1000
+
+/**
+ * Whether pbs_mom no longer has the job with this file prefix: neither `.JB` nor `.JC` on two
+ * looks at least JOB_GONE_RECHECK_MS apart (one look can fall inside a job_save). The only
+ * way cbatch may decide from mom_priv that a job is gone.
+ */
+export async function jobFilesGone(momPriv: string, prefix: string): Promise<boolean> {
+  if (jobFilesPresent(momPriv, prefix)) return false
+  const first = performance.now()
+  for (let left = JOB_GONE_RECHECK_MS; left > 0; left = JOB_GONE_RECHECK_MS - (performance.now() - first)) {
+    await new Promise(resolve => setTimeout(resolve, Math.ceil(left)))
+  }
+  return !jobFilesPresent(momPriv, prefix)
+}
+
+/** jobFilesGone for a job id. */
+export function jobGone(momPriv: string, jobId: string): Promise<boolean> {
+  return jobFilesGone(momPriv, jobFilePrefix(jobId))
+}
+
+/** How long the starter waits before it looks for a missing job file again. */
+export const JOB_FILE_RETRY_MS = 200
 
 const parser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, trimValues: true, processEntities: true })
 
-/** Reads the job's `.JB`; throws UsageError when there is none or it does not name the job. */
-export function readJobRecord(momPriv: string, jobId: string): JobRecord {
-  const file = jobFilePath(momPriv, jobId)
-  if (!file) throw new UsageError(`job ${jobId} is not known to this pbs_mom (no .JB in ${momPriv}/jobs)`)
-  assertRootControlled(file, 'job file')
-  return parseJobRecord(readFileSync(file, 'utf8'), jobId, file)
+/**
+ * Reads the job's `.JB`; throws UsageError when there is none or it does not name the job.
+ * A `.JB` missing at the first look is looked for again after JOB_FILE_RETRY_MS, and while
+ * the `.JC` of a job_save under way is there, once more; still missing then, the complete
+ * `.JC` is read in its place (job_save unlinks the `.JB` only once the copy is written).
+ */
+export function readJobRecord(momPriv: string, jobId: string, retryMs = JOB_FILE_RETRY_MS): JobRecord {
+  const prefix = jobFilePrefix(jobId)
+  for (let attempt = 0; ; attempt++) {
+    const record = readJobFile(jobFilePath(momPriv, jobId), jobId)
+    if (record) return record
+    const copies = jobFileNames(momPriv, prefix, 'JC')
+    if (attempt === 2 && copies.length === 1) {
+      try {
+        const copy = readJobFile(join(momPriv, 'jobs', copies[0]), jobId)
+        if (copy) return copy
+      } catch {
+        // a copy still being written: the job is not known yet
+      }
+    }
+    if (attempt >= 2 || (attempt === 1 && !copies.length)) break
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, retryMs)
+  }
+  throw new UsageError(`job ${jobId} is not known to this pbs_mom (no .JB in ${momPriv}/jobs)`)
+}
+
+/** The record in `file`, or undefined when there is no such file (gone meanwhile). */
+function readJobFile(file: string | undefined, jobId: string): JobRecord | undefined {
+  if (!file) return undefined
+  let xml: string
+  try {
+    assertRootControlled(file, 'job file')
+    xml = readFileSync(file, 'utf8')
+  } catch (err) {
+    if (!existsSync(file)) return undefined
+    throw err
+  }
+  return parseJobRecord(xml, jobId, file)
 }
 
 export function parseJobRecord(xml: string, jobId: string, file = '<.JB>'): JobRecord {
