@@ -16,10 +16,13 @@ const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.paralle
 const sister = hook === 'epilogue.parallel'
 void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine, metrics }) => {
   const facts = parseEpilogueArgs(args)
-  const underTorque = config.queues.get(facts.queue)?.cgroupParent === 'torque'
+  const policy = config.queues.get(facts.queue)
+  const underTorque = policy?.cgroupParent === 'torque'
   // Run by a sister's guard rather than pbs_mom (its environment is root's either way).
   const onlyContainer = sister ? env.CBATCH_SISTER_CONTAINER : undefined
-  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer }, engine()).catch(err => {
+  // The scratch base is the queue's, from the config: never a path a label names.
+  const scratchBase = policy?.scratch?.base
+  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId)} processes of the job's container`)
     throw err

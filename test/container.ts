@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { buildContainerSpec, containerName, type ContainerRequest } from '../lib/engine/container.ts'
+import { buildContainerSpec, containerName, LABEL, labelOf, type ContainerRequest } from '../lib/engine/container.ts'
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
@@ -110,6 +110,34 @@ t.test('security options of the queue', async t => {
   t.same(plain.Env, [])
 })
 
+t.test('create sets every label cbatch reads, empty where it does not apply: an image\'s cbatch.* labels never show through', async t => {
+  // The engine merges create's labels over the image's: a label left out would be the image's.
+  const keys = Object.values(LABEL).sort()
+  const bare = buildContainerSpec(request({ job: { ...request().job, resources: 'nodes=1:ppn=1' } }))
+  t.same(Object.keys(bare.Labels!).sort(), keys, 'no scratch, cput, gpus or provisional share asked: every key all the same')
+  for (const key of [LABEL.scratch, LABEL.cput, LABEL.gpus, LABEL.provisional]) {
+    t.equal(bare.Labels![key], '', `${key} is set empty`)
+    t.equal(labelOf(bare.Labels, key), undefined, `and reads as absent`)
+  }
+  const full = buildContainerSpec(request({
+    job: { ...request().job, resources: 'nodes=1:ppn=1,cput=60' },
+    policy: { ...policy, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
+    paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
+    node: { number: 2, provisional: true },
+    gpus: { indices: [1, 3], devices: [], runtime: true },
+  }))
+  t.same(Object.keys(full.Labels!).sort(), keys)
+  t.match(full.Labels, { [LABEL.scratch]: '/var/tmp/cbatch/cbatch-12.srv-x', [LABEL.cput]: '60', [LABEL.gpus]: '1,3', [LABEL.provisional]: 'true', [LABEL.node]: '2' })
+  t.ok(Object.keys(LABEL).length >= 13 && keys.every(k => k.startsWith('cbatch.')))
+})
+
+t.test('labelOf: empty and missing alike are absent', async t => {
+  t.equal(labelOf({ 'cbatch.scratch': '' }, LABEL.scratch), undefined)
+  t.equal(labelOf({}, LABEL.scratch), undefined)
+  t.equal(labelOf(undefined, LABEL.scratch), undefined)
+  t.equal(labelOf({ 'cbatch.cput': '0' }, LABEL.cput), '0')
+})
+
 t.test('root only where the queue allows it', async t => {
   t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
 })
@@ -125,5 +153,5 @@ t.test('GPUs: device requests through the NVIDIA runtime, else the device nodes,
     [['/x/dev/nvidia1', '/dev/nvidia1'], ['/x/dev/nvidia3', '/dev/nvidia3'], ['/x/dev/nvidiactl', '/dev/nvidiactl']])
   t.equal(nodes.Labels!['cbatch.gpus'], '1,3')
   const none = buildContainerSpec(request())
-  t.same([none.HostConfig!.Devices, none.HostConfig!.DeviceRequests, none.Labels!['cbatch.gpus']], [[], undefined, undefined])
+  t.same([none.HostConfig!.Devices, none.HostConfig!.DeviceRequests, none.Labels!['cbatch.gpus']], [[], undefined, ''])
 })

@@ -3,6 +3,7 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
+import { containerName, LABEL } from '../lib/engine/container.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
@@ -41,4 +42,24 @@ t.test('the epilogue accounts for a container before it removes it; no container
   t.ok(cleaned!.record.usage, 'usage read from its cgroup while it ran')
   t.equal(engine.calls.at(-1), `remove ${id}`)
   t.equal(await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)
+})
+
+t.test('the epilogue believes a scratch label only if it names the job\'s own directory in its queue\'s configured base', async t => {
+  const engine = new FakeEngine()
+  const scratchBase = '/var/tmp/cbatch-scratch'
+  const name = containerName('6.srv')
+  const epilogue = async (labels: Record<string, string>, base: string | null = scratchBase) => {
+    await prepareJob(facts('6.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
+    const [container] = engine.containers.values()
+    Object.assign(container.labels, labels) // as if they had come from the image
+    return cleanupJob({ jobId: '6.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, scratchBase: base ?? undefined }, engine)
+  }
+  t.equal((await epilogue({ [LABEL.scratch]: `${scratchBase}/${name}` }))?.scratchDir, `${scratchBase}/${name}`, 'the one the prologue makes')
+  for (const planted of ['/etc', `/etc/${name}`, `${scratchBase}/other`, `${scratchBase}/../${name}`, `${scratchBase}/sub/${name}`, `${scratchBase}/${name}/..`, '']) {
+    t.equal((await epilogue({ [LABEL.scratch]: planted }))?.scratchDir, undefined, `not ${planted || 'empty'}`)
+  }
+  t.equal((await epilogue({ [LABEL.scratch]: `${scratchBase}/${name}` }, null))?.scratchDir, undefined, 'none when the queue has no scratch')
+  const record = (await epilogue({ [LABEL.gpus]: '', [LABEL.node]: '', [LABEL.user]: '', [LABEL.queue]: '' }))!.record
+  t.match(record, { user: TEST_USER, queue: 'batch', nodeNumber: 0 }, 'empty labels read as absent')
+  t.notOk('gpus' in record)
 })

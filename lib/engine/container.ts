@@ -35,6 +35,20 @@ export const LABEL = {
   provisional: 'cbatch.provisional',
 } as const
 
+export type LabelKey = typeof LABEL[keyof typeof LABEL]
+
+/**
+ * A cbatch label of a container, undefined when absent or empty. A container inherits its
+ * image's labels, and a job owner may choose an image they built: create sets every label
+ * of LABEL, empty where it does not apply (an explicit value, empty too, wins over the
+ * image's), so that no `cbatch.*` value root reads ever comes from an image. Readers go
+ * through here, so empty means "not set" everywhere.
+ */
+export function labelOf(labels: Record<string, string> | undefined, key: LabelKey): string | undefined {
+  const value = labels?.[key]
+  return value === undefined || value === '' ? undefined : value
+}
+
 /** Where the job's output files are inside its container (job/output.ts). */
 export const OUTPUT_TARGETS = { stdout: '/.cbatch/stdout', stderr: '/.cbatch/stderr' } as const
 
@@ -97,7 +111,7 @@ export function containerName(jobId: string): string {
  */
 export async function findJobContainer(engine: ContainerEngine, jobId: string): Promise<ContainerDetails | undefined> {
   const found = await engine.inspect(containerName(jobId))
-  return found?.labels[LABEL.job] === jobId ? found : undefined
+  return labelOf(found?.labels, LABEL.job) === jobId ? found : undefined
 }
 
 /** The queue's limits, sizes in bytes. */
@@ -113,7 +127,6 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const { job, owner, policy, paths } = req
   const request = parseRequest(job.resources)
   checkOwner(owner, policy.allowRoot)
-  const scratch: Record<string, string> = policy.scratch && paths.scratchDir ? { [LABEL.scratch]: paths.scratchDir } : {}
   const limits = containerLimits(request, limitsPolicy(policy), req.node)
   return {
     name: containerName(job.jobId),
@@ -124,6 +137,11 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
     // The exec'd job shell inherits this.
     Env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],
     User: HOLDER_USER,
+    // Every label of LABEL, always: those that do not apply are empty, not left out, or
+    // the image's own `cbatch.*` labels would show through (the engine merges create's
+    // labels over the image's). An image carrying such labels is not refused: one
+    // committed from a job's container carries them innocently, and once overridden they
+    // are inert. The type makes a label added to LABEL but not set here a compile error.
     Labels: {
       [LABEL.job]: job.jobId,
       [LABEL.user]: owner.name,
@@ -132,13 +150,13 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.queue]: job.queue,
       [LABEL.version]: req.version,
       [LABEL.shellFallback]: policy.shellFallback,
-      ...(request.cput !== undefined ? { [LABEL.cput]: String(request.cput) } : {}),
+      [LABEL.scratch]: policy.scratch && paths.scratchDir ? paths.scratchDir : '',
+      [LABEL.cput]: request.cput !== undefined ? String(request.cput) : '',
       [LABEL.node]: String(req.node.number ?? 0),
-      ...(req.node.provisional ? { [LABEL.provisional]: 'true' } : {}),
+      [LABEL.gpus]: req.gpus ? req.gpus.indices.join(',') : '',
       [LABEL.mom]: paths.momPriv,
-      ...(req.gpus ? { [LABEL.gpus]: req.gpus.indices.join(',') } : {}),
-      ...scratch,
-    },
+      [LABEL.provisional]: req.node.provisional ? 'true' : '',
+    } satisfies Record<LabelKey, string>,
     // With the host's network the host's name comes along; Docker refuses to set both.
     Hostname: policy.network === 'none' ? req.hostname : undefined,
     NetworkDisabled: policy.network === 'none' ? true : undefined,

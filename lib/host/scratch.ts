@@ -7,11 +7,11 @@
 // removed with its owner's credentials, so links it planted lead nowhere root could be
 // misled to.
 import { chownSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join, normalize } from 'node:path'
 import { emptyAsOwner } from './asowner.ts'
 import { UnsafePathError } from '../errors.ts'
 import type { Identity } from './identity.ts'
-import { makeRootDir } from './trusted.ts'
+import { assertRootControlled, makeRootDir } from './trusted.ts'
 
 /**
  * Checks (and makes, if missing) the scratch base: root's, writable by no one else, above
@@ -32,9 +32,20 @@ export async function makeScratch(base: string, name: string, owner: Identity): 
   return dir
 }
 
-/** Removes a job's scratch directory, whatever the job left in it (links, any depth). */
+/**
+ * Removes a job's scratch directory `<base>/<name>`, whatever the job left in it (links,
+ * any depth). Callers pass the one they made or expect (the epilogue: the queue's base from
+ * the config, the job's container name), never a path only a label names. It only removes:
+ * the base is checked (root's alone, above it too), never made or chmodded here (that is
+ * the prologue's, checkScratchBase), and a missing base has nothing to remove.
+ */
 export async function removeScratchDir(dir: string): Promise<void> {
-  checkScratchBase(dirname(dir))
+  const base = dirname(dir), name = basename(dir)
+  if (!dir.startsWith('/') || dir.endsWith('/') || normalize(dir) !== dir || name === '..') {
+    throw new UnsafePathError(`scratch directory ${dir} is not a job's`)
+  }
+  if (!lstatSync(base, { throwIfNoEntry: false })) return
+  assertRootControlled(base, 'scratch base', { strict: true })
   let stat
   try {
     stat = lstatSync(dir)

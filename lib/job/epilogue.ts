@@ -1,7 +1,7 @@
 // The epilogue's work: what the job used, read before its container is removed.
 import { hostname } from 'node:os'
-import { basename } from 'node:path'
-import { findJobContainer, LABEL } from '../engine/container.ts'
+import { join } from 'node:path'
+import { containerName, findJobContainer, LABEL, labelOf } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage, type CgroupUsage } from '../host/cgroup.ts'
 import type { EpilogueFacts } from '../torque/contract.ts'
@@ -10,8 +10,12 @@ import type { AccountingRecord } from './accounting.ts'
 /**
  * Epilogue: what the job used, read before its container is removed, and its scratch
  * directory, to remove once that is recorded; undefined if the job had no container.
+ * `scratchBase` is the job's queue's, from the config: the container's label only says
+ * whether the prologue made the directory, and is believed only if it names exactly the
+ * one the prologue would have made there for this job (defence in depth: create sets
+ * every label, so an image's cannot show through).
  */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number; onlyContainer?: string },
+export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number; onlyContainer?: string; scratchBase?: string },
   engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   const container = await findJobContainer(engine, facts.jobId)
   // A sister's guard (hooks/prologue.ts) removes the container it guards, never a later try's.
@@ -22,24 +26,27 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
     engine.remove(container.id),
   ])
   const end = now()
-  const scratch = container.labels[LABEL.scratch]
+  const { labels } = container
+  const expected = facts.scratchBase === undefined ? undefined : join(facts.scratchBase, containerName(facts.jobId))
+  const scratchDir = expected !== undefined && labelOf(labels, LABEL.scratch) === expected ? expected : undefined
+  const gpus = labelOf(labels, LABEL.gpus)
   const record: AccountingRecord = {
     time: end.toISOString(),
     jobId: facts.jobId,
-    user: container.labels[LABEL.user] ?? facts.user,
-    queue: container.labels[LABEL.queue] ?? facts.queue,
+    user: labelOf(labels, LABEL.user) ?? facts.user,
+    queue: labelOf(labels, LABEL.queue) ?? facts.queue,
     node: hostname(),
-    nodeNumber: Number(container.labels[LABEL.node] ?? 0),
+    nodeNumber: Number(labelOf(labels, LABEL.node) ?? 0),
     container: container.name,
     image: container.image,
     imageDigest,
     exitStatus: facts.exitStatus,
     wallSeconds: Math.max(0, (end.getTime() - container.startedAt.getTime()) / 1000),
-    ...(container.labels[LABEL.gpus] ? { gpus: container.labels[LABEL.gpus].split(',').map(Number) } : {}),
+    ...(gpus ? { gpus: gpus.split(',').map(Number) } : {}),
     oomKilled: container.oomKilled || (usage?.memory.oomKills ?? 0) > 0,
     usage,
   }
-  return { record, scratchDir: scratch && basename(scratch) === container.name ? scratch : undefined }
+  return { record, scratchDir }
 }
 
 function usageOf(pid: number): CgroupUsage | undefined {

@@ -8,7 +8,7 @@ import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
 import { oomKills, readUsage } from '../host/cgroup.ts'
-import { findJobContainer, LABEL } from '../engine/container.ts'
+import { findJobContainer, LABEL, labelOf } from '../engine/container.ts'
 import { formatBytes } from '../format.ts'
 import type { ContainerDetails, ContainerEngine } from '../engine/engine.ts'
 import { visibleDevicesInside } from '../host/gpus.ts'
@@ -84,14 +84,14 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
 
   const [command, ...rest] = req.argv
   // Only the job shell falls back to another shell; a task runs what it named, or fails.
-  const fallback = facts.task === 1 ? labels[LABEL.shellFallback] : undefined
+  const fallback = facts.task === 1 ? labelOf(labels, LABEL.shellFallback) : undefined
   const usable = !fallback || await engine.pathExists(container.id, command) ? command : fallback
   // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
   const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
   const session = await engine.exec(container.id, {
     // The container's entrypoint (none unless its queue runs the image's) wraps the job too.
     cmd: [...container.entrypoint, usable, ...rest],
-    env: Object.entries(visibleDevicesInside(req.env, labels[LABEL.gpus])).map(([k, v]) => `${k}=${v}`),
+    env: Object.entries(visibleDevicesInside(req.env, labelOf(labels, LABEL.gpus))).map(([k, v]) => `${k}=${v}`),
     workingDir: facts.workDir,
     user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,
     tty: terminal !== undefined,
@@ -162,7 +162,9 @@ const KILL_DELAY_MS = 2000
  * container's: the starter enforces it on the container's cgroup, with pbs_mom's words.
  */
 function enforceCput(container: ContainerDetails, stderr: Writable, signal: (s: NodeJS.Signals) => void): { stop(): void } {
-  const limit = Number(container.labels[LABEL.cput])
+  // No cput asked: the label is empty (Number('') would be a limit of 0).
+  const label = labelOf(container.labels, LABEL.cput)
+  const limit = label === undefined ? NaN : Number(label)
   if (!(limit >= 0)) return { stop: () => undefined }
   let kill: NodeJS.Timeout | undefined
   const poll = setInterval(() => {

@@ -1,7 +1,7 @@
 // The job containers on this node now, for its operator (`cbatch ps`): whose, which queue
 // and image, in what state, and what they use, read from their cgroups (no engine stats
 // call), which pbs_mom made it and whether that mom still knows the job.
-import { LABEL } from '../engine/container.ts'
+import { LABEL, labelOf } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage } from '../host/cgroup.ts'
 import { jobFilePath } from '../torque/jobfile.ts'
@@ -38,11 +38,11 @@ export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'in
       usage = undefined // it stopped meanwhile
     }
     return {
-      job, user: c.labels[LABEL.user] ?? '?', queue: c.labels[LABEL.queue] ?? '?', image: d?.image ?? '?', container: c.name,
+      job, user: labelOf(c.labels, LABEL.user) ?? '?', queue: labelOf(c.labels, LABEL.queue) ?? '?', image: d?.image ?? '?', container: c.name,
       state: c.state, ageSeconds: Math.max(0, Math.round((now.getTime() - c.created.getTime()) / 1000)),
       cpuSeconds: usage?.cpu.totalSeconds, memoryBytes: usage?.memory.currentBytes, memoryLimitBytes: usage?.memory.limitBytes,
-      mom: c.labels[LABEL.mom],
-      knownToMom: jobFilePath(c.labels[LABEL.mom] ?? momPriv, job) !== undefined,
+      mom: labelOf(c.labels, LABEL.mom),
+      knownToMom: jobFilePath(labelOf(c.labels, LABEL.mom) ?? momPriv, job) !== undefined,
     }
   })
 }
