@@ -1,7 +1,7 @@
 // cbatch doctor against a real install (install.sh into a scratch PBS_HOME) and the real
 // engine, then against what breaks nodes: each problem is a FAIL line with its fix.
 import t, { type Test } from 'tap'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CBATCH, hostId, TEST_IMAGE } from './helpers/jobs.ts'
@@ -10,7 +10,7 @@ const INSTALL = join(import.meta.dirname, '../install.sh')
 
 /** A node: hooks installed by install.sh into its PBS_HOME, and a config naming the real engine. */
 function node(t: Test, queue = `{ image: ${TEST_IMAGE}, pull: never }`): { dir: string; config: string } {
-  const dir = t.testdir({ mom_priv: { config: '$pbsserver head\n', jobs: {} }, etc: {} })
+  const dir = t.testdir({ mom_priv: { config: '$pbsserver head\n', jobs: {} }, mom_logs: {}, etc: {} })
   const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--no-build'], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(r.stderr)
   const config = join(dir, 'etc/cbatch.yaml')
@@ -30,7 +30,7 @@ t.test('a good install: no FAIL, exit 0', async t => {
   const r = doctor(node(t))
   t.equal(r.status, 0, r.lines.join('\n') + r.stderr)
   t.same(fails(r.lines), [])
-  for (const what of ['config', 'hook prologue', 'hook epilogue.parallel', '$job_starter', '/bin/busybox', 'engine', 'queue batch image']) {
+  for (const what of ['config', 'hook prologue', 'hook epilogue.parallel', '$job_starter', 'mom_logs', '/bin/busybox', 'engine', 'queue batch image']) {
     t.ok(r.lines.some(l => l.startsWith(`ok   ${what}: `)), what)
   }
   t.ok(r.lines.some(l => /^warn pbs_mom: none runs here for /.test(l)), 'no pbs_mom of this PBS_HOME (whatever other moms run on the host): a warning')
@@ -68,6 +68,9 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
       writeFileSync(join(n.dir, 'log/cbatch.log'), '')
       linkSync(join(n.dir, 'log/cbatch.log'), join(n.dir, 'copy.log'))
     }, /^FAIL log\.file: node log .*cbatch\.log is not safe: it has 2 names.* -> keep it root's/],
+    // pbs_mom logs a job's cookie there after a forged TM request: install.sh made it 0700.
+    ['pbs_mom\'s log directory readable by its group', n => chmodSync(join(n.dir, 'mom_logs'), 0o750), /^FAIL mom_logs: .*\/mom_logs: mode 750, so other users may read the jobs' cookies pbs_mom logs there -> chmod 0700 .*\/mom_logs$/],
+    ['pbs_mom\'s log directory searchable by others', n => chmodSync(join(n.dir, 'mom_logs'), 0o701), /^FAIL mom_logs: .*mode 701.* -> chmod 0700 .*\/mom_logs$/],
     ['a hook bundle others may write to', n => chmodSync(join(n.dir, 'mom_priv/cbatch.d/prologue.cjs'), 0o666), /^FAIL bundle prologue\.cjs: .*prologue\.cjs is not safe: others may write to .* -> \.\/install\.sh/],
   ]
   for (const [what, breakIt, expected] of cases) {
@@ -77,6 +80,21 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
     t.equal(r.status, 1, what)
     t.ok(fails(r.lines).some(l => expected.test(l)), `${what}: ${fails(r.lines).join(' | ') || r.stderr}`)
   }
+})
+
+t.test('CAP_SYS_RESOURCE is judged on the pbs_mom of this PBS_HOME, whose the job starter has', async t => {
+  const n = node(t)
+  const none = doctor(n)
+  t.ok(none.lines.some(l => /^(ok  |warn) CAP_SYS_RESOURCE: root here \(no pbs_mom of this PBS_HOME runs: judged by this command's own/.test(l)), none.lines.join('\n'))
+  // A process named pbs_mom, started with -d this PBS_HOME, without CAP_SYS_RESOURCE.
+  const mom = join(n.dir, 'pbs_mom')
+  writeFileSync(mom, '#!/bin/sh\nwhile :; do sleep 1; done\n', { mode: 0o755 })
+  const child = spawn('setpriv', ['--bounding-set=-sys_resource', '--', mom, '-d', n.dir], { stdio: 'ignore' })
+  t.teardown(() => { child.kill() })
+  await new Promise(r => setTimeout(r, 300))
+  t.equal(readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim(), 'pbs_mom')
+  const r = doctor(n)
+  t.ok(r.lines.some(l => l.startsWith(`warn CAP_SYS_RESOURCE: pbs_mom (pid ${child.pid}) lacks it: jobs asking for vmem under `)), r.lines.join('\n'))
 })
 
 t.test('config check refuses what doctor fails, before any job meets it; neither prints a terminal escape', async t => {

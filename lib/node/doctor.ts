@@ -54,10 +54,12 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
     } else add('FAIL', 'config', (err as Error).message)
   }
   const momPriv = join(pbsHome ?? config?.torque.home ?? DEFAULT_PBS_HOME, 'mom_priv')
+  const mom = findMom(momPriv)
   checkHooks(momPriv, add)
-  checkMomConfig(momPriv, add)
+  checkMomConfig(momPriv, mom, add)
+  checkMomLogs(dirname(momPriv), add)
   checkBusybox(add)
-  checkLiftingLimits(add)
+  checkLiftingLimits(mom, add)
   if (!config) return findings
 
   const engine = engineFor(config)
@@ -142,7 +144,7 @@ function checkHooks(momPriv: string, add: Add): void {
 }
 
 /** `$job_starter` and `$job_starter_run_privileged true`, once each, and pbs_mom having read them. */
-function checkMomConfig(momPriv: string, add: Add): void {
+function checkMomConfig(momPriv: string, mom: Mom | undefined, add: Add): void {
   const file = join(momPriv, 'config')
   let text = ''
   try {
@@ -161,36 +163,75 @@ function checkMomConfig(momPriv: string, add: Add): void {
   if (privileged.length !== 1 || !/\strue(\s|$)/i.test(privileged[0])) {
     add('FAIL', '$job_starter_run_privileged', `${privileged.length} line(s) in ${file}`, 'exactly one line: $job_starter_run_privileged true')
   } else add('ok', '$job_starter_run_privileged', 'true')
-  const mom = momStart(momPriv)
   if (mom === undefined) add('warn', 'pbs_mom', `none runs here for ${dirname(momPriv)}`, 'start pbs_mom')
-  else if (statSync(file).mtimeMs > mom) add('warn', 'pbs_mom', `started before ${file} last changed`, 'kill -HUP $(pgrep -x pbs_mom)')
+  else if (statSync(file).mtimeMs > mom.started) add('warn', 'pbs_mom', `started before ${file} last changed`, 'kill -HUP $(pgrep -x pbs_mom)')
   else add('ok', 'pbs_mom', 'running, with the current mom_priv/config')
 }
 
 /**
  * pbs_mom sets a job's vmem and mem as hard limits on the job starter too; only a root with
  * CAP_SYS_RESOURCE can lift them for it (hooks/wrapper.ts). Without it, small ones refuse jobs.
+ * The starter has pbs_mom's capabilities, not this command's: pbs_mom's are read when it runs.
  */
-function checkLiftingLimits(add: Add): void {
-  const effective = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
-  if (effective && (BigInt(`0x${effective}`) >> 24n) & 1n) add('ok', 'CAP_SYS_RESOURCE', 'root may lift the limits pbs_mom sets on the job starter')
+function checkLiftingLimits(mom: Mom | undefined, add: Add): void {
+  const capable = (pid: number | 'self') => {
+    const effective = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return !!effective && ((BigInt(`0x${effective}`) >> 24n) & 1n) === 1n
+  }
+  let whose: string, has: boolean
+  try {
+    if (mom === undefined) throw new Error('no pbs_mom')
+    has = capable(mom.pid)
+    whose = `pbs_mom (pid ${mom.pid})`
+  } catch {
+    has = capable('self')
+    whose = 'root here (no pbs_mom of this PBS_HOME runs: judged by this command\'s own, which may not be pbs_mom\'s)'
+  }
+  if (has) add('ok', 'CAP_SYS_RESOURCE', `${whose} may lift the limits pbs_mom sets on the job starter`)
   else {
-    add('warn', 'CAP_SYS_RESOURCE', `root lacks it here: jobs asking for vmem under ${STARTER_NEEDS.vmem / 1024} MiB or mem under ${STARTER_NEEDS.mem / 1024} MiB are refused (their limit would hold the job starter)`,
+    add('warn', 'CAP_SYS_RESOURCE', `${whose} lacks it: jobs asking for vmem under ${STARTER_NEEDS.vmem / 1024} MiB or mem under ${STARTER_NEEDS.mem / 1024} MiB are refused (their limit would hold the job starter)`,
       'run pbs_mom with CAP_SYS_RESOURCE (it has it as root outside restricted containers)')
   }
 }
 
 /**
- * When the pbs_mom of this mom_priv started (ms since the epoch), if it runs. Several moms
- * may run on one host (multi-mom): each names its PBS_HOME with -d, else it has TORQUE's default.
+ * pbs_mom logs a job's secret cookie (the only proof of whose job a TM task is) when a TM
+ * request brings a wrong one: its log directory must be root's alone (install.sh makes it
+ * 0700; TORQUE's own install leaves it 0755).
  */
-function momStart(momPriv: string): number | undefined {
+function checkMomLogs(pbsHome: string, add: Add): void {
+  const dir = join(pbsHome, 'mom_logs')
+  let stat
+  try {
+    stat = statSync(dir)
+  } catch {
+    add('ok', 'mom_logs', `${dir}: none, pbs_mom keeps no log here`)
+    return
+  }
+  const mode = (stat.mode & 0o7777).toString(8)
+  if (!stat.isDirectory()) add('FAIL', 'mom_logs', `${dir} is not a directory`, `make it a directory root's alone: mkdir -m 0700 ${dir}`)
+  else if (stat.uid !== 0) add('FAIL', 'mom_logs', `${dir}: owner ${stat.uid}, who may read the jobs' cookies pbs_mom logs there`, `chown root: ${dir}; chmod 0700 ${dir}`)
+  else if (stat.mode & 0o077) add('FAIL', 'mom_logs', `${dir}: mode ${mode}, so other users may read the jobs' cookies pbs_mom logs there`, `chmod 0700 ${dir}`)
+  else add('ok', 'mom_logs', `${dir}: root's alone, mode ${mode}`)
+}
+
+/** A pbs_mom: its pid, and when it started (ms since the epoch). */
+interface Mom {
+  pid: number
+  started: number
+}
+
+/**
+ * The pbs_mom of this mom_priv, if it runs. Several moms may run on one host (multi-mom):
+ * each names its PBS_HOME with -d, else it has TORQUE's default.
+ */
+function findMom(momPriv: string): Mom | undefined {
   for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
     try {
       if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'pbs_mom') continue
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
       const home = argv.find((_, i) => argv[i - 1] === '-d') ?? argv.find(a => a.startsWith('-d') && a.length > 2)?.slice(2) ?? DEFAULT_PBS_HOME
-      if (normalize(join(home, 'mom_priv')) === normalize(momPriv)) return statSync(`/proc/${pid}`).mtimeMs
+      if (normalize(join(home, 'mom_priv')) === normalize(momPriv)) return { pid: Number(pid), started: statSync(`/proc/${pid}`).mtimeMs }
     } catch {
       // gone meanwhile
     }
