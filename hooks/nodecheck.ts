@@ -8,6 +8,7 @@ import { loadConfig } from '../lib/policy/config.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'
 import { printable } from '../lib/format.ts'
+import { nodeLogger } from '../lib/log.ts'
 import { requeueProblem } from '../lib/node/requeues.ts'
 import { hookStart } from './run.ts'
 
@@ -17,7 +18,8 @@ async function check(): Promise<string[]> {
   const engine = Engine.fromConfig({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []
-  const streak = requeueProblem(momPriv)
+  // Its line is public (pbsnodes): counts only; the node log has the jobs and the reasons.
+  const streak = requeueProblem(momPriv, { log: nodeLogger('nodecheck', '-', config.log.file, config.log.syslog || undefined) })
   if (streak) problems.push(streak)
   for (const [name, policy] of config.queues) {
     if (policy.pull === 'never' && !await engine.hasImage(policy.image)) problems.push(`queue ${name}: image ${policy.image} is not on this node (pull: never)`)

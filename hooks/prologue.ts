@@ -10,9 +10,9 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { pullRecord } from '../lib/job/pull.ts'
-import { prepareJob } from '../lib/job/prologue.ts'
+import { countsAgainstNode, prepareJob, type Attempt } from '../lib/job/prologue.ts'
 import { LABEL } from '../lib/engine/container.ts'
-import { CbatchError, JobImagePullError, PullUnderWayError } from '../lib/errors.ts'
+import { CbatchError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
 import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
@@ -57,6 +57,7 @@ function guardSister(momPriv: string, containerId: string): void {
 
 const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
 void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine: engineOf, metrics }) => {
+  const attempt: Attempt = {}
   try {
     const facts = parsePrologueArgs(args)
     if (!config.queues.has(facts.queue)) {
@@ -73,7 +74,7 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
         },
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
-    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller }), gc])
+    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
     if (prepared.kind === 'container') {
       if (hook === 'prologue') clearRequeues(momPriv)
       if (hook === 'prologue.parallel') guardSister(momPriv, prepared.id)
@@ -87,9 +88,11 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
     // check takes the node out of scheduling (README, install.sh --node-check).
     if (!(err instanceof CbatchError) || err.disposition === 'requeue') {
       // A sister's non-zero exit marks its node down already; the mother superior's does not.
-      // Only what says the node cannot run jobs counts; never what one job chose.
-      const nodeFault = !(err instanceof PullUnderWayError || err instanceof JobImagePullError)
-      if (hook === 'prologue' && nodeFault) recordRequeue(momPriv, err instanceof CbatchError ? err.message : String(err))
+      // Only what says the node cannot run jobs counts, never what a job could bring about (countsAgainstNode).
+      if (hook === 'prologue' && countsAgainstNode(err, attempt)) {
+        // pbs_mom's arguments: the job's id and owner (parsed above, or the failure was a refusal).
+        recordRequeue(momPriv, { job: args[0] ?? '-', owner: args[1] ?? '-', reason: err instanceof Error ? err.message : String(err) }, { log })
+      }
       await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
     }
     throw err

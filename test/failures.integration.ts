@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, hooksFor } from '../emulator/emulator.ts'
-import { cookieOf, recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { cookieOf, recordJob, refused, runHook, runJob, sharedDir, testConfig, writeConfig, NSS_USER, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -103,16 +103,18 @@ t.test('a mother superior whose prologue keeps requeueing is taken out of schedu
   // The engine answers the node check, but the job's image cannot be pulled: each prologue requeues.
   const config = writeConfig(shared.path, `engine: { requeuePause: 0 }\nimages: { pullAttempts: 1 }\nqueues:\n  batch: { image: 127.0.0.1:5999/cbatch-test/unreachable:1, pull: always }\n`)
   const nodeCheck = () => spawnSync(join(hooksFor(join(import.meta.dirname, '../dist'), config), 'nodecheck'), [], { encoding: 'utf8', env: {} })
-  for (let i = 1; i <= 3; i++) {
-    const prologue = runHook('prologue', [`${process.pid}${i}.requeued`, TEST_USER, TEST_USER, 'j', 'nodes=1', 'batch', ''], { env: {}, config })
-    t.equal(prologue.status, 2, `try ${i} requeued: ${prologue.stderr}`)
-    if (i < 3) t.equal(nodeCheck().stdout, '', `after ${i}: not yet a streak`)
+  // One job that keeps coming back is one job, and one owner's jobs are not enough.
+  for (const [i, [job, user]] of ([[1, TEST_USER], [1, TEST_USER], [1, TEST_USER], [2, TEST_USER], [3, NSS_USER]] as const).entries()) {
+    const prologue = runHook('prologue', [`${process.pid}${job}.requeued`, user, user, 'j', 'nodes=1', 'batch', ''], { env: {}, config })
+    t.equal(prologue.status, 2, `try ${i + 1} requeued: ${prologue.stderr}`)
+    if (i < 4) t.equal(nodeCheck().stdout, '', `after ${i + 1}: not yet a streak`)
   }
   const down = nodeCheck()
   t.equal(down.status, 1)
-  t.match(down.stdout, /^ERROR cbatch: the prologue requeued the last 3 jobs since \S+: cannot pull image 127\.0\.0\.1:5999\/cbatch-test\/unreachable:1/)
+  t.equal(down.stdout, 'ERROR cbatch: the prologue requeued 3 jobs of 2 owners within 5 min for a fault of this node; see this node\'s cbatch log\n',
+    'a line every user may read: no job, owner or failure in it')
   // Jobs that chose an image their registry cannot give are requeued, but say nothing of the
-  // node: a job owner cannot take a node out of scheduling that way.
+  // node, whoever their owners: job owners cannot take a node out of scheduling that way.
   rmSync(streak, { force: true })
   const chooser = writeConfig(shared.path, `engine: { requeuePause: 0 }\nimages: { pullAttempts: 1 }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: missing, allowedImages: ['127.0.0.1:5999/**'] }\n`)
   for (let i = 1; i <= 4; i++) {
@@ -120,7 +122,8 @@ t.test('a mother superior whose prologue keeps requeueing is taken out of schedu
     const script = join(DEFAULT_PBS_HOME, 'mom_priv/jobs', `${jobId}.SC`)
     writeFileSync(script, '#!/bin/sh\n#CBATCH image=127.0.0.1:5999/cbatch-test/unreachable:2\necho ran\n', { mode: 0o700 })
     t.teardown(() => rmSync(script, { force: true }))
-    const prologue = runHook('prologue', [jobId, TEST_USER, TEST_USER, 'j', 'nodes=1', 'batch', '', script], { env: {}, config: chooser })
+    const user = i % 2 ? TEST_USER : NSS_USER
+    const prologue = runHook('prologue', [jobId, user, user, 'j', 'nodes=1', 'batch', '', script], { env: {}, config: chooser })
     t.equal(prologue.status, 2, `job ${i} requeued: ${prologue.stderr}`)
   }
   t.same([nodeCheck().status, nodeCheck().stdout], [0, ''], 'the node still takes jobs')

@@ -22,7 +22,7 @@ import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { nodeShare } from '../torque/nodes.ts'
-import { ImagePullError, JobImagePullError, PolicyError, UnsafePathError, UsageError } from '../errors.ts'
+import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, UsageError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
@@ -50,6 +50,41 @@ export interface PrologueContext {
    * proveBinds); an in-memory engine, which mounts nothing, brings its own.
    */
   proveBinds?: (pid: number, binds: ExpectedBind[]) => void
+  /** Filled in as the prologue goes, for `countsAgainstNode` if it fails. */
+  attempt?: Attempt
+}
+
+/** What the prologue had come to when it failed: what its failure may owe to the job's own choices. */
+export interface Attempt {
+  /** The job runs in an image it chose (`#CBATCH image=`), not in its queue's. */
+  chosenImage?: boolean
+  /** The engine was making and starting the container, whose spec binds paths the owner can change. */
+  runWithOwnerPaths?: boolean
+}
+
+/**
+ * Whether the prologue's failure counts against the node: the streak of requeues
+ * (node/requeues.ts), which the node check turns into an ERROR that takes the node out of
+ * scheduling for every user. Only what says the node cannot run jobs may count, never what a
+ * job could have brought about itself, or one owner could take nodes down at will:
+ * - a refusal (abort) is not requeued at all;
+ * - a pull still under way is a big image on its way (the requeued job finds it);
+ * - anything that failed for a job in an image it chose: its registry, its image's content
+ *   and config are the job's choice (JobImagePullError is that for pulls);
+ * - anything that failed while the engine made the container with paths the owner can
+ *   change bound into it (home, work directory, TMPDIR, `#CBATCH mount=`, the job's output
+ *   files): the owner can swap such a path while the engine mounts it and swap it back
+ *   before `assertUnchanged` looks, so the engine fails and nothing shows the owner did it.
+ *   A node whose engine fails every such run is then not caught by the streak; the node
+ *   check's own ping, and the node log's requeues, still show an engine that is down.
+ * Everything else (engine unreachable or too slow elsewhere, the queue's own image not
+ * pulled, internal errors) counts.
+ */
+export function countsAgainstNode(err: unknown, attempt: Attempt = {}): boolean {
+  if (err instanceof CbatchError && err.disposition !== 'requeue') return false
+  if (err instanceof PullUnderWayError || err instanceof JobImagePullError) return false
+  if (attempt.chosenImage || attempt.runWithOwnerPaths) return false
+  return true
 }
 
 /**
@@ -81,6 +116,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
   // What the job asks for is judged before the engine is touched.
   const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv, policy.maxMounts)
   const image = grantedImage(policy, asks)
+  if (context.attempt) context.attempt.chosenImage = image !== policy.image
   // How many nodes the job has, and its share of this one: what each node may give it depends on it.
   // A real mom may name the node file with a double slash (`aux//4.vm`).
   const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
@@ -135,10 +171,13 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
     const spec = build(scratchDir, writeAccountFiles(accounts, await lines))
     const binds = expectedBinds(spec, mounts, output)
+    // Only the site's volumes are the admin's (resolved as root); every other bind, and the output files, the owner's.
+    if (context.attempt) context.attempt.runWithOwnerPaths = output !== undefined || mounts.some(m => m.what !== 'volume')
     const id = await engine.run(spec).catch(err => {
       assertUnchanged(mounts)
       throw err
     })
+    if (context.attempt) context.attempt.runWithOwnerPaths = false
     const started = await engine.inspect(id)
     try {
       ;(context.proveBinds ?? proveBinds)(started?.pid ?? 0, binds)
