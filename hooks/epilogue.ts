@@ -24,10 +24,12 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   const scratchBase = policy?.scratch?.base
   const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
-    if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId)} processes of the job's container`)
+    // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.
+    if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer)} processes of the job's container`)
     throw err
   })
-  if (underTorque) removeEngineLeftovers(facts.jobId).forEach(dir => log.info(`removed ${dir}`))
+  // After a guard's run, only if its container was there: a later try's may be starting.
+  if (underTorque && (cleaned || onlyContainer === undefined)) removeEngineLeftovers(facts.jobId).forEach(dir => log.info(`removed ${dir}`))
   if (!cleaned) return 0
   const { record, scratchDir } = cleaned
   metrics.count('cbatch_jobs_ended_total', { queue: record.queue, node: sister ? 'sister' : 'mother' })
@@ -41,7 +43,10 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   return 0
 }, {
   // A job its prologue refused never had a container: its .ER already says why.
-  early: ({ momPriv }) => {
+  // A sister's guard (CBATCH_SISTER_CONTAINER) ends a try that had a container: a refusal
+  // recorded now is a later try's, for its starters to read.
+  early: ({ momPriv, env }) => {
+    if (sister && env.CBATCH_SISTER_CONTAINER) return undefined
     if (!args[0] || refusalOf(momPriv, args[0]) === undefined) return undefined
     clearRefusal(momPriv, args[0])
     return 0

@@ -16,13 +16,10 @@ import { CbatchError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
 import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
-import { jobFilePrefix } from '../lib/torque/jobfile.ts'
+import { guardSister } from '../lib/job/guard.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
-/** Seconds a sister's guard waits for the job file, then between looks at it. */
-const GUARD_JOB_FILE_WAIT = 10
-const GUARD_POLL = 3
 
 /** A pull that may outlive this prologue (hooks/puller.ts): its own session, only the config path of its environment. */
 function startPuller(image: string): void {
@@ -30,28 +27,6 @@ function startPuller(image: string): void {
   const child = spawn(process.execPath, [join(bundles!, 'load.cjs'), 'puller', image],
     { detached: true, stdio: 'ignore', cwd: '/', env: { CBATCH_CONFIG: config } })
   child.on('error', err => pullRecord.ended(image, { refused: false, message: `cannot start the pull: ${err.message}` }))
-  child.unref()
-}
-/**
- * A sister's guard, in the background for the job's life: pbs_mom runs no
- * epilogue.parallel for a job it aborts (when the mother superior's prologue fails, each try
- * of the job) or forgets: once the job file is gone (or never came), the guard runs the
- * installed epilogue.parallel itself, for this container only. It is busybox sh and sleep,
- * not node, and leaves the job's cgroups (it outlives them). Arguments: the jobs directory,
- * the job's file prefix, the hooks' directory, then pbs_mom's 8 prologue arguments.
- */
-const SISTER_GUARD = `sed -n 's|^[0-9]*:\\([^:]*\\):/torque/.*|\\1|p' /proc/self/cgroup | while read -r c; do echo $$ >"/sys/fs/cgroup/\${c#name=}/cgroup.procs"; done 2>/dev/null
-jobs=$1 prefix=$2 hooks=$3; shift 3
-known() { for f in "$jobs/$prefix.JB" "$jobs/$prefix"[0-9]*.JB; do [ -e "$f" ] && return 0; done; return 1; }
-i=0; until known || [ $i -ge ${GUARD_JOB_FILE_WAIT} ]; do sleep 1; i=$((i + 1)); done
-while known; do sleep ${GUARD_POLL}; done
-exec "$hooks/epilogue.parallel" "$1" "$2" "$3" "$4" 0 "$5" "" "$6" "$7" 0 "$8"`
-
-function guardSister(momPriv: string, containerId: string): void {
-  const [jobId, user, group, jobName, resources, queue, account, scriptPath] = args
-  const child = spawn('/bin/busybox', ['sh', '-c', SISTER_GUARD, 'cbatch-guard', join(momPriv, 'jobs'), jobFilePrefix(jobId), process.env.CBATCH_HOOKS_DIR!,
-    jobId, user, group, jobName, resources, queue, account, scriptPath ?? ''],
-  { detached: true, stdio: 'ignore', cwd: '/', env: { PATH: '/bin:/usr/bin', CBATCH_SISTER_CONTAINER: containerId } })
   child.unref()
 }
 
@@ -77,7 +52,12 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
     const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
     if (prepared.kind === 'container') {
       if (hook === 'prologue') clearRequeues(momPriv)
-      if (hook === 'prologue.parallel') guardSister(momPriv, prepared.id)
+      if (hook === 'prologue.parallel') {
+        // The installed hooks are in mom_priv (hooks/wrapper.ts), which is where CBATCH_HOOKS_DIR points when set.
+        await guardSister({ momPriv, hooksDir: process.env.CBATCH_HOOKS_DIR || momPriv, containerId: prepared.id, args,
+          onError: err => log.error(`cannot start the guard of container ${prepared.name}: ${err.message}; `
+            + 'should pbs_mom abort the job here without epilogue.parallel, its container stays until cbatch gc') })
+      }
       metrics.count('cbatch_jobs_started_total', { queue: facts.queue, node: hook === 'prologue' ? 'mother' : 'sister' })
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
         + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))

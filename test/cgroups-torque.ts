@@ -55,3 +55,18 @@ t.test('the detached pull leaves the job\'s cgroups for the root of each hierarc
   t.notOk(existsSync(join(base, 'sys/systemd/cgroup.procs')), 'a cgroup of no job is left as it is')
   t.notOk(existsSync(join(base, 'sys/pids/cgroup.procs')))
 })
+
+t.test('a sister guard\'s epilogue kills only its own container\'s processes, never a later try\'s', async t => {
+  const mine = spawn('sleep', ['30'], { stdio: 'ignore' })
+  const later = spawn('sleep', ['30'], { stdio: 'ignore' })
+  t.teardown(() => { later.kill('SIGKILL') })
+  const [own, other] = ['a'.repeat(64), 'b'.repeat(64)]
+  const sys = t.testdir({
+    memory: { torque: { '12.srv': { [own]: { 'cgroup.procs': `${mine.pid}\n` }, [other]: { 'cgroup.procs': `${later.pid}\n` } } } },
+  })
+  const killed = new Promise(r => mine.on('exit', (_, s) => r(s)))
+  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, own), 1)
+  t.equal(await killed, 'SIGKILL')
+  t.equal(later.exitCode, null)
+  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, '../x'), 0, 'no path tricks')
+})

@@ -53,3 +53,17 @@ t.test('gc judges only its own mom\'s containers: another mom\'s live job stays,
   t.same(await collectOrphans(engine, { momPriv: otherMom, graceSeconds: 0, now: new Date(Date.now() + 1000) }), [])
   t.equal(engine.containers.size, 2)
 })
+
+t.test('a live job in the middle of a job_save is no orphan: its .JC counts, and a .JB back by the second look too', async t => {
+  const momPriv = t.testdir({ jobs: { '1.srv.JC': '' }, 'cbatch-refused': { '1.srv': 'reason', '3.srv': 'reason' } })
+  const engine = new FakeEngine()
+  for (const job of ['1.srv', '2.srv']) await engine.run({ name: `c-${job}`, Image: 'i', Labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } })
+  // 2.srv's .JB is missing at gc's first look (job_save's unlink) and back 300 ms later (its link).
+  setTimeout(() => writeFileSync(join(momPriv, 'jobs', '2.srv.JB'), ''), 300)
+  const began = performance.now()
+  const removed = await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000) })
+  t.same(removed, [])
+  t.ok(performance.now() - began >= 1000, 'a job missing at the first look is looked for again a second later')
+  t.same([...engine.containers.values()].map(c => c.name).sort(), ['c-1.srv', 'c-2.srv'])
+  t.same(readdirSync(join(momPriv, 'cbatch-refused')), ['1.srv'], 'a refusal whose job has only a .JC stays; one of a job gone twice goes')
+})

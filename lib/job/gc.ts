@@ -1,4 +1,5 @@
-// Orphans: containers of jobs this pbs_mom no longer knows (no .JB in mom_priv/jobs),
+// Orphans: containers of jobs this pbs_mom no longer knows (neither .JB nor .JC in
+// mom_priv/jobs, twice: jobfile.ts jobFilesGone),
 // left by an epilogue that could not reach the engine, a crash, or a killed prologue; and
 // the small files cbatch keeps in mom_priv for such jobs (account files, refusal records).
 // Several moms may share one engine (multi-mom nodes, `--pbs-home` of another): only the
@@ -7,7 +8,7 @@ import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { LABEL } from '../engine/container.ts'
 import type { ContainerEngine, JobContainer } from '../engine/engine.ts'
-import { jobFilePath } from '../torque/jobfile.ts'
+import { jobFilesGone, jobGone, jobKnown } from '../torque/jobfile.ts'
 
 export interface GcOptions {
   /** `$PBS_HOME/mom_priv`: where pbs_mom keeps the jobs it knows. */
@@ -23,29 +24,27 @@ export interface GcOptions {
   onUnlabelled?: (container: JobContainer) => void
 }
 
-/** True when pbs_mom still knows the job (its .JB file is there, named as pbs_mom names it). */
-function jobKnown(momPriv: string, jobId: string): boolean {
-  return jobFilePath(momPriv, jobId) !== undefined
-}
-
 /** Removes orphaned job containers; returns those it removed (or would, with dryRun). */
 export async function collectOrphans(engine: ContainerEngine, options: GcOptions): Promise<JobContainer[]> {
   const now = (options.now ?? new Date()).getTime()
   // Only containers carrying cbatch's label, made by this mom, are ever looked at.
   const ours = isThisMom(options.momPriv)
-  const orphans = (await engine.findByLabel(LABEL.job))
+  const suspects = (await engine.findByLabel(LABEL.job))
     .filter(c => {
       if (c.labels[LABEL.mom] === undefined) options.onUnlabelled?.(c)
       return ours(c.labels[LABEL.mom])
     })
     .filter(c => !jobKnown(options.momPriv, c.labels[LABEL.job]))
     .filter(c => now - c.created.getTime() >= options.graceSeconds * 1000)
+  // One look can fall inside a job_save of a live job: only a job gone on a second look is.
+  const gone = await Promise.all(suspects.map(c => jobGone(options.momPriv, c.labels[LABEL.job])))
+  const orphans = suspects.filter((_, i) => gone[i])
   if (!options.dryRun) {
     await Promise.all(orphans.map(c => engine.remove(c.id)))
     const live = new Set((await engine.findByLabel(LABEL.job)).map(c => c.name))
-    removeLeftoverFiles(options.momPriv, now - options.graceSeconds * 1000, {
+    await removeLeftoverFiles(options.momPriv, now - options.graceSeconds * 1000, {
       'cbatch-accounts': name => live.has(name), // named after the job's container
-      'cbatch-refused': prefix => readdirSync(join(options.momPriv, 'jobs')).some(f => f.startsWith(prefix) && f.endsWith('.JB')),
+      'cbatch-refused': async prefix => !await jobFilesGone(options.momPriv, prefix), // named after the job's file prefix
     })
   }
   return orphans
@@ -68,7 +67,8 @@ function isThisMom(momPriv: string): (label: string | undefined) => boolean {
 }
 
 /** Removes entries older than `before` (ms) of cbatch's directories in mom_priv whose job is gone. */
-function removeLeftoverFiles(momPriv: string, before: number, inUse: Record<string, (name: string) => boolean>): void {
+async function removeLeftoverFiles(momPriv: string, before: number,
+  inUse: Record<string, (name: string) => boolean | Promise<boolean>>): Promise<void> {
   for (const [dir, used] of Object.entries(inUse)) {
     let names: string[]
     try {
@@ -76,9 +76,8 @@ function removeLeftoverFiles(momPriv: string, before: number, inUse: Record<stri
     } catch {
       continue // none made yet
     }
-    for (const name of names) {
-      const path = join(momPriv, dir, name)
-      if (!used(name) && statSync(path).mtimeMs < before) rmSync(path, { recursive: true, force: true })
-    }
+    const old = names.filter(name => statSync(join(momPriv, dir, name)).mtimeMs < before)
+    const kept = await Promise.all(old.map(name => used(name)))
+    old.filter((_, i) => !kept[i]).forEach(name => rmSync(join(momPriv, dir, name), { recursive: true, force: true }))
   }
 }

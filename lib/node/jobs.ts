@@ -4,7 +4,7 @@
 import { LABEL, labelOf } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage } from '../host/cgroup.ts'
-import { jobFilePath } from '../torque/jobfile.ts'
+import { jobGone } from '../torque/jobfile.ts'
 
 export interface NodeJob {
   job: string
@@ -21,13 +21,15 @@ export interface NodeJob {
   memoryLimitBytes?: number
   /** mom_priv of the pbs_mom that made it (`cbatch.mom`); absent on containers made before that label. */
   mom?: string
-  /** That pbs_mom (else the one asked about) has the job's file: false for an orphan (its `cbatch gc` removes those). */
+  /** That pbs_mom (else the one asked about) has the job's file (.JB, or .JC mid-save): false for an orphan (its `cbatch gc` removes those). */
   knownToMom: boolean
 }
 
 export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'inspect'>, momPriv: string, now = new Date()): Promise<NodeJob[]> {
   const containers = await engine.findByLabel(LABEL.job)
   const details = await Promise.all(containers.map(c => engine.inspect(c.id)))
+  // Absent on two looks (jobfile.ts jobGone): one can fall inside a job_save of a live job.
+  const gone = await Promise.all(containers.map(c => jobGone(labelOf(c.labels, LABEL.mom) ?? momPriv, c.labels[LABEL.job])))
   return containers.map((c, i) => {
     const d = details[i]
     const job = c.labels[LABEL.job]
@@ -42,7 +44,7 @@ export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'in
       state: c.state, ageSeconds: Math.max(0, Math.round((now.getTime() - c.created.getTime()) / 1000)),
       cpuSeconds: usage?.cpu.totalSeconds, memoryBytes: usage?.memory.currentBytes, memoryLimitBytes: usage?.memory.limitBytes,
       mom: labelOf(c.labels, LABEL.mom),
-      knownToMom: jobFilePath(labelOf(c.labels, LABEL.mom) ?? momPriv, job) !== undefined,
+      knownToMom: !gone[i],
     }
   })
 }
