@@ -106,10 +106,15 @@ t.test('a mother superior whose prologue fails leaves no container on its sister
   spawnSync('qdel', [job.jobId])
   t.ok(await eventually(() => containersOf(job.jobId, sister).length === 0, 30_000), 'none left after qdel')
   t.ok(await eventually(() => containersOf(job.jobId, MOMS[0].socket).length === 0, 5_000), 'none on the mother superior either')
-  // Nor did it loop unnoticed: the node check took the mother superior out of scheduling.
-  const down = await eventually(() => /message=ERROR cbatch: the prologue requeued the last \d+ jobs/.test(nodeState('vm')), 60_000)
+  // One job looping is one job (its owner's alone cannot take a node down); two more, of two
+  // owners, make 3 jobs of 2 owners: the node check takes the mother superior out of scheduling.
+  const more = [OWNER, OTHER].map(user => submit('#!/bin/sh\necho ran\n', { user, queue: 'pullfail', resources: 'nodes=vm:ppn=1' }))
+  t.teardown(() => { spawnSync('qdel', more.map(j => j.jobId)) })
+  const down = await eventually(() => /message=ERROR cbatch: the prologue requeued \d+ jobs of \d+ owners within 5 min for a fault of this node; see this node's cbatch log/.test(nodeState('vm')), 90_000)
   t.ok(down, `vm is down, saying why: ${nodeState('vm')}`)
   t.match(nodeState('vm'), /state = down/)
+  t.notMatch(nodeState('vm'), /message=[^\n]*(pull|\d+\.\w)/, 'naming no job and no failure')
+  spawnSync('qdel', more.map(j => j.jobId))
   // The admin fixed the node: once the streak is gone, the check passes and the node is back.
   rmSync(`${MOMS[0].pbsHome}/mom_priv/cbatch-requeues.json`, { force: true })
   t.ok(await eventually(() => /state = free/.test(nodeState('vm')), 90_000), 'vm is free again')
