@@ -82,6 +82,25 @@ t.test('proveBinds: a mount at exactly each target, read-only as asked, of the v
   t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError', message: /cannot read the mount table/ })
 })
 
+t.test('proveBinds: host mounts nested below a bind\'s source (a recursive bind) are not a second mount at its target', async t => {
+  const dir = tree(t)
+  const mounts = await plan({ workDir: join(dir, 'rw/project') })
+  const binds = mounts.map(m => ({ target: m.target, readOnly: false, identity: m.identity, what: `PBS_O_WORKDIR ${m.source}` }))
+  const proc = join(dir, 'proc')
+  mkdirSync(join(proc, '42'), { recursive: true })
+  symlinkSync('/', join(proc, '42/root'))
+  const table = (...lines: string[]) => writeFileSync(join(proc, '42/mountinfo'), lines.map(l => `${l}\n`).join(''))
+  const target = binds[0].target
+  // E.g. /home a mount and /home/x/.snapshots another: the engine binds the source with its submounts.
+  const nested = [`96 91 0:51 / ${target}/.snapshots ro,relatime - btrfs /dev/vdb ro`, `97 91 0:52 /deep ${target}/a/b rw,relatime - ext4 /dev/vdc rw`]
+  table('74 50 0:39 / / rw,relatime - overlay overlay rw', `91 74 254:0 /x ${target} rw,relatime - ext4 /dev/vda rw`, ...nested)
+  proveBinds(42, binds, proc)
+  t.pass('accepted: only mounts exactly at the target count')
+  // Nested mounts never stand in for the one at the target.
+  table('74 50 0:39 / / rw,relatime - overlay overlay rw', ...nested)
+  t.throws(() => proveBinds(42, binds, proc), { name: 'UnsafePathError', message: /changed while the job's container was made/ })
+})
+
 t.test('what a container shows is looked up inside it, never through a link into the host', async t => {
   const dir = tree(t)
   // An image whose /.cbatch is an absolute link: from the host it would name the host's path.

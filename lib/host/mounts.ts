@@ -155,6 +155,8 @@ export function proveBinds(pid: number, binds: ExpectedBind[], proc = '/proc'): 
   }
   for (const bind of binds) {
     // Exactly one: a second mount there would be another bind the owner's links sent astray.
+    // Only mounts at the target itself count: those below it (the source's own submounts,
+    // bound along, or another bind proven in its turn) are not the one at the target.
     const [entry, ...more] = table.filter(e => e.mountPoint === posix.normalize(bind.target))
     const ok = entry !== undefined && !more.length && (!bind.readOnly || entry.options.includes('ro'))
       && sameObject(shownInContainer(pid, bind.target, proc), bind.identity)
