@@ -9,6 +9,7 @@ import { accountsDir, removeAccountFiles } from '../lib/host/accounts.ts'
 import { killContainerProcesses, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
 import { removeScratchDir } from '../lib/host/scratch.ts'
 import { parseEpilogueArgs } from '../lib/torque/contract.ts'
+import { collectTaskPlaces } from '../lib/node/tasks.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
@@ -16,6 +17,12 @@ const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.paralle
 const sister = hook === 'epilogue.parallel'
 void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine, metrics }) => {
   const facts = parseEpilogueArgs(args)
+  // What killed starters of this job (or of any ended one) left in their places (node/tasks.ts).
+  try {
+    collectTaskPlaces()
+  } catch (err) {
+    log.error(`task places: ${(err as Error).message}`)
+  }
   const policy = config.queues.get(facts.queue)
   const underTorque = policy?.cgroupParent === 'torque'
   // Run by a sister's guard rather than pbs_mom (its environment is root's either way).

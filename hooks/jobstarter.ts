@@ -10,15 +10,16 @@ import { readClaimedJob } from '../lib/torque/jobfile.ts'
 import { jobLimits } from '../lib/torque/rlimits.ts'
 import { refusalOf } from '../lib/job/refusal.ts'
 import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
-import { starterFacts } from '../lib/torque/contract.ts'
+import { CANNOT_RUN_EXIT, starterFacts } from '../lib/torque/contract.ts'
 import { enteringEnvironment } from '../lib/policy/environment.ts'
 import { UsageError } from '../lib/errors.ts'
-import { claimTaskPlace } from '../lib/node/tasks.ts'
+import { claimTaskPlace, taskLimit } from '../lib/node/tasks.ts'
+import { LABEL } from '../lib/engine/container.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)
 /** cbatch did not run the job: the reason is in its .ER. */
-const REFUSED = 125
+const REFUSED = CANNOT_RUN_EXIT.jobstarter
 void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
@@ -30,10 +31,12 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
     return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })
   }
   const policy = config.queues.get(job.queue)!
-  const release = claimTaskPlace(job.jobId, momPriv, policy.maxTasks)
+  const engine = engineOf()
+  const container = await containerForShell(engine, job.jobId)
+  // This node's number is root's label: the job's processors here may raise maxTasks.
+  const node = container.labels[LABEL.node]
+  const release = claimTaskPlace(job.jobId, momPriv, taskLimit(policy.maxTasks, job, node ? Number(node) : undefined))
   try {
-    const engine = engineOf()
-    const container = await containerForShell(engine, job.jobId)
     // A sister's container made before its share was known gets it now, before the task runs.
     const resized = await resizeSister(job, container, config, engine)
     if (resized) log.info('container sized to this node\'s share', { limits: resized })

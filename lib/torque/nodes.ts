@@ -97,6 +97,13 @@ function nodeNumber(value: string): number {
  * pbs_mom saves in every node's job file: nodes are numbered by their hosts' first appearance.
  */
 export function execHostShare(execHost: string, number: number): Pick<NodeShare, 'nodes' | 'ppnHere' | 'npTotal'> {
+  const counts = execHostSlots(execHost)
+  if (number >= counts.length) throw new UsageError(`exec_host ${JSON.stringify(execHost)} has no node ${number}`)
+  return { nodes: counts.length, ppnHere: counts[number], npTotal: counts.reduce((a, b) => a + b, 0) }
+}
+
+/** The job's slots on each of its nodes, by node number, from its exec_host (execHostShare). */
+export function execHostSlots(execHost: string): number[] {
   const slots = new Map<string, number>()
   for (const entry of execHost.split('+')) {
     const m = /^([^/]+)\/([\d,-]+)$/.exec(entry)
@@ -108,7 +115,5 @@ export function execHostShare(execHost: string, number: number): Pick<NodeShare,
     }, 0)
     slots.set(m[1], (slots.get(m[1]) ?? 0) + count)
   }
-  const counts = [...slots.values()]
-  if (number >= counts.length) throw new UsageError(`exec_host ${JSON.stringify(execHost)} has no node ${number}`)
-  return { nodes: counts.length, ppnHere: counts[number], npTotal: counts.reduce((a, b) => a + b, 0) }
+  return [...slots.values()]
 }
