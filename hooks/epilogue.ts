@@ -29,7 +29,7 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   const onlyContainer = sister ? env.CBATCH_SISTER_CONTAINER : undefined
   // The scratch base is the queue's, from the config: never a path a label names.
   const scratchBase = policy?.scratch?.base
-  const cleaned = await cleanupJob({ ...facts, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
+  const cleaned = await cleanupJob({ ...facts, momPriv, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer)} processes of the job's container`)

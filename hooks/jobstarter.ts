@@ -32,7 +32,7 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   }
   const policy = config.queues.get(job.queue)!
   const engine = engineOf()
-  const container = await containerForShell(engine, job.jobId)
+  const container = await containerForShell(engine, job.jobId, momPriv)
   // This node's number is root's label: the job's processors here may raise maxTasks.
   const node = container.labels[LABEL.node]
   const release = claimTaskPlace(job.jobId, momPriv, taskLimit(policy.maxTasks, job, node ? Number(node) : undefined))

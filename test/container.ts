@@ -1,6 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { buildContainerSpec, containerName, LABEL, labelOf, type ContainerRequest } from '../lib/engine/container.ts'
+import { buildContainerSpec, containerName, findJobContainer, LABEL, labelOf, type ContainerRequest } from '../lib/engine/container.ts'
+import { FakeEngine } from './helpers/fake-engine.ts'
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
@@ -16,11 +17,37 @@ const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   ...over,
 })
 
-t.test('container names are valid, readable and unique per job id', async t => {
-  const name = containerName('123[4].server.example.com')
-  t.match(name, /^cbatch-123_4_\.server\.example\.com-[0-9a-f]{10}$/)
-  t.not(containerName('1[2]'), containerName('1_2_'), 'sanitised alike, still distinct')
-  t.ok(containerName('x'.repeat(300)).length < 100)
+t.test('container names are valid, readable and unique per job id and mom', async t => {
+  const mom = '/var/spool/torque/mom_priv'
+  const name = containerName('123[4].server.example.com', mom)
+  t.match(name, /^cbatch-123_4_\.server\.example\.com-[0-9a-f]{10}-[0-9a-f]{6}$/)
+  t.not(containerName('1[2]', mom), containerName('1_2_', mom), 'sanitised alike, still distinct')
+  t.ok(containerName('x'.repeat(300), mom).length < 100)
+  // Two moms on one engine (multi-mom): the same job id, two containers.
+  t.not(containerName('1.srv', mom), containerName('1.srv', '/var/spool/torque-mom2/mom_priv'))
+  t.equal(containerName('1.srv', mom), containerName('1.srv', '/var/spool//torque/mom_priv/'), 'one mom, however its path is written')
+  t.equal(buildContainerSpec(request()).name, containerName('12.srv', mom), 'the prologue names it so')
+})
+
+t.test('a job\'s container is found only by the mom whose prologue made it', async t => {
+  const engine = new FakeEngine()
+  const [a, b] = ['/var/spool/torque/mom_priv', '/var/spool/torque-mom2/mom_priv']
+  const make = (name: string, labels: Record<string, string>) => engine.run({ name, Image: 'img:1', Labels: labels })
+  const onA = await make(containerName('1.srv', a), { [LABEL.job]: '1.srv', [LABEL.mom]: a })
+  const onB = await make(containerName('1.srv', b), { [LABEL.job]: '1.srv', [LABEL.mom]: b })
+  t.equal((await findJobContainer(engine, '1.srv', a))?.id, onA)
+  t.equal((await findJobContainer(engine, '1.srv', b))?.id, onB, 'a sister try of the same job on another mom of the engine')
+  // Whatever has this mom's name is this mom's only if its label says so.
+  await make(containerName('2.srv', a), { [LABEL.job]: '2.srv', [LABEL.mom]: b })
+  t.equal(await findJobContainer(engine, '2.srv', a), undefined, 'labelled another mom\'s')
+  await make(containerName('3.srv', a), { [LABEL.job]: '3.srv', [LABEL.mom]: '' })
+  t.equal(await findJobContainer(engine, '3.srv', a), undefined, 'labelled no mom\'s')
+  // A container an earlier cbatch named without its mom (a job that ran across an upgrade).
+  const former = (jobId: string) => containerName(jobId, a).replace(/-[0-9a-f]{6}$/, '')
+  const old = await make(former('4.srv'), { [LABEL.job]: '4.srv', [LABEL.mom]: a })
+  t.equal((await findJobContainer(engine, '4.srv', a))?.id, old, 'by its former name, labelled this mom\'s')
+  t.equal(await findJobContainer(engine, '4.srv', a, { former: false }), undefined, 'unless told not to look')
+  t.equal(await findJobContainer(engine, '4.srv', b), undefined, 'never another mom\'s')
 })
 
 t.test('the job runs as its owner, confined; the holder as a uid the job cannot signal', async t => {

@@ -128,7 +128,7 @@ t.test('a user only a directory service knows has a name, and names for their gr
   t.equal(job.exitStatus, 0, job.stderr)
   t.equal(job.stdout.split('cbatch: cpu')[0],
     'cbatchnss\ncbatchnss\ncbatchnss cbatchnssextra\ncbatchnss\ncbatchnss:x:2001:2001:NSS-only test user:/home/cbatchnss:/bin/sh\n')
-  t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-accounts', containerName(job.jobId))), 'its account files go with the job')
+  t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-accounts', containerName(job.jobId, join(DEFAULT_PBS_HOME, 'mom_priv')))), 'its account files go with the job')
 })
 
 t.test('the host\'s tool and library paths stay out of the container; the image keeps its own', async t => {

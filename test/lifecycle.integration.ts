@@ -11,7 +11,7 @@ import { containersOf, PROLOGUE, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from '.
 const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
 const facts = (jobId: string, queue = 'batch') =>
   ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' })
-const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 })
+const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv })
 const config = parseConfig(`queues:
   batch: { image: ${TEST_IMAGE}, pull: never }
   pulled: { image: ${REGISTRY_IMAGE}, pull: always }

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { containerName, LABEL } from '../lib/engine/container.ts'
-import { hostId, preparedJob, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(5 * 60 * 1000)
 const shared = sharedDir()
@@ -22,7 +22,7 @@ const owner = { uid: Number(hostId('-u')), gid: Number(hostId('-g')) }
 
 // The job whose epilogue the second test runs, by a job id the image's author knew.
 const jobId = `${process.pid}77.labels`
-const name = containerName(jobId)
+const name = containerName(jobId, PROLOGUE.momPriv)
 const canaryBase = join(root, 'canary')
 mkdirSync(join(canaryBase, name), { recursive: true })
 chmodSync(canaryBase, 0o755)
@@ -97,7 +97,7 @@ echo "uid=$(id -u) cuda=\${CUDA_VISIBLE_DEVICES-unset} scratch=\${CBATCH_SCRATCH
     t.ok(labels, `${queue}: its container was seen`)
     t.match(labels, {
       [LABEL.job]: job.jobId, [LABEL.user]: TEST_USER, [LABEL.uid]: String(owner.uid), [LABEL.gid]: String(owner.gid),
-      [LABEL.scratch]: queue === 'scratched' ? join(root, 'scratch', containerName(job.jobId)) : '',
+      [LABEL.scratch]: queue === 'scratched' ? join(root, 'scratch', containerName(job.jobId, PROLOGUE.momPriv)) : '',
       [LABEL.cput]: '', [LABEL.gpus]: '', [LABEL.provisional]: '', [LABEL.node]: '0', [LABEL.shellFallback]: '/bin/sh',
     }, `${queue}: every label is cbatch's`)
     t.not(labels?.[LABEL.mom], planted[LABEL.mom])

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { containerName } from '../lib/engine/container.ts'
 import { Engine } from '../lib/engine/engine.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
-import { hostId, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
+import { hostId, preparedJob, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
 t.setTimeout(10 * 60 * 1000)
 const shared = sharedDir()
@@ -204,7 +204,7 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
 t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
   const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}9.lookalike`
-  const name = containerName(jobId)
+  const name = containerName(jobId, PROLOGUE.momPriv)
   execFileSync('docker', ['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
   t.teardown(() => { spawnSync('docker', ['rm', '-f', name]) })
   const jobFile = recordJob(jobId)
@@ -213,7 +213,7 @@ t.test('a container that only has a job\'s name is neither entered nor removed',
     { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, PBS_JOBCOOKIE: cookieOf(jobId) }, config, input: 'id -u\n' })
   t.equal(r.status, 125)
   t.match(r.stderr, `no container for job ${jobId}`)
-  t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0 }, engine), undefined)
+  t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine), undefined)
   t.equal(execFileSync('docker', ['inspect', '-f', '{{.Name}}', name], { encoding: 'utf8' }).trim(), `/${name}`, 'still there')
 })
 

@@ -64,7 +64,7 @@ const facts = { jobId: '7.srv', task: 1, queue: 'batch', user: 'alice', home: '/
 const labels = { 'cbatch.job': '7.srv', 'cbatch.queue': 'batch', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1002', 'cbatch.shell-fallback': '/bin/sh' }
 
 async function started(engine: FakeEngine, over: Record<string, string | undefined> = {}) {
-  const id = await engine.run({ name: containerName('7.srv'), Image: 'img:1', User: '65534:65534', Labels: JSON.parse(JSON.stringify({ ...labels, ...over })) })
+  const id = await engine.run({ name: containerName('7.srv', '/var/spool/torque/mom_priv'), Image: 'img:1', User: '65534:65534', Labels: JSON.parse(JSON.stringify({ ...labels, ...over })) })
   return (await engine.inspect(id))!
 }
 

@@ -2,7 +2,8 @@
 // pure function of the job, its owner and its queue's policy. Everything a container may
 // do is decided here, in one place.
 import { createHash } from 'node:crypto'
-import { basename } from 'node:path'
+import { realpathSync } from 'node:fs'
+import { basename, normalize } from 'node:path'
 import type { QueuePolicy } from '../policy/config.ts'
 import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './engine.ts'
 import { PolicyError } from '../errors.ts'
@@ -99,19 +100,59 @@ export interface ContainerRequest {
   gpus?: JobGpus & { runtime: boolean }
 }
 
-/** The job id as a Docker container name: sanitised, and kept unique by a hash of the raw id. */
-export function containerName(jobId: string): string {
+/**
+ * The job's container name on its engine: the job id sanitised, a hash of the raw id (ids
+ * sanitised alike stay distinct), and a short digest of the mom_priv of the pbs_mom whose
+ * prologue makes it. Several moms may share one engine (multi-mom hosts, a sister try of
+ * the same job on another mom of the host): each names its own container, and never finds
+ * another's. `cbatch-<job>-<id hash>-<mom digest>`.
+ */
+export function containerName(jobId: string, momPriv: string): string {
+  return `${formerContainerName(jobId)}-${momDigest(momPriv)}`
+}
+
+/** The name before it told moms apart: a job's container made by an earlier cbatch still has it. */
+function formerContainerName(jobId: string): string {
   const safe = jobId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)
-  return `cbatch-${safe}-${createHash('sha256').update(jobId).digest('hex').slice(0, 10)}`
+  return `cbatch-${safe}-${digest(jobId, 10)}`
+}
+
+const digest = (text: string, chars: number) => createHash('sha256').update(text).digest('hex').slice(0, chars)
+
+/** mom_priv as the kernel resolves it (links, `//`): however a hook's path reaches it, one digest. */
+function momDigest(momPriv: string): string {
+  return digest(realMomPriv(momPriv), 6)
+}
+
+function realMomPriv(momPriv: string): string {
+  try {
+    return realpathSync(momPriv)
+  } catch {
+    return normalize(momPriv)
+  }
 }
 
 /**
- * The job's container, by the name the prologue gave it (one engine call, and names are
- * unique); undefined if there is none, or if what has the name is not labelled this job's.
+ * Whether a container's `cbatch.mom` label names this mom's mom_priv: the same directory,
+ * however either path reaches it. Unlabelled: no mom's (made before the label).
  */
-export async function findJobContainer(engine: ContainerEngine, jobId: string): Promise<ContainerDetails | undefined> {
-  const found = await engine.inspect(containerName(jobId))
-  return labelOf(found?.labels, LABEL.job) === jobId ? found : undefined
+export function isThisMom(labels: Record<string, string> | undefined, momPriv: string): boolean {
+  const label = labelOf(labels, LABEL.mom)
+  return label !== undefined && (label === momPriv || realMomPriv(label) === realMomPriv(momPriv))
+}
+
+/**
+ * The job's container made by this mom's prologue (`momPriv`), by the name that prologue
+ * gave it (one engine call, and names are unique); undefined if there is none, or if what
+ * has the name is not labelled this job's and this mom's. `former`: also by the name an
+ * earlier cbatch gave it (a job that ran across an upgrade), if labelled this mom's; the
+ * prologue, which looks only for a requeued job's stale container, spares that call.
+ */
+export async function findJobContainer(engine: ContainerEngine, jobId: string, momPriv: string,
+  { former = true }: { former?: boolean } = {}): Promise<ContainerDetails | undefined> {
+  const ours = (found: ContainerDetails | undefined) => (labelOf(found?.labels, LABEL.job) === jobId && isThisMom(found?.labels, momPriv) ? found : undefined)
+  const found = ours(await engine.inspect(containerName(jobId, momPriv)))
+  return found ?? (former ? ours(await engine.inspect(formerContainerName(jobId))) : undefined)
 }
 
 /** The queue's limits, sizes in bytes. */
@@ -129,7 +170,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   checkOwner(owner, policy.allowRoot)
   const limits = containerLimits(request, limitsPolicy(policy), req.node)
   return {
-    name: containerName(job.jobId),
+    name: containerName(job.jobId, paths.momPriv),
     Image: req.image,
     // The holder alone, unless the queue runs the image's entrypoint around it.
     Entrypoint: policy.entrypoint ? undefined : [],

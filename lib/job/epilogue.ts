@@ -1,7 +1,7 @@
 // The epilogue's work: what the job used, read before its container is removed.
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { containerName, findJobContainer, LABEL, labelOf } from '../engine/container.ts'
+import { findJobContainer, LABEL, labelOf } from '../engine/container.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage, type CgroupUsage } from '../host/cgroup.ts'
 import type { EpilogueFacts } from '../torque/contract.ts'
@@ -15,9 +15,10 @@ import type { AccountingRecord } from './accounting.ts'
  * one the prologue would have made there for this job (defence in depth: create sets
  * every label, so an image's cannot show through).
  */
-export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { exitStatus?: number; onlyContainer?: string; scratchBase?: string },
+export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { momPriv: string; exitStatus?: number; onlyContainer?: string; scratchBase?: string },
   engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
-  const container = await findJobContainer(engine, facts.jobId)
+  // This mom's container of the job: another mom on the engine may run a try of the same job.
+  const container = await findJobContainer(engine, facts.jobId, facts.momPriv)
   // A sister's guard (hooks/prologue.ts) removes the container it guards, never a later try's.
   if (!container || (facts.onlyContainer !== undefined && container.id !== facts.onlyContainer)) return undefined
   const usage = container.running ? usageOf(container.pid) : undefined
@@ -27,7 +28,7 @@ export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | '
   ])
   const end = now()
   const { labels } = container
-  const expected = facts.scratchBase === undefined ? undefined : join(facts.scratchBase, containerName(facts.jobId))
+  const expected = facts.scratchBase === undefined ? undefined : join(facts.scratchBase, container.name)
   const scratchDir = expected !== undefined && labelOf(labels, LABEL.scratch) === expected ? expected : undefined
   const gpus = labelOf(labels, LABEL.gpus)
   const record: AccountingRecord = {

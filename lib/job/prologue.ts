@@ -131,7 +131,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
       // A registry the job chose cannot take the node out of scheduling (node/requeues.ts).
       throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
     }),
-    removeJobContainer(engine, facts.jobId),
+    removeJobContainer(engine, facts.jobId, momPriv),
     lookupUser(facts.user, facts.group),
   ])
   recordImageUse(image)
@@ -143,7 +143,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Contai
     owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
   })
   const gpus = await jobGpusHere(facts, nodes, env, policy, engine)
-  const name = containerName(facts.jobId)
+  const name = containerName(facts.jobId, momPriv)
   // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
   // others write their own output.
   const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
@@ -259,8 +259,8 @@ function readHead(file: string, bytes: number): string {
 }
 
 /** A requeued job's container from its earlier run; true if there was one. */
-async function removeJobContainer(engine: ContainerEngine, jobId: string): Promise<boolean> {
-  const stale = await findJobContainer(engine, jobId)
+async function removeJobContainer(engine: ContainerEngine, jobId: string, momPriv: string): Promise<boolean> {
+  const stale = await findJobContainer(engine, jobId, momPriv, { former: false })
   if (stale) await engine.remove(stale.id)
   return stale !== undefined
 }

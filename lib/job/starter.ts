@@ -61,8 +61,8 @@ export function checkClaims(facts: StarterFacts, job: JobRecord): void {
 }
 
 /** The container the job shell must run in. */
-export async function containerForShell(engine: ContainerEngine, jobId: string): Promise<ContainerDetails> {
-  const found = await findJobContainer(engine, jobId)
+export async function containerForShell(engine: ContainerEngine, jobId: string, momPriv: string): Promise<ContainerDetails> {
+  const found = await findJobContainer(engine, jobId, momPriv)
   if (!found) throw new ContainerNotFoundError(`no container for job ${jobId}: its prologue did not run or failed`)
   return found
 }

@@ -139,7 +139,7 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
 export async function preparedJob(t: Test, jobId: string, configYaml: string, queue = 'batch',
   { user = TEST_USER, known = true }: { user?: string; known?: boolean } = {}): Promise<void> {
   const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
-  t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0 }, engine))
+  t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine))
   await prepareJob({ jobId, user, group: '', jobName: 'j', resources: '', queue, account: '' }, parseConfig(configYaml), engine, PROLOGUE)
   if (!known) return // an orphan: pbs_mom has no file of it
   const jobFile = recordJob(jobId, queue, user)
