@@ -85,7 +85,7 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
 
   const cli = execFileSync(join(import.meta.dirname, '../dist/cbatch'),
     ['gc', '--config', config, '--pbs-home', pbsHome, '--grace', '0'], { encoding: 'utf8' })
-  t.match(cli, new RegExp(`^removed cbatch-${orphan.replace('.', '\\.')}-\\w+ \\(job ${orphan.replace('.', '\\.')}, running\\)$`, 'm'))
+  t.match(cli, new RegExp(`^removed cbatch-${orphan.replace('.', '\\.')}-[\\w-]+ \\(job ${orphan.replace('.', '\\.')}, running\\)$`, 'm'))
   t.match(cli, new RegExp(`^left alone \\S+ \\(job ${legacy.replace('.', '\\.')}, running\\): no cbatch.mom label says which pbs_mom made it`, 'm'),
     'an unlabelled job container is reported')
   t.notMatch(cli, elsewhere, 'another mom\'s job is not even mentioned')
@@ -178,7 +178,7 @@ t.test('a pbs_mom restart mid-job leaves the job running, and the epilogue still
   t.equal(containersOf(jobId).length, 1, 'the container is still there for the epilogue')
   // The restarted pbs_mom recovers the job from mom_priv/jobs and runs its epilogue.
   const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'survivor', '0', '', '', 'batch', '', '0',
-    join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { env: {}, config })
+    join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { env: {}, config, pbsHome })
   t.equal(epilogue.status, 0, epilogue.stderr)
   t.match(epilogue.stdout, /^cbatch: cpu .*, exit 0\n$/)
   t.same(containersOf(jobId), [])

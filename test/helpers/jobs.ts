@@ -124,10 +124,10 @@ export function hostId(flag: '-u' | '-g' | '-G', user = TEST_USER): string {
   return execFileSync('id', [flag, user], { encoding: 'utf8' }).trim()
 }
 
-/** Runs one built hook directly, as pbs_mom would exec it, installed to read `config`. */
+/** Runs one built hook directly, as pbs_mom would exec it, installed to read `config` (for the pbs_mom of `pbsHome`). */
 export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: string[],
-  { env, config, input = '' }: { env: NodeJS.ProcessEnv; config: string; input?: string }) {
-  const hook = join(hooksFor(join(import.meta.dirname, '../../dist'), config), name)
+  { env, config, input = '', pbsHome }: { env: NodeJS.ProcessEnv; config: string; input?: string; pbsHome?: string }) {
+  const hook = join(hooksFor(join(import.meta.dirname, '../../dist'), config, pbsHome), name)
   const result = spawnSync(hook, args, { input, encoding: 'utf8', env, cwd: '/' })
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
