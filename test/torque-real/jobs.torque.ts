@@ -4,7 +4,7 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { containersOf, eventually, finished, idOf, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
+import { containersOf, eventually, finished, idOf, jobStatus, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
 
 if (!torqueAnswers()) {
   t.comment('no TORQUE answers on this host: the real-TORQUE tier is skipped (scripts/torque/build.sh, then tier.sh)')
@@ -90,6 +90,26 @@ t.test('tasks run in their node\'s container as the owner, whatever USER the job
   t.equal(done.exitStatus, 0, done.stderr)
   t.same(done.stdout.split('\n').filter(l => l.startsWith('node=')).sort(), [0, 1].map(n => `node=${n} uid=${idOf(OWNER)} container=yes`))
   t.ok(await eventually(() => MOMS.every(m => !containersOf(job.jobId, m.socket).length), 10_000), 'nothing left on either node')
+})
+
+t.test('a sister\'s container lives as long as its job, through pbs_mom\'s rewrites of the job file', async t => {
+  // pbs_mom's job_save replaces a .JB non-atomically (docs/torque-contract.md) on every state
+  // change and task; the sister's guard must never take such a moment for the job's end.
+  const job = submit(`#!/bin/sh
+i=0
+while [ $i -lt 8 ]; do
+  /usr/local/bin/pbsdsh -n 1 sh -c 'test -e /.dockerenv && echo "sister alive $PBS_NODENUM"'
+  i=$((i + 1)); sleep 5
+done
+`, { resources: 'nodes=vm:ppn=1+vm2:ppn=1' })
+  await running(job)
+  let sisterSeen = true
+  const watch = setInterval(() => { if (jobStatus(job.jobId)?.get('job_state') === 'R') sisterSeen &&= containersOf(job.jobId, MOMS[1].socket).length === 1 }, 1000)
+  const done = await finished(job)
+  clearInterval(watch)
+  t.equal(done.exitStatus, 0, done.stderr)
+  t.equal(done.stdout.split('\n').filter(l => l === 'sister alive 1').length, 8, `every task found the sister's container: ${done.stdout}`)
+  t.ok(sisterSeen, 'the sister\'s container was there whenever the job ran')
 })
 
 t.test('a mother superior whose prologue fails leaves no container on its sister, through requeues and qdel', async t => {
