@@ -59,15 +59,31 @@ async function prune(config: Config, engine: Engine, dryRun: boolean | undefined
   return 0
 }
 
+/**
+ * Pulls what the queues need, for cron as much as for an operator: queues that never pull
+ * (pull: never, images kept on the node by hand) are skipped; one image that fails does not
+ * stop the others; each failure says why; the status is 1 if any image failed.
+ */
 async function pull(config: Config, engine: Engine, queue: string | undefined, out: NodeJS.WriteStream): Promise<number> {
   if (queue !== undefined && !config.queues.has(queue)) throw new UsageError(`queue ${queue} is not in ${config.file}`)
-  const wanted = [...new Set([...config.queues].filter(([name]) => queue === undefined || name === queue).map(([, q]) => q.image))]
-  for (const image of wanted) {
-    const show = progress(image, out)
-    await pullWithRetries(engine, image, pullPlan(config.images, image, config.images.pullDeadline * 1000, show.event))
-    show.done()
+  const named = [...config.queues].filter(([name]) => queue === undefined || name === queue).map(([, q]) => q)
+  const pulled = new Set(named.filter(q => q.pull !== 'never').map(q => q.image))
+  for (const image of new Set(named.map(q => q.image))) {
+    if (!pulled.has(image)) out.write(`${printable(`${image}: skipped (its queues say pull: never)`)}\n`)
   }
-  return 0
+  const failed: string[] = []
+  for (const image of pulled) {
+    const show = progress(image, out)
+    try {
+      await pullWithRetries(engine, image, pullPlan(config.images, image, config.images.pullDeadline * 1000, show.event))
+      show.done()
+    } catch (err) {
+      failed.push(image)
+      out.write(`${out.isTTY ? '\n' : ''}${printable(`${image}: FAILED: ${(err as Error).message}`)}\n`)
+    }
+  }
+  if (failed.length) out.write(`${printable(`cbatch images pull: ${failed.length} of ${pulled.size} images failed: ${failed.join(', ')}`)}\n`)
+  return failed.length ? 1 : 0
 }
 
 /**
