@@ -179,11 +179,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * The config a command reads: --config, else the installed one; on a machine where only
+ * The config a command reads: --config, else the one install.sh installed the CLI with
+ * (CBATCH_CONFIG, set by the `cbatch` it put on PATH), else the default; on a machine where only
  * the demo ran (./install.sh --demo) there is none, and the demo's own is used, saying so.
  */
-function configPath(values: { config?: string }): string {
+function configPath(values: { config?: string }, env = process.env): string {
   if (values.config) return values.config
+  if (env.CBATCH_CONFIG) return env.CBATCH_CONFIG
   if (existsSync(DEFAULT_CONFIG_PATH)) return DEFAULT_CONFIG_PATH
   const demo = resolve(dirname(process.argv[1]), '../config/cbatch.yaml')
   if (!existsSync(demo)) throw new UsageError(`no config at ${DEFAULT_CONFIG_PATH}: pass --config FILE (cbatch.yaml; the repository has config/cbatch.yaml)`)
