@@ -1,16 +1,20 @@
 #!/bin/sh
 # Installs cbatch on a TORQUE compute node: the bundled hooks into mom_priv, the job
-# starter lines into mom_priv/config, an example /etc/cbatch/cbatch.yaml if none exists.
+# starter lines into mom_priv/config, `cbatch` on PATH, an example cbatch.yaml if none exists.
+# From a release tarball (npm run release) it installs what was built there: no npm, no network.
 #
-#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--no-node-check] [--no-build] [--dry-run]
-#   ./install.sh --uninstall [--pbs-home DIR] [--dry-run]
-#   ./install.sh --demo        try cbatch on this machine without TORQUE
+#   ./install.sh [--pbs-home DIR] [--config-dir DIR] [--bin-dir DIR] [--node FILE] [--no-node-check] [--no-build] [--dry-run]
+#   ./install.sh --uninstall [--pbs-home DIR] [--bin-dir DIR] [--dry-run]
+#   ./install.sh --demo        try cbatch on this machine without TORQUE (a source checkout only)
 #
-# Idempotent: running it again changes nothing that is already in place.
+# Idempotent: running it again changes nothing that is already in place. Upgrading is running
+# a newer release's install.sh; rolling back, an older one's (docs/admin.md).
 set -eu
 
 PBS_HOME=/var/spool/torque
 CONFIG_DIR=/etc/cbatch
+BIN_DIR=/usr/local/sbin
+NODE=""
 ACTION=install
 DRY=""
 BUILD=yes
@@ -18,7 +22,7 @@ NODE_CHECK=yes
 MARK="# cbatch"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
 run() { if [ -n "$DRY" ]; then echo "would run: $*"; else "$@"; fi; }
@@ -27,6 +31,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --pbs-home) [ $# -ge 2 ] || die "--pbs-home needs a directory"; PBS_HOME=$2; shift ;;
     --config-dir) [ $# -ge 2 ] || die "--config-dir needs a directory"; CONFIG_DIR=$2; shift ;;
+    --bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a directory"; BIN_DIR=$2; shift ;;
+    --node) [ $# -ge 2 ] || die "--node needs the node program"; NODE=$2; shift ;;
     --uninstall) ACTION=uninstall ;;
     --demo) ACTION=demo ;;
     --dry-run) DRY=yes ;;
@@ -39,14 +45,17 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || die "run as root: the hooks must be root-owned for pbs_mom to run them"
-case "$CONFIG_DIR" in
-  /*) ;;
-  *) die "--config-dir must be an absolute path" ;;
-esac
-case "$CONFIG_DIR" in
-  *"'"*|*"|"*|*"
-"*) die "--config-dir may not hold quotes, '|' or newlines" ;;
-esac
+# Paths written into the wrappers between single quotes.
+for path in "$CONFIG_DIR" "$PBS_HOME" "$BIN_DIR"; do
+  case "$path" in
+    /*) ;;
+    *) die "--config-dir, --pbs-home and --bin-dir must be absolute paths" ;;
+  esac
+  case "$path" in
+    *"'"*|*"|"*|*"
+"*) die "--config-dir, --pbs-home and --bin-dir may not hold quotes, '|' or newlines" ;;
+  esac
+done
 
 MOM_PRIV=$PBS_HOME/mom_priv
 MOM_CONFIG=$MOM_PRIV/config
@@ -54,11 +63,46 @@ MOM_CONFIG=$MOM_PRIV/config
 # the prologue and epilogue.
 HOOKS="prologue prologue.parallel epilogue epilogue.parallel jobstarter"
 
+# A release tarball carries its build; a source checkout builds here (npm ci: registry access).
+RELEASE=""
+[ -f "$HERE/RELEASE" ] && RELEASE=$(cat "$HERE/RELEASE")
+
 build() {
-  [ -n "$BUILD" ] || return 0
-  command -v node >/dev/null || die "Node.js 20 or newer is needed (apt-get install nodejs npm)"
-  say "installing npm dependencies and building"
+  [ -n "$BUILD" ] && [ -z "$RELEASE" ] || return 0
+  command -v npm >/dev/null || die "npm is needed to build from a source checkout; or install from a release tarball (npm run release)"
+  say "installing npm dependencies and building (a release tarball needs neither: npm run release)"
   run sh -c "cd '$HERE' && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build"
+}
+
+# Everything that can fail fast is checked before the build, the one long step.
+check_node() {
+  [ -d "$MOM_PRIV" ] || die "$MOM_PRIV does not exist: is pbs_mom installed? (use --pbs-home DIR)"
+  # The hooks' wrappers run as root among the job owner's variables: their shell must be
+  # statically linked, or LD_PRELOAD of a job would run as root.
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 \
+    || die "/bin/busybox must be the statically linked one: apt-get install busybox-static"
+  # The wrappers start node by its absolute path: the job's PATH never chooses it.
+  [ -n "$NODE" ] || NODE=$(command -v node) || die "Node.js 20 or newer is needed (apt-get install nodejs), or name it with --node FILE"
+  case "$NODE" in
+    /*) ;;
+    *) die "--node must be an absolute path" ;;
+  esac
+  case "$NODE" in
+    *"'"*|*"|"*) die "the node program's path may not hold quotes or '|': $NODE" ;;
+  esac
+  "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
+    || die "$NODE is not Node.js 20 or newer (cbatch's bundles need it)"
+  [ -n "$RELEASE" ] || [ -n "$BUILD" ] || [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] \
+    || die "dist/ is not built: run without --no-build"
+}
+
+# Replaces DEST by SRC in one rename, so a hook that starts meanwhile finds the old file or the
+# new one, whole.
+put() {
+  mode=$1 src=$2 dest=$3
+  if [ -n "$DRY" ]; then echo "would run: install -o root -g root -m $mode $src $dest"; return; fi
+  install -o root -g root -m "$mode" "$src" "$dest.cbatch-new"
+  mv -f "$dest.cbatch-new" "$dest"
 }
 
 is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
@@ -66,20 +110,17 @@ is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
 hook_file() { if [ "$1" = nodecheck ]; then echo cbatch-nodecheck; else echo "$1"; fi; }
 
 install_hooks() {
-  [ -d "$MOM_PRIV" ] || die "$MOM_PRIV does not exist: is pbs_mom installed? (use --pbs-home DIR)"
-  # The hooks' wrappers run as root among the job owner's variables: their shell must be
-  # statically linked, or LD_PRELOAD of a job would run as root.
-  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 \
-    || die "/bin/busybox must be the statically linked one: apt-get install busybox-static"
-  [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] || die "dist/ is not built: run without --no-build"
+  [ -n "$RELEASE" ] && say "installing cbatch $RELEASE"
   run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
-  # The CLI, for `cbatch gc` from cron (and `cbatch run` to try a job on this node).
-  run install -o root -g root -m 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
+  # The bundles first, the wrappers that start them last.
   # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
-  run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
+  put 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
   for bundle in prologue epilogue jobstarter nodecheck puller; do
-    run install -o root -g root -m 0644 "$HERE/dist/cbatch.d/$bundle.cjs" "$MOM_PRIV/cbatch.d/$bundle.cjs"
+    put 0644 "$HERE/dist/cbatch.d/$bundle.cjs" "$MOM_PRIV/cbatch.d/$bundle.cjs"
   done
+  # The CLI, for `cbatch gc` from cron and the operator's commands.
+  put 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
+  put 0644 "$HERE/dist/package.json" "$MOM_PRIV/cbatch.d/package.json"
   for hook in $HOOKS nodecheck; do
     target=$MOM_PRIV/$(hook_file "$hook")
     if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
@@ -87,12 +128,22 @@ install_hooks() {
       run mv "$target" "$target.cbatch-orig"
     fi
     # pbs_mom's check: owned by root, owner r+x, not writable by group or others. The
-    # wrapper names the config file itself: the hooks never take it from a job.
+    # wrapper names the config file and this node's node program: never taken from a job.
     wrapper=$(mktemp)
-    sed "s|CBATCH_CONFIG='[^']*'|CBATCH_CONFIG='$CONFIG_DIR/cbatch.yaml'|" "$HERE/dist/$hook" >"$wrapper"
-    run install -o root -g root -m 0755 "$wrapper" "$target"
+    sed -e "s|CBATCH_CONFIG='[^']*'|CBATCH_CONFIG='$CONFIG_DIR/cbatch.yaml'|" \
+      -e "s|'[^']*' \"\\\${0%/\\*}/cbatch.d/load.cjs\"|'$NODE' \"\\\${0%/*}/cbatch.d/load.cjs\"|" "$HERE/dist/$hook" >"$wrapper"
+    grep -q "^  CBATCH_JOB_MEMCG=.* '$NODE' \"" "$wrapper" || die "dist/$hook does not start node as install.sh expects: a mismatched dist/?"
+    put 0755 "$wrapper" "$target"
     rm -f "$wrapper"
   done
+
+  # `cbatch` on PATH, bound to this install's config and node, whatever the caller's PATH (cron's).
+  cli=$(mktemp)
+  printf '%s\n' '#!/bin/sh' "# cbatch CLI, put here by install.sh; $MOM_PRIV/cbatch.d holds it" \
+    "CBATCH_CONFIG='$CONFIG_DIR/cbatch.yaml' exec '$NODE' '$MOM_PRIV/cbatch.d/cbatch' \"\$@\"" >"$cli"
+  run install -d -m 0755 "$BIN_DIR"
+  put 0755 "$cli" "$BIN_DIR/cbatch"
+  rm -f "$cli"
 
   if [ -f "$MOM_CONFIG" ] && grep -q "^\\\$job_starter .*$MARK" "$MOM_CONFIG"; then
     say "$MOM_CONFIG already names the cbatch job starter"
@@ -134,7 +185,10 @@ install_hooks() {
   fi
   run install -d -m 0755 /var/log/cbatch
   say "done. Edit $CONFIG_DIR/cbatch.yaml, then restart pbs_mom (or: kill -HUP \$(pgrep -x pbs_mom)) to read $MOM_CONFIG"
-  say "optional, from cron: */15 * * * * $MOM_PRIV/cbatch.d/cbatch gc --pbs-home $PBS_HOME"
+  [ "$PBS_HOME" = /var/spool/torque ] || say "set torque.home: $PBS_HOME in $CONFIG_DIR/cbatch.yaml, for cbatch ps, doctor and gc"
+  say "optional, as /etc/cron.d/cbatch (removes orphaned containers; pre-pulls the queues' images):"
+  echo "*/15 * * * * root $BIN_DIR/cbatch gc --pbs-home $PBS_HOME"
+  echo "17 3 * * * root $BIN_DIR/cbatch images pull"
 }
 
 uninstall_hooks() {
@@ -147,6 +201,7 @@ uninstall_hooks() {
     fi
   done
   run rm -rf "$MOM_PRIV/cbatch.d"
+  if [ -f "$BIN_DIR/cbatch" ] && grep -q '^# cbatch CLI, put here by install.sh' "$BIN_DIR/cbatch"; then run rm -f "$BIN_DIR/cbatch"; fi
   if [ -f "$MOM_CONFIG" ]; then
     say "removing the job starter from $MOM_CONFIG"
     [ -n "$DRY" ] || sed -i -e "/$MARK\$/d" -e "s/^#cbatch-disabled //" "$MOM_CONFIG"
@@ -155,6 +210,7 @@ uninstall_hooks() {
 }
 
 demo() {
+  [ -z "$RELEASE" ] || die "--demo needs a source checkout (it provisions test images and users)"
   run "$HERE/scripts/provision.sh"
   build
   say "running examples/hello.sh as cbatchdemo, the way pbs_mom would:"
@@ -162,7 +218,7 @@ demo() {
 }
 
 case "$ACTION" in
-  install) build; install_hooks ;;
+  install) check_node; build; install_hooks ;;
   uninstall) uninstall_hooks ;;
   demo) demo ;;
 esac

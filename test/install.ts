@@ -1,4 +1,5 @@
-// install.sh against a scratch PBS_HOME: modes pbs_mom accepts, idempotence, dry run, uninstall.
+// install.sh against a scratch PBS_HOME: modes pbs_mom accepts, idempotence, dry run, uninstall,
+// the CLI it puts on PATH, and the checks it makes before any long step.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -9,7 +10,7 @@ const SITE_CONFIG = '$pbsserver head\n$job_starter /usr/local/bin/site-starter\n
 const SITE_PROLOGUE = '#!/bin/sh\necho site prologue\n'
 
 const install = (dir: string, ...args: string[]) => {
-  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--no-build', ...args], { encoding: 'utf8' })
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--bin-dir', join(dir, 'sbin'), '--no-build', ...args], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`install.sh ${args.join(' ')} failed: ${r.stderr}`)
   return r.stdout
 }
@@ -60,6 +61,38 @@ t.test('--uninstall restores what install changed', async t => {
   t.equal(readFileSync(join(dir, 'mom_priv/config'), 'utf8'), SITE_CONFIG)
   t.equal(readFileSync(join(dir, 'mom_priv/prologue'), 'utf8'), SITE_PROLOGUE)
   t.same(readdirSync(join(dir, 'mom_priv')).sort(), ['config', 'jobs', 'prologue'])
+  t.same(readdirSync(join(dir, 'sbin')), [], 'the cbatch it put on PATH is gone')
+})
+
+t.test('cbatch on PATH uses the config it was installed with and the node install.sh found, from cron\'s bare environment', async t => {
+  const dir = fresh(t)
+  const out = install(dir, '--node', process.execPath)
+  const cli = join(dir, 'sbin/cbatch')
+  t.equal(statSync(cli).mode & 0o777, 0o755)
+  const check = spawnSync('/usr/bin/env', ['-i', cli, 'config', 'check'], { encoding: 'utf8' })
+  t.equal(check.status, 0, check.stderr)
+  t.match(check.stdout, `${dir}/etc/cbatch.yaml: valid`)
+  for (const hook of ['prologue', 'jobstarter', 'epilogue.parallel']) {
+    t.match(readFileSync(join(dir, 'mom_priv', hook), 'utf8'), `'${process.execPath}' "\${0%/*}/cbatch.d/load.cjs" ${hook}`, `${hook} starts that node`)
+  }
+  // The printed cron lines are /etc/cron.d lines (with the user) naming that cbatch.
+  t.match(out, `\n*/15 * * * * root ${cli} gc --pbs-home ${dir}\n`)
+  t.match(out, `\n17 3 * * * root ${cli} images pull\n`)
+})
+
+t.test('preconditions come before the build: no mom_priv, or a node older than 20, fails at once', async t => {
+  const dir = t.testdir({ 'old-node': '#!/bin/sh\nexit 1\n', shadow: { npm: '#!/bin/sh\ntouch "${0%/*}/npm-ran"\nexit 1\n' }, mom_priv: { config: '' } })
+  spawnSync('chmod', ['0755', join(dir, 'old-node'), join(dir, 'shadow/npm')])
+  // A source checkout without --no-build runs npm ci: here an npm that records being run.
+  const bare = { env: { PATH: `${dir}/shadow:/usr/sbin:/usr/bin:/sbin:/bin` }, encoding: 'utf8' as const }
+  const noMomPriv = spawnSync(INSTALL, ['--pbs-home', join(dir, 'absent'), '--bin-dir', join(dir, 'sbin')], bare)
+  t.equal(noMomPriv.status, 1)
+  t.match(noMomPriv.stderr, /mom_priv does not exist: is pbs_mom installed/)
+  const oldNode = spawnSync(INSTALL, ['--pbs-home', dir, '--bin-dir', join(dir, 'sbin'), '--node', join(dir, 'old-node')], bare)
+  t.equal(oldNode.status, 1)
+  t.match(oldNode.stderr, 'old-node is not Node.js 20 or newer')
+  t.notOk(readdirSync(join(dir, 'shadow')).includes('npm-ran'), 'npm never ran')
+  t.same(readdirSync(join(dir, 'mom_priv')), ['config'], 'nothing installed')
 })
 
 t.test('refuses a PBS_HOME without mom_priv', async t => {
