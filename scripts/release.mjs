@@ -6,7 +6,7 @@
 //   cbatch-<version>/config/           the example cbatch.yaml and its JSON Schema
 //   cbatch-<version>/README.md, docs/  the docs an admin installs from
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -23,17 +23,24 @@ const oneMachine = /\.cache$|^config-[0-9a-f]{16}\.json$/
 cpSync('dist', join(top, 'dist'), { recursive: true, filter: src => !oneMachine.test(src.split('/').pop()) })
 for (const file of ['install.sh', 'README.md', 'config/cbatch.yaml', 'config/cbatch.schema.json']) cpSync(file, join(top, file))
 cpSync('docs', join(top, 'docs'), { recursive: true })
-const commit = execFileSync('git', ['describe', '--always', '--dirty'], { encoding: 'utf8' }).trim()
-const build = `${version} (${commit})`
+// Outside a git checkout (a source tarball) there is no commit to name, nor a date from one.
+const git = (...args) => {
+  try {
+    return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return ''
+  }
+}
+const build = `${version} (${git('describe', '--always', '--dirty') || 'no git commit'})`
 writeFileSync(join(top, 'RELEASE'), `${build}\n`)
 
-// One tarball under release/: the one just built. Owned by root, as install.sh expects nothing
-// else; dated by the last commit, so one source packs the same way twice.
+// One tarball under release/: the one just built. Its entries are root's (unpacked by root on a
+// node, so are the files) and dated by the last commit.
 rmSync('release', { recursive: true, force: true })
 mkdirSync('release')
-const mtime = execFileSync('git', ['log', '-1', '--format=@%ct'], { encoding: 'utf8' }).trim() || '@0'
+const mtime = git('log', '-1', '--format=@%ct') || '@0'
 const tarball = join('release', `${name}.tar.gz`)
 execFileSync('tar', ['-C', stage, '--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=${mtime}`, '-czf', tarball, name])
 rmSync(stage, { recursive: true, force: true })
 const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).length
-process.stdout.write(`${tarball}: cbatch ${build}, ${files} entries (${readdirSync('release').length} tarball under release/)\n`)
+process.stdout.write(`${tarball}: cbatch ${build}, ${files} entries\n`)
