@@ -45,17 +45,20 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || die "run as root: the hooks must be root-owned for pbs_mom to run them"
-# Paths written into the wrappers between single quotes.
-for path in "$CONFIG_DIR" "$PBS_HOME" "$BIN_DIR"; do
-  case "$path" in
+# Paths written into the wrappers between single quotes, by sed.
+safe_path() {
+  case "$2" in
     /*) ;;
-    *) die "--config-dir, --pbs-home and --bin-dir must be absolute paths" ;;
+    *) die "$1 must be an absolute path" ;;
   esac
-  case "$path" in
-    *"'"*|*"|"*|*"
-"*) die "--config-dir, --pbs-home and --bin-dir may not hold quotes, '|' or newlines" ;;
+  case "$2" in
+    *"'"*|*"|"*|*"&"*|*\\*|*"
+"*) die "$1 may not hold quotes, '|', '&', backslashes or newlines: $2" ;;
   esac
-done
+}
+safe_path --config-dir "$CONFIG_DIR"
+safe_path --pbs-home "$PBS_HOME"
+safe_path --bin-dir "$BIN_DIR"
 
 MOM_PRIV=$PBS_HOME/mom_priv
 MOM_CONFIG=$MOM_PRIV/config
@@ -83,13 +86,7 @@ check_node() {
     || die "/bin/busybox must be the statically linked one: apt-get install busybox-static"
   # The wrappers start node by its absolute path: the job's PATH never chooses it.
   [ -n "$NODE" ] || NODE=$(command -v node) || die "Node.js 20 or newer is needed (apt-get install nodejs), or name it with --node FILE"
-  case "$NODE" in
-    /*) ;;
-    *) die "--node must be an absolute path" ;;
-  esac
-  case "$NODE" in
-    *"'"*|*"|"*) die "the node program's path may not hold quotes or '|': $NODE" ;;
-  esac
+  safe_path "the node program" "$NODE"
   "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
     || die "$NODE is not Node.js 20 or newer (cbatch's bundles need it)"
   [ -n "$RELEASE" ] || [ -n "$BUILD" ] || [ -n "$DRY" ] || [ -f "$HERE/dist/prologue" ] \
