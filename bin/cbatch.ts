@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { checkHostPaths, DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { openEngine } from '../lib/engine/open.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
@@ -173,7 +173,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = await loadConfig(configPath(v))
   if (command === 'images') {
-    return images(action as ImagesAction, config, Engine.fromConfig(config.engine), { json: v.json, dryRun: v['dry-run'], queue: v.queue })
+    return images(action as ImagesAction, config, openEngine(config.engine), { json: v.json, dryRun: v['dry-run'], queue: v.queue })
   }
   return gc(v)
 }
@@ -261,7 +261,7 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
 
 async function doctor(values: Values): Promise<number> {
   const findings = await diagnose({
-    configPath: configPath(values), pbsHome: values['pbs-home'], engineFor: config => Engine.fromConfig(config.engine),
+    configPath: configPath(values), pbsHome: values['pbs-home'], engineFor: config => openEngine(config.engine),
   })
   if (values.json) process.stdout.write(`${printableJson(findings)}\n`)
   else for (const f of findings) process.stdout.write(`${printable(`${f.verdict.padEnd(4)} ${f.what}: ${f.detail}${f.fix ? ` -> ${f.fix}` : ''}`)}\n`)
@@ -271,7 +271,7 @@ async function doctor(values: Values): Promise<number> {
 async function ps(values: Values): Promise<number> {
   const config = await loadConfig(configPath(values))
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
-  const jobs = await nodeJobs(Engine.fromConfig(config.engine), momPriv)
+  const jobs = await nodeJobs(openEngine(config.engine), momPriv)
   if (values.json) {
     process.stdout.write(`${printableJson(jobs)}\n`)
     return 0
@@ -340,7 +340,7 @@ async function gc(values: Values): Promise<number> {
   if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
   if (!existsSync(join(momPriv, 'jobs'))) throw new UsageError(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
-  const engine = Engine.fromConfig(config.engine)
+  const engine = openEngine(config.engine)
   const unlabelled = (c: JobContainer) => process.stdout.write(`${printable(`left alone ${c.name} (job ${c.labels[LABEL.job]}, ${c.state}): `
     + `no ${LABEL.mom} label says which pbs_mom made it (an older cbatch's); remove it by hand once its job is gone`)}\n`)
   const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'], onUnlabelled: unlabelled })

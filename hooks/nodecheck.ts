@@ -5,7 +5,7 @@
 // pbs_sched would otherwise re-run each requeued job on it at once, forever
 // (docs/torque-contract.md, "When a prologue fails"). Silent when all is well.
 import { loadConfig } from '../lib/policy/config.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { openEngine } from '../lib/engine/open.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'
 import { printable } from '../lib/format.ts'
 import { nodeLogger } from '../lib/log.ts'
@@ -15,7 +15,7 @@ import { hookStart } from './run.ts'
 async function check(): Promise<string[]> {
   const { configPath, cacheDir, momPriv } = hookStart()
   const config = await loadConfig(configPath, { cacheDir })
-  const engine = Engine.fromConfig({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
+  const engine = openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []
   // Its line is public (pbsnodes): counts only; the node log has the jobs and the reasons.

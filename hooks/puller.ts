@@ -3,7 +3,7 @@
 // holds only the config path its own wrapper named; it may outlive that prologue and
 // pbs_mom's alarm, so that the requeued job finds the image. argv: the image, which the
 // prologue has already judged. Other prologues wait for what it records.
-import { Engine } from '../lib/engine/engine.ts'
+import { openEngine } from '../lib/engine/open.ts'
 import { CbatchError, ImageDeniedError } from '../lib/errors.ts'
 import { pullPlan, pullRecord, pullWithRetries } from '../lib/job/pull.ts'
 import { nodeLogger } from '../lib/log.ts'
@@ -27,7 +27,7 @@ async function pull(): Promise<void> {
     textfile = config.metrics.textfile
     log = nodeLogger('puller', '-', config.log.file, config.log.syslog || undefined)
     const started = performance.now()
-    await pullWithRetries(Engine.fromConfig(config.engine), image, pullPlan(config.images, image, config.images.pullDeadline * 1000))
+    await pullWithRetries(openEngine(config.engine), image, pullPlan(config.images, image, config.images.pullDeadline * 1000))
     const seconds = Math.round(performance.now() - started) / 1000
     log.info(`pulled image ${image}`, { image, seconds })
     pullRecord.ended(image, undefined)

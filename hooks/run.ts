@@ -4,7 +4,8 @@ import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import type { Engine } from '../lib/engine/engine.ts'
+import { openEngine } from '../lib/engine/open.ts'
 import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 
 /**
@@ -82,7 +83,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     const config = await loadConfig(configPath, { cacheDir })
     textfile = config.metrics.textfile
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file, config.log.syslog || undefined)
-    const engine = () => Engine.fromConfig(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
+    const engine = () => openEngine(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
     status = await main({ env, momPriv, config, log, engine, metrics })
   } catch (err) {
     if (err instanceof CbatchError) {

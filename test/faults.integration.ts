@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { emulateJob } from '../emulator/emulator.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -60,7 +60,7 @@ t.test('when the job starter itself is SIGKILLed, the epilogue still removes the
 })
 
 t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unknown to it', async t => {
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   // This test's own pbs_mom beside the emulator's, on the same engine (multi-mom, or `--pbs-home` of another).
   const pbsHome = `/var/spool/cbatch-gc-test-${process.pid}`
   const momPriv = join(pbsHome, 'mom_priv')

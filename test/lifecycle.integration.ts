@@ -3,12 +3,12 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { containersOf, PROLOGUE, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
-const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
+const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
 const facts = (jobId: string, queue = 'batch') =>
   ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' })
 const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv })
@@ -74,7 +74,7 @@ t.test('an engine that does not answer in time is a requeue, not a hang', async 
     accepted.forEach(s => s.destroy())
     server.close()
   })
-  const hanging = new Engine({ socket: path, timeoutMs: 300, pullTimeoutMs: 300 })
+  const hanging = new DockerEngine({ socket: path, timeoutMs: 300, pullTimeoutMs: 300 })
   const started = Date.now()
   await t.rejects(prepareJob(facts(`${process.pid}5.hang`), config, hanging, PROLOGUE),
     { name: 'EngineTimeoutError', disposition: 'requeue', message: /did not answer in time/ })

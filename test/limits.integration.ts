@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { hooksFor } from '../emulator/emulator.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { containersOf, PROLOGUE, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
@@ -60,7 +60,7 @@ times
 
 t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {
   const parallel = `${shared.path}/parallel.jsonl`
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 60_000, pullTimeoutMs: 60_000 })
+  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 60_000, pullTimeoutMs: 60_000 })
   const queues = parseConfig(readFileSync(config, 'utf8'))
   const jobIds = Array.from({ length: 16 }, (_, i) => `${process.pid}${i}.parallel`)
   await Promise.all(jobIds.map(jobId => prepareJob(

@@ -6,7 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { containerName } from '../lib/engine/container.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { hostId, preparedJob, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
@@ -202,7 +202,7 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
 })
 
 t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}9.lookalike`
   const name = containerName(jobId, PROLOGUE.momPriv)
   execFileSync('docker', ['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../lib/policy/schema.ts'
 import { containerName } from '../lib/engine/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
-import { Engine } from '../lib/engine/engine.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -97,7 +97,7 @@ t.test('a job is never run in another image than its CBATCH_IMAGE names', async 
 })
 
 t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for orphans', async t => {
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   const jobId = `${process.pid}[3].array`
   const jobFile = recordJob(jobId)
   t.match(jobFile, `${process.pid}-3.array.JB`)

@@ -1,22 +1,9 @@
-// The one module that talks to the Docker engine (and the only one importing dockerode).
-// Every call has a deadline; engine faults become EngineError (the job is requeued).
-import Docker from 'dockerode'
-import { Agent, type AgentOptions } from 'node:http'
+// The container-runtime seam: what cbatch asks of a runtime, in its own words. Adapters
+// (docker.ts) implement it; open.ts picks one; nothing above lib/engine names a runtime.
+import type Docker from 'dockerode'
 import type { Duplex, Writable } from 'node:stream'
-import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
-import { assertRootControlled } from '../host/trusted.ts'
 
 export type ContainerCreateSpec = Docker.ContainerCreateOptions
-
-export interface EngineOptions {
-  socket: string
-  /** Deadline of one engine call, ms. */
-  timeoutMs: number
-  /** Told of each engine call as it ends: what, how long (ms), whether it succeeded. */
-  onCall?: (what: string, ms: number, ok: boolean) => void
-  /** Deadline of an image pull, ms. */
-  pullTimeoutMs: number
-}
 
 export interface JobContainer {
   id: string
@@ -60,31 +47,50 @@ export interface ExecSession {
 }
 
 /**
- * What cbatch asks of a container engine: the seam the job's life (lifecycle, starter, gc)
- * is written against, so that it is unit-tested with an in-memory engine
- * (test/helpers/fake-engine.ts) and runs on the real one through `Engine`.
+ * What a job's life asks of a container runtime (lifecycle, starter, gc): the seam it is
+ * written against, unit-tested with an in-memory engine (test/helpers/fake-engine.ts) and
+ * run on Docker through docker.ts. Another runtime (Podman) is another adapter of these
+ * interfaces, chosen in open.ts.
  */
 export interface ContainerEngine {
   ping(): Promise<void>
   /** Names of the engine's container runtimes (runc, nvidia...). */
   runtimes(): Promise<string[]>
-  hasImage(ref: string): Promise<boolean>
-  /** Pulls an image, with the registry's credentials if given, within `timeoutMs` (default: the engine's pull deadline). */
-  pullImage(ref: string, options?: PullOptions): Promise<void>
-  /** The OS and architecture an image is built for; undefined if it is not on the node. */
-  imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined>
+  /** What the engine says of itself (for `cbatch doctor`; not part of a job's life). */
+  describe(): Promise<EngineDescription>
   /** Creates and starts a container; returns its id. */
   run(spec: ContainerCreateSpec): Promise<string>
   findByLabel(key: string): Promise<JobContainer[]>
   inspect(idOrName: string): Promise<ContainerDetails | undefined>
-  /** The repository digest of an image: of `reference`'s repository when it has several. */
-  imageDigest(imageId: string, reference?: string): Promise<string | undefined>
   remove(id: string): Promise<void>
   /** Changes a running container's CPU and memory limits. */
   updateLimits(id: string, limits: LimitsUpdate): Promise<void>
   pathExists(id: string, path: string): Promise<boolean>
   exec(id: string, request: ExecRequest): Promise<ExecSession>
 }
+
+/** The node's images, as the runtime keeps them: what a job runs in, and what the image cache manages. */
+export interface ImageStore {
+  hasImage(ref: string): Promise<boolean>
+  /** Pulls an image, with the registry's credentials if given, within `timeoutMs` (default: the engine's pull deadline). */
+  pullImage(ref: string, options?: PullOptions): Promise<void>
+  /** The OS and architecture an image is built for; undefined if it is not on the node. */
+  imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined>
+  /** The repository digest of an image: of `reference`'s repository when it has several. */
+  imageDigest(imageId: string, reference?: string): Promise<string | undefined>
+  /** The node's images (the image cache's view). */
+  listImages(): Promise<NodeImage[]>
+  /** Ids of the images any container of the node (running or not) was made from. */
+  imagesInUse(): Promise<Set<string>>
+  /** Removes one name of an image; the image goes with its last name. Never forced. */
+  removeImage(reference: string): Promise<void>
+}
+
+/** One runtime on this node: its containers and its images (open.ts makes it from the config). */
+export type Engine = ContainerEngine & ImageStore
+
+/** Told of each engine call as it ends: what, how long (ms), whether it succeeded. */
+export type EngineObserver = (what: string, ms: number, ok: boolean) => void
 
 /** The limits a running container's may change to (Docker's container update). */
 export interface LimitsUpdate {
@@ -123,244 +129,4 @@ export interface NodeImage {
   references: string[]
   size: number
   created: Date
-}
-
-/** What registries answer when an image is not there or not for these credentials. */
-const REGISTRY_REFUSALS = /unauthorized|authentication required|denied|manifest unknown|not found|no basic auth credentials/i
-
-/** The Docker engine behind a unix socket, through dockerode. */
-export class Engine implements ContainerEngine {
-  private readonly docker: Docker
-  private readonly options: EngineOptions
-
-  constructor(options: EngineOptions) {
-    this.options = options
-    // A TLS server name means nothing on a unix socket; left unset, Node derives one per
-    // request through an IPv6 pattern whose first use costs a hook ~12 ms.
-    this.docker = new Docker({ socketPath: options.socket, agent: new Agent({ servername: '' } as AgentOptions) } as Docker.DockerOptions)
-  }
-
-  /** From the `engine:` section of cbatch.yaml (seconds). Only root's socket is believed. */
-  static fromConfig(engine: { socket: string; timeout: number; pullTimeout: number }, onCall?: EngineOptions['onCall']): Engine {
-    // A socket that is not there is an engine that is down (requeue), not a threat.
-    assertRootControlled(engine.socket, 'engine socket', { mayBeMissing: true })
-    return new Engine({ socket: engine.socket, timeoutMs: engine.timeout * 1000, pullTimeoutMs: engine.pullTimeout * 1000, onCall })
-  }
-
-  async ping(): Promise<void> {
-    await this.call('ping the engine', signal => (this.docker.ping as (o: object) => Promise<unknown>)({ abortSignal: signal }))
-  }
-
-  async runtimes(): Promise<string[]> {
-    const info = await this.call('engine info', () => this.docker.info() as Promise<{ Runtimes?: Record<string, unknown> }>)
-    return Object.keys(info.Runtimes ?? {})
-  }
-
-  async hasImage(ref: string): Promise<boolean> {
-    // Image inspect would send an abort signal as a query parameter: the deadline alone guards it.
-    return this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect().then(() => true), false))
-  }
-
-  async pullImage(ref: string, { auth, timeoutMs, onProgress }: PullOptions = {}): Promise<void> {
-    await this.call(`pull image ${ref}`, async signal => {
-      const stream = await this.docker.pull(ref, { abortSignal: signal, ...(auth ? { authconfig: auth } : {}) })
-      await new Promise<void>((resolve, reject) => {
-        this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()),
-          (event: PullProgress & { error?: string }) => {
-            if (event.error) reject(new Error(event.error))
-            else onProgress?.(event)
-          })
-      })
-    }, timeoutMs ?? this.options.pullTimeoutMs).catch(err => {
-      if (err instanceof EngineTimeoutError) throw err
-      const detail = detailOf(err)
-      // The registry's own refusal will not pass; a registry that is down or failing may.
-      if (REGISTRY_REFUSALS.test(detail)) {
-        throw new ImageDeniedError(`the registry refused image ${ref} (it does not exist there, or not for these credentials)`, detail, { cause: err })
-      }
-      throw new ImagePullError(`cannot pull image ${ref}`, detail, { cause: err })
-    })
-  }
-
-  async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
-    const image = await this.call(`inspect image ${ref}`, () => ifFound(this.docker.getImage(ref).inspect(), undefined))
-    return image && { os: image.Os, architecture: image.Architecture }
-  }
-
-  /** What the engine says of itself (for `cbatch doctor`; not part of a job's life). */
-  async describe(): Promise<EngineDescription> {
-    const [version, info] = await Promise.all([
-      this.call('engine version', () => this.docker.version()),
-      this.call('engine info', () => this.docker.info() as Promise<Record<string, unknown>>),
-    ])
-    return {
-      version: version.Version, apiVersion: version.ApiVersion,
-      cgroupVersion: String(info.CgroupVersion ?? '1'), cgroupDriver: String(info.CgroupDriver ?? ''),
-      liveRestore: info.LiveRestoreEnabled === true, dataRoot: String(info.DockerRootDir ?? ''),
-    }
-  }
-
-  /** The node's images (the image cache's view; not part of a job's life). */
-  async listImages(): Promise<NodeImage[]> {
-    const list = await this.call('list images', signal => this.docker.listImages({ abortSignal: signal } as Docker.ListImagesOptions))
-    return list.map(i => ({
-      id: i.Id, references: (i.RepoTags ?? []).filter(t => t !== '<none>:<none>'), size: i.Size, created: new Date(i.Created * 1000),
-    }))
-  }
-
-  /** Ids of the images any container of the node (running or not) was made from. */
-  async imagesInUse(): Promise<Set<string>> {
-    const list = await this.call('list containers', signal => this.docker.listContainers({ all: true, abortSignal: signal }))
-    return new Set(list.map(c => c.ImageID))
-  }
-
-  /** Removes one name of an image; the image goes with its last name. Never forced. */
-  async removeImage(reference: string): Promise<void> {
-    await this.call(`remove image ${reference}`, signal => this.docker.getImage(reference).remove({ abortSignal: signal }))
-  }
-
-  /** Creates and starts a container; removes it again when it cannot start. */
-  async run(spec: ContainerCreateSpec): Promise<string> {
-    const container = await this.call(`create container ${spec.name}`, signal =>
-      this.docker.createContainer({ ...spec, abortSignal: signal } as ContainerCreateSpec)).catch(refused)
-    try {
-      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(refused)
-    } catch (err) {
-      await this.remove(container.id).catch(() => undefined)
-      throw err
-    }
-    return container.id
-  }
-
-  /** Containers (any state) that carry the label `key`. */
-  async findByLabel(key: string): Promise<JobContainer[]> {
-    const list = await this.call(`list containers with ${key}`, signal =>
-      this.docker.listContainers({ all: true, filters: { label: [key] }, abortSignal: signal }))
-    // The engine's filter is a convenience; the exact match is ours.
-    return list.filter(c => key in (c.Labels ?? {})).map(c => ({
-      id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State, created: new Date(c.Created * 1000),
-    }))
-  }
-
-  /** A container by id or name; undefined when there is none. */
-  async inspect(id: string): Promise<ContainerDetails | undefined> {
-    const info = await this.call(`inspect container ${id}`, signal =>
-      ifFound(this.docker.getContainer(id).inspect({ abortSignal: signal }), undefined))
-    if (!info) return undefined
-    return {
-      id: info.Id,
-      name: info.Name.replace(/^\//, ''),
-      labels: info.Config.Labels ?? {},
-      state: info.State.Status,
-      running: info.State.Running,
-      user: info.Config.User,
-      image: info.Config.Image,
-      imageId: info.Image,
-      pid: info.State.Pid,
-      entrypoint: typeof info.Config.Entrypoint === 'string' ? [info.Config.Entrypoint] : info.Config.Entrypoint ?? [],
-      oomKilled: info.State.OOMKilled,
-      startedAt: new Date(info.State.StartedAt),
-      created: new Date(info.Created),
-    }
-  }
-
-  /** The registry digest of an image (`repo@sha256:...`), if it came from a registry. */
-  async imageDigest(imageId: string, reference?: string): Promise<string | undefined> {
-    const digests = await this.call(`inspect image ${imageId}`, async () => (await this.docker.getImage(imageId).inspect()).RepoDigests ?? [])
-    // One image can be in several repositories: the digest of the one the job named.
-    const repository = reference?.replace(/@.*$/, '').replace(/:[^/:]*$/, '')
-    return digests.find(d => d.startsWith(`${repository}@`)) ?? digests[0]
-  }
-
-  async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
-    await this.call(`update container ${id}`, signal => this.docker.getContainer(id).update({ ...limits, abortSignal: signal }))
-  }
-
-  /** Kills and removes a container whatever its state; a missing one is fine. */
-  async remove(id: string): Promise<void> {
-    await this.call(`remove container ${id}`, async signal => {
-      try {
-        await this.docker.getContainer(id).remove({ force: true, v: true, abortSignal: signal })
-      } catch (err) {
-        // 404: already gone; 409: removal already in progress (a second epilogue).
-        if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err
-      }
-    })
-  }
-
-  /** Whether `path` exists in the container's filesystem (no process is started). */
-  async pathExists(id: string, path: string): Promise<boolean> {
-    return this.call(`stat ${path} in ${id}`, signal =>
-      ifFound(this.docker.getContainer(id).infoArchive({ path, abortSignal: signal }).then(() => true), false))
-  }
-
-  async exec(id: string, request: ExecRequest): Promise<ExecSession> {
-    const exec = await this.call(`create exec in ${id}`, signal => this.docker.getContainer(id).exec({
-      Cmd: request.cmd, Env: request.env, WorkingDir: request.workingDir, User: request.user,
-      AttachStdin: true, AttachStdout: true, AttachStderr: true, Tty: request.tty, abortSignal: signal,
-    } as Docker.ExecCreateOptions))
-    const stream = await this.call(`start exec in ${id}`, () => exec.start({ hijack: true, stdin: true, Tty: request.tty }))
-    return {
-      stream,
-      demux: (stdout, stderr) => (request.tty ? stream.pipe(stdout, { end: false }) : this.docker.modem.demuxStream(stream, stdout, stderr)),
-      resize: async (rows, columns) => {
-        await this.call(`resize exec in ${id}`, () => exec.resize({ h: rows, w: columns }))
-      },
-      inspect: async () => {
-        const info = await this.call(`inspect exec in ${id}`, signal => exec.inspect({ abortSignal: signal }))
-        return { pid: info.Pid, running: info.Running, exitCode: info.ExitCode }
-      },
-    }
-  }
-
-  /** Runs one engine call under a deadline, mapping its faults to EngineError. */
-  private async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, ms = this.options.timeoutMs): Promise<T> {
-    const controller = new AbortController()
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort()
-        reject(new EngineTimeoutError(`the Docker engine did not answer in time (${what}, ${ms / 1000} s)`))
-      }, ms)
-    })
-    const started = performance.now()
-    let ok = false
-    try {
-      const answer = await Promise.race([fn(controller.signal), timeout])
-      ok = true
-      return answer
-    } catch (err) {
-      if (err instanceof EngineError) throw err
-      throw new EngineError(`Docker engine error (${what})`, detailOf(err, this.options.socket), { cause: err })
-    } finally {
-      clearTimeout(timer)
-      this.options.onCall?.(what, Math.round(performance.now() - started), ok)
-    }
-  }
-}
-
-/** 400: the engine will never make this container as asked (a bind source that is gone, a bad limit). */
-function refused(err: EngineError): never {
-  if (statusOf(err.cause) === 400) throw new ContainerRefusedError('the Docker engine refused the job\'s container', detailOf(err.cause), { cause: err })
-  throw err
-}
-
-/** The engine's answer, or `missing` when it says there is no such thing (404). */
-async function ifFound<T, M>(answer: Promise<T>, missing: M): Promise<T | M> {
-  try {
-    return await answer
-  } catch (err) {
-    if (statusOf(err) === 404) return missing
-    throw err
-  }
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as { statusCode?: number })?.statusCode
-}
-
-function detailOf(err: unknown, socket?: string): string {
-  const e = err as { code?: string; json?: { message?: string }; message?: string }
-  if (socket && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')) return `engine not reachable at ${socket} (${e.code})`
-  return e.json?.message ?? e.message ?? String(err)
 }

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { findJobContainer, LABEL, labelOf } from '../engine/container.ts'
-import type { ContainerEngine } from '../engine/engine.ts'
+import type { Engine } from '../engine/engine.ts'
 import { readUsage, type CgroupUsage } from '../host/cgroup.ts'
 import type { EpilogueFacts } from '../torque/contract.ts'
 import type { AccountingRecord } from './accounting.ts'
@@ -16,7 +16,7 @@ import type { AccountingRecord } from './accounting.ts'
  * every label, so an image's cannot show through).
  */
 export async function cleanupJob(facts: Pick<EpilogueFacts, 'jobId' | 'user' | 'queue'> & { momPriv: string; exitStatus?: number; onlyContainer?: string; scratchBase?: string },
-  engine: ContainerEngine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
+  engine: Engine, now: () => Date = () => new Date()): Promise<{ record: AccountingRecord; scratchDir?: string } | undefined> {
   // This mom's container of the job: another mom on the engine may run a try of the same job.
   const container = await findJobContainer(engine, facts.jobId, facts.momPriv)
   // A sister's guard (hooks/prologue.ts) removes the container it guards, never a later try's.

@@ -9,7 +9,7 @@ import { claimPull, pullPlan, pullRecord, pullWithRetries, waitForImage } from '
 import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
 import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from '../engine/container.ts'
-import type { ContainerCreateSpec, ContainerEngine } from '../engine/engine.ts'
+import type { ContainerCreateSpec, ContainerEngine, Engine } from '../engine/engine.ts'
 import { ensureImage, grantedImage, type ImageSource } from '../policy/image.ts'
 import { lookupUser } from '../host/identity.ts'
 import { parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
@@ -92,7 +92,7 @@ export function countsAgainstNode(err: unknown, attempt: Attempt = {}): boolean 
  * detached pull and every one waits for it within the pull deadline (job/pull.ts);
  * without a puller, the pull is the prologue's own.
  */
-function pullFor(config: Config, policy: QueuePolicy, engine: ContainerEngine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
+function pullFor(config: Config, policy: QueuePolicy, engine: Engine, { startPuller }: PrologueContext): (image: string) => Promise<void> {
   const timeoutMs = config.engine.pullTimeout * 1000
   if (!startPuller) {
     return image => pullWithRetries(engine, image, pullPlan(config.images, image, timeoutMs))
@@ -109,7 +109,7 @@ function pullFor(config: Config, policy: QueuePolicy, engine: ContainerEngine, {
 }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
-export async function prepareJob(facts: JobFacts, config: Config, engine: ContainerEngine, context: PrologueContext): Promise<Prepared> {
+export async function prepareJob(facts: JobFacts, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(facts.queue)
   if (!policy) return { kind: 'native' }
   const { env, momPriv, sister } = context

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import type { ContainerEngine, PullOptions } from '../engine/engine.ts'
+import type { ImageStore, PullOptions } from '../engine/engine.ts'
 import { EngineTimeoutError, ImageDeniedError, ImagePullError, PullUnderWayError } from '../errors.ts'
 import { makeRootDir, replaceFile } from '../host/trusted.ts'
 import { registryAuth, registryOf } from '../host/registryauth.ts'
@@ -43,7 +43,7 @@ const backoff = (attempt: number) => new Promise<void>(r => setTimeout(r, 1000 *
  * Pulls `image` here and now. A registry that refuses it fails at once; one that is down
  * or failing is tried again, with growing pauses, until the tries or the time run out.
  */
-export async function pullWithRetries(engine: Pick<ContainerEngine, 'pullImage'>, image: string, plan: PullPlan): Promise<void> {
+export async function pullWithRetries(engine: Pick<ImageStore, 'pullImage'>, image: string, plan: PullPlan): Promise<void> {
   const until = Date.now() + plan.timeoutMs
   const auth = plan.auth?.()
   for (let attempt = 1; ; attempt++) {
@@ -106,7 +106,7 @@ export const pullRecord = {
  * passed: then the job is requeued, and the pull goes on for the job's next start.
  * `fresh` (pull policy `always`): the pull under way must end first, whatever is there.
  */
-export async function waitForImage(engine: Pick<ContainerEngine, 'hasImage'>, image: string, timeoutMs: number,
+export async function waitForImage(engine: Pick<ImageStore, 'hasImage'>, image: string, timeoutMs: number,
   { fresh = false, pullsDir = PULLS_DIR, pollMs = 500 }: { fresh?: boolean; pullsDir?: string; pollMs?: number } = {}): Promise<void> {
   const until = Date.now() + timeoutMs
   const dir = pullDir(image, pullsDir)

@@ -35,7 +35,7 @@ export interface DoctorOptions {
   configPath: string
   /** This pbs_mom's PBS_HOME (default: torque.home of the config). */
   pbsHome?: string
-  /** The engine of the config, made by the caller (the only dockerode user is engine.ts). */
+  /** The engine of the config, made by the caller (lib/engine/open.ts). */
   engineFor: (config: Config) => Engine
 }
 

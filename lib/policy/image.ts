@@ -3,7 +3,7 @@
 import picomatch from 'picomatch'
 import type { QueuePolicy } from './config.ts'
 import type { JobAsks } from './jobrequest.ts'
-import type { ContainerEngine } from '../engine/engine.ts'
+import type { ImageStore } from '../engine/engine.ts'
 import { ImageMissingError, PolicyError } from '../errors.ts'
 import { registryOf } from '../host/registryauth.ts'
 
@@ -13,7 +13,7 @@ export type ImageSource = 'cached' | 'pulled'
  * The image on this node, as the queue's pull policy says (`pull` fetches it: job/pull.ts),
  * and built for this node's platform.
  */
-export async function ensureImage(engine: Pick<ContainerEngine, 'hasImage' | 'imagePlatform'>,
+export async function ensureImage(engine: Pick<ImageStore, 'hasImage' | 'imagePlatform'>,
   policy: Pick<QueuePolicy, 'image' | 'pull'>, pull: (image: string) => Promise<void>): Promise<ImageSource> {
   let source: ImageSource = 'cached'
   if (policy.pull === 'always' || !await engine.hasImage(policy.image)) {

@@ -3,13 +3,13 @@
 // integration tests' business; this one makes orchestration testable in milliseconds.
 import type { ExpectedBind } from '../../lib/host/mounts.ts'
 import { PassThrough, type Writable } from 'node:stream'
-import type { ContainerCreateSpec, ContainerDetails, ContainerEngine, ExecRequest, ExecSession, JobContainer, LimitsUpdate, PullOptions } from '../../lib/engine/engine.ts'
+import type { ContainerCreateSpec, ContainerDetails, Engine, EngineDescription, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions } from '../../lib/engine/engine.ts'
 
 export interface FakeContainer extends ContainerDetails {
   spec: ContainerCreateSpec
 }
 
-export class FakeEngine implements ContainerEngine {
+export class FakeEngine implements Engine {
   readonly containers = new Map<string, FakeContainer>()
   readonly images = new Set<string>()
   readonly execs: (ExecRequest & { container: string })[] = []
@@ -32,6 +32,14 @@ export class FakeEngine implements ContainerEngine {
     return this.runtimeNames
   }
 
+  /** What the engine says of itself. */
+  description: EngineDescription = { version: '26.1.5', apiVersion: '1.45', cgroupVersion: '2', cgroupDriver: 'systemd', liveRestore: true, dataRoot: '/var/lib/docker' }
+
+  async describe(): Promise<EngineDescription> {
+    this.calls.push('describe')
+    return this.description
+  }
+
   async hasImage(ref: string): Promise<boolean> {
     this.calls.push(`hasImage ${ref}`)
     return this.images.has(ref)
@@ -51,6 +59,20 @@ export class FakeEngine implements ContainerEngine {
 
   async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
     return this.images.has(ref) ? this.platform : undefined
+  }
+
+  /** The node's images, one per reference in `images`, each its own size and id. */
+  async listImages(): Promise<NodeImage[]> {
+    return [...this.images].map(ref => ({ id: `sha256:${ref}`, references: [ref], size: 1024, created: new Date(0) }))
+  }
+
+  async imagesInUse(): Promise<Set<string>> {
+    return new Set([...this.containers.values()].map(c => c.imageId))
+  }
+
+  async removeImage(reference: string): Promise<void> {
+    this.calls.push(`removeImage ${reference}`)
+    this.images.delete(reference)
   }
 
   /**

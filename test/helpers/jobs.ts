@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { parseConfig } from '../../lib/policy/schema.ts'
 import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../emulator/emulator.ts'
-import { Engine } from '../../lib/engine/engine.ts'
+import { DockerEngine } from '../../lib/engine/docker.ts'
 import { cleanupJob } from '../../lib/job/epilogue.ts'
 import { prepareJob } from '../../lib/job/prologue.ts'
 
@@ -138,7 +138,7 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
  */
 export async function preparedJob(t: Test, jobId: string, configYaml: string, queue = 'batch',
   { user = TEST_USER, known = true }: { user?: string; known?: boolean } = {}): Promise<void> {
-  const engine = new Engine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
   t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine))
   await prepareJob({ jobId, user, group: '', jobName: 'j', resources: '', queue, account: '' }, parseConfig(configYaml), engine, PROLOGUE)
   if (!known) return // an orphan: pbs_mom has no file of it
