@@ -103,6 +103,9 @@ put() {
 }
 
 is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
+# The cbatch install.sh put on PATH, and whether it runs this mom_priv's CLI.
+is_our_cli() { [ -f "$BIN_DIR/cbatch" ] && grep -q '^# cbatch CLI, put here by install.sh' "$BIN_DIR/cbatch"; }
+serves_this_mom() { grep -qF "'$MOM_PRIV/cbatch.d/cbatch'" "$BIN_DIR/cbatch"; }
 # Where pbs_mom finds each program: its own names for the hooks, ours for the node check.
 hook_file() { if [ "$1" = nodecheck ]; then echo cbatch-nodecheck; else echo "$1"; fi; }
 
@@ -139,6 +142,9 @@ install_hooks() {
   printf '%s\n' '#!/bin/sh' "# cbatch CLI, put here by install.sh; $MOM_PRIV/cbatch.d holds it" \
     "CBATCH_CONFIG='$CONFIG_DIR/cbatch.yaml' exec '$NODE' '$MOM_PRIV/cbatch.d/cbatch' \"\$@\"" >"$cli"
   run install -d -m 0755 "$BIN_DIR"
+  if is_our_cli && ! serves_this_mom; then
+    say "$BIN_DIR/cbatch served another pbs_mom; now it serves $MOM_PRIV (several moms on a node: give each its own --bin-dir)"
+  fi
   put 0755 "$cli" "$BIN_DIR/cbatch"
   rm -f "$cli"
 
@@ -198,7 +204,7 @@ uninstall_hooks() {
     fi
   done
   run rm -rf "$MOM_PRIV/cbatch.d"
-  if [ -f "$BIN_DIR/cbatch" ] && grep -q '^# cbatch CLI, put here by install.sh' "$BIN_DIR/cbatch"; then run rm -f "$BIN_DIR/cbatch"; fi
+  if is_our_cli && serves_this_mom; then run rm -f "$BIN_DIR/cbatch"; fi
   if [ -f "$MOM_CONFIG" ]; then
     say "removing the job starter from $MOM_CONFIG"
     [ -n "$DRY" ] || sed -i -e "/$MARK\$/d" -e "s/^#cbatch-disabled //" "$MOM_CONFIG"

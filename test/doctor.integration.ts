@@ -11,7 +11,7 @@ const INSTALL = join(import.meta.dirname, '../install.sh')
 /** A node: hooks installed by install.sh into its PBS_HOME, and a config naming the real engine. */
 function node(t: Test, queue = `{ image: ${TEST_IMAGE}, pull: never }`): { dir: string; config: string } {
   const dir = t.testdir({ mom_priv: { config: '$pbsserver head\n', jobs: {} }, mom_logs: {}, etc: {} })
-  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--no-build'], { encoding: 'utf8' })
+  const r = spawnSync(INSTALL, ['--pbs-home', dir, '--config-dir', join(dir, 'etc'), '--bin-dir', join(dir, 'sbin'), '--no-build'], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(r.stderr)
   const config = join(dir, 'etc/cbatch.yaml')
   writeFileSync(config, `log: { file: ${dir}/log/cbatch.log }\naccounting: { file: "" }\nqueues:\n  batch: ${queue}\n`)

@@ -80,6 +80,18 @@ t.test('cbatch on PATH uses the config it was installed with and the node instal
   t.match(out, `\n17 3 * * * root ${cli} images pull\n`)
 })
 
+t.test('two moms on one node: the second install says whose cbatch it replaces, and uninstalling it leaves the first mom\'s', async t => {
+  const dir = t.testdir({ first: { mom_priv: { config: '', jobs: {} } }, second: { mom_priv: { config: '', jobs: {} } } })
+  const [first, second] = [join(dir, 'first'), join(dir, 'second')]
+  install(first)
+  const cli = join(first, 'sbin/cbatch')
+  const other = spawnSync(INSTALL, ['--pbs-home', second, '--config-dir', join(second, 'etc'), '--bin-dir', join(first, 'sbin'), '--no-build'], { encoding: 'utf8' })
+  t.match(other.stdout, `${cli} served another pbs_mom; now it serves ${second}/mom_priv`)
+  install(first)
+  spawnSync(INSTALL, ['--uninstall', '--pbs-home', second, '--bin-dir', join(first, 'sbin')], { encoding: 'utf8' })
+  t.match(readFileSync(cli, 'utf8'), `'${first}/mom_priv/cbatch.d/cbatch'`, 'the first mom\'s cbatch stays')
+})
+
 t.test('preconditions come before the build: no mom_priv, or a node older than 20, fails at once', async t => {
   const dir = t.testdir({ 'old-node': '#!/bin/sh\nexit 1\n', shadow: { npm: '#!/bin/sh\ntouch "${0%/*}/npm-ran"\nexit 1\n' }, mom_priv: { config: '' } })
   spawnSync('chmod', ['0755', join(dir, 'old-node'), join(dir, 'shadow/npm')])

@@ -97,7 +97,7 @@ config vm2 "$SOCK2" "$IMAGE" never
 ./dist/cbatch config check /etc/cbatch-tier/vm/cbatch.yaml >/dev/null || die "the tier's config for vm is invalid"
 
 ./install.sh --no-build --node-check --pbs-home /var/spool/torque --config-dir /etc/cbatch-tier/vm
-./install.sh --no-build --node-check --pbs-home /var/spool/torque-mom2 --config-dir /etc/cbatch-tier/vm2
+./install.sh --no-build --node-check --pbs-home /var/spool/torque-mom2 --config-dir /etc/cbatch-tier/vm2 --bin-dir /usr/local/lib/cbatch-tier/vm2
 # Status (and so the node check) every 10 s rather than 45: the tier waits on it.
 for home in /var/spool/torque /var/spool/torque-mom2; do
   grep -q '^\$status_update_time' "$home/mom_priv/config" || echo '$status_update_time 10' >>"$home/mom_priv/config"
