@@ -2,7 +2,7 @@
 // one with basic auth (127.0.0.1:5001), and a registry that fails, then recovers (a TCP
 // relay to the first that refuses connections for a while).
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { join } from 'node:path'
@@ -163,4 +163,18 @@ t.test('cbatch images: what a job last used and what the queues name; prune keep
   t.notMatch(dry, `would remove ${named}`, 'an image a queue names is never pruned')
   t.match(dry, /images: .* of a budget of 1 B \(the rest is in use or named by a queue\)/)
   t.ok(execFileSync('docker', ['images', '-q', spare], { encoding: 'utf8' }).trim(), 'a dry run removes nothing')
+})
+
+t.test('cbatch images pull, as cron runs it: skips pull: never, goes on past an unreachable registry, says why, exits 1', async t => {
+  const config = writeConfig(shared.path, `log: { file: ${log} }\nimages: { pullAttempts: 1 }\nqueues:
+  down: { image: 127.0.0.1:5999/cbatch-test/unreachable:1 }
+  up: { image: 127.0.0.1:5000/${TEST_IMAGE} }
+  local: { image: cbatch-test/handmade:${process.pid}, pull: never }
+`)
+  const pull = spawnSync(join(import.meta.dirname, '../dist/cbatch'), ['images', 'pull', '--config', config], { encoding: 'utf8' })
+  t.equal(pull.status, 1, pull.stderr)
+  t.match(pull.stdout, `cbatch-test/handmade:${process.pid}: skipped (its queues say pull: never)`)
+  t.match(pull.stdout, /^127\.0\.0\.1:5999\/cbatch-test\/unreachable:1: FAILED: cannot pull image 127\.0\.0\.1:5999\/cbatch-test\/unreachable:1: .*connect/m)
+  t.match(pull.stdout, `127.0.0.1:5000/${TEST_IMAGE}: pulled`, 'the image after the failed one is pulled')
+  t.match(pull.stdout, '1 of 2 images failed: 127.0.0.1:5999/cbatch-test/unreachable:1')
 })
