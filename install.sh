@@ -112,11 +112,11 @@ hook_file() { if [ "$1" = nodecheck ]; then echo cbatch-nodecheck; else echo "$1
 install_hooks() {
   [ -n "$RELEASE" ] && say "installing cbatch $RELEASE"
   run install -d -o root -g root -m 0755 "$MOM_PRIV/cbatch.d"
-  # The bundles first, the wrappers that start them last.
-  # Starts each hook from V8's code cache, which the hooks keep beside their bundles.
-  put 0644 "$HERE/dist/cbatch.d/load.cjs" "$MOM_PRIV/cbatch.d/load.cjs"
-  for bundle in prologue epilogue jobstarter nodecheck puller; do
-    put 0644 "$HERE/dist/cbatch.d/$bundle.cjs" "$MOM_PRIV/cbatch.d/$bundle.cjs"
+  # The bundles first, the wrappers that start them last: every bundle the build made, and
+  # load.cjs, which starts each hook from V8's code cache the hooks keep beside their bundles.
+  for bundle in "$HERE"/dist/cbatch.d/*.cjs; do
+    [ -f "$bundle" ] || continue # --dry-run before a build
+    put 0644 "$bundle" "$MOM_PRIV/cbatch.d/${bundle##*/}"
   done
   # The CLI, for `cbatch gc` from cron and the operator's commands.
   put 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
