@@ -8,7 +8,6 @@ import { UsageError } from '../lib/errors.ts'
 import { formatBytes, formatTable, printable, printableJson } from '../lib/format.ts'
 import { describeImages, lastUses, planPrune, type CachedImage } from '../lib/node/imagecache.ts'
 import { pullPlan, pullWithRetries } from '../lib/job/pull.ts'
-import { parseSize } from '../lib/torque/contract.ts'
 
 export interface ImagesOptions {
   json?: boolean
@@ -45,8 +44,8 @@ function list(images: CachedImage[], json: boolean | undefined, out: NodeJS.Writ
 }
 
 async function prune(config: Config, engine: Engine, dryRun: boolean | undefined, out: NodeJS.WritableStream): Promise<number> {
-  if (!config.images.budget) throw new UsageError(`set images.budget in ${config.file} (e.g. 200gb): the most the node's images may take`)
-  const budget = parseSize(config.images.budget)
+  const budget = config.images.budget
+  if (budget === undefined) throw new UsageError(`set images.budget in ${config.file} (e.g. 200gb): the most the node's images may take`)
   const images = await cached(config, engine)
   const plan = planPrune(images, budget)
   const total = images.reduce((sum, i) => sum + i.size, 0)

@@ -33,7 +33,7 @@ queues:
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
-    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: '1gb',
+    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: 1024 ** 3,
     environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
   })
   const gpu = config.queues.get('gpu')!
@@ -240,8 +240,8 @@ queues:
   a: { image: x }
   b: { image: x, limits: { maxMem: 8gb } }
 `)
-  t.same(config.queues.get('a')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: '64gb' })
-  t.same(config.queues.get('b')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: '8gb' }, 'cpu from defaults kept')
+  t.same(config.queues.get('a')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: 64 * 1024 ** 3 }, 'sizes in bytes')
+  t.same(config.queues.get('b')!.limits, { cpu: 'cpuset', defaultCpus: 1, maxMem: 8 * 1024 ** 3 }, 'cpu from defaults kept')
   t.equal(config.queues.get('a')!.cgroupParent, 'none')
   t.equal(config.accounting.file, '/var/log/cbatch/accounting.jsonl')
   const err = issuesOf('queues:\n  a:\n    image: x\n    limits:\n      maxMem: lots\n')

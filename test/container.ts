@@ -96,9 +96,9 @@ t.test('network host keeps the host name', async t => {
 
 t.test('limits from the Resource_List and the queue', async t => {
   t.match(buildContainerSpec(request()).HostConfig, { Memory: 1024 ** 3, MemorySwap: 1024 ** 3, NanoCpus: 2e9, CgroupParent: undefined })
-  const torque = buildContainerSpec(request({ policy: { ...policy, cgroupParent: 'torque', limits: { cpu: 'cpuset', defaultCpus: 1, maxMem: '2gb' } }, node: { torqueCpuset: '2-3' } }))
+  const torque = buildContainerSpec(request({ policy: { ...policy, cgroupParent: 'torque', limits: { cpu: 'cpuset', defaultCpus: 1, maxMem: 2 * 1024 ** 3 } }, node: { torqueCpuset: '2-3' } }))
   t.match(torque.HostConfig, { CgroupParent: '/torque/12.srv', CpusetCpus: '2-3', NanoCpus: undefined })
-  t.throws(() => buildContainerSpec(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: '512mb' } } })),
+  t.throws(() => buildContainerSpec(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: 512 * 1024 ** 2 } } })),
     { name: 'PolicyError', message: 'the job asks for 1 GiB of memory; its queue allows at most 512 MiB' })
 })
 
@@ -111,9 +111,9 @@ t.test('on several nodes: each node\'s share of mem and vmem, /dev/shm as large 
   const job = { ...request().job, resources: 'nodes=1:ppn=2' }
   t.equal(buildContainerSpec(request({ job, node: { hostMemory: 8 * 1024 ** 3 } })).HostConfig!.ShmSize, 4 * 1024 ** 3,
     'no memory asked: half the node\'s, as a host /dev/shm')
-  const mpi = buildContainerSpec(request({ policy: { ...policy, shmSize: '2gb', memlock: 'unlimited' } }))
+  const mpi = buildContainerSpec(request({ policy: { ...policy, shmSize: 2 * 1024 ** 3, memlock: 'unlimited' } }))
   t.match(mpi.HostConfig, { ShmSize: 2 * 1024 ** 3, Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }] })
-  t.same(buildContainerSpec(request({ policy: { ...policy, memlock: '64mb' } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
+  t.same(buildContainerSpec(request({ policy: { ...policy, memlock: 64 * 1024 ** 2 } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
   t.throws(() => parseConfig('queues:\n  b: { image: x, memlock: lots }\n'), { name: 'ConfigError', message: /memlock/ })
 })
 

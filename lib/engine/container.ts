@@ -9,8 +9,7 @@ import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './e
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobFacts } from '../torque/contract.ts'
-import { parseSize } from '../torque/contract.ts'
-import { containerLimits, containerUlimits, parseRequest, type LimitsPolicy, type NodeFacts } from '../policy/resources.ts'
+import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
 import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from '../policy/security.ts'
@@ -155,20 +154,11 @@ export async function findJobContainer(engine: ContainerEngine, jobId: string, m
   return found ?? (former ? ours(await engine.inspect(formerContainerName(jobId))) : undefined)
 }
 
-/** The queue's limits, sizes in bytes. */
-export function limitsPolicy(policy: Pick<QueuePolicy, 'limits'>): LimitsPolicy {
-  return {
-    ...policy.limits,
-    defaultMem: policy.limits.defaultMem === undefined ? undefined : parseSize(policy.limits.defaultMem),
-    maxMem: policy.limits.maxMem === undefined ? undefined : parseSize(policy.limits.maxMem),
-  }
-}
-
 export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
   const { job, owner, policy, paths } = req
   const request = parseRequest(job.resources)
   checkOwner(owner, policy.allowRoot)
-  const limits = containerLimits(request, limitsPolicy(policy), req.node)
+  const limits = containerLimits(request, policy.limits, req.node)
   return {
     name: containerName(job.jobId, paths.momPriv),
     Image: req.image,
@@ -213,21 +203,21 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       ],
       DeviceRequests: req.gpus?.runtime ? [{ Driver: 'nvidia', DeviceIDs: req.gpus.indices.map(String), Capabilities: [['gpu']] }] : undefined,
       ReadonlyRootfs: policy.readOnlyRootfs,
-      Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${parseSize(policy.tmpSize)}` } : undefined,
+      Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${policy.tmpSize}` } : undefined,
       PidsLimit: policy.pidsLimit,
       CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
       Ulimits: [...containerUlimits(request), ...(policy.memlock ? [memlock(policy.memlock)] : [])],
       ...limits,
       // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
       // counts against it), not the engine's 64 MB.
-      ShmSize: policy.shmSize ? parseSize(policy.shmSize) : limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
+      ShmSize: policy.shmSize ?? limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
     },
   }
 }
 
 /** RLIMIT_MEMLOCK of the job's processes: RDMA (InfiniBand) registers memory it pins. */
-function memlock(value: string) {
-  const bytes = value === 'unlimited' ? -1 : parseSize(value)
+function memlock(value: number | 'unlimited') {
+  const bytes = value === 'unlimited' ? -1 : value
   return { Name: 'memlock', Soft: bytes, Hard: bytes }
 }
 

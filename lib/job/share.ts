@@ -2,7 +2,7 @@
 // job's slots are, so a container whose node spec chunks differ starts with the smallest
 // (torque/nodes.ts); the job file pbs_mom saves right after it says the real share.
 import { availableParallelism, totalmem } from 'node:os'
-import { LABEL, labelOf, limitsPolicy } from '../engine/container.ts'
+import { LABEL, labelOf } from '../engine/container.ts'
 import type { ContainerDetails, ContainerEngine, LimitsUpdate } from '../engine/engine.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
 import type { Config } from '../policy/config.ts'
@@ -21,7 +21,7 @@ export async function resizeSister(job: JobRecord, container: ContainerDetails, 
   const policy = config.queues.get(job.queue)
   if (!policy || !job.execHost || labelOf(container.labels, LABEL.provisional) !== 'true' || labelOf(container.labels, LABEL.job) !== job.jobId) return undefined
   const share = execHostShare(job.execHost, Number(labelOf(container.labels, LABEL.node) ?? 0))
-  const limits = containerLimits(parseRequest(job.resources), limitsPolicy(policy), {
+  const limits = containerLimits(parseRequest(job.resources), policy.limits, {
     ...share, hostMemory: totalmem(), hostCpus: availableParallelism(),
     torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(job.jobId) : undefined,
   })

@@ -9,6 +9,7 @@ import { exposedBy, refusedCapability } from './security.ts'
 import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
 import { checkImageSource } from './image.ts'
 import { MAX_MOUNTS } from './jobrequest.ts'
+import type { LimitsPolicy } from './resources.ts'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
 
@@ -110,9 +111,17 @@ const policyFields = {
   })),
 }
 
-/** A queue's policy once defaults are applied. */
+/** A queue's policy as written, once defaults are applied. */
 export const QueuePolicySchema = Type.Object(policyFields, { additionalProperties: false })
-export type QueuePolicy = Static<typeof QueuePolicySchema>
+type PolicyText = Static<typeof QueuePolicySchema>
+
+/** A queue's policy as cbatch uses it: sizes in bytes, parsed once here. */
+export type QueuePolicy = Omit<PolicyText, 'limits' | 'tmpSize' | 'shmSize' | 'memlock'> & {
+  limits: LimitsPolicy
+  tmpSize: number
+  shmSize?: number
+  memlock?: number | 'unlimited'
+}
 
 // What `defaults:` and each queue may say. No defaults here: filling them in per queue
 // would override the `defaults:` section; they are applied once, after the merge.
@@ -177,7 +186,7 @@ export interface Config {
   accounting: RawConfig['accounting']
   torque: RawConfig['torque']
   gc: RawConfig['gc']
-  images: RawConfig['images']
+  images: Omit<RawConfig['images'], 'budget'> & { budget?: number }
   metrics: RawConfig['metrics']
   queues: Map<string, QueuePolicy>
 }
@@ -207,25 +216,59 @@ export function parseConfig(text: string, file = '<config>'): Config {
   for (const [name, queue] of Object.entries(config.queues)) {
     // A queue's keys replace those of `defaults`; `limits` is merged key by key.
     const merged = { ...config.defaults, ...queue, limits: { ...config.defaults.limits, ...queue.limits } }
-    const policy = Value.Default(QueuePolicySchema, merged) as QueuePolicy
-    const found = [...Value.Errors(QueuePolicySchema, policy)].map(e => ({
+    const text = Value.Default(QueuePolicySchema, merged) as PolicyText
+    const found = [...Value.Errors(QueuePolicySchema, text)].map(e => ({
       path: ['queues', name, ...pointer(e.path)],
       message: e.path === '/image' && e.value === undefined
         ? 'no image: set queues.<name>.image or defaults.image' : said(e),
     }))
+    const sizes = inBytes((path, message) => found.push({ path: ['queues', name, ...path], message }))
+    const policy = normalizePolicy(text, sizes)
     found.push(...policyRules(policy).map(r => ({ path: ['queues', name, ...r.path], message: r.message })))
     issues.push(...found.map(i => ({ path: i.path.join('.'), ...at(i.path), message: i.message })))
     queues.set(name, policy)
   }
-  const budget = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
-  if (budget > PROLOGUE_BUDGET_SECONDS) {
+  const budget = config.images.budget === undefined ? undefined
+    : inBytes((path, message) => issues.push({ path: path.join('.'), ...at(path), message }))(['images', 'budget'], config.images.budget)
+  const prologueSeconds = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
+  if (prologueSeconds > PROLOGUE_BUDGET_SECONDS) {
     issues.push({
       path: 'engine', ...at(['engine']),
-      message: `pullTimeout + 3 x timeout + requeuePause is ${budget} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
+      message: `pullTimeout + 3 x timeout + requeuePause is ${prologueSeconds} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
     })
   }
   if (issues.length) throw new ConfigError(file, issues)
-  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: config.images, metrics: config.metrics, queues }
+  const { budget: _, ...images } = config.images
+  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: { ...images, ...(budget === undefined ? {} : { budget }) }, metrics: config.metrics, queues }
+}
+
+type Problem = (path: (string | number)[], message: string) => void
+
+/** A size as bytes; one parseSize refuses (0, too large) is a problem at its path. */
+const inBytes = (problem: Problem) => (path: (string | number)[], size: string): number | undefined => {
+  try {
+    return parseSize(size)
+  } catch (err) {
+    problem(path, (err as Error).message)
+    return undefined
+  }
+}
+
+/** The policy with its sizes in bytes, each parsed once, here; absent sizes stay absent. */
+function normalizePolicy(text: PolicyText, bytes: ReturnType<typeof inBytes>): QueuePolicy {
+  const { defaultMem, maxMem, ...limits } = text.limits
+  const { tmpSize, shmSize, memlock, ...rest } = text
+  const size = (path: (string | number)[], key: string, value: string | undefined) => {
+    const parsed = value === undefined ? undefined : bytes(path, value)
+    return parsed === undefined ? {} : { [key]: parsed }
+  }
+  return {
+    ...rest,
+    limits: { ...limits, ...size(['limits', 'defaultMem'], 'defaultMem', defaultMem), ...size(['limits', 'maxMem'], 'maxMem', maxMem) },
+    tmpSize: bytes(['tmpSize'], tmpSize) ?? 0,
+    ...size(['shmSize'], 'shmSize', shmSize),
+    ...(memlock === 'unlimited' ? { memlock } : size(['memlock'], 'memlock', memlock)),
+  }
 }
 
 /** Cross-field rules of one queue's policy. */
@@ -245,16 +288,6 @@ function policyRules(policy: QueuePolicy): { path: (string | number)[]; message:
   })
   if (policy.scratch && exposedBy(policy.scratch.base)) {
     problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
-  }
-  const sizes = [[['limits', 'defaultMem'], policy.limits.defaultMem], [['limits', 'maxMem'], policy.limits.maxMem], [['tmpSize'], policy.tmpSize],
-    [['shmSize'], policy.shmSize], [['memlock'], policy.memlock === 'unlimited' ? undefined : policy.memlock]] as const
-  for (const [path, size] of sizes) {
-    if (size === undefined) continue
-    try {
-      parseSize(size)
-    } catch (err) {
-      problems.push({ path: [...path], message: (err as Error).message })
-    }
   }
   try {
     checkImageSource(policy, policy.image)
