@@ -10,13 +10,13 @@ import { nodeLogger } from '../lib/log.ts'
 import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { leaveJobCgroups } from '../lib/torque/cgroups.ts'
-import { isImageReference } from '../lib/policy/image.ts'
+import { ImageReference } from '../lib/policy/reference.ts'
 
 const image = process.argv[2] ?? ''
 const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
 
 async function pull(): Promise<void> {
-  if (!configPath || !isImageReference(image)) throw new Error('usage: puller IMAGE, with CBATCH_CONFIG')
+  if (!configPath || !ImageReference.isValid(image)) throw new Error('usage: puller IMAGE, with CBATCH_CONFIG')
   leaveJobCgroups()
   pullRecord.started(image)
   let log = nodeLogger('puller', '-', undefined)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { grantedImage, isImageReference } from '../lib/policy/image.ts'
+import { grantedImage } from '../lib/policy/image.ts'
 import { MAX_DIRECTIVE_LINES, MAX_MOUNTS, parseDirectives } from '../lib/policy/jobrequest.ts'
 
 const policy = parseConfig(`queues:
@@ -9,14 +9,6 @@ const policy = parseConfig(`queues:
     allowedImages: ['registry.site.org/hpc/*', 'site/pinned@sha256:${'a'.repeat(64)}']
     userMounts: [{ source: /data }, { source: /refdata, readOnly: true }]
 `).queues.get('q')!
-
-t.test('image references follow Docker\'s grammar', async t => {
-  for (const ok of ['busybox', 'busybox:1.36', 'site/base:1', 'registry.site.org:5000/hpc/gromacs:2024.1',
-    '127.0.0.1:5000/a/b', `x@sha256:${'0'.repeat(64)}`, 'a_b/c__d/e-f:tag']) t.ok(isImageReference(ok), ok)
-  for (const bad of ['', 'Busybox', 'busybox;id', 'a b', '$(id)', '`id`', 'busybox:', 'busybox@sha256:12', '-x', 'a//b', 'x'.repeat(300)]) {
-    t.notOk(isImageReference(bad), bad)
-  }
-})
 
 t.test('directives: leading comment block only, strict values', async t => {
   t.same(parseDirectives('#!/bin/sh\n#PBS -l nodes=1\n#CBATCH image=registry.site.org/hpc/a:1\n\n#CBATCH mount=/data/p mount=/refdata/x:ro\necho\n#CBATCH image=late:1\n'),

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { claimPull, pullRecord, pullWithRetries, waitForImage } from '../lib/job/pull.ts'
+import { claimPull, ensureImage, pullRecord, pullWithRetries, waitForImage } from '../lib/job/pull.ts'
 import { EngineTimeoutError, ImageDeniedError, ImagePullError } from '../lib/errors.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 
@@ -71,4 +71,33 @@ t.test('waiting for a pull: the image, a refusal (abort), a failure or the deadl
   await waitForImage(e, 'd', 50, { fresh: true, pullsDir: dir, pollMs: 10 })
   t.ok(claimPull('b', dir), 'a new pull of a refused image may start')
   await t.rejects(waitForImage(e, 'b', 50, { pullsDir: dir, pollMs: 10 }), { message: /still being pulled/ }, 'and the old refusal no longer counts')
+})
+
+const engine = (present: boolean) => {
+  const e = new FakeEngine()
+  if (present) e.images.add('a')
+  return e
+}
+
+t.test('pull policy', async t => {
+  const pulls = (e: FakeEngine) => (ref: string) => e.pullImage(ref)
+  let e = engine(true)
+  t.equal(await ensureImage(e, { image: 'a', pull: 'missing' }, pulls(e)), 'cached')
+  t.same(e.calls, ['hasImage a'])
+  e = engine(false)
+  t.equal(await ensureImage(e, { image: 'a', pull: 'missing' }, pulls(e)), 'pulled')
+  t.same(e.calls, ['hasImage a', 'pullImage a'])
+  e = engine(true)
+  t.equal(await ensureImage(e, { image: 'a', pull: 'always' }, pulls(e)), 'pulled')
+  t.same(e.calls, ['pullImage a'])
+  e = engine(true)
+  t.equal(await ensureImage(e, { image: 'a', pull: 'never' }, pulls(e)), 'cached')
+  e = engine(false)
+  await t.rejects(ensureImage(e, { image: 'a', pull: 'never' }, pulls(e)), { name: 'ImageMissingError', message: /pull policy is "never"/ })
+})
+
+t.test('an image built for another platform is refused', async t => {
+  const e = engine(true)
+  e.platform = { os: 'linux', architecture: 'riscv64' }
+  await t.rejects(ensureImage(e, { image: 'a', pull: 'missing' }, async () => undefined), { name: 'PolicyError', message: /built for linux\/riscv64; this node is linux\// })
 })

@@ -3,6 +3,7 @@
 import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
+import { ImageReference } from '../policy/reference.ts'
 import type { ContainerCreateSpec, ContainerDetails, Engine, EngineDescription, EngineObserver, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions, PullProgress } from './engine.ts'
 
 export interface DockerOptions {
@@ -148,7 +149,7 @@ export class DockerEngine implements Engine {
   async imageDigest(imageId: string, reference?: string): Promise<string | undefined> {
     const digests = await this.call(`inspect image ${imageId}`, async () => (await this.docker.getImage(imageId).inspect()).RepoDigests ?? [])
     // One image can be in several repositories: the digest of the one the job named.
-    const repository = reference?.replace(/@.*$/, '').replace(/:[^/:]*$/, '')
+    const repository = reference && ImageReference.of(reference).repository
     return digests.find(d => d.startsWith(`${repository}@`)) ?? digests[0]
   }
 

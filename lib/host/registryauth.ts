@@ -11,12 +11,6 @@ export interface RegistryAuth {
   serveraddress: string
 }
 
-/** The registry an image reference names: its first component if that is a host, else Docker Hub. */
-export function registryOf(image: string): string {
-  const first = image.split('/')[0]
-  return image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') ? first : 'docker.io'
-}
-
 /** Docker Hub is keyed by its old index URL in config.json files. */
 const HUB_KEYS = ['docker.io', 'index.docker.io', 'https://index.docker.io/v1', 'registry-1.docker.io']
 const HUB_ADDRESS = 'https://index.docker.io/v1/'

@@ -10,12 +10,40 @@ import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { ImageStore, PullOptions } from '../engine/engine.ts'
-import { EngineTimeoutError, ImageDeniedError, ImagePullError, PullUnderWayError } from '../errors.ts'
+import { EngineTimeoutError, ImageDeniedError, ImageMissingError, ImagePullError, PolicyError, PullUnderWayError } from '../errors.ts'
 import { makeRootDir, replaceFile } from '../host/trusted.ts'
-import { registryAuth, registryOf } from '../host/registryauth.ts'
-import type { Config } from '../policy/config.ts'
+import { registryAuth } from '../host/registryauth.ts'
+import type { Config, QueuePolicy } from '../policy/config.ts'
+import { ImageReference } from '../policy/reference.ts'
 
 export const PULLS_DIR = '/run/cbatch/pulls'
+
+export type ImageSource = 'cached' | 'pulled'
+
+/**
+ * The image on this node, as the queue's pull policy says (`pull` fetches it), and built
+ * for this node's platform.
+ */
+export async function ensureImage(engine: Pick<ImageStore, 'hasImage' | 'imagePlatform'>,
+  policy: Pick<QueuePolicy, 'image' | 'pull'>, pull: (image: string) => Promise<void>): Promise<ImageSource> {
+  let source: ImageSource = 'cached'
+  if (policy.pull === 'always' || !await engine.hasImage(policy.image)) {
+    if (policy.pull === 'never') {
+      throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
+    }
+    await pull(policy.image)
+    source = 'pulled'
+  }
+  const platform = await engine.imagePlatform(policy.image)
+  const here = { os: 'linux', architecture: ARCHITECTURES[process.arch] ?? process.arch }
+  if (platform && (platform.os !== here.os || platform.architecture !== here.architecture)) {
+    throw new PolicyError(`image ${policy.image} is built for ${platform.os}/${platform.architecture}; this node is ${here.os}/${here.architecture}`)
+  }
+  return source
+}
+
+/** Node's names of architectures, as images name them. */
+const ARCHITECTURES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', ia32: '386' }
 
 export interface PullPlan {
   /** The registry's credentials, read only when a pull is needed. */
@@ -33,7 +61,7 @@ export interface PullPlan {
 export function pullPlan(images: Config['images'], image: string, timeoutMs: number, onProgress?: PullPlan['onProgress']): PullPlan {
   return {
     attempts: images.pullAttempts, timeoutMs, onProgress,
-    auth: () => (images.auth ? registryAuth(images.auth, registryOf(image)) : undefined),
+    auth: () => (images.auth ? registryAuth(images.auth, ImageReference.of(image).registry) : undefined),
   }
 }
 

@@ -15,7 +15,7 @@ import { visibleDevicesInside } from '../host/gpus.ts'
 import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityError, PolicyError, UsageError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
-import { withTag } from '../policy/image.ts'
+import { ImageReference } from '../policy/reference.ts'
 import { redirection } from './output.ts'
 import { sameObject } from '../host/mounts.ts'
 import { ownLimits, restoringOptions, type Rlimits } from '../torque/rlimits.ts'
@@ -45,7 +45,7 @@ export interface ShellRequest {
  * job that asks that way is told so, rather than run in another image than it asked for.
  */
 export function checkImage(container: Pick<ContainerDetails, 'image'>, asked: string | undefined): void {
-  if (asked === undefined || asked === container.image || withTag(asked) === withTag(container.image)) return
+  if (asked === undefined || asked === container.image || ImageReference.of(asked).completed === ImageReference.of(container.image).completed) return
   throw new PolicyError(`the job asked for image ${asked} with CBATCH_IMAGE, which cannot choose the image; `
     + `its container runs ${container.image}. Ask with a #CBATCH image= line in the job script`)
 }

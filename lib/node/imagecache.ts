@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { NodeImage } from '../engine/engine.ts'
 import type { QueuePolicy } from '../policy/config.ts'
-import { withTag } from '../policy/image.ts'
+import { ImageReference } from '../policy/reference.ts'
 import { assertRootControlled, makeRootDir, replaceFile } from '../host/trusted.ts'
 
 export const IMAGE_USE_DIR = '/var/lib/cbatch/image-use'
@@ -56,7 +56,7 @@ export interface CachedImage extends NodeImage {
 export function describeImages(images: NodeImage[], inUse: Set<string>, queues: Map<string, Pick<QueuePolicy, 'image'>>,
   uses: Map<string, Date>): CachedImage[] {
   return images.map(image => {
-    const named = [...queues].filter(([, q]) => image.references.includes(withTag(q.image)) || image.references.includes(q.image)).map(([n]) => n)
+    const named = [...queues].filter(([, q]) => image.references.includes(ImageReference.of(q.image).completed) || image.references.includes(q.image)).map(([n]) => n)
     const times = image.references.map(r => uses.get(r)).filter((d): d is Date => !!d)
     return {
       ...image, queues: named, inUse: inUse.has(image.id),

@@ -3,7 +3,7 @@
 // (`#CBATCH mount=/path[:ro]`, judged on their real paths by host/mounts.ts). Values are
 // parsed strictly: nothing reaches a shell.
 import { PolicyError } from '../errors.ts'
-import { checkedImage } from './image.ts'
+import { ImageReference } from './reference.ts'
 
 export interface JobAsks {
   image?: string
@@ -37,7 +37,7 @@ export function parseDirectives(script: string, maxMounts = MAX_MOUNTS): JobAsks
       const eq = token.indexOf('=')
       const [key, value] = eq > 0 ? [token.slice(0, eq), token.slice(eq + 1)] : [token, '']
       if (key === 'image') {
-        asks.image = checkedImage(value, '#CBATCH image')
+        asks.image = ImageReference.parse(value, '#CBATCH image').text
       } else if (key === 'mount') {
         if (asks.mounts.length >= maxMounts) {
           throw new PolicyError(`the job asks for more than ${maxMounts} mounts (#CBATCH mount=); its queue allows at most ${maxMounts}`)
