@@ -24,11 +24,13 @@ export interface ConfigIssue {
   line?: number
   column?: number
   message: string
+  /** The cross-field rule that found it (policy/rules.ts), if one did. */
+  rule?: string
 }
 
 /** `file:line:column: dot.path: message`, as editors and compilers say it. */
 export function describeIssue(file: string, i: ConfigIssue): string {
-  return `${file}${i.line ? `:${i.line}${i.column ? `:${i.column}` : ''}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}`
+  return `${file}${i.line ? `:${i.line}${i.column ? `:${i.column}` : ''}` : ''}: ${i.path ? `${i.path}: ` : ''}${i.message}${i.rule ? ` [${i.rule}]` : ''}`
 }
 
 export class ConfigError extends CbatchError {

@@ -46,8 +46,81 @@ queues:
   t.equal(config.queues.has('debug'), false)
 })
 
-t.test('an empty file configures no queue', async t => {
-  t.equal(parseConfig('').queues.size, 0)
+t.test('a file without a queues key is refused: a truncated config must not turn containers off', async t => {
+  for (const text of ['', '# only a comment\n', 'engine: { timeout: 20 }\n']) {
+    const err = issuesOf(text)
+    t.match(err.issues, [{ path: 'queues', rule: 'queues-written', message: /write `queues: \{\}` if that is what you mean/ }], JSON.stringify(text))
+  }
+  const none = parseConfig('queues: {}\n', 'c.yaml')
+  t.equal(none.queues.size, 0, 'written on purpose: every job runs natively')
+  t.match(none.warnings, [{ path: 'queues', line: 1, rule: 'queues-none' }])
+})
+
+t.test('a malformed image reference is a config error at its line', async t => {
+  const err = issuesOf('queues:\n  batch:\n    image: "Not A Valid Image!!"\n')
+  t.match(err.issues, [{ path: 'queues.batch.image', line: 3, rule: 'image-reference', message: /is not an image reference/ }])
+  t.match(err.userMessage, /^invalid cbatch config c\.yaml:3:12: queues\.batch\.image: /)
+})
+
+t.test('cross-field rules: impossible limits are errors, named; dubious ones are warnings', async t => {
+  const err = issuesOf('queues:\n  batch:\n    image: x\n    limits: { defaultMem: 4gb, maxMem: 1gb, defaultCpus: 8, maxCpus: 2 }\n')
+  t.match(err.issues, [
+    { path: 'queues.batch.limits.defaultMem', line: 4, rule: 'default-mem-within-max', message: '4 GiB is more than limits.maxMem (1 GiB): every job that asks for no memory would be refused' },
+    { path: 'queues.batch.limits.defaultCpus', line: 4, rule: 'default-cpus-within-max', message: /8 CPUs is more than limits\.maxCpus \(2\)/ },
+  ])
+  t.equal(err.issues.length, 2)
+  t.match(issuesOf('queues:\n  b: { image: x, limits: { maxMem: 1mb } }\n').issues, [{ rule: 'memory-above-engine-minimum' }])
+  const mounts = issuesOf('queues:\n  b:\n    image: x\n    volumes: [{ source: /a, target: /etc/passwd }, { source: /b }]\n    scratch: { base: /s, target: /b/ }\n')
+  t.match(mounts.issues, [{ path: 'queues.b.volumes.0.target', rule: 'mount-target-once', message: /where cbatch mounts its own/ },
+    { path: 'queues.b.scratch.target', rule: 'mount-target-once', message: /mounted twice/ }])
+  const config = parseConfig('images: { pullDeadline: 60 }\nqueues:\n  b: { image: x, tmpSize: 2gb, maxTasks: 200, pidsLimit: 100, limits: { maxMem: 1gb } }\n', 'c.yaml')
+  t.same(config.warnings.map(w => [w.path, w.rule]), [
+    ['images.pullDeadline', 'pull-outlasts-wait'], ['queues.b.tmpSize', 'tmpfs-within-memory'], ['queues.b.maxTasks', 'tasks-within-pids'],
+  ], 'obeyed, and said')
+})
+
+t.test('every problem at once, in the file\'s order: schema, sizes and rules of all queues and the file', async t => {
+  const err = issuesOf(`engine: { pullTimeout: 250 }
+queues:
+  a: { image: x, pull: often }
+  b: { image: "Bad!", limits: { defaultCpus: 4, maxCpus: 1 } }
+  c: { image: x, tmpSize: 0b }
+`)
+  t.same(err.issues.map(i => [i.line, i.path]), [
+    [1, 'engine'], [3, 'queues.a.pull'], [4, 'queues.b.image'], [4, 'queues.b.limits.defaultCpus'], [5, 'queues.c.tmpSize'],
+  ])
+})
+
+t.test('unknown keys say what was likely meant; messages never show a raw pattern', async t => {
+  t.match(issuesOf('queues:\n  batch:\n    image: x\n    volumse: []\n').issues[0].message, 'unknown key "volumse"; did you mean volumes?')
+  t.match(issuesOf('engine: { tmeout: 3 }\nqueues: {}\n').issues[0].message, 'did you mean timeout?')
+  t.equal(issuesOf('queues:\n  batch:\n    image: x\n    zzz: 1\n').issues[0].message, 'unknown key "zzz"')
+  const patterns = issuesOf(`queues:
+  "bad name": { image: x }
+  b:
+    image: x
+    volumes: [{ source: data }]
+    capAdd: [net_admin]
+    registries: ["a b"]
+    devices: [{ path: /etc/x, permissions: rwx }]
+    memlock: lots
+    tmpSize: 1.5gb
+`).issues
+  t.equal(patterns.length, 8)
+  for (const i of patterns) t.notMatch(i.message, /[\^$\\]|\[[^\]]*-/, `${i.path}: ${i.message}`)
+  t.match(patterns[0].message, '"bad name" is not a queue name')
+})
+
+t.test('the file is bounded: size, queues, list entries', async t => {
+  const started = Date.now()
+  const huge = `queues:\n${Array.from({ length: 120_000 }, (_, i) => `  q${i}: { image: x }\n`).join('')}`
+  t.match(issuesOf(huge).issues, [{ message: /bytes; a config may have at most 1048576/ }])
+  const many = `queues:\n${Array.from({ length: 1001 }, (_, i) => `  q${i}: { image: x }\n`).join('')}`
+  t.match(issuesOf(many).issues, [{ path: 'queues', line: 2, message: '1001 queues; a config may have at most 1000' }])
+  t.match(issuesOf(`queues:\n  q: { image: x, allowedImages: [${Array(257).fill('a').join(',')}] }\n`).issues, [{ path: 'queues.q.allowedImages', message: 'more than 256 entries' }])
+  const most = `queues:\n${Array.from({ length: 1000 }, (_, i) => `  q${i}: { image: x, volumes: [{ source: /data/${i} }] }\n`).join('')}`
+  t.equal(parseConfig(most).queues.size, 1000)
+  t.ok(Date.now() - started < 10_000, `all of it in ${Date.now() - started} ms`)
 })
 
 t.test('errors name the dot-path, line and column', async t => {
@@ -105,8 +178,9 @@ t.test('relative paths and bad values are refused', async t => {
 })
 
 t.test('engine deadlines must fit inside the prologue alarm', async t => {
-  const err = issuesOf('engine:\n  pullTimeout: 250\n  timeout: 30\n')
+  const err = issuesOf('engine:\n  pullTimeout: 250\n  timeout: 30\nqueues: {}\n')
   t.equal(err.issues[0].path, 'engine')
+  t.equal(err.issues[0].rule, 'prologue-within-alarm')
   t.match(err.issues[0].message, /prologalarm/)
 })
 

@@ -1,20 +1,25 @@
-// cbatch.yaml's schema: its text -> validated, defaulted policy per queue.
-// Order of work: YAML syntax -> schema (with defaults) -> per-queue merge -> cross-field rules.
-// Every problem is reported with its dot-path and line.
+// cbatch.yaml's schema: its text -> validated, defaulted, normalized policy per queue.
+// Order of work: YAML syntax -> schema (with defaults) -> per-queue merge -> sizes in bytes
+// -> cross-field rules (rules.ts). Every problem is reported with its dot-path and line.
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
-import { exposedBy, refusedCapability } from './security.ts'
 import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
-import { checkImageSource } from './image.ts'
+import { applyRules, FILE_RULES, QUEUE_RULES } from './rules.ts'
 import { MAX_MOUNTS } from './jobrequest.ts'
 import type { LimitsPolicy } from './resources.ts'
 
-const AbsolutePath = (description: string) => Type.String({ pattern: '^/', description })
+/** Bounds of the file itself: checking it must stay fast and small, whatever it holds. */
+export const CONFIG_LIMITS = { bytes: 1024 ** 2, queues: 1000, listItems: 256 }
+
+const AbsolutePath = (description: string) => Type.String({ pattern: '^/', expects: 'an absolute path', description })
+
+/** A list of at most CONFIG_LIMITS.listItems entries. */
+const List = <T extends TSchema>(item: T, options: Parameters<typeof Type.Array>[1]) => Type.Array(item, { maxItems: CONFIG_LIMITS.listItems, ...options })
 
 const Size = (description: string, fallback?: string) => Type.String({
-  pattern: SIZE_PATTERN, description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
+  pattern: SIZE_PATTERN, expects: 'a size such as 512mb or 4gb', description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
 })
 
 const Volume = Type.Object({
@@ -39,11 +44,11 @@ const policyFields = {
   network: Type.Union([Type.Literal('none'), Type.Literal('host')], {
     default: 'none', description: 'container network: none, or the host\'s own',
   }),
-  holder: Type.Array(Type.String({ minLength: 1 }), {
+  holder: List(Type.String({ minLength: 1 }), {
     minItems: 1, default: ['sleep', 'infinity'], description: 'command that keeps the job\'s container up',
   }),
-  shellFallback: Type.String({ pattern: '^/', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
-  volumes: Type.Array(Volume, { default: [], description: 'site volumes mounted into every job container' }),
+  shellFallback: Type.String({ pattern: '^/', expects: 'an absolute path', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
+  volumes: List(Volume, { default: [], description: 'site volumes mounted into every job container' }),
   pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
   maxTasks: Type.Integer({
     minimum: 1, maximum: 4096, default: 64,
@@ -58,10 +63,10 @@ const policyFields = {
     defaultMem: Type.Optional(Size('memory of a job that asks for none')),
     maxMem: Type.Optional(Size('most memory a job may ask for')),
   }, { additionalProperties: false, default: {} }),
-  allowedImages: Type.Array(Type.String({ minLength: 1 }), {
+  allowedImages: List(Type.String({ minLength: 1 }), {
     default: [], description: 'globs of images a job may ask for (#CBATCH image=); `*` stops at /, `**` does not',
   }),
-  userMounts: Type.Array(Type.Object({
+  userMounts: List(Type.Object({
     source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
     readOnly: Type.Optional(Type.Boolean({ description: 'force such mounts read-only (default false)' })),
   }, { additionalProperties: false }), { default: [] }),
@@ -69,12 +74,12 @@ const policyFields = {
     minimum: 0, maximum: MAX_MOUNTS, default: 32,
     description: `most #CBATCH mount= a job may ask for (at most ${MAX_MOUNTS}); each is resolved as the owner and bind-mounted by root before the job runs`,
   }),
-  capAdd: Type.Array(Type.String({ pattern: '^[A-Z][A-Z_]*$' }), {
+  capAdd: List(Type.String({ pattern: '^[A-Z][A-Z_]*$', expects: 'a capability name such as NET_BIND_SERVICE' }), {
     default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE',
   }),
-  devices: Type.Array(Type.Object({
-    path: Type.String({ pattern: '^/dev/', description: 'host device, e.g. /dev/nvidia0' }),
-    permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', description: 'cgroup device permissions (default rwm)' })),
+  devices: List(Type.Object({
+    path: Type.String({ pattern: '^/dev/', expects: 'a path below /dev/', description: 'host device, e.g. /dev/nvidia0' }),
+    permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', expects: 'made of r, w and m', description: 'cgroup device permissions (default rwm)' })),
   }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
   allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
   readOnlyRootfs: Type.Boolean({
@@ -89,25 +94,25 @@ const policyFields = {
     default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
   }),
   environment: Type.Object({
-    pass: Type.Array(Type.String({ minLength: 1 }), { default: ['*'], description: 'globs of the job\'s variables that enter its container' }),
-    drop: Type.Array(Type.String({ minLength: 1 }), {
+    pass: List(Type.String({ minLength: 1 }), { default: ['*'], description: 'globs of the job\'s variables that enter its container' }),
+    drop: List(Type.String({ minLength: 1 }), {
       default: [...HOST_PATHS], description: 'globs of those that do not: the image\'s own values (its ENV) stay',
     }),
   }, { additionalProperties: false, default: {} }),
   entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
-  registries: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$' }), {
+  registries: List(Type.String({ pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$', expects: 'a registry host[:port]' }), {
     default: [], description: 'registries the queue\'s images must come from (host[:port], docker.io for Docker Hub); [] for any',
   }),
   pinned: Type.Boolean({ default: false, description: 'images must be named by digest (image@sha256:...), so a tag moved in the registry never changes what runs' }),
   gpus: Type.Optional(Type.Object({
-    devices: Type.String({ pattern: '^/', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
+    devices: Type.String({ pattern: '^/', expects: 'an absolute path', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
     runtime: Type.Union([Type.Literal('auto'), Type.Literal('nvidia'), Type.Literal('none')], {
       default: 'auto', description: 'nvidia: NVIDIA device requests; none: the device nodes; auto: requests when the engine has the nvidia runtime',
     }),
   }, { additionalProperties: false, description: 'the queue gives jobs the GPUs pbs_mom allocated them (none without this)' })),
   shmSize: Type.Optional(Size('size of /dev/shm (default: the job\'s memory on the node, else half the node\'s)')),
   memlock: Type.Optional(Type.String({
-    pattern: `^(unlimited|${SIZE_PATTERN.replace(/^\^|\$$/g, '')})$`, description: 'RLIMIT_MEMLOCK of jobs, e.g. unlimited for InfiniBand (RDMA pins memory)',
+    pattern: `^(unlimited|${SIZE_PATTERN.replace(/^\^|\$$/g, '')})$`, expects: 'unlimited or a size such as 64mb', description: 'RLIMIT_MEMLOCK of jobs, e.g. unlimited for InfiniBand (RDMA pins memory)',
   })),
 }
 
@@ -173,7 +178,7 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   defaults: { ...PartialPolicy, default: {} } as typeof PartialPolicy,
   queues: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), PartialPolicy, {
-    default: {}, description: 'policy per TORQUE queue; jobs of other queues run natively',
+    default: {}, additionalProperties: false, description: 'policy per TORQUE queue; jobs of other queues run natively',
   }),
 }, { additionalProperties: false })
 
@@ -189,12 +194,19 @@ export interface Config {
   images: Omit<RawConfig['images'], 'budget'> & { budget?: number }
   metrics: RawConfig['metrics']
   queues: Map<string, QueuePolicy>
+  /** What the rules warn of: obeyed, said by `config check` and `doctor`. */
+  warnings: ConfigIssue[]
 }
 
-/** pbs_mom kills the prologue 10 s before $prologalarm (300 s by default). */
-const PROLOGUE_BUDGET_SECONDS = 290
-
+/**
+ * The config file's text -> the config cbatch obeys, sizes in bytes. Every problem of the
+ * file is reported at once (schema, sizes, rules), errors in the ConfigError, warnings in
+ * `warnings`; only a file too large or not YAML at all stops at that.
+ */
 export function parseConfig(text: string, file = '<config>'): Config {
+  if (Buffer.byteLength(text) > CONFIG_LIMITS.bytes) {
+    throw new ConfigError(file, [{ path: '', message: `the file is ${Buffer.byteLength(text)} bytes; a config may have at most ${CONFIG_LIMITS.bytes}` }])
+  }
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true })
   const at = (path: (string | number)[]) => locate(doc, lineCounter, path)
@@ -203,44 +215,64 @@ export function parseConfig(text: string, file = '<config>'): Config {
       path: '', line: e.linePos?.[0].line, column: e.linePos?.[0].col, message: e.message.split('\n')[0],
     })))
   }
-  const raw = Value.Default(ConfigSchema, doc.toJS() ?? {})
-  const schemaIssues = [...Value.Errors(ConfigSchema, raw)].map(e => {
-    const path = pointer(e.path)
-    return { path: path.join('.'), ...at(path), message: said(e) }
-  })
-  if (schemaIssues.length) throw new ConfigError(file, schemaIssues)
+  const js = doc.toJS() ?? {}
+  const queueCount = typeof js.queues === 'object' && js.queues !== null ? Object.keys(js.queues).length : 0
+  if (queueCount > CONFIG_LIMITS.queues) {
+    throw new ConfigError(file, [{ path: 'queues', ...at(['queues']), message: `${queueCount} queues; a config may have at most ${CONFIG_LIMITS.queues}` }])
+  }
+  const errors: ConfigIssue[] = []
+  const warnings: ConfigIssue[] = []
+  const issue = (path: (string | number)[], message: string, rule?: string): ConfigIssue =>
+    ({ path: path.join('.'), ...at(path), message, ...(rule ? { rule } : {}) })
+  const raw = Value.Default(ConfigSchema, js)
+  for (const e of Value.Errors(ConfigSchema, raw)) errors.push(issue(pointer(e.path), said(e)))
+  const invalid = (prefix: string) => errors.some(i => i.path === prefix || i.path.startsWith(`${prefix}.`))
 
   const config = raw as RawConfig
   const queues = new Map<string, QueuePolicy>()
-  const issues: ConfigIssue[] = []
-  for (const [name, queue] of Object.entries(config.queues)) {
+  const objectOr = <T>(value: T) => (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {} as T)
+  for (const [name, queue] of Object.entries(objectOr(config.queues))) {
+    if (invalid(`queues.${name}`) || invalid('defaults')) {
+      // Said already where it is written; only a missing image is new once merged.
+      if (objectOr(queue).image === undefined && objectOr(config.defaults).image === undefined) errors.push(noImage(name, issue))
+      continue
+    }
     // A queue's keys replace those of `defaults`; `limits` is merged key by key.
     const merged = { ...config.defaults, ...queue, limits: { ...config.defaults.limits, ...queue.limits } }
-    const text = Value.Default(QueuePolicySchema, merged) as PolicyText
-    const found = [...Value.Errors(QueuePolicySchema, text)].map(e => ({
-      path: ['queues', name, ...pointer(e.path)],
-      message: e.path === '/image' && e.value === undefined
-        ? 'no image: set queues.<name>.image or defaults.image' : said(e),
-    }))
-    const sizes = inBytes((path, message) => found.push({ path: ['queues', name, ...path], message }))
-    const policy = normalizePolicy(text, sizes)
-    found.push(...policyRules(policy).map(r => ({ path: ['queues', name, ...r.path], message: r.message })))
-    issues.push(...found.map(i => ({ path: i.path.join('.'), ...at(i.path), message: i.message })))
+    const written = Value.Default(QueuePolicySchema, merged) as PolicyText
+    const found = [...Value.Errors(QueuePolicySchema, written)]
+    if (found.length) {
+      errors.push(...found.map(e => (e.path === '/image' && e.value === undefined ? noImage(name, issue) : issue(['queues', name, ...pointer(e.path)], said(e)))))
+      continue
+    }
+    const before = errors.length
+    const policy = normalizePolicy(written, inBytes((path, message) => errors.push(issue(['queues', name, ...path], message))))
+    if (errors.length > before) continue
+    const judged = applyRules(QUEUE_RULES, policy)
+    errors.push(...judged.error.map(f => issue(['queues', name, ...f.path], f.message, f.rule)))
+    warnings.push(...judged.warning.map(f => issue(['queues', name, ...f.path], f.message, f.rule)))
     queues.set(name, policy)
   }
-  const budget = config.images.budget === undefined ? undefined
-    : inBytes((path, message) => issues.push({ path: path.join('.'), ...at(path), message }))(['images', 'budget'], config.images.budget)
-  const prologueSeconds = config.engine.pullTimeout + 3 * config.engine.timeout + config.engine.requeuePause
-  if (prologueSeconds > PROLOGUE_BUDGET_SECONDS) {
-    issues.push({
-      path: 'engine', ...at(['engine']),
-      message: `pullTimeout + 3 x timeout + requeuePause is ${prologueSeconds} s; it must stay under ${PROLOGUE_BUDGET_SECONDS} s so the prologue ends before pbs_mom's $prologalarm`,
-    })
+  const budget = config.images?.budget === undefined || invalid('images') ? undefined
+    : inBytes((path, message) => errors.push(issue(path, message)))(['images', 'budget'], config.images.budget)
+  if (!invalid('engine') && !invalid('images')) {
+    const judged = applyRules(FILE_RULES, { engine: config.engine, images: config.images as Config['images'], queuesWritten: doc.has('queues'), queueCount })
+    errors.push(...judged.error.map(f => issue(f.path, f.message, f.rule)))
+    warnings.push(...judged.warning.map(f => issue(f.path, f.message, f.rule)))
   }
-  if (issues.length) throw new ConfigError(file, issues)
+  if (errors.length) throw new ConfigError(file, errors.sort(byPlace))
   const { budget: _, ...images } = config.images
-  return { file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc, images: { ...images, ...(budget === undefined ? {} : { budget }) }, metrics: config.metrics, queues }
+  return {
+    file, engine: config.engine, log: config.log, accounting: config.accounting, torque: config.torque, gc: config.gc,
+    images: { ...images, ...(budget === undefined ? {} : { budget }) }, metrics: config.metrics, queues, warnings: warnings.sort(byPlace),
+  }
 }
+
+/** In the file's order: by line, then column; what has no line (the file as a whole) first. */
+const byPlace = (a: ConfigIssue, b: ConfigIssue) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)
+
+const noImage = (name: string, issue: (path: (string | number)[], message: string) => ConfigIssue) =>
+  issue(['queues', name, 'image'], `no image: set queues.${name}.image or defaults.image`)
 
 type Problem = (path: (string | number)[], message: string) => void
 
@@ -271,42 +303,45 @@ function normalizePolicy(text: PolicyText, bytes: ReturnType<typeof inBytes>): Q
   }
 }
 
-/** Cross-field rules of one queue's policy. */
-function policyRules(policy: QueuePolicy): { path: (string | number)[]; message: string }[] {
-  const problems: { path: (string | number)[]; message: string }[] = []
-  const targets = new Set<string>()
-  policy.volumes.forEach((v, i) => {
-    const forbidden = exposedBy(v.source)
-    if (forbidden) problems.push({ path: ['volumes', i, 'source'], message: `${v.source} may not be mounted into jobs (it exposes ${forbidden})` })
-    const target = v.target ?? v.source
-    if (targets.has(target)) problems.push({ path: ['volumes', i, 'target'], message: `${target} is mounted twice` })
-    targets.add(target)
-  })
-  policy.userMounts.forEach((m, i) => {
-    const forbidden = exposedBy(m.source)
-    if (forbidden) problems.push({ path: ['userMounts', i, 'source'], message: `${m.source} may not be offered to jobs (it exposes ${forbidden})` })
-  })
-  if (policy.scratch && exposedBy(policy.scratch.base)) {
-    problems.push({ path: ['scratch', 'base'], message: `${policy.scratch.base} may not hold scratch directories (it exposes ${exposedBy(policy.scratch.base)})` })
+/**
+ * The schema's complaint in the admin's terms: the values a choice allows, what a pattern
+ * stands for (never the pattern), and the key an unknown one was likely meant to be.
+ */
+function said(e: ValueError): string {
+  const choices = (e.schema.anyOf as TSchema[] | undefined)?.map(s => s.const)
+  if (choices?.length && choices.every(c => typeof c === 'string')) return `${JSON.stringify(e.value)} is not one of ${choices.join(', ')}`
+  if ((e.type === ValueErrorType.StringPattern || e.type === ValueErrorType.String) && e.schema.expects) return `${JSON.stringify(e.value)} is not ${e.schema.expects ?? 'valid here'}`
+  if (e.type === ValueErrorType.ObjectAdditionalProperties) {
+    const key = String(pointer(e.path).at(-1))
+    if (e.schema.patternProperties) return `${JSON.stringify(key)} is not a queue name (letters, digits, _ . -)`
+    const near = closest(key, Object.keys(e.schema.properties ?? {}))
+    return `unknown key ${JSON.stringify(key)}${near ? `; did you mean ${near}?` : ''}`
   }
-  try {
-    checkImageSource(policy, policy.image)
-  } catch (err) {
-    problems.push({ path: ['image'], message: (err as Error).message })
-  }
-  policy.capAdd.forEach((cap, i) => {
-    if (refusedCapability(cap)) {
-      problems.push({ path: ['capAdd', i], message: `${cap} would let a job escape its container or become root; it is never given back` })
-    }
-  })
-  return problems
+  if (e.type === ValueErrorType.ArrayMaxItems) return `more than ${e.schema.maxItems} entries`
+  return e.message
 }
 
-/** The schema's complaint, with the values a choice allows rather than TypeBox's "Expected union value". */
-function said(e: { schema: TSchema; message: string; value: unknown }): string {
-  const choices = (e.schema.anyOf as TSchema[] | undefined)?.map(s => s.const)
-  return choices?.length && choices.every(c => typeof c === 'string')
-    ? `${JSON.stringify(e.value)} is not one of ${choices.join(', ')}` : e.message
+/** The known key nearest to a misspelt one (at most 2 edits, or a third of its letters). */
+function closest(key: string, known: string[]): string | undefined {
+  let best: { name: string; cost: number } | undefined
+  for (const name of known) {
+    const cost = editDistance(key.toLowerCase(), name.toLowerCase())
+    if (cost <= Math.max(2, Math.floor(name.length / 3)) && (!best || cost < best.cost)) best = { name, cost }
+  }
+  return best?.name
+}
+
+/** Levenshtein distance, with a swap of two neighbours counted as one edit (volumse). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0][j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+    }
+  }
+  return d[a.length][b.length]
 }
 
 /** '/queues/batch/volumes/0' -> ['queues', 'batch', 'volumes', 0] */
