@@ -14,7 +14,7 @@ import { CANNOT_RUN_EXIT, starterFacts } from '../lib/torque/contract.ts'
 import { enteringEnvironment } from '../lib/policy/environment.ts'
 import { UsageError } from '../lib/errors.ts'
 import { claimTaskPlace, taskLimit } from '../lib/node/tasks.ts'
-import { LABEL } from '../lib/engine/container.ts'
+import { LABEL } from '../lib/engine/labels.ts'
 import { runHook } from './run.ts'
 
 const argv = process.argv.slice(2)

@@ -1,7 +1,12 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { buildContainerSpec, containerName, findJobContainer, LABEL, labelOf, type ContainerRequest } from '../lib/engine/container.ts'
-import { FakeEngine } from './helpers/fake-engine.ts'
+import { buildContainerSpec, containerName, findJobContainer, type ContainerRequest } from '../lib/job/container.ts'
+import { LABEL, labelOf } from '../lib/engine/labels.ts'
+import { dockerCreateOptions } from '../lib/engine/docker.ts'
+import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
+
+/** The spec as the Docker adapter sends it: what the engine is asked, as before the spec was neutral. */
+const asDocker = (req: ContainerRequest) => dockerCreateOptions(buildContainerSpec(req))
 
 const policy = parseConfig('queues:\n  batch:\n    image: img:1\n    volumes: [{source: /scratch}, {source: /sw, target: /opt/sw, readOnly: true}]\n').queues.get('batch')!
 const owner = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 27, 3000], home: '/home/alice', shell: '/bin/bash' }
@@ -26,13 +31,13 @@ t.test('container names are valid, readable and unique per job id and mom', asyn
   // Two moms on one engine (multi-mom): the same job id, two containers.
   t.not(containerName('1.srv', mom), containerName('1.srv', '/var/spool/torque-mom2/mom_priv'))
   t.equal(containerName('1.srv', mom), containerName('1.srv', '/var/spool//torque/mom_priv/'), 'one mom, however its path is written')
-  t.equal(buildContainerSpec(request()).name, containerName('12.srv', mom), 'the prologue names it so')
+  t.equal(asDocker(request()).name, containerName('12.srv', mom), 'the prologue names it so')
 })
 
 t.test('a job\'s container is found only by the mom whose prologue made it', async t => {
   const engine = new FakeEngine()
   const [a, b] = ['/var/spool/torque/mom_priv', '/var/spool/torque-mom2/mom_priv']
-  const make = (name: string, labels: Record<string, string>) => engine.run({ name, Image: 'img:1', Labels: labels })
+  const make = (name: string, labels: Record<string, string>) => engine.run(testSpec({ name, image: 'img:1', labels: labels }))
   const onA = await make(containerName('1.srv', a), { [LABEL.job]: '1.srv', [LABEL.mom]: a })
   const onB = await make(containerName('1.srv', b), { [LABEL.job]: '1.srv', [LABEL.mom]: b })
   t.equal((await findJobContainer(engine, '1.srv', a))?.id, onA)
@@ -51,7 +56,7 @@ t.test('a job\'s container is found only by the mom whose prologue made it', asy
 })
 
 t.test('the job runs as its owner, confined; the holder as a uid the job cannot signal', async t => {
-  const spec = buildContainerSpec(request())
+  const spec = asDocker(request())
   t.equal(spec.User, '65534:65534', 'the holder: not the owner, not root')
   t.same(spec.HostConfig!.GroupAdd, ['27', '3000'])
   t.same(spec.Entrypoint, [], 'no entrypoint of the image runs')
@@ -66,7 +71,7 @@ t.test('the job runs as its owner, confined; the holder as a uid the job cannot 
 })
 
 t.test('mounts: user databases, node file, script, then what mounts.ts planned', async t => {
-  const mounts = buildContainerSpec(request()).HostConfig!.Mounts!.map(m => [m.Source, m.Target, m.ReadOnly])
+  const mounts = asDocker(request()).HostConfig!.Mounts!.map(m => [m.Source, m.Target, m.ReadOnly])
   t.same(mounts, [
     ['/etc/passwd', '/etc/passwd', true],
     ['/etc/group', '/etc/group', true],
@@ -75,50 +80,50 @@ t.test('mounts: user databases, node file, script, then what mounts.ts planned',
     ['/scratch', '/scratch', false],
     ['/home/alice', '/home/alice', false],
   ])
-  const noNodeFile = buildContainerSpec(request({ paths: { momPriv: '/var/spool/torque/mom_priv' } })).HostConfig!.Mounts!
+  const noNodeFile = asDocker(request({ paths: { momPriv: '/var/spool/torque/mom_priv' } })).HostConfig!.Mounts!
   t.notOk(noNodeFile.some(m => m.Source.includes('/aux/')))
 })
 
 t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async t => {
-  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
-  t.throws(() => buildContainerSpec(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
-  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
-  t.throws(() => buildContainerSpec(request({ owner: { ...owner, uid: 2 ** 32 } })), { name: 'PolicyError', message: /the engine cannot carry that uid/ })
+  t.throws(() => asDocker(request({ owner: { ...owner, uid: 0 } })), { name: 'PolicyError', message: /root is refused/ })
+  t.throws(() => asDocker(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
+  t.throws(() => asDocker(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
+  t.throws(() => asDocker(request({ owner: { ...owner, uid: 2 ** 32 } })), { name: 'PolicyError', message: /the engine cannot carry that uid/ })
   const elsewhere = request({ paths: { script: '/etc/shadow', momPriv: '/var/spool/torque/mom_priv' } })
-  t.throws(() => buildContainerSpec(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
+  t.throws(() => asDocker(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
 })
 
 t.test('network host keeps the host name', async t => {
-  const spec = buildContainerSpec(request({ policy: { ...policy, network: 'host' } }))
+  const spec = asDocker(request({ policy: { ...policy, network: 'host' } }))
   t.equal(spec.HostConfig!.NetworkMode, 'host')
   t.equal(spec.Hostname, undefined)
 })
 
 t.test('limits from the Resource_List and the queue', async t => {
-  t.match(buildContainerSpec(request()).HostConfig, { Memory: 1024 ** 3, MemorySwap: 1024 ** 3, NanoCpus: 2e9, CgroupParent: undefined })
-  const torque = buildContainerSpec(request({ policy: { ...policy, cgroupParent: 'torque', limits: { cpu: 'cpuset', defaultCpus: 1, maxMem: 2 * 1024 ** 3 } }, node: { torqueCpuset: '2-3' } }))
+  t.match(asDocker(request()).HostConfig, { Memory: 1024 ** 3, MemorySwap: 1024 ** 3, NanoCpus: 2e9, CgroupParent: undefined })
+  const torque = asDocker(request({ policy: { ...policy, cgroupParent: 'torque', limits: { cpu: 'cpuset', defaultCpus: 1, maxMem: 2 * 1024 ** 3 } }, node: { torqueCpuset: '2-3' } }))
   t.match(torque.HostConfig, { CgroupParent: '/torque/12.srv', CpusetCpus: '2-3', NanoCpus: undefined })
-  t.throws(() => buildContainerSpec(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: 512 * 1024 ** 2 } } })),
+  t.throws(() => asDocker(request({ policy: { ...policy, limits: { cpu: 'quota', defaultCpus: 1, maxMem: 512 * 1024 ** 2 } } })),
     { name: 'PolicyError', message: 'the job asks for 1 GiB of memory; its queue allows at most 512 MiB' })
 })
 
 t.test('on several nodes: each node\'s share of mem and vmem, /dev/shm as large as it, memlock per queue, the node labelled', async t => {
   // nodes=2:ppn=2 with mem=1gb: this node holds 2 of the job's 4 processors.
-  const sister = buildContainerSpec(request({ node: { number: 1, ppnHere: 2, npTotal: 4 } }))
+  const sister = asDocker(request({ node: { number: 1, ppnHere: 2, npTotal: 4 } }))
   t.match(sister.HostConfig, { Memory: 512 * 1024 ** 2, MemorySwap: 512 * 1024 ** 2, ShmSize: 512 * 1024 ** 2, Ulimits: [] })
   t.equal(sister.Labels!['cbatch.node'], '1')
-  t.equal(buildContainerSpec(request()).Labels!['cbatch.node'], '0', 'the mother superior')
+  t.equal(asDocker(request()).Labels!['cbatch.node'], '0', 'the mother superior')
   const job = { ...request().job, resources: 'nodes=1:ppn=2' }
-  t.equal(buildContainerSpec(request({ job, node: { hostMemory: 8 * 1024 ** 3 } })).HostConfig!.ShmSize, 4 * 1024 ** 3,
+  t.equal(asDocker(request({ job, node: { hostMemory: 8 * 1024 ** 3 } })).HostConfig!.ShmSize, 4 * 1024 ** 3,
     'no memory asked: half the node\'s, as a host /dev/shm')
-  const mpi = buildContainerSpec(request({ policy: { ...policy, shmSize: 2 * 1024 ** 3, memlock: 'unlimited' } }))
+  const mpi = asDocker(request({ policy: { ...policy, shmSize: 2 * 1024 ** 3, memlock: 'unlimited' } }))
   t.match(mpi.HostConfig, { ShmSize: 2 * 1024 ** 3, Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }] })
-  t.same(buildContainerSpec(request({ policy: { ...policy, memlock: 64 * 1024 ** 2 } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
+  t.same(asDocker(request({ policy: { ...policy, memlock: 64 * 1024 ** 2 } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
   t.throws(() => parseConfig('queues:\n  b: { image: x, memlock: lots }\n'), { name: 'ConfigError', message: /memlock/ })
 })
 
 t.test('security options of the queue', async t => {
-  const spec = buildContainerSpec(request({
+  const spec = asDocker(request({
     policy: { ...policy, capAdd: ['NET_BIND_SERVICE'], devices: [{ path: '/dev/fuse', permissions: 'rw' }], readOnlyRootfs: true, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
     paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
   }))
@@ -130,9 +135,9 @@ t.test('security options of the queue', async t => {
   t.same(spec.Env, ['CBATCH_SCRATCH=/scratch'])
   t.equal(spec.Labels!['cbatch.scratch'], '/var/tmp/cbatch/cbatch-12.srv-x')
   t.same(spec.HostConfig!.Mounts!.at(-1), { Type: 'bind', Source: '/var/tmp/cbatch/cbatch-12.srv-x', Target: '/scratch', ReadOnly: false })
-  const plain = buildContainerSpec(request())
+  const plain = asDocker(request())
   t.match(plain.HostConfig, { CapAdd: undefined, Devices: [], ReadonlyRootfs: true })
-  const writable = buildContainerSpec(request({ policy: { ...policy, readOnlyRootfs: false } }))
+  const writable = asDocker(request({ policy: { ...policy, readOnlyRootfs: false } }))
   t.match(writable.HostConfig, { ReadonlyRootfs: false, Tmpfs: undefined })
   t.same(plain.Env, [])
 })
@@ -140,13 +145,13 @@ t.test('security options of the queue', async t => {
 t.test('create sets every label cbatch reads, empty where it does not apply: an image\'s cbatch.* labels never show through', async t => {
   // The engine merges create's labels over the image's: a label left out would be the image's.
   const keys = Object.values(LABEL).sort()
-  const bare = buildContainerSpec(request({ job: { ...request().job, resources: 'nodes=1:ppn=1' } }))
+  const bare = asDocker(request({ job: { ...request().job, resources: 'nodes=1:ppn=1' } }))
   t.same(Object.keys(bare.Labels!).sort(), keys, 'no scratch, cput, gpus or provisional share asked: every key all the same')
   for (const key of [LABEL.scratch, LABEL.cput, LABEL.gpus, LABEL.provisional]) {
     t.equal(bare.Labels![key], '', `${key} is set empty`)
     t.equal(labelOf(bare.Labels, key), undefined, `and reads as absent`)
   }
-  const full = buildContainerSpec(request({
+  const full = asDocker(request({
     job: { ...request().job, resources: 'nodes=1:ppn=1,cput=60' },
     policy: { ...policy, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
     paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
@@ -166,19 +171,27 @@ t.test('labelOf: empty and missing alike are absent', async t => {
 })
 
 t.test('root only where the queue allows it', async t => {
-  t.equal(buildContainerSpec(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
+  t.equal(asDocker(request({ owner: { ...owner, uid: 0, gid: 0 }, policy: { ...policy, allowRoot: true } })).Labels!['cbatch.uid'], '0')
 })
 
 t.test('GPUs: device requests through the NVIDIA runtime, else the device nodes, and none without', async t => {
   const gpus = { indices: [1, 3], devices: ['/x/dev/nvidia1', '/x/dev/nvidia3', '/x/dev/nvidiactl'] }
-  const runtime = buildContainerSpec(request({ gpus: { ...gpus, runtime: true } })).HostConfig!
+  const runtime = asDocker(request({ gpus: { ...gpus, runtime: true } })).HostConfig!
   t.same(runtime.DeviceRequests, [{ Driver: 'nvidia', DeviceIDs: ['1', '3'], Capabilities: [['gpu']] }])
   t.same(runtime.Devices, [])
-  const nodes = buildContainerSpec(request({ gpus: { ...gpus, runtime: false } }))
+  const nodes = asDocker(request({ gpus: { ...gpus, runtime: false } }))
   t.equal(nodes.HostConfig!.DeviceRequests, undefined)
   t.same(nodes.HostConfig!.Devices!.map((d: { PathOnHost?: string; PathInContainer?: string }) => [d.PathOnHost, d.PathInContainer]),
     [['/x/dev/nvidia1', '/dev/nvidia1'], ['/x/dev/nvidia3', '/dev/nvidia3'], ['/x/dev/nvidiactl', '/dev/nvidiactl']])
   t.equal(nodes.Labels!['cbatch.gpus'], '1,3')
-  const none = buildContainerSpec(request())
+  const none = asDocker(request())
   t.same([none.HostConfig!.Devices, none.HostConfig!.DeviceRequests, none.Labels!['cbatch.gpus']], [[], undefined, ''])
+})
+
+t.test('the spec is in cbatch\'s terms; the Docker adapter adds the confinement no spec can leave out', async t => {
+  const spec = buildContainerSpec(request())
+  t.match(spec, { image: 'img:1', user: '65534:65534', network: 'none', entrypoint: false, groups: ['27', '3000'], limits: { Memory: 1024 ** 3 } })
+  t.notOk('HostConfig' in spec)
+  const bare = dockerCreateOptions({ ...spec, capAdd: [], devices: [], readOnlyRootfs: false, tmpSize: undefined })
+  t.match(bare.HostConfig, { Init: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false, IpcMode: 'private', CapAdd: undefined, Tmpfs: undefined })
 })

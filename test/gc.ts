@@ -2,14 +2,14 @@ import t from 'tap'
 import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { collectOrphans } from '../lib/job/gc.ts'
-import { FakeEngine } from './helpers/fake-engine.ts'
+import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 
 t.test('orphans: labelled, old enough, and unknown to pbs_mom under any name it gives job files', async t => {
   const momPriv = t.testdir({ jobs: {} })
   for (const name of ['1.srv.JB', '2-3.srv.JB']) writeFileSync(join(momPriv, 'jobs', name), '')
   const engine = new FakeEngine()
-  for (const job of ['1.srv', '2[3].srv', '9.srv']) await engine.run({ name: `c-${job}`, Image: 'i', Labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } })
-  await engine.run({ name: 'someone-elses', Image: 'i', Labels: {} })
+  for (const job of ['1.srv', '2[3].srv', '9.srv']) await engine.run(testSpec({ name: `c-${job}`, image: 'i', labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } }))
+  await engine.run(testSpec({ name: 'someone-elses', image: 'i', labels: {} }))
   const now = new Date(Date.now() + 3600_000)
   t.same((await collectOrphans(engine, { momPriv, graceSeconds: 7200, now })).map(c => c.name), [], 'too young')
   t.same((await collectOrphans(engine, { momPriv, graceSeconds: 60, now, dryRun: true })).map(c => c.name), ['c-9.srv'])
@@ -25,7 +25,7 @@ t.test('cbatch\'s own files of jobs that are gone go too, once old enough', asyn
     'cbatch-refused': { '1.srv': 'reason', '9.srv': 'reason' },
   })
   const engine = new FakeEngine()
-  await engine.run({ name: 'c-live', Image: 'i', Labels: { 'cbatch.job': '1.srv', 'cbatch.mom': momPriv } })
+  await engine.run(testSpec({ name: 'c-live', image: 'i', labels: { 'cbatch.job': '1.srv', 'cbatch.mom': momPriv } }))
   await collectOrphans(engine, { momPriv, graceSeconds: 3600 })
   t.same(readdirSync(join(momPriv, 'cbatch-accounts')).sort(), ['c-gone', 'c-live'], 'too young: a prologue may be writing them')
   await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000) })
@@ -40,10 +40,10 @@ t.test('gc judges only its own mom\'s containers: another mom\'s live job stays,
   symlinkSync(join(root, 'mine'), join(root, 'linked'))
   const engine = new FakeEngine()
   // Another mom's job, alive there, unknown to this one: its container is not this mom's orphan.
-  await engine.run({ name: 'c-other', Image: 'i', Labels: { 'cbatch.job': '5.srv', 'cbatch.mom': otherMom } })
-  await engine.run({ name: 'c-legacy', Image: 'i', Labels: { 'cbatch.job': '6.srv' } })
+  await engine.run(testSpec({ name: 'c-other', image: 'i', labels: { 'cbatch.job': '5.srv', 'cbatch.mom': otherMom } }))
+  await engine.run(testSpec({ name: 'c-legacy', image: 'i', labels: { 'cbatch.job': '6.srv' } }))
   // This mom's own orphan, labelled through another path to the same mom_priv.
-  await engine.run({ name: 'c-mine', Image: 'i', Labels: { 'cbatch.job': '7.srv', 'cbatch.mom': join(root, 'linked/mom_priv') } })
+  await engine.run(testSpec({ name: 'c-mine', image: 'i', labels: { 'cbatch.job': '7.srv', 'cbatch.mom': join(root, 'linked/mom_priv') } }))
   const unlabelled: string[] = []
   const removed = await collectOrphans(engine, { momPriv, graceSeconds: 0, now: new Date(Date.now() + 1000), onUnlabelled: c => unlabelled.push(c.name) })
   t.same(removed.map(c => c.name), ['c-mine'])
@@ -57,7 +57,7 @@ t.test('gc judges only its own mom\'s containers: another mom\'s live job stays,
 t.test('a live job in the middle of a job_save is no orphan: its .JC counts, and a .JB back by the second look too', async t => {
   const momPriv = t.testdir({ jobs: { '1.srv.JC': '' }, 'cbatch-refused': { '1.srv': 'reason', '3.srv': 'reason' } })
   const engine = new FakeEngine()
-  for (const job of ['1.srv', '2.srv']) await engine.run({ name: `c-${job}`, Image: 'i', Labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } })
+  for (const job of ['1.srv', '2.srv']) await engine.run(testSpec({ name: `c-${job}`, image: 'i', labels: { 'cbatch.job': job, 'cbatch.mom': momPriv } }))
   // 2.srv's .JB is missing at gc's first look (job_save's unlink) and back 300 ms later (its link).
   setTimeout(() => writeFileSync(join(momPriv, 'jobs', '2.srv.JB'), ''), 300)
   const began = performance.now()

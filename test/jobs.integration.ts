@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
-import { containerName } from '../lib/engine/container.ts'
+import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
 
 const shared = sharedDir()

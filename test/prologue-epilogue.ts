@@ -3,7 +3,9 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/schema.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
-import { containerName, LABEL } from '../lib/engine/container.ts'
+import { containerName } from '../lib/job/container.ts'
+import { LABEL } from '../lib/engine/labels.ts'
+import { dockerCreateOptions } from '../lib/engine/docker.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
@@ -20,7 +22,7 @@ t.test('the prologue pulls what is missing, replaces an earlier run\'s container
   t.match(again, { kind: 'container', imageSource: 'cached', replaced: true }, 'a requeued job gets a fresh container')
   t.equal(engine.containers.size, 1)
   const [container] = engine.containers.values()
-  t.match(container.spec, { User: '65534:65534', HostConfig: { CapDrop: ['ALL'], Privileged: false, Memory: 1024 ** 3 } })
+  t.match(dockerCreateOptions(container.spec), { User: '65534:65534', HostConfig: { CapDrop: ['ALL'], Privileged: false, Memory: 1024 ** 3 } })
   t.match(container.labels, { 'cbatch.job': '1.srv', 'cbatch.user': TEST_USER, 'cbatch.cput': '60' })
 })
 

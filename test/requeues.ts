@@ -7,7 +7,7 @@ import { clearRequeues, recordRequeue, requeueProblem, requeuesFile, STREAK } fr
 import { countsAgainstNode, prepareJob, type Attempt } from '../lib/job/prologue.ts'
 import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError } from '../lib/errors.ts'
 import { parseConfig } from '../lib/policy/schema.ts'
-import type { ContainerCreateSpec } from '../lib/engine/engine.ts'
+import type { ContainerSpec } from '../lib/engine/engine.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
 
@@ -130,7 +130,7 @@ t.test('the prologue says what it had come to: a run with the owner\'s paths, or
   const facts = (jobId: string) => ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue: 'batch', account: '' })
   // The owner swapped a bound path and back while the engine mounted it: the engine fails, assertUnchanged sees nothing.
   class RaceLost extends FakeEngine {
-    override async run(spec: ContainerCreateSpec): Promise<string> {
+    override async run(spec: ContainerSpec): Promise<string> {
       this.calls.push(`run ${spec.name}`)
       throw new EngineError('Docker engine error (create container)', 'invalid mount config for type "bind": bind source path does not exist')
     }

@@ -7,7 +7,8 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { containerName, LABEL } from '../lib/engine/container.ts'
+import { containerName } from '../lib/job/container.ts'
+import { LABEL } from '../lib/engine/labels.ts'
 import { hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(5 * 60 * 1000)

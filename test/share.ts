@@ -2,13 +2,13 @@
 import t from 'tap'
 import { resizeSister } from '../lib/job/share.ts'
 import { parseConfig } from '../lib/policy/schema.ts'
-import { FakeEngine } from './helpers/fake-engine.ts'
+import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 
 const config = parseConfig('queues:\n  batch: { image: busybox }\n')
 const job = { jobId: '5.vm', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1001, cookie: 'C', resources: 'nodes=1:ppn=2+1:ppn=1,mem=300mb', execHost: 'vm2/0+vm/0-1' }
 
 async function sister(engine: FakeEngine, labels: Record<string, string>) {
-  const id = await engine.run({ name: 'cbatch-5.vm', Image: 'busybox', Labels: { 'cbatch.job': '5.vm', 'cbatch.node': '1', ...labels } })
+  const id = await engine.run(testSpec({ name: 'cbatch-5.vm', image: 'busybox', labels: { 'cbatch.job': '5.vm', 'cbatch.node': '1', ...labels } }))
   return (await engine.inspect(id))!
 }
 

@@ -4,10 +4,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { PassThrough, Readable } from 'node:stream'
-import { containerName } from '../lib/engine/container.ts'
+import { containerName } from '../lib/job/container.ts'
 import { checkClaims, checkImage, runInContainer } from '../lib/job/starter.ts'
 import { inContainer, parentOf, sessionOf, signalSession } from '../lib/host/proc.ts'
-import { FakeEngine } from './helpers/fake-engine.ts'
+import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 
 t.test('session id is read past a command name with spaces and parens', async t => {
   t.equal(sessionOf('4242 (a) b) c) S 1 4242 4200 0 -1 4194560'), 4200)
@@ -64,7 +64,7 @@ const facts = { jobId: '7.srv', task: 1, queue: 'batch', user: 'alice', home: '/
 const labels = { 'cbatch.job': '7.srv', 'cbatch.queue': 'batch', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1002', 'cbatch.shell-fallback': '/bin/sh' }
 
 async function started(engine: FakeEngine, over: Record<string, string | undefined> = {}) {
-  const id = await engine.run({ name: containerName('7.srv', '/var/spool/torque/mom_priv'), Image: 'img:1', User: '65534:65534', Labels: JSON.parse(JSON.stringify({ ...labels, ...over })) })
+  const id = await engine.run(testSpec({ name: containerName('7.srv', '/var/spool/torque/mom_priv'), image: 'img:1', user: '65534:65534', labels: JSON.parse(JSON.stringify({ ...labels, ...over })) }))
   return (await engine.inspect(id))!
 }
 

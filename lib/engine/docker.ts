@@ -4,7 +4,8 @@ import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
 import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
 import { ImageReference } from '../policy/reference.ts'
-import type { ContainerCreateSpec, ContainerDetails, Engine, EngineDescription, EngineObserver, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions, PullProgress } from './engine.ts'
+import { CONFINEMENT } from '../policy/security.ts'
+import type { ContainerDetails, ContainerSpec, Engine, EngineDescription, EngineObserver, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions, PullProgress } from './engine.ts'
 
 export interface DockerOptions {
   socket: string
@@ -13,6 +14,37 @@ export interface DockerOptions {
   onCall?: EngineObserver
   /** Deadline of an image pull, ms. */
   pullTimeoutMs: number
+}
+
+/** A job's container spec as Docker's create request, with the confinement every job container has. */
+export function dockerCreateOptions(spec: ContainerSpec): Docker.ContainerCreateOptions {
+  return {
+    name: spec.name,
+    Image: spec.image,
+    Entrypoint: spec.entrypoint ? undefined : [],
+    Cmd: spec.command,
+    Env: spec.env,
+    User: spec.user,
+    Labels: spec.labels,
+    Hostname: spec.hostname,
+    NetworkDisabled: spec.network === 'none' ? true : undefined,
+    HostConfig: {
+      ...CONFINEMENT,
+      NetworkMode: spec.network,
+      GroupAdd: spec.groups,
+      Mounts: spec.mounts.map(m => ({ Type: 'bind', Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
+      CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
+      Devices: spec.devices.map(d => ({ PathOnHost: d.host, PathInContainer: d.container, CgroupPermissions: d.permissions })),
+      DeviceRequests: spec.gpus ? [{ Driver: spec.gpus.driver, DeviceIDs: spec.gpus.ids, Capabilities: [['gpu']] }] : undefined,
+      ReadonlyRootfs: spec.readOnlyRootfs,
+      Tmpfs: spec.tmpSize !== undefined ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${spec.tmpSize}` } : undefined,
+      PidsLimit: spec.pidsLimit,
+      CgroupParent: spec.cgroupParent,
+      Ulimits: spec.ulimits,
+      ...spec.limits,
+      ShmSize: spec.shmSize,
+    },
+  }
 }
 
 /** What registries answer when an image is not there or not for these credentials. */
@@ -101,9 +133,9 @@ export class DockerEngine implements Engine {
   }
 
   /** Creates and starts a container; removes it again when it cannot start. */
-  async run(spec: ContainerCreateSpec): Promise<string> {
+  async run(spec: ContainerSpec): Promise<string> {
     const container = await this.call(`create container ${spec.name}`, signal =>
-      this.docker.createContainer({ ...spec, abortSignal: signal } as ContainerCreateSpec)).catch(refused)
+      this.docker.createContainer({ ...dockerCreateOptions(spec), abortSignal: signal } as Docker.ContainerCreateOptions)).catch(refused)
     try {
       await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(refused)
     } catch (err) {

@@ -1,9 +1,58 @@
 // The container-runtime seam: what cbatch asks of a runtime, in its own words. Adapters
 // (docker.ts) implement it; open.ts picks one; nothing above lib/engine names a runtime.
-import type Docker from 'dockerode'
 import type { Duplex, Writable } from 'node:stream'
+import type { ContainerLimits, Ulimit } from '../policy/resources.ts'
 
-export type ContainerCreateSpec = Docker.ContainerCreateOptions
+/**
+ * A job's container in cbatch's terms (job/container.ts builds it); each adapter
+ * translates it to its runtime's create request and adds the confinement every job
+ * container has (policy/security.ts CONFINEMENT), which no spec can leave out.
+ */
+export interface ContainerSpec {
+  name: string
+  image: string
+  /** Run the image's ENTRYPOINT around `command`; else `command` alone. */
+  entrypoint: boolean
+  /** The container's init: the holder that keeps it alive until the epilogue. */
+  command: string[]
+  env: string[]
+  /** `uid:gid` of the holder. */
+  user: string
+  /** Supplementary group ids. */
+  groups: string[]
+  labels: Record<string, string>
+  /** Set only when the container has a network namespace of its own. */
+  hostname?: string
+  network: 'none' | 'host'
+  mounts: BindMount[]
+  devices: DeviceGrant[]
+  /** GPUs the runtime's vendor hook hands in (NVIDIA), by the node's indices. */
+  gpus?: { driver: 'nvidia'; ids: string[] }
+  capAdd: string[]
+  readOnlyRootfs: boolean
+  /** Bytes of a writable tmpfs /tmp, on a read-only root file system. */
+  tmpSize?: number
+  pidsLimit?: number
+  /** The cgroup the container's is made below (TORQUE's job cgroup). */
+  cgroupParent?: string
+  limits: ContainerLimits
+  ulimits: Ulimit[]
+  /** Bytes of /dev/shm. */
+  shmSize: number
+}
+
+export interface BindMount {
+  source: string
+  target: string
+  readOnly: boolean
+}
+
+export interface DeviceGrant {
+  host: string
+  container: string
+  /** cgroup device permissions: r, w, m. */
+  permissions: string
+}
 
 export interface JobContainer {
   id: string
@@ -59,7 +108,7 @@ export interface ContainerEngine {
   /** What the engine says of itself (for `cbatch doctor`; not part of a job's life). */
   describe(): Promise<EngineDescription>
   /** Creates and starts a container; returns its id. */
-  run(spec: ContainerCreateSpec): Promise<string>
+  run(spec: ContainerSpec): Promise<string>
   findByLabel(key: string): Promise<JobContainer[]>
   inspect(idOrName: string): Promise<ContainerDetails | undefined>
   remove(id: string): Promise<void>

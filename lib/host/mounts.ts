@@ -14,7 +14,8 @@ import type { QueuePolicy } from '../policy/config.ts'
 import { PolicyError, UnsafePathError } from '../errors.ts'
 import type { Identity as Owner } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
-import { exposedBy, isWithin } from '../policy/security.ts'
+import { exposedBy } from '../policy/security.ts'
+import { isWithin } from './paths.ts'
 
 export interface HostMount {
   source: string

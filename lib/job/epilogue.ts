@@ -1,7 +1,8 @@
 // The epilogue's work: what the job used, read before its container is removed.
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { findJobContainer, LABEL, labelOf } from '../engine/container.ts'
+import { findJobContainer } from './container.ts'
+import { LABEL, labelOf } from '../engine/labels.ts'
 import type { Engine } from '../engine/engine.ts'
 import { readUsage, type CgroupUsage } from '../host/cgroup.ts'
 import type { EpilogueFacts } from '../torque/contract.ts'

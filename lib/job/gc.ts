@@ -6,7 +6,7 @@
 // containers this mom's prologues made (their `cbatch.mom` label) are ever this mom's to judge.
 import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { LABEL } from '../engine/container.ts'
+import { LABEL } from '../engine/labels.ts'
 import type { ContainerEngine, JobContainer } from '../engine/engine.ts'
 import { jobFilesGone, jobGone, jobKnown } from '../torque/jobfile.ts'
 

@@ -7,7 +7,7 @@
 // stdout and stderr keep their order. Interactive jobs keep their terminal.
 import { fstatSync, readlinkSync } from 'node:fs'
 import { sameObject, shownInContainer } from '../host/mounts.ts'
-import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from '../engine/container.ts'
+import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from './container.ts'
 
 /** The job's output files, as this process's fds 1 and 2 (the prologue's), if they are the owner's regular files. */
 export function outputFiles(ownerUid: number, fds = { stdout: 1, stderr: 2 }): JobOutput | undefined {

@@ -8,15 +8,16 @@ import { allocatedGpus, jobGpus } from '../host/gpus.ts'
 import { claimPull, ensureImage, pullPlan, pullRecord, pullWithRetries, waitForImage, type ImageSource } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
 import { parseRequest } from '../policy/resources.ts'
-import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from '../engine/container.ts'
-import type { ContainerCreateSpec, ContainerEngine, Engine } from '../engine/engine.ts'
+import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from './container.ts'
+import type { ContainerEngine, ContainerSpec, Engine } from '../engine/engine.ts'
 import { grantedImage } from '../policy/image.ts'
 import { lookupUser } from '../host/identity.ts'
 import { parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
 import { assertUnchanged, identityWithoutLinks, planMounts, proveBinds, type ExpectedBind, type HostMount } from '../host/mounts.ts'
 import { outputFiles } from './output.ts'
 import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
-import { checkOwner, isWithin } from '../policy/security.ts'
+import { checkOwner } from '../policy/security.ts'
+import { isWithin } from '../host/paths.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
@@ -270,10 +271,9 @@ async function removeJobContainer(engine: ContainerEngine, jobId: string, momPri
  * owner's resolution found, its output by the files pbs_mom opened, and root's own files
  * (accounts, node file, script, scratch) as they are now, in places only root can change.
  */
-function expectedBinds(spec: ContainerCreateSpec, mounts: HostMount[], output: JobOutput | undefined): ExpectedBind[] {
+function expectedBinds(spec: ContainerSpec, mounts: HostMount[], output: JobOutput | undefined): ExpectedBind[] {
   const outputs = [output?.stdout, output?.stderr].filter(f => f !== undefined)
-  return (spec.HostConfig?.Mounts ?? []).map(bind => {
-    const source = bind.Source!, target = bind.Target!, readOnly = !!bind.ReadOnly
+  return spec.mounts.map(({ source, target, readOnly }) => {
     const judged = mounts.find(m => m.source === source && m.target === target)
     if (judged) return { target, readOnly, identity: judged.identity, what: `${judged.what} ${source}` }
     const file = outputs.find(f => f.path === source)

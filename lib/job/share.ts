@@ -2,7 +2,7 @@
 // job's slots are, so a container whose node spec chunks differ starts with the smallest
 // (torque/nodes.ts); the job file pbs_mom saves right after it says the real share.
 import { availableParallelism, totalmem } from 'node:os'
-import { LABEL, labelOf } from '../engine/container.ts'
+import { LABEL, labelOf } from '../engine/labels.ts'
 import type { ContainerDetails, ContainerEngine, LimitsUpdate } from '../engine/engine.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
 import type { Config } from '../policy/config.ts'

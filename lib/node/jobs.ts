@@ -1,7 +1,7 @@
 // The job containers on this node now, for its operator (`cbatch ps`): whose, which queue
 // and image, in what state, and what they use, read from their cgroups (no engine stats
 // call), which pbs_mom made it and whether that mom still knows the job.
-import { LABEL, labelOf } from '../engine/container.ts'
+import { LABEL, labelOf } from '../engine/labels.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage } from '../host/cgroup.ts'
 import { jobGone } from '../torque/jobfile.ts'

@@ -3,6 +3,7 @@
 // says which threat each one answers and which test shows it.
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
+import { isWithin } from '../host/paths.ts'
 
 /** Host paths that may never reach a job, whatever asks for them (and neither may `/`, `/var`, … that hold them). */
 export const NEVER_MOUNTED = [
@@ -32,13 +33,6 @@ export const CONFINEMENT = {
   IpcMode: 'private',
   LogConfig: { Type: 'none', Config: {} },
 } as const
-
-/** True when `path` is `dir` or lies below it. */
-export function isWithin(path: string, dir: string): boolean {
-  const p = path.replace(/\/+$/, '') || '/'
-  const d = dir.replace(/\/+$/, '') || '/'
-  return p === d || d === '/' || p.startsWith(d + '/')
-}
 
 /** The protected path a mount of `source` would expose, if any; `pbsHome` is this mom's, wherever it is. */
 export function exposedBy(source: string, pbsHome?: string): string | undefined {

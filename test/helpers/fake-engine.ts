@@ -3,10 +3,10 @@
 // integration tests' business; this one makes orchestration testable in milliseconds.
 import type { ExpectedBind } from '../../lib/host/mounts.ts'
 import { PassThrough, type Writable } from 'node:stream'
-import type { ContainerCreateSpec, ContainerDetails, Engine, EngineDescription, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions } from '../../lib/engine/engine.ts'
+import type { ContainerSpec, ContainerDetails, Engine, EngineDescription, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions } from '../../lib/engine/engine.ts'
 
 export interface FakeContainer extends ContainerDetails {
-  spec: ContainerCreateSpec
+  spec: ContainerSpec
 }
 
 export class FakeEngine implements Engine {
@@ -80,19 +80,19 @@ export class FakeEngine implements Engine {
    * one the last container was asked for, at its target, read-only as asked.
    */
   readonly proveBinds = (_pid: number, binds: ExpectedBind[]): void => {
-    const asked = [...this.containers.values()].at(-1)?.spec.HostConfig?.Mounts ?? []
+    const asked = [...this.containers.values()].at(-1)?.spec.mounts ?? []
     for (const bind of binds) {
-      if (!asked.some(m => m.Target === bind.target && !!m.ReadOnly === bind.readOnly)) throw new Error(`fake engine: no bind at ${bind.target}`)
+      if (!asked.some(m => m.target === bind.target && m.readOnly === bind.readOnly)) throw new Error(`fake engine: no bind at ${bind.target}`)
     }
     if (binds.length !== asked.length) throw new Error(`fake engine: ${asked.length} binds asked, ${binds.length} expected`)
   }
 
-  async run(spec: ContainerCreateSpec): Promise<string> {
+  async run(spec: ContainerSpec): Promise<string> {
     const id = (++this.next).toString(16).padStart(64, '0')
     this.calls.push(`run ${spec.name}`)
     this.containers.set(id, {
-      id, name: spec.name!, labels: { ...spec.Labels }, state: 'running', running: true, user: spec.User ?? '', image: spec.Image!,
-      imageId: `sha256:${spec.Image}`, pid: this.pid, entrypoint: [spec.Entrypoint ?? []].flat(), oomKilled: false, startedAt: new Date(), created: new Date(), spec,
+      id, name: spec.name, labels: { ...spec.labels }, state: 'running', running: true, user: spec.user, image: spec.image,
+      imageId: `sha256:${spec.image}`, pid: this.pid, entrypoint: [], oomKilled: false, startedAt: new Date(), created: new Date(), spec,
     })
     return id
   }
@@ -112,7 +112,7 @@ export class FakeEngine implements Engine {
   async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
     this.calls.push(`updateLimits ${id.slice(-4)} ${JSON.stringify(limits)}`)
     const container = this.containers.get(id)
-    if (container) container.spec = { ...container.spec, HostConfig: { ...container.spec.HostConfig, ...limits } }
+    if (container) container.spec = { ...container.spec, limits: { ...container.spec.limits, ...limits } }
   }
 
   async remove(id: string): Promise<void> {
@@ -145,5 +145,13 @@ export class FakeEngine implements Engine {
       resize: async () => undefined,
       inspect: async () => ({ pid: 0, running: !ended, exitCode: ended ? status : null }),
     }
+  }
+}
+
+/** A container spec with what a test names, the rest as a plain job container has it. */
+export function testSpec(spec: Pick<ContainerSpec, 'name' | 'image' | 'labels'> & Partial<ContainerSpec>): ContainerSpec {
+  return {
+    entrypoint: false, command: ['sleep', 'infinity'], env: [], user: '65534:65534', groups: [], network: 'none', mounts: [], devices: [],
+    capAdd: [], readOnlyRootfs: true, limits: {}, ulimits: [], shmSize: 64 * 1024 ** 2, ...spec,
   }
 }

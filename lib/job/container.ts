@@ -1,53 +1,20 @@
-// The job's container: its name and labels, how it is found, and its create request, a
-// pure function of the job, its owner and its queue's policy. Everything a container may
-// do is decided here, in one place.
+// The job's container: its name, how it is found, and its spec, a pure function of the
+// job, its owner and its queue's policy, in cbatch's terms (the engine adapter translates
+// it). Everything a job's container may do is decided here and in policy/security.ts.
 import { createHash } from 'node:crypto'
 import { realpathSync } from 'node:fs'
 import { basename, normalize } from 'node:path'
 import type { QueuePolicy } from '../policy/config.ts'
-import type { ContainerCreateSpec, ContainerDetails, ContainerEngine } from './engine.ts'
+import type { BindMount, ContainerDetails, ContainerEngine, ContainerSpec } from '../engine/engine.ts'
+import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
-import { checkOwner, CONFINEMENT, HOLDER_UID, isWithin } from '../policy/security.ts'
-
-export const LABEL = {
-  job: 'cbatch.job',
-  user: 'cbatch.user',
-  uid: 'cbatch.uid',
-  gid: 'cbatch.gid',
-  queue: 'cbatch.queue',
-  version: 'cbatch.version',
-  shellFallback: 'cbatch.shell-fallback',
-  scratch: 'cbatch.scratch',
-  /** The job's `cput` limit, seconds: the starter enforces it as pbs_mom would. */
-  cput: 'cbatch.cput',
-  /** PBS_NODENUM: 0 on the mother superior, 1, 2, ... on sister nodes. */
-  node: 'cbatch.node',
-  /** The node's indices of the job's GPUs, comma-separated. */
-  gpus: 'cbatch.gpus',
-  /** mom_priv of the pbs_mom whose prologue made it: gc and ps of one mom leave another's alone. */
-  mom: 'cbatch.mom',
-  /** A sister's container sized before its share was known: its job's starters size it (job/share.ts resizeSister). */
-  provisional: 'cbatch.provisional',
-} as const
-
-export type LabelKey = typeof LABEL[keyof typeof LABEL]
-
-/**
- * A cbatch label of a container, undefined when absent or empty. A container inherits its
- * image's labels, and a job owner may choose an image they built: create sets every label
- * of LABEL, empty where it does not apply (an explicit value, empty too, wins over the
- * image's), so that no `cbatch.*` value root reads ever comes from an image. Readers go
- * through here, so empty means "not set" everywhere.
- */
-export function labelOf(labels: Record<string, string> | undefined, key: LabelKey): string | undefined {
-  const value = labels?.[key]
-  return value === undefined || value === '' ? undefined : value
-}
+import { checkOwner, HOLDER_UID } from '../policy/security.ts'
+import { isWithin } from '../host/paths.ts'
 
 /** Where the job's output files are inside its container (job/output.ts). */
 export const OUTPUT_TARGETS = { stdout: '/.cbatch/stdout', stderr: '/.cbatch/stderr' } as const
@@ -154,26 +121,27 @@ export async function findJobContainer(engine: ContainerEngine, jobId: string, m
   return found ?? (former ? ours(await engine.inspect(formerContainerName(jobId))) : undefined)
 }
 
-export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
+export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
   const { job, owner, policy, paths } = req
   const request = parseRequest(job.resources)
   checkOwner(owner, policy.allowRoot)
   const limits = containerLimits(request, policy.limits, req.node)
   return {
     name: containerName(job.jobId, paths.momPriv),
-    Image: req.image,
+    image: req.image,
     // The holder alone, unless the queue runs the image's entrypoint around it.
-    Entrypoint: policy.entrypoint ? undefined : [],
-    Cmd: policy.holder,
+    entrypoint: policy.entrypoint,
+    command: policy.holder,
     // The exec'd job shell inherits this.
-    Env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],
-    User: HOLDER_USER,
+    env: policy.scratch && paths.scratchDir ? [`CBATCH_SCRATCH=${policy.scratch.target}`] : [],
+    user: HOLDER_USER,
+    groups: owner.groups.filter(g => g !== owner.gid).map(String),
     // Every label of LABEL, always: those that do not apply are empty, not left out, or
     // the image's own `cbatch.*` labels would show through (the engine merges create's
     // labels over the image's). An image carrying such labels is not refused: one
     // committed from a job's container carries them innocently, and once overridden they
     // are inert. The type makes a label added to LABEL but not set here a compile error.
-    Labels: {
+    labels: {
       [LABEL.job]: job.jobId,
       [LABEL.user]: owner.name,
       [LABEL.uid]: String(owner.uid),
@@ -189,29 +157,24 @@ export function buildContainerSpec(req: ContainerRequest): ContainerCreateSpec {
       [LABEL.provisional]: req.node.provisional ? 'true' : '',
     } satisfies Record<LabelKey, string>,
     // With the host's network the host's name comes along; Docker refuses to set both.
-    Hostname: policy.network === 'none' ? req.hostname : undefined,
-    NetworkDisabled: policy.network === 'none' ? true : undefined,
-    HostConfig: {
-      ...CONFINEMENT,
-      NetworkMode: policy.network,
-      GroupAdd: owner.groups.filter(g => g !== owner.gid).map(String),
-      Mounts: mounts(req),
-      CapAdd: policy.capAdd.length ? policy.capAdd : undefined,
-      Devices: [
-        ...policy.devices.map(d => ({ PathOnHost: d.path, PathInContainer: d.path, CgroupPermissions: d.permissions ?? 'rwm' })),
-        ...(req.gpus && !req.gpus.runtime ? req.gpus.devices.map(d => ({ PathOnHost: d, PathInContainer: `/dev/${basename(d)}`, CgroupPermissions: 'rw' })) : []),
-      ],
-      DeviceRequests: req.gpus?.runtime ? [{ Driver: 'nvidia', DeviceIDs: req.gpus.indices.map(String), Capabilities: [['gpu']] }] : undefined,
-      ReadonlyRootfs: policy.readOnlyRootfs,
-      Tmpfs: policy.readOnlyRootfs ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${policy.tmpSize}` } : undefined,
-      PidsLimit: policy.pidsLimit,
-      CgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
-      Ulimits: [...containerUlimits(request), ...(policy.memlock ? [memlock(policy.memlock)] : [])],
-      ...limits,
-      // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
-      // counts against it), not the engine's 64 MB.
-      ShmSize: policy.shmSize ?? limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
-    },
+    hostname: policy.network === 'none' ? req.hostname : undefined,
+    network: policy.network,
+    mounts: mounts(req),
+    capAdd: policy.capAdd,
+    devices: [
+      ...policy.devices.map(d => ({ host: d.path, container: d.path, permissions: d.permissions ?? 'rwm' })),
+      ...(req.gpus && !req.gpus.runtime ? req.gpus.devices.map(d => ({ host: d, container: `/dev/${basename(d)}`, permissions: 'rw' })) : []),
+    ],
+    gpus: req.gpus?.runtime ? { driver: 'nvidia', ids: req.gpus.indices.map(String) } : undefined,
+    readOnlyRootfs: policy.readOnlyRootfs,
+    tmpSize: policy.readOnlyRootfs ? policy.tmpSize : undefined,
+    pidsLimit: policy.pidsLimit,
+    cgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
+    limits,
+    ulimits: [...containerUlimits(request), ...(policy.memlock ? [memlock(policy.memlock)] : [])],
+    // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
+    // counts against it), not the engine's 64 MB.
+    shmSize: policy.shmSize ?? limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
   }
 }
 
@@ -221,11 +184,9 @@ function memlock(value: number | 'unlimited') {
   return { Name: 'memlock', Soft: bytes, Hard: bytes }
 }
 
-type Mount = NonNullable<NonNullable<ContainerCreateSpec['HostConfig']>['Mounts']>[number]
-
-function mounts(req: ContainerRequest): Mount[] {
+function mounts(req: ContainerRequest): BindMount[] {
   const { policy, paths } = req
-  const bind = (source: string, target: string, readOnly: boolean): Mount => ({ Type: 'bind', Source: source, Target: target, ReadOnly: readOnly })
+  const bind = (source: string, target: string, readOnly: boolean): BindMount => ({ source, target, readOnly })
   // pbs_mom's own files of this job, below PBS_HOME: mounted one by one, read-only.
   const list = [bind(paths.accounts?.passwd ?? '/etc/passwd', '/etc/passwd', true), bind(paths.accounts?.group ?? '/etc/group', '/etc/group', true)]
   if (paths.nodeFile) list.push(bind(paths.nodeFile, paths.nodeFile, true))
