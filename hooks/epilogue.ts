@@ -32,7 +32,7 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   const cleaned = await cleanupJob({ ...facts, momPriv, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.
-    if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer)} processes of the job's container`)
+    if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer === undefined ? undefined : engine().cgroupNames(onlyContainer))} processes of the job's container`)
     throw err
   })
   // After a guard's run, only if its container was there: a later try's may be starting.

@@ -2,7 +2,11 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { killContainerProcesses, leaveJobCgroups, rejoinJobMemoryCgroup, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
+
+/** Docker's names of a container's cgroup (no engine call is made). */
+const docker = new DockerEngine({ socket: '/nonexistent/docker.sock', timeoutMs: 1000, pullTimeoutMs: 1000 })
 
 t.test('a container that outlives its job is killed through its cgroup, the job\'s own processes are not', async t => {
   const inContainer = spawn('sleep', ['30'], { stdio: 'ignore' })
@@ -65,8 +69,8 @@ t.test('a sister guard\'s epilogue kills only its own container\'s processes, ne
     memory: { torque: { '12.srv': { [own]: { 'cgroup.procs': `${mine.pid}\n` }, [other]: { 'cgroup.procs': `${later.pid}\n` } } } },
   })
   const killed = new Promise(r => mine.on('exit', (_, s) => r(s)))
-  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, own), 1)
+  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, docker.cgroupNames(own)), 1)
   t.equal(await killed, 'SIGKILL')
   t.equal(later.exitCode, null)
-  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, '../x'), 0, 'no path tricks')
+  t.equal(killContainerProcesses('12.srv', { proc: '/proc', sys }, docker.cgroupNames('../x')), 0, 'no path tricks')
 })

@@ -7,7 +7,11 @@ import { PassThrough, Readable } from 'node:stream'
 import { containerName } from '../lib/job/container.ts'
 import { checkClaims, checkImage, runInContainer } from '../lib/job/starter.ts'
 import { inContainer, parentOf, sessionOf, signalSession } from '../lib/host/proc.ts'
+import { DockerEngine } from '../lib/engine/docker.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
+
+/** Docker's names of a container's cgroup (no engine call is made). */
+const docker = new DockerEngine({ socket: '/nonexistent/docker.sock', timeoutMs: 1000, pullTimeoutMs: 1000 })
 
 t.test('session id is read past a command name with spaces and parens', async t => {
   t.equal(sessionOf('4242 (a) b) c) S 1 4242 4200 0 -1 4194560'), 4200)
@@ -39,23 +43,25 @@ t.test('with a container, only processes in that container\'s cgroup are signall
       cgroup: '12:memory:/system.slice/sshd.service\n0::/system.slice/sshd.service\n',
     },
   })
-  t.equal(signalSession(stranger.pid!, 'SIGTERM', { container: id, proc }), 0, 'a reused pid outside the container is left alone')
+  t.equal(signalSession(stranger.pid!, 'SIGTERM', { container: docker.cgroupNames(id), proc }), 0, 'a reused pid outside the container is left alone')
   t.equal(stranger.exitCode, null)
   t.equal(stranger.signalCode, null)
   const exited = new Promise(r => stranger.on('exit', (_, s) => r(s)))
   writeFileSync(join(proc, String(stranger.pid), 'cgroup'), `12:memory:/docker/${id}\n`)
-  t.equal(signalSession(stranger.pid!, 'SIGTERM', { container: id, proc }), 1, 'one in the container is')
+  t.equal(signalSession(stranger.pid!, 'SIGTERM', { container: docker.cgroupNames(id), proc }), 1, 'one in the container is')
   t.equal(await exited, 'SIGTERM')
 })
 
 t.test('a process is in a container by its cgroup path, under any driver or parent', async t => {
   const id = 'b'.repeat(64)
-  t.ok(inContainer(`12:memory:/docker/${id}\n`, id), 'cgroupfs, v1')
-  t.ok(inContainer(`0::/system.slice/docker-${id}.scope\n`, id), 'systemd, v2')
-  t.ok(inContainer(`4:cpuset:/torque/12.srv/${id}\n`, id), 'under TORQUE\'s job cgroup')
-  t.notOk(inContainer(`12:memory:/docker/${id}x\n`, id))
-  t.notOk(inContainer('0::/user.slice/session-1.scope\n', id))
-  t.notOk(inContainer(`12:memory:/docker/${id}\n`, 'short'), 'only a full container id counts')
+  const names = docker.cgroupNames(id)
+  t.ok(inContainer(`12:memory:/docker/${id}\n`, names), 'cgroupfs, v1')
+  t.ok(inContainer(`0::/system.slice/docker-${id}.scope\n`, names), 'systemd, v2')
+  t.ok(inContainer(`4:cpuset:/torque/12.srv/${id}\n`, names), 'under TORQUE\'s job cgroup')
+  t.notOk(inContainer(`12:memory:/docker/${id}x\n`, names))
+  t.notOk(inContainer('0::/user.slice/session-1.scope\n', names))
+  t.same(docker.cgroupNames('short'), [], 'only a full container id names a cgroup')
+  t.notOk(inContainer('12:memory:/docker/short\n', docker.cgroupNames('short')))
 })
 
 // The starter's orchestration, against the in-memory engine.

@@ -226,6 +226,11 @@ export class DockerEngine implements Engine {
     }
   }
 
+  /** cgroupfs names the directory by the id, systemd by a scope. */
+  cgroupNames(id: string): string[] {
+    return /^[0-9a-f]{64}$/.test(id) ? [id, `docker-${id}.scope`] : []
+  }
+
   /** Runs one engine call under a deadline, mapping its faults to EngineError. */
   private async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, ms = this.options.timeoutMs): Promise<T> {
     const controller = new AbortController()

@@ -116,6 +116,12 @@ export interface ContainerEngine {
   updateLimits(id: string, limits: LimitsUpdate): Promise<void>
   pathExists(id: string, path: string): Promise<boolean>
   exec(id: string, request: ExecRequest): Promise<ExecSession>
+  /**
+   * The names a container's cgroup directory has on the host, by driver (none for an id that
+   * is not a full container id): how host code (host/proc.ts, torque/cgroups.ts) tells its
+   * processes apart without asking the engine, which may be the thing that failed.
+   */
+  cgroupNames(id: string): string[]
 }
 
 /** The node's images, as the runtime keeps them: what a job runs in, and what the image cache manages. */

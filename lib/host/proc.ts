@@ -3,11 +3,12 @@
 import { readdirSync, readFileSync } from 'node:fs'
 
 /**
- * Sends `signal` to every process whose session id is `sid` (host pids). With `container`,
- * only to processes in that container's cgroup: neither a wrong answer from the engine nor
- * a pid reused since makes root signal anything outside the job.
+ * Sends `signal` to every process whose session id is `sid` (host pids). With `container`
+ * (the names of a container's cgroup: its engine's cgroupNames), only to processes in that
+ * container's cgroup: neither a wrong answer from the engine nor a pid reused since makes
+ * root signal anything outside the job.
  */
-export function signalSession(sid: number, signal: NodeJS.Signals, options: { container?: string; proc?: string } = {}): number {
+export function signalSession(sid: number, signal: NodeJS.Signals, options: { container?: string[]; proc?: string } = {}): number {
   const proc = options.proc ?? '/proc'
   if (!(sid > 1)) return 0
   let sent = 0
@@ -25,12 +26,11 @@ export function signalSession(sid: number, signal: NodeJS.Signals, options: { co
   return sent
 }
 
-/** Whether /proc/<pid>/cgroup places the process in the container (cgroupfs or systemd names, v1 or v2). */
-export function inContainer(cgroups: string, containerId: string): boolean {
-  if (!/^[0-9a-f]{64}$/.test(containerId)) return false
+/** Whether /proc/<pid>/cgroup places the process in a cgroup of one of these names (v1 or v2, under any parent). */
+export function inContainer(cgroups: string, cgroupNames: string[]): boolean {
   return cgroups.split('\n').some(line => {
     const path = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1)
-    return path.split('/').some(part => part === containerId || part === `docker-${containerId}.scope`)
+    return path.split('/').some(part => cgroupNames.includes(part))
   })
 }
 

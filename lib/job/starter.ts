@@ -114,7 +114,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   const passedOn = new Set<number>()
   const forward = (signal: NodeJS.Signals) => {
     passedOn.add(constants.signals[signal])
-    execPid().then(p => signalSession(p, signal, { container: container.id })).catch(() => undefined)
+    execPid().then(p => signalSession(p, signal, { container: engine.cgroupNames(container.id) })).catch(() => undefined)
   }
   for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
   const cput = enforceCput(container, stdio.stderr, forward)

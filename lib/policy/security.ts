@@ -7,7 +7,9 @@ import { isWithin } from '../host/paths.ts'
 
 /** Host paths that may never reach a job, whatever asks for them (and neither may `/`, `/var`, … that hold them). */
 export const NEVER_MOUNTED = [
+  // Every container runtime's sockets and state, not only the one in use: each is root on the node.
   '/var/run/docker.sock', '/run/docker.sock', '/run/containerd', '/var/lib/docker', '/var/lib/containerd',
+  '/run/podman', '/var/run/podman', '/run/containers', '/var/lib/containers', '/run/crio', '/var/lib/crio',
   '/etc/shadow', '/etc/gshadow', '/root', '/proc', '/sys', '/dev', '/boot', '/var/spool/torque',
 ]
 

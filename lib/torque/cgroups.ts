@@ -66,17 +66,16 @@ export function removeEngineLeftovers(jobId: string, roots: CgroupRoots = HOST):
  * Kills every process in the job's container cgroups (below the job's memory cgroup), when
  * the engine cannot remove the container: one that outlives its job would keep pbs_mom from
  * removing the job's cgroup, and pbs_mom never kills it. Returns how many it signalled.
- * With `onlyContainer` (a full container id), only that container's cgroup (`<id>`, or the
- * systemd driver's `docker-<id>.scope`) is touched.
+ * With `onlyContainer` (the names of one container's cgroup: its engine's cgroupNames), only
+ * that container's cgroup is touched.
  */
-export function killContainerProcesses(jobId: string, roots: CgroupRoots = HOST, onlyContainer?: string): number {
+export function killContainerProcesses(jobId: string, roots: CgroupRoots = HOST, onlyContainer?: string[]): number {
   const dir = jobDir(roots, 'memory', jobId)
   if (!dir || !isDirectory(dir)) return 0
-  if (onlyContainer !== undefined && !/^[0-9a-f]{12,64}$/.test(onlyContainer)) return 0
   let killed = 0
   for (const sub of readdirSync(dir, { withFileTypes: true })) {
     if (!sub.isDirectory()) continue
-    if (onlyContainer !== undefined && sub.name !== onlyContainer && sub.name !== `docker-${onlyContainer}.scope`) continue
+    if (onlyContainer !== undefined && !onlyContainer.includes(sub.name)) continue
     for (const pid of readFileSync(join(dir, sub.name, 'cgroup.procs'), 'utf8').split('\n').filter(p => /^\d+$/.test(p))) {
       try {
         process.kill(Number(pid), 'SIGKILL')

@@ -124,6 +124,10 @@ export class FakeEngine implements Engine {
     return path !== '/bin/bash'
   }
 
+  cgroupNames(id: string): string[] {
+    return [id]
+  }
+
   /** An exec that writes its command line to stdout, what it read to stderr, and ends. */
   async exec(id: string, request: ExecRequest): Promise<ExecSession> {
     this.execs.push({ ...request, container: id })
