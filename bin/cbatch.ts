@@ -1,4 +1,5 @@
-// cbatch: the command-line face of the package (cbatch --help).
+// cbatch: the command-line face of the package (cbatch --help). Its commands are one list,
+// COMMANDS below (bin/command.ts): overview, dispatch, help and completion all read it.
 //   cbatch run SCRIPT ...   runs one job the way pbs_mom would on this node (emulator/emulator.ts)
 //   cbatch gc ...           removes containers of jobs this pbs_mom no longer knows (lib/job/gc.ts)
 //   cbatch images ...       the node's image cache (bin/images.ts)
@@ -6,9 +7,9 @@
 //   cbatch ps ...           the job containers on this node (lib/node/jobs.ts)
 //   cbatch doctor ...       what on this node makes jobs fail (lib/node/doctor.ts)
 //   cbatch logs JOBID       one job's lines of the node log (lib/log.ts)
-import { existsSync, readFileSync } from 'node:fs'
+//   cbatch completion bash  bash completion, from the same list (bin/completion.ts)
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { checkHostPaths, DEFAULT_CONFIG_PATH, loadConfig } from '../lib/policy/config.ts'
 import { openEngine } from '../lib/engine/open.ts'
 import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
@@ -19,163 +20,167 @@ import type { JobContainer } from '../lib/engine/engine.ts'
 import { CbatchError, ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
 import { formatBytes, formatDuration, formatTable, printable, printableJson } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
+import { parseRequest } from '../lib/policy/resources.ts'
 import { diagnose } from '../lib/node/doctor.ts'
 import { VERSION } from '../lib/version.ts'
 import { jobLines } from '../lib/log.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
-import { images, type ImagesAction } from './images.ts'
+import { images, IMAGES_ACTIONS } from './images.ts'
+import { defineCommand, type Command, type OptionValues } from './command.ts'
+import { bashCompletion } from './completion.ts'
 
-/** Each command: its options, its help (with examples), and what it does. */
-const COMMANDS = {
-  run: {
-    summary: 'run one job the way pbs_mom would on this node (the pbs_mom emulator)',
-    usage: `cbatch run SCRIPT [script args] [options]
-  --user USER         job owner (default: $SUDO_USER)
-  --queue QUEUE       queue (default: batch)
-  --resources LIST    Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  -v, --var VAR=VAL   a job variable, as qsub -v (repeatable)
-  --workdir DIR       PBS_O_WORKDIR, where qsub ran (default: the current directory)
-  --join              qsub -j oe: the job's stderr into its output file
-  --array-index I     run it as sub-job I of an array job (id N[I].host, files N-I.host.*)
-  --attempts N        start a job whose prologue requeues it up to N times in a row, as pbs_sched would
-  --torque-cgroups C  as pbs_mom built with cgroups: the job's cgroups (cpuset C), made before and removed after
-  --task 'CMD ARGS'   a TM task started while the job runs, as pbsdsh would (repeatable; split at spaces)
-  --nodes N           run the job on N nodes: this one and N-1 sisters, each with its own
-                      engine and PBS_HOME; in the job, ${EMULATOR_TOOLS}/pbsdsh starts tasks
-                      on them (the queue needs network: host and that directory as a volume)
-  --pbs-home DIR      the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})
-  --json              print the job's record as JSON instead of its output
-  --follow            print the job's output and error as they are written, while it runs
-  --keep              keep the job's files in PBS_HOME for inspection
-examples:
-  cbatch run job.sh --user alice --resources nodes=1:ppn=2,mem=1gb
-  cbatch run mpi.sh --user alice --queue mpi --nodes 3 --resources nodes=3:ppn=2`,
-    options: {
-      user: { type: 'string' }, queue: { type: 'string' }, resources: { type: 'string' }, config: { type: 'string' },
-      var: { type: 'string', short: 'v', multiple: true }, workdir: { type: 'string' }, join: { type: 'boolean' },
-      'array-index': { type: 'string' }, attempts: { type: 'string' }, 'torque-cgroups': { type: 'string' },
-      task: { type: 'string', multiple: true }, nodes: { type: 'string' }, 'pbs-home': { type: 'string' },
-      json: { type: 'boolean' }, keep: { type: 'boolean' }, follow: { type: 'boolean' },
-    },
-  },
-  gc: {
-    summary: 'remove containers (and cbatch\'s files) of jobs this pbs_mom no longer knows, never another mom\'s; safe from cron',
-    usage: `cbatch gc [options]
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
-  --grace SECONDS     leave containers younger than this (default: gc.graceSeconds)
-  --dry-run           only list what would be removed
-examples:
-  cbatch gc --dry-run
-  */15 * * * * /var/spool/torque/mom_priv/cbatch.d/cbatch gc     (crontab)`,
-    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, grace: { type: 'string' }, 'dry-run': { type: 'boolean' } },
-  },
-  images: {
-    summary: 'the node\'s images: list, pre-pull, prune under a budget; safe from cron',
-    usage: `cbatch images [list | pull | prune] [options]
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  --json              list: as JSON
-  --queue QUEUE       pull: only this queue's image (default: every queue's)
-  --dry-run           prune: only list what would be removed to stay under images.budget
-examples:
-  cbatch images
-  cbatch images pull --queue mpi
-  cbatch images prune --dry-run`,
-    options: { config: { type: 'string' }, json: { type: 'boolean' }, queue: { type: 'string' }, 'dry-run': { type: 'boolean' } },
-  },
-  config: {
-    summary: 'check a config file, or show a queue\'s policy once defaults are merged',
-    usage: `cbatch config check [FILE]            every problem, as FILE:LINE:COLUMN: dot.path: message;
-                                     also each file and directory of it root would rely on
-                                     that others could change or make first
-cbatch config show [--queue QUEUE]   the effective policy (JSON), of every queue or one
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-examples:
-  cbatch config check /etc/cbatch/cbatch.yaml.new && mv /etc/cbatch/cbatch.yaml.new /etc/cbatch/cbatch.yaml
-  cbatch config show --queue batch`,
-    options: { config: { type: 'string' }, queue: { type: 'string' } },
-  },
-  doctor: {
-    summary: 'check everything on this node that makes jobs fail or run unconfined, with the fix',
-    usage: `cbatch doctor [options]    (exit 0: no FAIL; 1: at least one)
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
-  --json              as JSON
-examples:
-  cbatch doctor
-  pdsh -w node[01-64] cbatch doctor | grep -v ' ok '`,
-    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, json: { type: 'boolean' } },
-  },
-  logs: {
-    summary: 'one job\'s lines of the node log, across its hooks (prologue, starter, tasks, epilogue)',
-    usage: `cbatch logs JOBID [options]
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH}); the log is its log.file
-  --json              the lines as they are (JSON, one a line)
-examples:
-  cbatch logs 1234.head
-  cbatch logs 1234.head --json | jq 'select(.calls) | {hook, ms, engineMs}'`,
-    options: { config: { type: 'string' }, json: { type: 'boolean' } },
-  },
-  ps: {
-    summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now, their pbs_mom',
-    usage: `cbatch ps [options]
-  --config FILE       cbatch.yaml (default: ${DEFAULT_CONFIG_PATH})
-  --pbs-home DIR      PBS_HOME of this node's pbs_mom (default: torque.home of the config)
-  --json              as JSON
-examples:
-  cbatch ps
-  cbatch ps --json | jq '.[] | select(.knownToMom == false)'`,
-    options: { config: { type: 'string' }, 'pbs-home': { type: 'string' }, json: { type: 'boolean' } },
-  },
+// Options more than one command has.
+const CONFIG = { type: 'string', value: 'FILE', complete: 'file', help: `cbatch.yaml (default: $CBATCH_CONFIG, else ${DEFAULT_CONFIG_PATH})` } as const
+const PBS_HOME = { type: 'string', value: 'DIR', complete: 'directory', help: 'PBS_HOME of this node\'s pbs_mom (default: torque.home of the config)' } as const
+const JSON_OUT = { type: 'boolean', help: 'as JSON' } as const
+
+const RUN_OPTIONS = {
+  user: { type: 'string', value: 'USER', complete: 'user', help: 'job owner (default: $SUDO_USER)' },
+  queue: { type: 'string', value: 'QUEUE', help: 'queue (default: batch); a queue not in the config runs natively' },
+  resources: { type: 'string', value: 'LIST', help: 'Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00' },
+  config: CONFIG,
+  var: { type: 'string', short: 'v', multiple: true, value: 'VAR=VAL', help: 'a job variable, as qsub -v' },
+  workdir: { type: 'string', value: 'DIR', complete: 'directory', help: 'PBS_O_WORKDIR, where qsub ran (default: the current directory)' },
+  join: { type: 'boolean', help: 'qsub -j oe: the job\'s stderr into its output file' },
+  'array-index': { type: 'string', value: 'I', help: 'run it as sub-job I of an array job (id N[I].host, files N-I.host.*)' },
+  attempts: { type: 'string', value: 'N', help: 'start a job whose prologue requeues it up to N times in a row, as pbs_sched would' },
+  'torque-cgroups': { type: 'string', value: 'C', help: 'as pbs_mom built with cgroups: the job\'s cgroups (cpuset C), made before and removed after' },
+  task: { type: 'string', multiple: true, value: '\'CMD ARGS\'', help: 'a TM task started while the job runs, as pbsdsh would (split at spaces)' },
+  nodes: { type: 'string', value: 'N', help: `run the job on N nodes: this one and N-1 sisters, each with its own
+engine and PBS_HOME; in the job, ${EMULATOR_TOOLS}/pbsdsh starts tasks
+on them (the queue needs network: host and that directory as a volume)` },
+  'pbs-home': { type: 'string', value: 'DIR', complete: 'directory', help: `the emulated PBS_HOME (default: ${DEFAULT_PBS_HOME})` },
+  json: { type: 'boolean', help: 'print the job\'s record as JSON instead of its output' },
+  follow: { type: 'boolean', help: 'print the job\'s output and error as they are written, while it runs' },
+  keep: { type: 'boolean', help: 'keep the job\'s files in PBS_HOME for inspection' },
+} as const
+const GC_OPTIONS = {
+  config: CONFIG, 'pbs-home': PBS_HOME,
+  grace: { type: 'string', value: 'SECONDS', help: 'leave containers younger than this (default: gc.graceSeconds)' },
+  'dry-run': { type: 'boolean', help: 'only list what would be removed' },
+} as const
+const IMAGES_OPTIONS = {
+  config: CONFIG,
+  json: { type: 'boolean', help: 'list: as JSON' },
+  queue: { type: 'string', value: 'QUEUE', help: 'pull: only this queue\'s image (default: every queue\'s)' },
+  'dry-run': { type: 'boolean', help: 'prune: only list what would be removed to stay under images.budget' },
+} as const
+const CONFIG_OPTIONS = { config: CONFIG, queue: { type: 'string', value: 'QUEUE', help: 'show: only this queue\'s policy' } } as const
+const NODE_OPTIONS = { config: CONFIG, 'pbs-home': PBS_HOME, json: JSON_OUT } as const
+const LOGS_OPTIONS = {
+  config: { ...CONFIG, help: `${CONFIG.help}; the log is its log.file` },
+  json: { type: 'boolean', help: 'the lines as they are (JSON, one a line)' },
 } as const
 
-type Command = keyof typeof COMMANDS
+/** The CLI: every command, its help and its handler (bin/command.ts). */
+const COMMANDS: readonly Command[] = [
+  defineCommand({
+    name: 'run', summary: 'run one job the way pbs_mom would on this node (the pbs_mom emulator)',
+    synopsis: 'SCRIPT [script args] [options]',
+    description: `Runs SCRIPT as a job of --user: the installed hooks (prologue, job starter, epilogue) run
+as real processes, as pbs_mom would run them, against this node's engine and the config.
+The job's output and error are printed when it ends (--follow: as they come).`,
+    options: RUN_OPTIONS, positionals: 'file', rootOnly: true,
+    exits: 'the job\'s own (128+N when killed by signal N; 125 also when its prologue refused or requeued it)',
+    examples: [
+      'cbatch run job.sh --user alice --resources nodes=1:ppn=2,mem=1gb',
+      'cbatch run mpi.sh --user alice --queue mpi --nodes 3 --resources nodes=3:ppn=2',
+    ],
+    run: runJob,
+  }),
+  defineCommand({
+    name: 'gc', summary: 'remove containers (and cbatch\'s files) of jobs this pbs_mom no longer knows, never another mom\'s; safe from cron',
+    synopsis: '[options]',
+    description: `Removes the job containers this node's pbs_mom made (label cbatch.mom) whose job it no longer
+knows (no .JB or .JC in mom_priv/jobs, on two looks), with their account files and scratch.
+Containers an older cbatch made without that label are named and left alone.`,
+    options: GC_OPTIONS, rootOnly: true,
+    examples: ['cbatch gc --dry-run', '*/15 * * * * /usr/local/sbin/cbatch gc     (crontab)'],
+    run: gc,
+  }),
+  defineCommand({
+    name: 'images', summary: 'the node\'s images: list, pre-pull, prune under a budget; safe from cron',
+    synopsis: '[list | pull | prune] [options]',
+    description: `list (the default): each image's size, its last use by a job, the queues naming it, whether in use.
+pull: pulls the queues' images now, with progress, so the first job does not wait.
+prune: removes images least recently used first until they fit images.budget; never one in
+use or named by a queue.`,
+    options: IMAGES_OPTIONS, actions: IMAGES_ACTIONS, rootOnly: true,
+    examples: ['cbatch images', 'cbatch images pull --queue mpi', 'cbatch images prune --dry-run'],
+    run: imagesCommand,
+  }),
+  defineCommand({
+    name: 'config', summary: 'check a config file, or show a queue\'s policy once defaults are merged',
+    synopsis: ['check [FILE] [options]', 'show [--queue QUEUE] [options]'],
+    description: `check: every problem, as FILE:LINE:COLUMN: dot.path: message; also each file and directory
+of it root would rely on that others could change or make first.
+show: the effective policy (JSON), of every queue or one.`,
+    options: CONFIG_OPTIONS, actions: ['check', 'show'], positionals: 'file', rootOnly: false,
+    exits: '0 valid; 1 check found problems',
+    examples: [
+      'cbatch config check /etc/cbatch/cbatch.yaml.new && mv /etc/cbatch/cbatch.yaml.new /etc/cbatch/cbatch.yaml',
+      'cbatch config show --queue batch',
+    ],
+    run: configCommand,
+  }),
+  defineCommand({
+    name: 'ps', summary: 'the job containers on this node: job, owner, queue, image, state, age, CPU and memory now, their pbs_mom',
+    synopsis: '[options]',
+    options: NODE_OPTIONS, rootOnly: true,
+    examples: ['cbatch ps', 'cbatch ps --json | jq \'.[] | select(.knownToMom == false)\''],
+    run: (_, values) => ps(values),
+  }),
+  defineCommand({
+    name: 'doctor', summary: 'check everything on this node that makes jobs fail or run unconfined, with the fix',
+    synopsis: '[options]',
+    description: 'One line per check: ok, WARN or FAIL, what was found and, for the others, the fix.',
+    options: NODE_OPTIONS, rootOnly: true, exits: '0 no FAIL; 1 at least one FAIL',
+    examples: ['cbatch doctor', 'pdsh -w node[01-64] cbatch doctor | grep -v \' ok \''],
+    run: (_, values) => doctor(values),
+  }),
+  defineCommand({
+    name: 'logs', summary: 'one job\'s lines of the node log, across its hooks (prologue, starter, tasks, epilogue)',
+    synopsis: 'JOBID [options]',
+    description: 'JOBID is the full id (1234.head) or its number (1234), which matches 1234.<any server>.',
+    options: LOGS_OPTIONS, rootOnly: true, exits: '0 done; 1 the log has no line of that job',
+    examples: ['cbatch logs 1234.head', 'cbatch logs 1234 --json | jq \'select(.calls) | {hook, ms, engineMs}\''],
+    run: logs,
+  }),
+  defineCommand({
+    name: 'completion', summary: 'a bash completion script for cbatch',
+    synopsis: 'bash',
+    description: 'Prints a script that completes cbatch\'s commands, actions and options in bash.',
+    options: {}, actions: ['bash'], rootOnly: false,
+    examples: ['cbatch completion bash > /etc/bash_completion.d/cbatch', 'source <(cbatch completion bash)'],
+    run: async ([shell, ...extra]) => {
+      if (shell !== 'bash' || extra.length) throw new UsageError('cbatch completion: bash is the one shell it writes for (cbatch completion bash)')
+      process.stdout.write(bashCompletion(COMMANDS))
+      return 0
+    },
+  }),
+]
 
 const OVERVIEW = `usage: cbatch COMMAND [options]       (cbatch COMMAND --help for its options and examples)
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`).join('\n')}
-  --version           the version of cbatch`
+${COMMANDS.map(c => `  ${c.name.padEnd(11)} ${c.summary}`).join('\n')}
+  --version   the version of cbatch`
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv
-  if (command === '--version') {
+  const [name, ...rest] = argv
+  if (name === '--version') {
     process.stdout.write(`cbatch ${VERSION}\n`)
     return 0
   }
-  if (command === undefined) {
+  if (name === undefined) {
     process.stderr.write(`${OVERVIEW}\n`)
     return USAGE_ERROR
   }
-  if (command === '--help' || command === '-h' || command === 'help') {
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${OVERVIEW}\n`)
     return 0
   }
-  if (!(command in COMMANDS)) throw new UsageError(`unknown command ${JSON.stringify(command)}: see cbatch --help`)
-  const spec = COMMANDS[command as Command]
-  const { positionals, values } = parseArgs({ args: rest, allowPositionals: true, options: { ...spec.options, help: { type: 'boolean', short: 'h' } } })
-  if (values.help) {
-    process.stdout.write(`usage: ${spec.usage}\n`)
-    return 0
-  }
-  if (command === 'config') return configCommand(positionals, values as Values)
-  if (process.getuid?.() !== 0) throw new UsageError(`cbatch ${command} must run as root, like pbs_mom`)
-  const v = values as Values
-  if (command === 'run') {
-    if (!positionals.length) throw new UsageError('cbatch run: which job script? (cbatch run --help)')
-    return run(positionals, v)
-  }
-  if (command === 'ps') return ps(v)
-  if (command === 'doctor') return doctor(v)
-  if (command === 'logs') return logs(positionals, v)
-  const action = positionals[0] ?? 'list'
-  if (command === 'images' && !['list', 'pull', 'prune'].includes(action)) {
-    throw new UsageError(`cbatch images ${action}: expected list, pull or prune`)
-  }
-  const config = await loadConfig(configPath(v))
-  if (command === 'images') {
-    return images(action as ImagesAction, config, openEngine(config.engine), { json: v.json, dryRun: v['dry-run'], queue: v.queue })
-  }
-  return gc(v)
+  const command = COMMANDS.find(c => c.name === name)
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}: see cbatch --help`)
+  return command.invoke(rest)
 }
 
 /**
@@ -195,18 +200,11 @@ function configPath(values: { config?: string }, env = process.env): string {
 }
 let demoNoted = false
 
-/** What any command's options may hold (each command parses only its own). */
-interface Values {
-  user?: string; queue?: string; resources?: string; config?: string; var?: string[]; workdir?: string; join?: boolean
-  'array-index'?: string; attempts?: string; 'torque-cgroups'?: string; task?: string[]; nodes?: string; 'pbs-home'?: string
-  json?: boolean; keep?: boolean; grace?: string; 'dry-run'?: boolean; follow?: boolean
-}
-
 /**
  * `config check [FILE]`: 0 when valid, 1 with every problem, the paths this node could not
  * safely obey among them; `config show`: the effective policy.
  */
-async function configCommand([action, file, ...extra]: string[], values: Values): Promise<number> {
+async function configCommand([action, file, ...extra]: string[], values: OptionValues<typeof CONFIG_OPTIONS>): Promise<number> {
   if (extra.length) throw new UsageError(`cbatch config ${action}: unexpected ${extra.join(' ')}`)
   if (action === 'check') {
     const path = file ?? configPath(values)
@@ -236,7 +234,14 @@ async function configCommand([action, file, ...extra]: string[], values: Values)
   throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
 }
 
-async function logs([jobId, ...extra]: string[], values: Values): Promise<number> {
+async function imagesCommand([action = 'list', ...extra]: string[], values: OptionValues<typeof IMAGES_OPTIONS>): Promise<number> {
+  const known = IMAGES_ACTIONS.find(a => a === action)
+  if (!known || extra.length) throw new UsageError(`cbatch images ${[action, ...extra].join(' ')}: expected list, pull or prune`)
+  const config = await loadConfig(configPath(values))
+  return images(known, config, openEngine(config.engine), { json: values.json, dryRun: values['dry-run'], queue: values.queue })
+}
+
+async function logs([jobId, ...extra]: string[], values: OptionValues<typeof LOGS_OPTIONS>): Promise<number> {
   if (!jobId || extra.length) throw new UsageError('cbatch logs: one job id, e.g. cbatch logs 1234.head')
   const config = await loadConfig(configPath(values))
   if (!config.log.file) throw new UsageError(`${config.file} keeps no node log (log.file is "")`)
@@ -246,8 +251,13 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
   } catch (err) {
     throw new UsageError(`cannot read the node log ${config.log.file}: ${(err as NodeJS.ErrnoException).code ?? err}`)
   }
+  const lines = jobLines(text, jobId)
+  if (!lines.length) {
+    process.stderr.write(`${printable(`cbatch logs: ${config.log.file} has no line of job ${jobId}`)}\n`)
+    return 1
+  }
   // Lines quote what jobs asked for: printed with their terminal escapes made visible.
-  for (const line of jobLines(text, jobId)) {
+  for (const line of lines) {
     if (values.json) {
       process.stdout.write(`${printableJson(line)}\n`)
       continue
@@ -259,7 +269,7 @@ async function logs([jobId, ...extra]: string[], values: Values): Promise<number
   return 0
 }
 
-async function doctor(values: Values): Promise<number> {
+async function doctor(values: OptionValues<typeof NODE_OPTIONS>): Promise<number> {
   const findings = await diagnose({
     configPath: configPath(values), pbsHome: values['pbs-home'], engineFor: config => openEngine(config.engine),
   })
@@ -268,7 +278,7 @@ async function doctor(values: Values): Promise<number> {
   return findings.some(f => f.verdict === 'FAIL') ? 1 : 0
 }
 
-async function ps(values: Values): Promise<number> {
+async function ps(values: OptionValues<typeof NODE_OPTIONS>): Promise<number> {
   const config = await loadConfig(configPath(values))
   const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
   const jobs = await nodeJobs(openEngine(config.engine), momPriv)
@@ -286,10 +296,20 @@ async function ps(values: Values): Promise<number> {
   return 0
 }
 
-async function run([script, ...scriptArgs]: string[], values: Values): Promise<number> {
+async function runJob([script, ...scriptArgs]: string[], values: OptionValues<typeof RUN_OPTIONS>): Promise<number> {
   if (values.follow && values.json) throw new UsageError('cbatch run: --follow prints the output as it comes, --json the record at the end: one or the other')
+  if (!script) throw new UsageError('cbatch run: which job script? (cbatch run --help)')
   const user = values.user ?? process.env.SUDO_USER
   if (!user) throw new UsageError('say which user owns the job: --user USER')
+  // Mistakes of the command line are said here, not as a job its prologue refused (125).
+  if (!statSync(script, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`cbatch run: no job script ${script}`)
+  const resources = values.resources ?? 'nodes=1:ppn=1'
+  try {
+    parseRequest(resources)
+  } catch (err) {
+    // A request the prologue refuses by policy is left to it: that is what `cbatch run` tries out.
+    if (err instanceof UsageError) throw new UsageError(`cbatch run: --resources: ${err.userMessage}`)
+  }
   const variables = Object.fromEntries((values.var ?? []).map(v => {
     const eq = v.indexOf('=')
     if (eq <= 0) throw new UsageError(`-v ${v}: expected VAR=value`)
@@ -303,7 +323,7 @@ async function run([script, ...scriptArgs]: string[], values: Values): Promise<n
   const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(configPath(values))) : undefined
   const job = await emulateJob({
     sisters: sisters?.sisters,
-    script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources: values.resources ?? 'nodes=1:ppn=1',
+    script: resolve(script), scriptArgs, user, queue: values.queue ?? 'batch', resources,
     config: resolve(configPath(values)), variables, hooksDir: hooksDir(),
     tasks: (values.task ?? []).map(task => task.split(' ').filter(Boolean)),
     workDir: values.workdir,
@@ -334,7 +354,7 @@ function whole(value: string, option: string): number {
   return Number(value)
 }
 
-async function gc(values: Values): Promise<number> {
+async function gc(_: string[], values: OptionValues<typeof GC_OPTIONS>): Promise<number> {
   const config = await loadConfig(configPath(values))
   const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
   if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
@@ -364,8 +384,8 @@ function exitWhenWritten(code: number): void {
 }
 
 main(process.argv.slice(2)).then(exitWhenWritten, err => {
-  process.stderr.write(`cbatch: ${printable(err instanceof CbatchError ? err.userMessage : (err as Error).message)}\n`)
-  // parseArgs says so of an unknown or malformed option.
-  const usage = err instanceof UsageError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS')
-  exitWhenWritten(usage ? USAGE_ERROR : FAILED)
+  const message = err instanceof CbatchError ? err.userMessage : (err as Error).message
+  // Said as `cbatch: …`, or as `cbatch COMMAND: …` by a command's own checks.
+  process.stderr.write(`${printable(message.startsWith('cbatch ') ? message : `cbatch: ${message}`)}\n`)
+  exitWhenWritten(err instanceof UsageError ? USAGE_ERROR : FAILED)
 })

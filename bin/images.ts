@@ -16,7 +16,8 @@ export interface ImagesOptions {
   out?: NodeJS.WriteStream
 }
 
-export type ImagesAction = 'list' | 'pull' | 'prune'
+export const IMAGES_ACTIONS = ['list', 'pull', 'prune'] as const
+export type ImagesAction = typeof IMAGES_ACTIONS[number]
 
 export async function images(action: ImagesAction, config: Config, engine: Engine, options: ImagesOptions): Promise<number> {
   const out = options.out ?? process.stdout

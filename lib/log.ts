@@ -78,12 +78,14 @@ function toSyslog(socket: string, level: LogLine['level'], line: string): void {
 
 /** The lines of a node log that are about `jobId` (any hook, any node's share); others and broken lines skipped. */
 export function jobLines(text: string, jobId: string): LogLine[] {
+  // A bare number (1234, 1234[5]) is the job of that number at any server.
+  const matches = jobId.includes('.') ? (job: string) => job === jobId : (job: string) => job?.startsWith(`${jobId}.`)
   const lines: LogLine[] = []
   for (const raw of text.split('\n')) {
     if (!raw.includes(jobId)) continue
     try {
       const line = JSON.parse(raw) as LogLine
-      if (line.job === jobId) lines.push(line)
+      if (matches(line.job)) lines.push(line)
     } catch {
       // a line of an older cbatch, or cut short
     }
