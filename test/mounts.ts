@@ -5,6 +5,7 @@ import { chmodSync, chownSync, mkdirSync, renameSync, rmSync, statSync, symlinkS
 import { join } from 'node:path'
 import { lookupUser } from '../lib/host/identity.ts'
 import { parseMountInfo, planMounts, proveBinds, shownInContainer, type MountRequest } from '../lib/host/mounts.ts'
+import { neverMounted } from '../lib/policy/security.ts'
 import { TEST_USER } from './helpers/jobs.ts'
 
 const owner = await lookupUser(TEST_USER)
@@ -18,7 +19,7 @@ function tree(t: Test): string {
   return dir
 }
 
-const plan = (over: Partial<MountRequest>) => planMounts({ owner: { ...owner, home: '/nonexistent-home' }, policy: noPolicy, requested: [], ...over })
+const plan = (over: Partial<MountRequest>) => planMounts({ owner: { ...owner, home: '/nonexistent-home' }, policy: noPolicy, requested: [], neverMounted: neverMounted(), ...over })
 
 t.test('a job directory inside a read-only volume stays read-only; one holding it is refused', async t => {
   const dir = tree(t)

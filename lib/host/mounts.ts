@@ -10,12 +10,10 @@
 //    engine's mount, at the source or at the target, cannot go unnoticed (proveBinds).
 import { lstatSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { posix } from 'node:path'
-import type { QueuePolicy } from '../policy/config.ts'
 import { PolicyError, UnsafePathError } from '../errors.ts'
 import type { Identity as Owner } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
-import { exposedBy } from '../policy/security.ts'
-import { isWithin } from './paths.ts'
+import { isWithin, overlapping } from './paths.ts'
 
 export interface HostMount {
   source: string
@@ -34,14 +32,18 @@ export interface Identity {
 
 export interface MountRequest {
   owner: Owner
-  policy: Pick<QueuePolicy, 'volumes' | 'userMounts'>
+  /** The queue's site volumes and the roots below which a job may ask for mounts. */
+  policy: {
+    volumes: { source: string; target?: string; readOnly?: boolean }[]
+    userMounts: { source: string; readOnly?: boolean }[]
+  }
   /** `#CBATCH mount=` paths the job asked for. */
   requested: { path: string; readOnly: boolean }[]
   /** PBS_O_WORKDIR and TMPDIR from pbs_mom. */
   workDir?: string
   tmpDir?: string
-  /** This pbs_mom's PBS_HOME: never mounted, whatever its path. */
-  pbsHome?: string
+  /** Host paths no mount may be, hold or lie in (policy/security.ts neverMounted). */
+  neverMounted: string[]
 }
 
 /** The site's volumes, then the job's own directories: each real, allowed, and never widening a read-only one. */
@@ -49,7 +51,7 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
   const { owner, policy } = req
   const planned: HostMount[] = []
   const judge = (path: string, source: string, what: string) => {
-    const exposed = exposedBy(source, req.pbsHome)
+    const exposed = overlapping(source, req.neverMounted)
     const real = source === path ? '' : ` (really ${source})`
     if (exposed) throw new PolicyError(`${what} ${path}${real} cannot be mounted into the job's container (it would expose ${exposed})`)
   }

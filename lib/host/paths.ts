@@ -6,3 +6,8 @@ export function isWithin(path: string, dir: string): boolean {
   const d = dir.replace(/\/+$/, '') || '/'
   return p === d || d === '/' || p.startsWith(d + '/')
 }
+
+/** The first of `paths` that `path` is, lies in, or holds. */
+export function overlapping(path: string, paths: string[]): string | undefined {
+  return paths.find(p => isWithin(path, p) || isWithin(p, path))
+}

@@ -16,7 +16,7 @@ import { parseDirectives, type JobAsks } from '../policy/jobrequest.ts'
 import { assertUnchanged, identityWithoutLinks, planMounts, proveBinds, type ExpectedBind, type HostMount } from '../host/mounts.ts'
 import { outputFiles } from './output.ts'
 import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type AccountFiles } from '../host/accounts.ts'
-import { checkOwner } from '../policy/security.ts'
+import { checkOwner, neverMounted } from '../policy/security.ts'
 import { isWithin } from '../host/paths.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
@@ -141,7 +141,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const lines = accountLines(owner)
   lines.catch(() => undefined) // awaited below; not an unhandled rejection if the job is refused first
   const mounts = await planMounts({
-    owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, pbsHome: dirname(momPriv),
+    owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, neverMounted: neverMounted(dirname(momPriv)),
   })
   const gpus = await jobGpusHere(facts, nodes, env, policy, engine)
   const name = containerName(facts.jobId, momPriv)

@@ -3,7 +3,7 @@
 // says which threat each one answers and which test shows it.
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
-import { isWithin } from '../host/paths.ts'
+import { overlapping } from '../host/paths.ts'
 
 /** Host paths that may never reach a job, whatever asks for them (and neither may `/`, `/var`, … that hold them). */
 export const NEVER_MOUNTED = [
@@ -36,9 +36,14 @@ export const CONFINEMENT = {
   LogConfig: { Type: 'none', Config: {} },
 } as const
 
-/** The protected path a mount of `source` would expose, if any; `pbsHome` is this mom's, wherever it is. */
+/** What no mount may be, hold or lie in on this node: NEVER_MOUNTED and this mom's `pbsHome`, wherever it is. */
+export function neverMounted(pbsHome?: string): string[] {
+  return [...NEVER_MOUNTED, ...(pbsHome ? [pbsHome] : [])]
+}
+
+/** The protected path a mount of `source` would expose, if any. */
 export function exposedBy(source: string, pbsHome?: string): string | undefined {
-  return [...NEVER_MOUNTED, ...(pbsHome ? [pbsHome] : [])].find(p => isWithin(source, p) || isWithin(p, source))
+  return overlapping(source, neverMounted(pbsHome))
 }
 
 /** Whether a capability may be given back to a queue's jobs. */
