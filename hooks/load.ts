@@ -16,21 +16,16 @@ import Module from 'node:module'
 import { dirname, join } from 'node:path'
 import { Script } from 'node:vm'
 import { assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
-import { CANNOT_RUN_EXIT, type ProgramName } from '../lib/torque/contract.ts'
+import { hookNamed } from '../lib/torque/hooks.ts'
 import { printable } from '../lib/format.ts'
 
-// prologue.parallel and epilogue.parallel (sister nodes) are the prologue and epilogue bundles.
-// The puller is a prologue's detached pull of an image (lib/job/pull.ts).
-const HOOK = /^((prologue|epilogue)(\.parallel)?|jobstarter|nodecheck|puller)$/
 const DIGEST_BYTES = 32
 
 const began = Date.now()
-const hook = (process.argv[2] ?? '') as ProgramName
-if (!HOOK.test(hook)) {
-  process.stderr.write(`cbatch: unknown hook ${JSON.stringify(hook)}\n`)
-  process.exit(2)
-}
-const bundle = join(__dirname, `${hook.replace(/\.parallel$/, '')}.cjs`)
+// Which bundle runs it (a sister's script runs its hook's): lib/torque/hooks.ts.
+const entry = hookNamed(process.argv[2] ?? '') ?? unknownHook(process.argv[2] ?? '')
+const hook = entry.name
+const bundle = join(__dirname, `${entry.bundle}.cjs`)
 const cacheFile = `${bundle}.cache`
 // The bundle sees the argv it would have had if node had started it directly.
 process.argv.splice(1, 2, bundle)
@@ -58,13 +53,18 @@ main.call(hookModule.exports, hookModule.exports, require, hookModule, bundle, d
 
 /**
  * cbatch cannot run here: said to whoever reads this hook's stderr (a job's .ER), and to
- * pbs_mom in each hook's own terms (lib/torque/contract.ts CANNOT_RUN_EXIT). The node check
+ * pbs_mom in each hook's own terms (lib/torque/hooks.ts, cannotRunExit). The node check
  * says it on an `ERROR` line, which takes the node out of scheduling until it is fixed.
  */
 function cannotRun(message: string): never {
   if (hook === 'nodecheck') process.stdout.write(`ERROR cbatch: ${printable(message)}\n`)
   process.stderr.write(`cbatch: ${printable(message)}\n`)
-  process.exit(CANNOT_RUN_EXIT[hook])
+  process.exit(entry.cannotRunExit)
+}
+
+function unknownHook(name: string): never {
+  process.stderr.write(`cbatch: unknown hook ${JSON.stringify(name)}\n`)
+  process.exit(2)
 }
 
 function readCache(): Buffer | undefined {

@@ -8,9 +8,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { replaceFile } from '../lib/host/trusted.ts'
 import { STARTER_NEEDS } from '../lib/torque/rlimits.ts'
-
-export const HOOKS = ['prologue', 'prologue.parallel', 'jobstarter', 'epilogue', 'epilogue.parallel', 'nodecheck'] as const
-export type HookName = typeof HOOKS[number]
+import { WRAPPED_HOOKS, type Hook } from '../lib/torque/hooks.ts'
 
 export interface WrapperOptions {
   /** The node binary, by absolute path. */
@@ -54,7 +52,7 @@ need v ${STARTER_NEEDS.vmem} vmem
 need d ${STARTER_NEEDS.mem} mem
 `
 
-export function hookWrapper(hook: HookName, { node, config, elsewhere }: WrapperOptions): string {
+export function hookWrapper(hook: Hook['name'], { node, config, elsewhere }: WrapperOptions): string {
   const paths = { node, config, ...elsewhere }
   for (const [what, value] of Object.entries(paths)) {
     if (!/^\/[^'\0-\x1f]*$/.test(value)) throw new Error(`${what} ${JSON.stringify(value)}: an absolute path without quotes or control characters`)
@@ -77,8 +75,8 @@ CBATCH_ENV
 `
 }
 
-/** Writes the three wrappers into `dir`, each whole (concurrent writers never leave half a file). */
+/** Writes a wrapper of each hook pbs_mom runs into `dir`, named as the hook, each whole (concurrent writers never leave half a file). */
 export function writeWrappers(dir: string, options: WrapperOptions): void {
   mkdirSync(dir, { recursive: true, mode: 0o755 })
-  for (const hook of HOOKS) replaceFile(join(dir, hook), hookWrapper(hook, options), 0o755)
+  for (const hook of WRAPPED_HOOKS) replaceFile(join(dir, hook.name), hookWrapper(hook.name, options), 0o755)
 }

@@ -1,14 +1,16 @@
 // Run with tsx (npm run build). Writes config/cbatch.schema.json from lib/policy/config.ts, then
 // bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
-//   dist/prologue, dist/jobstarter, dist/epilogue   /bin/sh wrappers pbs_mom runs
-//   dist/cbatch.d/<hook>.cjs                         the bundled hooks they start
+//   dist/<hook>               busybox sh wrappers pbs_mom runs, one per hook of lib/torque/hooks.ts
+//   dist/hooks.txt            each wrapper and the file name pbs_mom runs it by in mom_priv
+//   dist/cbatch.d/<bundle>.cjs                       the bundled hooks they start, and their loader
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
 import { configJsonSchema } from '../lib/policy/schema.ts'
-import { HOOKS, writeWrappers } from '../hooks/wrapper.ts'
+import { writeWrappers } from '../hooks/wrapper.ts'
+import { BUNDLES, WRAPPED_HOOKS } from '../lib/torque/hooks.ts'
 
 // dockerode loads, at start-up, what only image builds (BuildKit sessions over gRPC) and
 // ssh:// engines need. cbatch uses neither: leaving them out of the bundle halves the
@@ -57,9 +59,7 @@ writeFileSync('config/cbatch.schema.json', `${JSON.stringify(configJsonSchema(),
 rmSync('dist', { recursive: true, force: true })
 mkdirSync('dist/cbatch.d', { recursive: true })
 await Promise.all([
-  ...HOOKS.filter(hook => !hook.endsWith('.parallel')).map(hook => build({ ...common, entryPoints: [`hooks/${hook}.ts`], outfile: `dist/cbatch.d/${hook}.cjs` })),
-  build({ ...common, entryPoints: ['hooks/load.ts'], outfile: 'dist/cbatch.d/load.cjs' }),
-  build({ ...common, entryPoints: ['hooks/puller.ts'], outfile: 'dist/cbatch.d/puller.cjs' }),
+  ...BUNDLES.map(bundle => build({ ...common, entryPoints: [`hooks/${bundle}.ts`], outfile: `dist/cbatch.d/${bundle}.cjs` })),
   build({ ...common, entryPoints: ['bin/cbatch.ts'], outfile: 'dist/cbatch', banner: { js: '#!/usr/bin/env node' } }),
 ])
 chmodSync('dist/cbatch', 0o755)
@@ -69,3 +69,5 @@ writeFileSync('dist/package.json', '{ "type": "commonjs" }\n')
 // The wrappers pbs_mom runs (hooks/wrapper.ts), for the default config path; install.sh
 // writes the path a site chose. Node is named by the absolute path it was built with.
 writeWrappers('dist', { node: process.execPath, config: DEFAULT_CONFIG_PATH })
+// For install.sh: each wrapper in dist/ and the file pbs_mom runs it as in mom_priv (lib/torque/hooks.ts).
+writeFileSync('dist/hooks.txt', WRAPPED_HOOKS.map(h => `${h.name} ${h.momPrivFile}\n`).join(''))

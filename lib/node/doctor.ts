@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync } from 'node:fs'
 import { dirname, join, normalize } from 'node:path'
 import { STARTER_NEEDS } from '../torque/rlimits.ts'
+import { BUNDLES, WRAPPED_HOOKS } from '../torque/hooks.ts'
 import type { Engine } from '../engine/engine.ts'
 import { ConfigError, describeIssue } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
@@ -25,9 +26,6 @@ export interface Finding {
 /** Where TORQUE keeps pbs_mom's files unless told otherwise. */
 const DEFAULT_PBS_HOME = '/var/spool/torque'
 
-/** The hooks pbs_mom runs, and the bundles they start. */
-const HOOK_FILES = ['prologue', 'epilogue', 'jobstarter', 'prologue.parallel', 'epilogue.parallel']
-const BUNDLES = ['load.cjs', 'prologue.cjs', 'epilogue.cjs', 'jobstarter.cjs', 'puller.cjs']
 /** Free space below which jobs' images or scratch files may no longer fit. */
 const LOW_DISK = { fraction: 0.1, bytes: 5 * 1024 ** 3 }
 
@@ -106,13 +104,14 @@ type Add = (verdict: Verdict, what: string, detail: string, fix?: string) => voi
 
 /** pbs_mom's permission check, and that each hook is cbatch's with its bundle and a cache that fits. */
 function checkHooks(momPriv: string, add: Add): void {
-  for (const hook of HOOK_FILES) {
+  for (const { momPrivFile: hook, required } of WRAPPED_HOOKS) {
     const file = join(momPriv, hook)
     let stat
     try {
       stat = lstatSync(file)
     } catch {
-      add('FAIL', `hook ${hook}`, `${file} is missing`, './install.sh')
+      if (required) add('FAIL', `hook ${hook}`, `${file} is missing`, './install.sh')
+      else add('warn', `hook ${hook}`, `${file} is missing: a node that cannot run jobs keeps taking them`, './install.sh (without --no-node-check)')
       continue
     }
     const ours = stat.isFile() && /^# cbatch .* hook for pbs_mom/m.test(readFileSync(file, 'utf8'))
@@ -122,7 +121,7 @@ function checkHooks(momPriv: string, add: Add): void {
     } else add('ok', `hook ${hook}`, `${file}, root's, mode ${(stat.mode & 0o777).toString(8)}`)
   }
   const bundles = join(momPriv, 'cbatch.d')
-  for (const bundle of BUNDLES) {
+  for (const bundle of BUNDLES.map(b => `${b}.cjs`)) {
     const file = join(bundles, bundle)
     if (!existsSync(file)) {
       add('FAIL', `bundle ${bundle}`, `${file} is missing`, './install.sh')
