@@ -3,21 +3,11 @@
 // what the owner could reach anyway. The programs run with a fixed, clean environment.
 import { execFile } from 'node:child_process'
 import type { Identity } from './identity.ts'
-
-const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
+import { CLEAN_ENV, execResult } from './exec.ts'
 
 /** argv that runs `command` as the owner (uid, gid and all their groups), through util-linux setpriv. */
 function asOwner(owner: Pick<Identity, 'uid' | 'gid' | 'groups'>, command: string[]): string[] {
   return ['setpriv', `--reuid=${owner.uid}`, `--regid=${owner.gid}`, `--groups=${[owner.gid, ...owner.groups].join(',')}`, '--', ...command]
-}
-
-function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise(resolve => {
-    execFile(argv[0], argv.slice(1), { env: CLEAN_ENV, encoding: 'utf8', maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code
-      resolve({ code: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr || (err?.message ?? '') })
-    })
-  })
 }
 
 /**
@@ -27,7 +17,7 @@ function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: st
  */
 export async function realDirectoryAsOwner(owner: Pick<Identity, 'uid' | 'gid' | 'groups'>, path: string): Promise<string | undefined> {
   // Statically linked busybox: nothing of the caller's is loaded, whoever the owner is.
-  const result = await run(asOwner(owner, ['/bin/busybox', 'sh', '-c', 'cd -P -- "$1" && pwd -P', 'sh', path]))
+  const result = await execResult(asOwner(owner, ['/bin/busybox', 'sh', '-c', 'cd -P -- "$1" && pwd -P', 'sh', path]))
   if (result.code !== 0) return undefined
   const real = result.stdout.replace(/\n$/, '')
   return real.startsWith('/') ? real : undefined
@@ -50,6 +40,6 @@ export function readFileAsOwner(owner: Pick<Identity, 'uid' | 'gid' | 'groups'>,
  */
 export async function emptyAsOwner(owner: Pick<Identity, 'uid' | 'gid' | 'groups'>, dir: string): Promise<void> {
   // Directories the job made unwritable are opened up first, by their owner.
-  await run(asOwner(owner, ['chmod', '-R', 'u+rwx', '--', dir]))
-  await run(asOwner(owner, ['find', dir, '-mindepth', '1', '-xdev', '-delete']))
+  await execResult(asOwner(owner, ['chmod', '-R', 'u+rwx', '--', dir]))
+  await execResult(asOwner(owner, ['find', dir, '-mindepth', '1', '-xdev', '-delete']))
 }

@@ -1,7 +1,7 @@
 // Who the job owner is on this node. Through NSS (getent, id), so LDAP/SSSD users
 // of a cluster resolve the same way as local ones.
-import { execFile } from 'node:child_process'
 import { IdentityError } from '../errors.ts'
+import { execResult } from './exec.ts'
 
 export interface Identity {
   name: string
@@ -23,12 +23,12 @@ export async function lookupUser(name: string, group?: string): Promise<Identity
   }
   const [passwd, ids, groupEntry] = await Promise.all([
     getent('passwd', name),
-    command('id', ['-G', '--', name]),
+    execResult(['id', '-G', '--', name]),
     group ? getent('group', group) : Promise.resolve(undefined),
   ])
   if (!passwd) throw new IdentityError(`unknown user ${name} on this node`)
   const [, , uid, gid, , home, shell] = passwd.split(':')
-  if (ids.exitCode !== 0) throw new IdentityError(`cannot list the groups of ${name}`, ids.stderr)
+  if (ids.code !== 0) throw new IdentityError(`cannot list the groups of ${name}`, ids.stderr)
   const groups = ids.stdout.trim().split(/\s+/).map(Number)
   let primary = Number(gid)
   if (group) {
@@ -41,7 +41,7 @@ export async function lookupUser(name: string, group?: string): Promise<Identity
 
 /** The group database's lines for these gids, as NSS answers (files, LDAP, SSSD alike). */
 export async function groupLines(gids: number[]): Promise<string[]> {
-  const result = await command('getent', ['group', '--', ...gids.map(String)])
+  const result = await execResult(['getent', 'group', '--', ...gids.map(String)])
   return result.stdout.split('\n').filter(Boolean)
 }
 
@@ -51,18 +51,6 @@ export async function passwdLine(name: string): Promise<string | undefined> {
 }
 
 async function getent(database: 'passwd' | 'group', key: string): Promise<string | undefined> {
-  const result = await command('getent', [database, '--', key])
-  return result.exitCode === 0 ? result.stdout.split('\n')[0] : undefined
-}
-
-// Node's own execFile, not execa: these run in every hook, and loading execa alone costs
-// more than the whole start-up budget of a hook (see bench/RESULTS.md). Root runs them:
-// with a fixed environment, never one of a job's.
-function command(file: string, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return new Promise(resolve => {
-    execFile(file, args, { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code
-      resolve({ exitCode: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr || (err?.message ?? '') })
-    })
-  })
+  const result = await execResult(['getent', database, '--', key])
+  return result.code === 0 ? result.stdout.split('\n')[0] : undefined
 }
