@@ -12,9 +12,6 @@ import { makeRootDir, replaceFile } from '../lib/host/trusted.ts'
 /** Where the emulator keeps its pbsdsh: a site volume of a queue can offer it to jobs. */
 export const EMULATOR_TOOLS = '/var/lib/cbatch-emulator/bin'
 
-/** Which of the job's virtual nodes (one per ppn slot, node by node) a spawn is for. */
-export type Placement = { kind: 'all' } | { kind: 'unique' } | { kind: 'vnode'; vnode: number }
-
 export interface Spawner {
   /** The job's cookie: only the job's own tasks may start more of its tasks. */
   cookie: string

@@ -1,5 +1,5 @@
-// What the three hook entry points share: where their environment comes from, and how
-// errors become pbs_mom exit codes. No job logic lives here.
+// What the hook entry points share (hooks/prologue.ts, jobstarter.ts, epilogue.ts, nodecheck.ts): where their
+// environment comes from, and how errors become pbs_mom exit codes. No job logic lives here.
 import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'

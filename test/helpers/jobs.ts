@@ -108,7 +108,7 @@ export async function runJob(script: string, opts: JobOptions): Promise<JobRun> 
 
 /**
  * The prologue refused the job: it printed why into the job's .ER and exited 0, and the
- * starter ran nothing (lib/refusal.ts), so the owner gets the reason.
+ * starter ran nothing (lib/job/refusal.ts), so the owner gets the reason.
  */
 export function refused(job: EmulatedJob): boolean {
   return job.prologue.status === 0 && job.exitStatus === 125 && job.stderr.startsWith('cbatch: ')
