@@ -38,12 +38,19 @@ export class ConfigError extends CbatchError {
   readonly file: string
   readonly issues: ConfigIssue[]
 
-  constructor(file: string, issues: ConfigIssue[]) {
+  constructor(file: string, issues: ConfigIssue[], lead = 'invalid cbatch config') {
     const where = (i: ConfigIssue) => describeIssue(file, i)
-    super(`invalid cbatch config ${where(issues[0])}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
+    super(`${lead} ${where(issues[0])}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
       issues.length > 1 ? issues.slice(1).map(where).join('; ') : undefined)
     this.file = file
     this.issues = issues
+  }
+}
+
+/** The config file is not there: nothing in it is wrong, it is missing (a typo in --config, an install not done). */
+export class ConfigNotFoundError extends ConfigError {
+  constructor(file: string) {
+    super(file, [{ path: '', message: 'not found' }], 'no cbatch config:')
   }
 }
 

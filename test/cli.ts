@@ -41,14 +41,29 @@ t.test('config check: every problem as file:line:column: dot.path: message; conf
   t.same(r.stdout.trim().split('\n'), [
     `${bad}:2:12: engine.timeout: Expected number to be greater than 0`,
     `${bad}:6:11: queues.a.pull: "often" is not one of missing, always, never`,
+    `${bad}:8:5: queues.b.image: no image: set queues.b.image or defaults.image`,
     `${bad}:8:14: queues.b.network: "bridge" is not one of none, host`,
-  ])
+  ], 'every problem at once, in the file\'s order')
   const good = writeConfig(shared.path, `defaults: { pidsLimit: 64 }\nqueues:\n  batch: { image: ${TEST_IMAGE} }\n`)
   t.match(cbatch('config', 'check', good), { status: 0, stdout: `${good}: valid, queues batch\n` })
   const shown = cbatch('config', 'show', '--config', good, '--queue', 'batch')
   t.equal(shown.status, 0)
   t.match(JSON.parse(shown.stdout), { image: TEST_IMAGE, pidsLimit: 64, pull: 'missing', readOnlyRootfs: true })
   t.equal(cbatch('config', 'show', '--config', good, '--queue', 'nope').status, 64)
+  t.same(JSON.parse(cbatch('config', 'show', good, '--queue', 'batch').stdout), JSON.parse(shown.stdout), 'show FILE takes what check FILE takes')
+  const none = writeConfig(shared.path, 'queues: {}\n')
+  t.match(cbatch('config', 'check', none), { status: 0, stdout: `${none}: valid, queues (none: every job runs natively)\n${none}:1:9: queues: no queue: every job runs natively, outside containers [queues-none] (warning)\n` })
+  const missing = join(shared.path, 'missing.yaml')
+  t.match(cbatch('config', 'check', missing), { status: 1, stdout: `${missing}: not found\n` })
+  t.match(cbatch('config', 'show', '--config', missing), { status: 125, stderr: `cbatch: no cbatch config: ${missing}: not found\n` })
+})
+
+t.test('run: a queue the config does not name is a usage mistake, not a native job', async t => {
+  const config = writeConfig(shared.path, `queues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  const script = join(shared.path, 'typo.sh')
+  writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
+  const r = cbatch('run', script, '--user', TEST_USER, '--queue', 'bacth', '--config', config)
+  t.match(r, { status: 64, stdout: '', stderr: `cbatch: --queue bacth: not a queue of ${config} (batch)\n` })
 })
 
 t.test('ps: the job containers of two owners, with what they use now and whether pbs_mom knows them', async t => {

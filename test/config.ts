@@ -193,7 +193,8 @@ t.test('every problem is reported, not just the first', async t => {
 t.test('loadConfig reads a file and reports an unreadable one', async t => {
   const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n' })
   t.equal((await loadConfig(`${dir}/c.yaml`)).queues.get('batch')!.image, 'x')
-  await t.rejects(loadConfig(`${dir}/missing.yaml`), { name: 'ConfigError', message: /missing\.yaml: cannot read: ENOENT/ })
+  await t.rejects(loadConfig(`${dir}/missing.yaml`), { name: 'ConfigNotFoundError', message: `no cbatch config: ${dir}/missing.yaml: not found` })
+  await t.rejects(loadConfig(dir), { name: 'ConfigError', message: /cannot read: EISDIR/ }, 'there, but not a file')
 })
 
 t.test('the validated config is kept for the next hook, and trusted only as the config is', async t => {

@@ -4,9 +4,9 @@
 // and the schema nor runs them, which is a sizeable share of each hook's start-up
 // (bench/RESULTS.md). The copy is trusted as the config is: only if root alone can change it.
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { ConfigError, UnsafePathError, type ConfigIssue } from '../errors.ts'
+import { ConfigError, ConfigNotFoundError, UnsafePathError, type ConfigIssue } from '../errors.ts'
 import { assertRecordFile, assertRootControlled, replaceFile } from '../host/trusted.ts'
 import { assertCredentialsFile } from '../host/registryauth.ts'
 import { BUILD } from '../version.ts'
@@ -42,6 +42,8 @@ export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir
 }
 
 function readConfigText(file: string): string {
+  // Nothing there is nothing to trust: say so before judging where it would be.
+  if (!existsSync(file)) throw new ConfigNotFoundError(file)
   try {
     // It and its directories must be root's, and writable by root alone.
     assertRootControlled(file, 'cbatch config', { mayBeMissing: true })
