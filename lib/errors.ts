@@ -116,3 +116,8 @@ export class ContainerRefusedError extends CbatchError {
 export class ImageMissingError extends CbatchError {
   readonly disposition = 'abort'
 }
+
+/** pbs_mom's files of a job (its job file, its script) are missing, unreadable or not what they should be. */
+export class JobFileError extends CbatchError {
+  readonly disposition = 'abort'
+}

@@ -42,8 +42,8 @@ t.test('the owner and queue are what pbs_mom wrote, not the job\'s variables', a
 })
 
 t.test('a job file that is not this job\'s, or not TORQUE 6\'s, is refused', async t => {
-  t.throws(() => parseJobRecord(XML, '14.head'), { name: 'UsageError', message: /is the job file of 13.head, not of 14.head/ })
-  t.throws(() => parseJobRecord('PBSJOB\0binary', '13.head'), { name: 'UsageError', message: /no jobid: is this TORQUE 6/ })
+  t.throws(() => parseJobRecord(XML, '14.head'), { name: 'JobFileError', message: /is the job file of 13.head, not of 14.head/ })
+  t.throws(() => parseJobRecord('PBSJOB\0binary', '13.head'), { name: 'JobFileError', message: /no jobid: is this TORQUE 6/ })
   t.throws(() => parseJobRecord(XML.replace('<execution_uid>500', '<execution_uid>-1'), '13.head'), { message: /execution_uid "-1" is not a number/ })
   t.throws(() => parseJobRecord(XML.replace(/<euser[^\n]*\n/, ''), '13.head'), { message: /no euser/ })
   t.throws(() => parseJobRecord(XML.replace(/<cookie[^\n]*\n/, ''), '13.head'), { message: /no cookie/ })
@@ -64,7 +64,7 @@ t.test('the job file is read only from where root alone can write', async t => {
   const dir = t.testdir({ jobs: {} })
   writeFileSync(join(dir, 'jobs/13.head.JB'), XML)
   t.equal(readJobRecord(dir, '13.head').user, 'adaptive')
-  t.throws(() => readJobRecord(dir, '14.head'), { name: 'UsageError', message: /not known to this pbs_mom/ })
+  t.throws(() => readJobRecord(dir, '14.head'), { name: 'JobFileError', message: /not known to this pbs_mom/ })
 })
 
 t.test('a process belongs to a job only with that job\'s cookie, whatever its PBS_JOBID says', async t => {
@@ -153,13 +153,13 @@ t.test('the starter looks again for a job file missing for a moment, and reads a
   // No file at all: refused after one more look, without waiting for a copy.
   rmSync(jb)
   began = performance.now()
-  t.throws(() => readJobRecord(dir, '13.head'), { name: 'UsageError', message: /not known to this pbs_mom/ })
+  t.throws(() => readJobRecord(dir, '13.head'), { name: 'JobFileError', message: /not known to this pbs_mom/ })
   const took = performance.now() - began
   t.ok(took >= JOB_FILE_RETRY_MS && took < 2 * JOB_FILE_RETRY_MS + 150, `one retry only (${Math.round(took)} ms)`)
   // A copy still being written (the job's first save) is not read as the job.
   writeFileSync(join(dir, 'jobs/13.head.JC'), XML.slice(0, 200))
-  t.throws(() => readJobRecord(dir, '13.head'), { name: 'UsageError', message: /not known to this pbs_mom/ })
+  t.throws(() => readJobRecord(dir, '13.head'), { name: 'JobFileError', message: /not known to this pbs_mom/ })
   // A copy of another job is not this job.
   writeFileSync(join(dir, 'jobs/13.head.JC'), XML.replace('<jobid>13.head', '<jobid>14.head'))
-  t.throws(() => readJobRecord(dir, '13.head'), { name: 'UsageError' })
+  t.throws(() => readJobRecord(dir, '13.head'), { name: 'JobFileError' })
 })

@@ -23,7 +23,7 @@ import { torqueCpuset } from '../host/cgroup.ts'
 import { VERSION } from '../version.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { nodeShare } from '../torque/nodes.ts'
-import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, UsageError } from '../errors.ts'
+import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, JobFileError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
@@ -233,13 +233,13 @@ export const SCRIPT_HEAD_BYTES = 64 * 1024
  */
 function jobAsks(facts: JobFacts, momPriv: string, maxMounts: number): JobAsks {
   if (!facts.scriptPath) return { mounts: [] }
-  if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new UsageError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
+  if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new JobFileError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
   let head: string
   try {
     head = readHead(facts.scriptPath, SCRIPT_HEAD_BYTES)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { mounts: [] }
-    throw new UsageError(`cannot read the job script ${facts.scriptPath}`, (err as Error).message)
+    throw new JobFileError(`cannot read the job script ${facts.scriptPath}`, (err as Error).message)
   }
   const asks = parseDirectives(head, maxMounts)
   if (head.length >= SCRIPT_HEAD_BYTES && !/\n[ \t]*[^#\s]/.test(head)) {

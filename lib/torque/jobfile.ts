@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { XMLParser } from 'fast-xml-parser'
-import { IdentityError, UsageError } from '../errors.ts'
+import { IdentityError, JobFileError } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
 
 export interface JobRecord {
@@ -103,7 +103,7 @@ export const JOB_FILE_RETRY_MS = 200
 const parser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, trimValues: true, processEntities: true })
 
 /**
- * Reads the job's `.JB`; throws UsageError when there is none or it does not name the job.
+ * Reads the job's `.JB`; throws JobFileError when there is none or it does not name the job.
  * A `.JB` missing at the first look is looked for again after JOB_FILE_RETRY_MS, and while
  * the `.JC` of a job_save under way is there, once more; still missing then, the complete
  * `.JC` is read in its place (job_save unlinks the `.JB` only once the copy is written).
@@ -125,7 +125,7 @@ export function readJobRecord(momPriv: string, jobId: string, retryMs = JOB_FILE
     if (attempt >= 2 || (attempt === 1 && !copies.length)) break
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, retryMs)
   }
-  throw new UsageError(`job ${jobId} is not known to this pbs_mom (no .JB in ${momPriv}/jobs)`)
+  throw new JobFileError(`job ${jobId} is not known to this pbs_mom (no .JB in ${momPriv}/jobs)`)
 }
 
 /** The record in `file`, or undefined when there is no such file (gone meanwhile). */
@@ -147,16 +147,16 @@ export function parseJobRecord(xml: string, jobId: string, file = '<.JB>'): JobR
   try {
     job = (parser.parse(xml) as { job?: Record<string, unknown> }).job
   } catch (err) {
-    throw new UsageError(`${file} is not TORQUE 6's XML job file`, (err as Error).message)
+    throw new JobFileError(`${file} is not TORQUE 6's XML job file`, (err as Error).message)
   }
   const attributes = (job?.attributes ?? {}) as Record<string, unknown>
   const text = (value: unknown, what: string) => {
-    if (typeof value !== 'string' || !value) throw new UsageError(`${file} has no ${what}: is this TORQUE 6 or later?`)
+    if (typeof value !== 'string' || !value) throw new JobFileError(`${file} has no ${what}: is this TORQUE 6 or later?`)
     return value
   }
   const id = (value: unknown, what: string) => {
     const v = text(value, what)
-    if (!/^\d+$/.test(v)) throw new UsageError(`${file}: ${what} ${JSON.stringify(v)} is not a number`)
+    if (!/^\d+$/.test(v)) throw new JobFileError(`${file}: ${what} ${JSON.stringify(v)} is not a number`)
     return Number(v)
   }
   const record = {
@@ -171,7 +171,7 @@ export function parseJobRecord(xml: string, jobId: string, file = '<.JB>'): JobR
       .filter(([, v]) => typeof v === 'string').map(([k, v]) => `${k}=${v as string}`).join(','),
     ...(typeof attributes.exec_host === 'string' && attributes.exec_host ? { execHost: attributes.exec_host } : {}),
   }
-  if (record.jobId !== jobId) throw new UsageError(`${file} is the job file of ${record.jobId}, not of ${jobId}`)
+  if (record.jobId !== jobId) throw new JobFileError(`${file} is the job file of ${record.jobId}, not of ${jobId}`)
   return record
 }
 
