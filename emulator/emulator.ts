@@ -144,7 +144,7 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
         tail(join(pbsHome, 'spool', `${prefix}.OU`), opts.follow.out),
         ...(opts.join ? [] : [tail(join(pbsHome, 'spool', `${prefix}.ER`), opts.follow.err)]),
       ]
-      const result = await runJob(opts, owner, group, jobId, pbsHome).finally(() => tails && Promise.all(tails.map(stop => stop())))
+      const result = await runJob(opts, { owner, group, jobId, pbsHome }).finally(() => tails && Promise.all(tails.map(stop => stop())))
       if (result.outcome !== 'requeued' || attempt >= (opts.attempts ?? 1)) return { ...result, attempts: attempt }
     }
   } finally {
@@ -159,7 +159,8 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   }
 }
 
-async function runJob(opts: EmulatorOptions, owner: Identity, group: string, jobId: string, pbsHome: string): Promise<EmulatedJob> {
+/** One start of the job on this node (and its sisters): what emulateJob repeats while the prologue requeues it. */
+async function runJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: { owner: Identity; group: string; jobId: string; pbsHome: string }): Promise<EmulatedJob> {
   const momPriv = join(pbsHome, 'mom_priv')
   const jobsDir = join(momPriv, 'jobs')
 
@@ -244,26 +245,28 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
       ...momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: hookSizes.PBS_NP,
       PBS_NUM_NODES: hookSizes.PBS_NUM_NODES, PBS_NUM_PPN: hookSizes.PBS_NUM_PPN, PBS_O_WORKDIR: workDir, PBS_RESOURCE_NODES: nodes,
     }
-    return runScript(join(sisterHooks[i], 'prologue.parallel'), [...prologueArgs.slice(0, 7), sisterScript(i)], env,
-      join(sister.pbsHome, 'mom_priv'), nothing, alarm)
+    return runScript({ path: join(sisterHooks[i], 'prologue.parallel'), args: [...prologueArgs.slice(0, 7), sisterScript(i)], env,
+      cwd: join(sister.pbsHome, 'mom_priv'), files: nothing }, { alarmSeconds: alarm })
   }))
   // Then a sister saves the job, and from then on has its job file.
   sisters.forEach(sister => writeJobFile(sister.pbsHome, record))
-  const sisterEpilogues = (used: string) => Promise.all(sisters.map((sister, i) => runScript(join(sisterHooks[i], 'epilogue.parallel'),
-    [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', '0', sisterScript(i)], scriptEnv, join(sister.pbsHome, 'mom_priv'), nothing, alarm)))
+  const sisterEpilogues = (used: string) => Promise.all(sisters.map((sister, i) => runScript({ path: join(sisterHooks[i], 'epilogue.parallel'),
+    args: [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', '0', sisterScript(i)], env: scriptEnv, cwd: join(sister.pbsHome, 'mom_priv'), files: nothing },
+  { alarmSeconds: alarm })))
   const noUse = 'cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0'
   // A sister's failed prologue.parallel never aborts the job: the mother superior runs its
   // epilogue with exit status -3 and the job is requeued (and that node goes down).
   if (sisterPrologues.some(p => p.status !== 0)) {
     const sisterEpilogueRuns = await sisterEpilogues(noUse)
-    const epilogue = await runScript(join(hooks, 'epilogue'), [jobId, opts.user, group, jobName, '0', opts.resources, noUse, queue, '', '-3', scriptPath],
-      scriptEnv, momPriv, files, alarm)
+    const epilogue = await runScript({ path: join(hooks, 'epilogue'), args: [jobId, opts.user, group, jobName, '0', opts.resources, noUse, queue, '', '-3', scriptPath],
+      env: scriptEnv, cwd: momPriv, files }, { alarmSeconds: alarm })
     if (cgroups) await cgroups.remove()
     return { jobId, prologue: { status: 0, ms: 0 }, outcome: 'requeued', epilogue, sisterPrologues, sisterEpilogues: sisterEpilogueRuns,
       stdout: readOutput(outFile), stderr: readOutput(errFile), pbsHome }
   }
 
-  const prologue = await runScript(join(hooks, 'prologue'), prologueArgs, scriptEnv, momPriv, files, alarm, jobFile, cgroups?.spawn)
+  const prologue = await runScript({ path: join(hooks, 'prologue'), args: prologueArgs, env: scriptEnv, cwd: momPriv, files, inside: cgroups?.spawn },
+    { alarmSeconds: alarm, meanwhile: jobFile })
   // An interactive job has nobody to wait for it: any failure aborts it.
   const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(sisters.length ? { sisterPrologues } : {}) }
@@ -338,9 +341,9 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).
     const line = `${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
     const command = opts.interactive?.command
-    result.exitStatus = await runStarter(join(hooks, 'jobstarter'), command ? [owner.shell, '-c', command] : [owner.shell],
-      jobEnv, jobEnv.PBS_O_INITDIR || owner.home, files, opts.interactive?.input ?? line, !!opts.interactive,
-      { walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources), inside: cgroups?.spawn })
+    result.exitStatus = await runStarter({ path: join(hooks, 'jobstarter'), args: command ? [owner.shell, '-c', command] : [owner.shell],
+      env: jobEnv, cwd: jobEnv.PBS_O_INITDIR || owner.home, files, inside: cgroups?.spawn },
+    { input: opts.interactive?.input ?? line, interactive: !!opts.interactive, walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources) })
     // The job shell ended: whatever the job's tasks still run is killed, on every node.
     opts.cancel?.removeEventListener('abort', killTasks)
     killTasks()
@@ -354,8 +357,8 @@ async function runJob(opts: EmulatorOptions, owner: Identity, group: string, job
     if (sisters.length) result.sisterEpilogues = await sisterEpilogues(used)
     const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
     // Epilogues of interactive jobs print into /dev/null.
-    result.epilogue = await runScript(join(hooks, 'epilogue'), epilogueArgs, scriptEnv, momPriv,
-      opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files, alarm)
+    result.epilogue = await runScript({ path: join(hooks, 'epilogue'), args: epilogueArgs, env: scriptEnv, cwd: momPriv,
+      files: opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files }, { alarmSeconds: alarm })
   }
   if (cgroups) result.cgroupLeftovers = await cgroups.remove()
   // After a prologue exit 1, pbs_mom copies no output back to the owner.
@@ -507,12 +510,22 @@ export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome
   return dir
 }
 
+/** A program pbs_mom starts: its argv, environment and directory, the files its stdout and stderr go to. */
+interface Launch {
+  path: string
+  args: string[]
+  env: NodeJS.ProcessEnv
+  cwd: string
+  files: { out: string; err: string }
+  /** Starts it inside the job's cgroups (pbs_mom built with cgroups). */
+  inside?: Inside
+}
+
 /**
  * A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm;
  * `meanwhile` is what pbs_mom does 200 ms after starting it (or once it ended, if sooner).
  */
-async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, alarmSeconds: number, meanwhile?: () => void, inside?: Inside): Promise<HookRun> {
+async function runScript(launch: Launch, { alarmSeconds, meanwhile }: { alarmSeconds: number; meanwhile?: () => void }): Promise<HookRun> {
   let done = !meanwhile
   const once = () => {
     if (!done) meanwhile!()
@@ -520,15 +533,14 @@ async function runScript(path: string, args: string[], env: NodeJS.ProcessEnv, c
   }
   const late = setTimeout(once, 200)
   try {
-    return await runChecked(path, args, env, cwd, files, alarmSeconds, inside)
+    return await runChecked(launch, alarmSeconds)
   } finally {
     clearTimeout(late)
     once()
   }
 }
 
-async function runChecked(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, alarmSeconds: number, inside: Inside = start => start()): Promise<HookRun> {
+async function runChecked({ path, args, env, cwd, files, inside = start => start() }: Launch, alarmSeconds: number): Promise<HookRun> {
   let mode: ReturnType<typeof statSync>
   try {
     mode = statSync(path)
@@ -613,10 +625,9 @@ sys.exit(os.waitstatus_to_exitcode(status))
  * The job starter, privileged, as session leader: batch jobs get the script line on a stdin
  * pipe; interactive ones a terminal (the launcher holds the pty master).
  */
-async function runStarter(path: string, args: string[], env: NodeJS.ProcessEnv, cwd: string,
-  files: { out: string; err: string }, input: string, interactive: boolean,
-  { walltime, killDelay, cancel, limits, inside = start => start() }:
-  { walltime?: number; killDelay: number; cancel?: AbortSignal; limits: Rlimit[]; inside?: Inside }): Promise<number> {
+async function runStarter({ path, args, env, cwd, files, inside = start => start() }: Launch,
+  { input, interactive, walltime, killDelay, cancel, limits }:
+  { input: string; interactive: boolean; walltime?: number; killDelay: number; cancel?: AbortSignal; limits: Rlimit[] }): Promise<number> {
   const fds = openOutputs(files)
   try {
     // pbs_mom's umask and the job's rlimits, set on the starter before exec.
