@@ -19,7 +19,7 @@ const AbsolutePath = (description: string) => Type.String({ pattern: '^/', expec
 const List = <T extends TSchema>(item: T, options: Parameters<typeof Type.Array>[1]) => Type.Array(item, { maxItems: CONFIG_LIMITS.listItems, ...options })
 
 const Size = (description: string, fallback?: string) => Type.String({
-  pattern: SIZE_PATTERN, expects: 'a size such as 512mb or 4gb', description: `${description}, e.g. 4gb`, ...(fallback ? { default: fallback } : {}),
+  pattern: SIZE_PATTERN, expects: 'a size such as 512mb or 4gb', description, ...(fallback ? { default: fallback } : {}),
 })
 
 const Volume = Type.Object({
@@ -52,16 +52,16 @@ const policyFields = {
   pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
   maxTasks: Type.Integer({
     minimum: 1, maximum: 4096, default: 64,
-    description: 'most job shells and TM tasks (pbsdsh, mpiexec) a job may run at once on one node; each holds a root starter of tens of MiB',
+    description: 'most job shells and TM tasks (pbsdsh, TM-aware mpiexec) a job may run at once on one node (raised to the job\'s processors on that node and one more, its job shell, where that is more): each holds a root starter of tens of MiB outside the job\'s limits; one more is refused (exit 125, the reason in the job\'s .ER)',
   }),
   limits: Type.Object({
     cpu: Type.Union([Type.Literal('quota'), Type.Literal('cpuset'), Type.Literal('none')], {
       default: 'quota', description: 'CPUs of the job as a CPU-time quota, TORQUE\'s cpuset for the job, or unlimited',
     }),
     defaultCpus: Type.Integer({ minimum: 1, default: 1, description: 'CPUs of a job that asks for none' }),
-    maxCpus: Type.Optional(Type.Integer({ minimum: 1, description: 'most CPUs a job may ask for on one node' })),
+    maxCpus: Type.Optional(Type.Integer({ minimum: 1, description: 'most CPUs a job may ask for on one node (more: the job is refused)' })),
     defaultMem: Type.Optional(Size('memory of a job that asks for none')),
-    maxMem: Type.Optional(Size('most memory a job may ask for')),
+    maxMem: Type.Optional(Size('most memory a job may ask for (more: the job is refused)')),
   }, { additionalProperties: false, default: {} }),
   allowedImages: List(Type.String({ minLength: 1 }), {
     default: [], description: 'globs of images a job may ask for (#CBATCH image=); `*` stops at /, `**` does not',
@@ -69,13 +69,13 @@ const policyFields = {
   userMounts: List(Type.Object({
     source: AbsolutePath('host directory below which a job may ask for mounts (#CBATCH mount=)'),
     readOnly: Type.Optional(Type.Boolean({ description: 'force such mounts read-only (default false)' })),
-  }, { additionalProperties: false }), { default: [] }),
+  }, { additionalProperties: false }), { default: [], description: 'host directories below which a job may ask for mounts (#CBATCH mount=)' }),
   maxMounts: Type.Integer({
     minimum: 0, maximum: MAX_MOUNTS, default: 32,
     description: `most #CBATCH mount= a job may ask for (at most ${MAX_MOUNTS}); each is resolved as the owner and bind-mounted by root before the job runs`,
   }),
   capAdd: List(Type.String({ pattern: '^[A-Z][A-Z_]*$', expects: 'a capability name such as NET_BIND_SERVICE' }), {
-    default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE',
+    default: [], description: 'capabilities given back to jobs (all are dropped), e.g. NET_BIND_SERVICE; SYS_ADMIN, SYS_MODULE, SYS_PTRACE, SETUID... are refused',
   }),
   devices: List(Type.Object({
     path: Type.String({ pattern: '^/dev/', expects: 'a path below /dev/', description: 'host device, e.g. /dev/nvidia0' }),
@@ -83,23 +83,26 @@ const policyFields = {
   }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
   allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
   readOnlyRootfs: Type.Boolean({
-    default: true, description: 'read-only image filesystem, with a writable tmpfs /tmp of tmpSize: a job cannot fill the node\'s disk through its container',
+    default: true, description: 'the image\'s filesystem read-only, with a writable tmpfs /tmp of tmpSize: a job cannot fill the node\'s disk through its container. false lets jobs write anywhere in the image, into the engine\'s data root, without a bound',
   }),
   tmpSize: Size('size of the tmpfs /tmp of a read-only image filesystem (counts against the job\'s memory)', '1gb'),
   scratch: Type.Optional(Type.Object({
     base: AbsolutePath('host directory for per-job scratch directories'),
     target: AbsolutePath('where the job sees its scratch directory (also $CBATCH_SCRATCH)'),
-  }, { additionalProperties: false })),
+  }, {
+    additionalProperties: false,
+    description: 'a per-job directory base/<container name> (0700, the owner\'s) mounted at target, removed by the epilogue (with the owner\'s credentials). base and every directory above it must be root\'s and writable by no one else, sticky or not (e.g. /var/lib/cbatch-scratch, never below /tmp), or jobs are refused; made 0711 if missing',
+  })),
   cgroupParent: Type.Union([Type.Literal('none'), Type.Literal('torque')], {
     default: 'none', description: 'torque: place the container under the job\'s TORQUE cgroup (cgroupfs driver)',
   }),
   environment: Type.Object({
     pass: List(Type.String({ minLength: 1 }), { default: ['*'], description: 'globs of the job\'s variables that enter its container' }),
     drop: List(Type.String({ minLength: 1 }), {
-      default: [...HOST_PATHS], description: 'globs of those that do not: the image\'s own values (its ENV) stay',
+      default: [...HOST_PATHS], description: 'globs of those that do not. Precedence: the image\'s ENV, then the job\'s variables that enter (an entering variable wins); so by default the image keeps its PATH and libraries, and TORQUE\'s PBS_* and the job\'s own variables (qsub -v, -V) come through. [] lets everything through',
     }),
   }, { additionalProperties: false, default: {} }),
-  entrypoint: Type.Boolean({ default: false, description: 'run the image\'s ENTRYPOINT around the holder and each job shell and task' }),
+  entrypoint: Type.Boolean({ default: false, description: 'true: the image\'s ENTRYPOINT runs around the holder and around each job shell and task (e.g. one that sets up an environment and exec "$@"); false: no entrypoint of the image runs at all' }),
   registries: List(Type.String({ pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$', expects: 'a registry host[:port]' }), {
     default: [], description: 'registries the queue\'s images must come from (host[:port], docker.io for Docker Hub); [] for any',
   }),
@@ -148,7 +151,7 @@ export const ConfigSchema = Type.Object({
     timeout: Type.Number({ exclusiveMinimum: 0, default: 30, description: 'seconds any one engine call may take' }),
     pullTimeout: Type.Number({ exclusiveMinimum: 0, default: 180, description: 'seconds an image pull may take' }),
     requeuePause: Type.Number({
-      minimum: 0, default: 10, description: 'seconds a prologue that must requeue its job waits first: pbs_sched re-runs it on this node at once, again and again',
+      minimum: 0, default: 10, description: 'seconds a prologue that must requeue its job (engine down, pull failed) waits first: pbs_sched sends the job straight back to the same node, so this bounds the loop until the node check takes the node out',
     }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
@@ -163,15 +166,18 @@ export const ConfigSchema = Type.Object({
     onPrologue: Type.Boolean({ default: true, description: 'every prologue also removes orphans' }),
   }, { additionalProperties: false, default: {} }),
   images: Type.Object({
-    auth: Type.Optional(AbsolutePath('registry credentials: Docker\'s config.json (`auths`), root\'s alone, mode 0600')),
-    pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with growing pauses' }),
+    auth: Type.Optional(AbsolutePath('private registries\' credentials, in Docker\'s config.json format ({"auths": {"reg.site.org": {"auth": "<base64 user:password>"}}}), root\'s, mode 0600 (else jobs that need a pull are refused); sent with each pull to that registry only, never logged, never in a job\'s container')),
+    pullAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'tries of a pull whose registry is down or failing, with pauses of 1, 2, 4... s; a registry that refuses the image (no such image, wrong credentials) is not tried again: the job is refused with that reason' }),
     budget: Type.Optional(Size('most the node\'s images may take together, for `cbatch images prune`')),
     pullDeadline: Type.Number({
-      exclusiveMinimum: 0, default: 3600, description: 'seconds a pull may go on, detached from the prologue that started it (which waits engine.pullTimeout, then requeues its job)',
+      exclusiveMinimum: 0, default: 3600, description: 'seconds a pull may go on. The first prologue that needs an image starts its pull detached (one per image on a node, however many jobs wait for it); every prologue waits for it up to engine.pullTimeout, then requeues its job, and the pull goes on for the job\'s next start',
     }),
   }, { additionalProperties: false, default: {} }),
   metrics: Type.Object({
-    textfile: Type.Optional(AbsolutePath('Prometheus textfile (for node_exporter\'s textfile collector, e.g. /var/lib/node_exporter/textfile/cbatch.prom)')),
+    textfile: Type.Optional(AbsolutePath('a Prometheus textfile for node_exporter\'s textfile collector (e.g. /var/lib/node_exporter/textfile/cbatch.prom), '
+      + 'rewritten whole by every hook: cbatch_jobs_started_total and cbatch_jobs_ended_total {queue, node=mother|sister}, cbatch_prologue_outcomes_total {hook, outcome=ok|abort|requeue}, '
+      + 'cbatch_hook_duration_seconds {hook} (summary), cbatch_image_pulls_total {outcome=ok|failed|refused}, cbatch_image_pull_duration_seconds (summary), cbatch_oom_kills_total {queue}, '
+      + 'cbatch_orphans_collected_total; the counts behind it are kept in /var/lib/cbatch (root\'s alone, 0700). The textfile is 0644 and its directory made 0755 if missing: node_exporter reads it')),
   }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
     file: Type.String({ default: '/var/log/cbatch/accounting.jsonl', description: 'one JSON line per job; "" for none' }),
