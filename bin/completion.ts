@@ -1,6 +1,7 @@
 // `cbatch completion bash`: a bash completion script written from the CLI's registry
 // (bin/command.ts), so every command, action and option it offers is one the CLI has.
-import type { Command, Completion } from './command.ts'
+import { UsageError } from '../lib/errors.ts'
+import { defineCommand, type Command, type Completion } from './command.ts'
 
 const COMPGEN: Record<Completion, string> = { file: '-f', directory: '-d', user: '-u', none: '' }
 
@@ -40,4 +41,20 @@ ${commandCases.join('\n')}
 }
 complete -o filenames -F _cbatch cbatch
 `
+}
+
+/** `cbatch completion bash`, for the CLI's `commands` (itself among them). */
+export function completionCommand(commands: () => readonly Command[]): Command {
+  return defineCommand({
+    name: 'completion', summary: 'a bash completion script for cbatch',
+    synopsis: 'bash',
+    description: 'Prints a script that completes cbatch\'s commands, actions and options in bash.',
+    options: {}, actions: ['bash'], rootOnly: false,
+    examples: ['cbatch completion bash > /etc/bash_completion.d/cbatch', 'source <(cbatch completion bash)'],
+    run: async ([shell, ...extra]) => {
+      if (shell !== 'bash' || extra.length) throw new UsageError('cbatch completion: bash is the one shell it writes for (cbatch completion bash)')
+      process.stdout.write(bashCompletion(commands()))
+      return 0
+    },
+  })
 }

@@ -2,9 +2,12 @@
 //   cbatch images [--json]            what is there: size, last use by a job, the queues naming it
 //   cbatch images prune [--dry-run]   least recently used first, down to images.budget
 //   cbatch images pull [--queue Q]    pre-pulls the queues' images, with progress
-import type { Config } from '../lib/policy/config.ts'
+import { loadConfig, type Config } from '../lib/policy/config.ts'
+import { openEngine } from '../lib/engine/open.ts'
 import type { Engine, PullProgress } from '../lib/engine/engine.ts'
 import { UsageError } from '../lib/errors.ts'
+import { defineCommand, type OptionValues } from './command.ts'
+import { CONFIG, configPath } from './options.ts'
 import { formatBytes, formatTable, printable, printableJson } from '../lib/format.ts'
 import { describeImages, lastUses, planPrune, type CachedImage } from '../lib/node/imagecache.ts'
 import { pullPlan, pullWithRetries } from '../lib/job/pull.ts'
@@ -113,3 +116,29 @@ function progress(image: string, out: NodeJS.WriteStream) {
 }
 
 const DONE = /^(Pull complete|Already exists|Download complete)$/
+
+const IMAGES_OPTIONS = {
+  config: CONFIG,
+  json: { type: 'boolean', help: 'list: as JSON' },
+  queue: { type: 'string', value: 'QUEUE', help: 'pull: only this queue\'s image (default: every queue\'s)' },
+  'dry-run': { type: 'boolean', help: 'prune: only list what would be removed to stay under images.budget' },
+} as const
+
+export const imagesCommand = defineCommand({
+  name: 'images', summary: 'the node\'s images: list, pre-pull, prune under a budget; safe from cron',
+  synopsis: '[list | pull | prune] [options]',
+  description: `list (the default): each image's size, its last use by a job, the queues naming it, whether in use.
+ll: pulls the queues' images now, with progress, so the first job does not wait.
+une: removes images least recently used first until they fit images.budget; never one in
+e or named by a queue.`,
+  options: IMAGES_OPTIONS, actions: IMAGES_ACTIONS, rootOnly: true,
+  examples: ['cbatch images', 'cbatch images pull --queue mpi', 'cbatch images prune --dry-run'],
+  run: imagesAction,
+})
+
+async function imagesAction([action = 'list', ...extra]: string[], values: OptionValues<typeof IMAGES_OPTIONS>): Promise<number> {
+  const known = IMAGES_ACTIONS.find(a => a === action)
+  if (!known || extra.length) throw new UsageError(`cbatch images ${[action, ...extra].join(' ')}: expected list, pull or prune`)
+  const config = await loadConfig(configPath(values))
+  return images(known, config, openEngine(config.engine), { json: values.json, dryRun: values['dry-run'], queue: values.queue })
+}
