@@ -11,7 +11,7 @@
 import { lstatSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { posix } from 'node:path'
 import { PolicyError, UnsafePathError } from '../errors.ts'
-import type { Identity as Owner } from './identity.ts'
+import type { Identity } from './identity.ts'
 import { realDirectoryAsOwner } from './asowner.ts'
 import { isWithin, overlapping } from './paths.ts'
 
@@ -22,16 +22,17 @@ export interface HostMount {
   /** What it is, for messages: 'home directory', 'PBS_O_WORKDIR', 'volume', … */
   what: string
   /** The object judged, by device and inode. */
-  identity: Identity
+  identity: FileId
 }
 
-export interface Identity {
+/** A file object, by device and inode: what was judged, and what a mount must show. */
+export interface FileId {
   dev: number
   ino: number
 }
 
 export interface MountRequest {
-  owner: Owner
+  owner: Identity
   /** The queue's site volumes and the roots below which a job may ask for mounts. */
   policy: {
     volumes: { source: string; target?: string; readOnly?: boolean }[]
@@ -109,7 +110,7 @@ export async function planMounts(req: MountRequest): Promise<HostMount[]> {
 }
 
 /** The object now at a real path, which must have no link on the way (else it changed since it was resolved). */
-function judged(path: string, source: string, what: string): Identity {
+function judged(path: string, source: string, what: string): FileId {
   const identity = identityWithoutLinks(source)
   if (!identity) throw new UnsafePathError(`${what} ${path} changed while the job's container was made; the job is refused`)
   return identity
@@ -136,7 +137,7 @@ function existsAsRoot(path: string): boolean {
 export interface ExpectedBind {
   target: string
   readOnly: boolean
-  identity: Identity
+  identity: FileId
   /** For messages: what the owner would recognise. */
   what: string
 }
@@ -188,7 +189,7 @@ export function parseMountInfo(text: string): MountEntry[] {
  * path inside a container through the host's root (an image's absolute link would lead
  * into the host).
  */
-export function shownInContainer(pid: number, target: string, proc = '/proc'): Identity | undefined {
+export function shownInContainer(pid: number, target: string, proc = '/proc'): FileId | undefined {
   return identityWithoutLinks(target, `${proc}/${pid}/root`)
 }
 
@@ -199,7 +200,7 @@ export function assertUnchanged(mounts: HostMount[]): void {
 }
 
 /** Whether two stats are of one file system object. */
-export const sameObject = (a: Identity | undefined, b: Identity) => a !== undefined && a.dev === b.dev && a.ino === b.ino
+export const sameObject = (a: FileId | undefined, b: FileId) => a !== undefined && a.dev === b.dev && a.ino === b.ino
 
 const changed = (m: HostMount) => new UnsafePathError(`${m.what} ${m.source} changed while the job's container was made; the job is refused`)
 
@@ -207,7 +208,7 @@ const changed = (m: HostMount) => new UnsafePathError(`${m.what} ${m.source} cha
  * Device and inode of `path` if no component of it is a link (a real path must have none),
  * below `root` (a container's root, /proc/<pid>/root, entered as the link it is).
  */
-export function identityWithoutLinks(path: string, root = '/'): Identity | undefined {
+export function identityWithoutLinks(path: string, root = '/'): FileId | undefined {
   let here = root
   let stat
   try {
