@@ -327,7 +327,7 @@ queues:
 t.test('security settings that would open the node are refused', async t => {
   t.equal(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [SYS_ADMIN]\n').issues[0].path, 'queues.a.capAdd.0')
   t.match(issuesOf('queues:\n  a:\n    image: x\n    capAdd: [CAP_SYS_MODULE]\n').issues[0].message, /never given back/)
-  // Spelled out here, not taken from lib/policy.ts: dropping one there must fail this test.
+  // Spelled out here, not taken from lib/policy/security.ts (REFUSED_CAPABILITIES): dropping one there must fail this test.
   for (const cap of ['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'DAC_READ_SEARCH', 'SETUID', 'SETGID', 'CAP_SETUID']) {
     t.match(issuesOf(`queues:\n  a:\n    image: x\n    capAdd: [${cap}]\n`).issues[0].message, /never given back/, cap)
   }
