@@ -144,3 +144,11 @@ t.test('a config directory that could break the wrappers is refused', async t =>
   t.equal(r.status, 1)
   t.match(r.stderr, 'may not hold quotes')
 })
+
+t.test('--help is the usage comment at the top, and nothing of the script below it', async t => {
+  const help = spawnSync(INSTALL, ['--help'], { encoding: 'utf8' })
+  t.equal(help.status, 0)
+  t.match(help.stdout, /^Installs cbatch on a TORQUE compute node/)
+  t.match(help.stdout, /\.\/install\.sh --uninstall/)
+  t.notMatch(help.stdout, /set -eu|^PBS_HOME=|#!/m, 'no line of code')
+})
