@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
-import { UsageError } from '../lib/errors.ts'
+import { ConfigError, UsageError } from '../lib/errors.ts'
 import { parseRequest } from '../lib/policy/resources.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { defineCommand, type OptionValues } from './command.ts'
@@ -68,10 +68,16 @@ async function runJob([script, ...scriptArgs]: string[], values: OptionValues<ty
   const cancel = new AbortController()
   // Ctrl-C or kill of `cbatch run` is a qdel of the job.
   for (const s of ['SIGINT', 'SIGTERM'] as const) process.on(s, () => cancel.abort())
-  // pbs_mom runs a job of a queue the config does not name natively: here that is a typo, not a choice.
+  // pbs_mom runs a job of a queue the config does not name natively: here that is a typo, not
+  // a choice. A config that does not load is left to the prologue, which refuses the job as on a node.
   const queue = values.queue ?? 'batch'
-  const { file, queues } = await loadConfig(configPath(values))
-  if (!queues.has(queue)) throw new UsageError(`--queue ${queue}: not a queue of ${file} (${[...queues.keys()].join(', ') || 'it has none'})`)
+  const config = await loadConfig(configPath(values)).catch(err => {
+    if (err instanceof ConfigError) return undefined
+    throw err
+  })
+  if (config && !config.queues.has(queue)) {
+    throw new UsageError(`--queue ${queue}: not a queue of ${config.file} (${[...config.queues.keys()].join(', ') || 'it has none'})`)
+  }
   const nodes = values.nodes === undefined ? 1 : whole(values.nodes, '--nodes')
   if (nodes < 1 || nodes > 16) throw new UsageError(`--nodes ${values.nodes}: from 1 to 16`)
   const sisters = nodes > 1 ? await startSisters(nodes - 1, resolve(configPath(values))) : undefined

@@ -45,6 +45,11 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
     ['a duplicated $job_starter line', n => appendFileSync(join(n.dir, 'mom_priv/config'), `$job_starter ${n.dir}/mom_priv/jobstarter\n`), /^FAIL \$job_starter: 2 line\(s\)/],
     ['the engine down', n => writeFileSync(n.config, `engine: { socket: ${n.dir}/none.sock }\nlog: { file: "" }\nqueues:\n  batch: { image: x }\n`), /^FAIL engine: not usable at .*none\.sock.* -> start dockerd/],
     ['a bad config', n => writeFileSync(n.config, 'queues:\n  batch:\n    image: x\n    pull: sometimes\n'), /^FAIL config: .*cbatch\.yaml:4:11: queues\.batch\.pull: "sometimes" is not one of missing, always, never/],
+    // Said as the config error it is, at its line: the engine is not blamed for it.
+    ['a malformed image reference', n => writeFileSync(n.config, 'log: { file: "" }\nqueues:\n  batch:\n    image: "Not A Valid Image!!"\n'),
+      /^FAIL config: .*cbatch\.yaml:4:12: queues\.batch\.image: "Not A Valid Image!!" is not an image reference .*\[image-reference\] -> fix that line/],
+    ['a default over the queue\'s maximum', n => writeFileSync(n.config, 'log: { file: "" }\nqueues:\n  batch: { image: x, limits: { defaultMem: 4gb, maxMem: 1gb } }\n'),
+      /^FAIL config: .*cbatch\.yaml:3:44: queues\.batch\.limits\.defaultMem: 4 GiB is more than limits\.maxMem/],
     ['an image missing with pull: never', n => writeFileSync(n.config, 'log: { file: "" }\nqueues:\n  batch: { image: cbatch-test/absent:1, pull: never }\n'), /^FAIL queue batch image: cbatch-test\/absent:1 is missing and pull is never -> cbatch images pull --queue batch/],
     ['a scratch base others may write to', n => {
       mkdirSync(join(n.dir, 'scratch'), { mode: 0o777 })
@@ -80,6 +85,13 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
     t.equal(r.status, 1, what)
     t.ok(fails(r.lines).some(l => expected.test(l)), `${what}: ${fails(r.lines).join(' | ') || r.stderr}`)
   }
+})
+
+t.test('a config\'s warnings are warnings of doctor, with the rule that found them', async t => {
+  const n = node(t)
+  writeFileSync(n.config, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never, maxTasks: 200, pidsLimit: 100 }\n`)
+  const r = doctor(n)
+  t.ok(r.lines.some(l => /^warn config: .*cbatch\.yaml:3:70: queues\.batch\.maxTasks: 200 tasks is more than pidsLimit \(100\).*\[tasks-within-pids\] -> obeyed as written/.test(l)), r.lines.join('\n'))
 })
 
 t.test('CAP_SYS_RESOURCE is judged on the pbs_mom of this PBS_HOME, whose the job starter has', async t => {

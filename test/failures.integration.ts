@@ -93,6 +93,9 @@ t.test('the node check marks a node that cannot run container jobs down, and is 
   t.match(down.stdout, /^ERROR cbatch: Docker engine error \(ping the engine\)\n$/, 'pbs_mom reads ERROR lines: pbs_server marks the node down')
   const broken = check(writeConfig(shared.path, 'queues: [\n'))
   t.match(broken.stdout, /^ERROR cbatch: invalid cbatch config /)
+  // A malformed image is the config's fault, said with its line, not a job requeued every 10 s.
+  const malformed = check(writeConfig(shared.path, 'queues:\n  batch:\n    image: "Not A Valid Image!!"\n'))
+  t.match(malformed.stdout, /^ERROR cbatch: invalid cbatch config .*:3:12: queues\.batch\.image: "Not A Valid Image!!" is not an image reference/)
   const missing = check(writeConfig(shared.path, `queues:\n  batch: { image: cbatch-test/none:1, pull: never }\n`))
   t.equal(missing.stdout, 'ERROR cbatch: queue batch: image cbatch-test/none:1 is not on this node (pull: never)\n')
 })

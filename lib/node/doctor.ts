@@ -45,6 +45,7 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
   try {
     config = await loadConfig(configPath)
     add('ok', 'config', `${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none)'}`)
+    for (const w of config.warnings) add('warn', 'config', describeIssue(config.file, w), 'obeyed as written; change that line if it is not what you meant')
   } catch (err) {
     if (err instanceof ConfigError) {
       // One with a line is in the text; one without is the file itself (unsafe, unreadable): its message says the fix.
