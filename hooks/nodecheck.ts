@@ -4,22 +4,22 @@
 // scratch base where others could change or make it first) must stop taking jobs:
 // pbs_sched would otherwise re-run each requeued job on it at once, forever
 // (docs/torque-contract.md, "When a prologue fails"). Silent when all is well.
-import { loadConfig } from '../lib/policy/config.ts'
 import { openEngine } from '../lib/engine/open.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'
 import { printable } from '../lib/format.ts'
-import { nodeLogger } from '../lib/log.ts'
 import { requeueProblem } from '../lib/node/requeues.ts'
-import { hookStart } from './run.ts'
+import { runHook } from './run.ts'
 
-async function check(): Promise<string[]> {
-  const { configPath, cacheDir, momPriv } = hookStart()
-  const config = await loadConfig(configPath, { cacheDir })
+/** pbs_mom reads the check's stdout: each problem on an ERROR line. */
+const sayError = (problem: string) => process.stdout.write(`ERROR cbatch: ${printable(problem)}\n`)
+
+void runHook('nodecheck', () => undefined, { abort: 1, requeue: 1, internal: 1 }, async ({ momPriv, config, log }) => {
+  // pbs_mom waits for the check: a hung engine must not hold it long.
   const engine = openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []
   // Its line is public (pbsnodes): counts only; the node log has the jobs and the reasons.
-  const streak = requeueProblem(momPriv, { log: nodeLogger('nodecheck', '-', config.log.file, config.log.syslog || undefined) })
+  const streak = requeueProblem(momPriv, { log })
   if (streak) problems.push(streak)
   for (const [name, policy] of config.queues) {
     if (policy.pull === 'never' && !await engine.hasImage(policy.image)) problems.push(`queue ${name}: image ${policy.image} is not on this node (pull: never)`)
@@ -31,10 +31,6 @@ async function check(): Promise<string[]> {
       }
     }
   }
-  return problems
-}
-
-check().then(problems => problems, err => [(err as { userMessage?: string }).userMessage ?? (err as Error).message]).then(problems => {
-  for (const problem of problems) process.stdout.write(`ERROR cbatch: ${printable(problem)}\n`)
-  process.exit(problems.length ? 1 : 0)
-})
+  problems.forEach(sayError)
+  return problems.length ? 1 : 0
+}, { onFailure: sayError })

@@ -59,6 +59,8 @@ export interface HookSteps {
   early?: (start: HookStart) => number | undefined
   /** When the hook fails for a reason that cannot pass (the prologue records the refusal). */
   onAbort?: (start: HookStart, err: CbatchError) => void
+  /** When it fails at all, with the line said on stderr (the node check says it to pbs_mom too). */
+  onFailure?: (message: string) => void
 }
 
 /**
@@ -88,12 +90,14 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
+      steps.onFailure?.(err.userMessage)
       log.error(`${err.name}: ${err.message}${causeOf(err)}`)
       if (err.disposition === 'abort' && start) steps.onAbort?.(start, err)
       status = codes[err.disposition]
       outcome = err.disposition
     } else {
       process.stderr.write(`cbatch: internal error in ${name}: ${(err as Error)?.message ?? err}\n`)
+      steps.onFailure?.(`internal error in ${name}: ${(err as Error)?.message ?? err}`)
       log.error(`internal error: ${(err as Error)?.stack ?? err}`)
       status = codes.internal
       outcome = 'requeue'
