@@ -195,6 +195,8 @@ t.test('loadConfig reads a file and reports an unreadable one', async t => {
   t.equal((await loadConfig(`${dir}/c.yaml`)).queues.get('batch')!.image, 'x')
   await t.rejects(loadConfig(`${dir}/missing.yaml`), { name: 'ConfigNotFoundError', message: `no cbatch config: ${dir}/missing.yaml: not found` })
   await t.rejects(loadConfig(dir), { name: 'ConfigError', message: /cannot read: EISDIR/ }, 'there, but not a file')
+  writeFileSync(`${dir}/huge.yaml`, `queues: {}\n${'#'.repeat(2 * 1024 ** 2)}\n`)
+  await t.rejects(loadConfig(`${dir}/huge.yaml`), { name: 'ConfigError', message: /huge\.yaml: the file is 2097164 bytes; a config may have at most 1048576/ }, 'not read')
 })
 
 t.test('the validated config is kept for the next hook, and trusted only as the config is', async t => {

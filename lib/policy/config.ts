@@ -4,7 +4,7 @@
 // and the schema nor runs them, which is a sizeable share of each hook's start-up
 // (bench/RESULTS.md). The copy is trusted as the config is: only if root alone can change it.
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { ConfigError, ConfigNotFoundError, UnsafePathError, type ConfigIssue } from '../errors.ts'
 import { assertRecordFile, assertRootControlled, replaceFile } from '../host/trusted.ts'
@@ -15,6 +15,9 @@ import type { Config, QueuePolicy } from './schema.ts'
 export type { Config, QueuePolicy } from './schema.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
+
+/** The largest config file: checking it stays fast and small (about 3 s and 250 MB at most). */
+export const MAX_CONFIG_BYTES = 1024 ** 2
 
 /** One validated copy per config path (a node has one; the emulator and tests, many). */
 const cacheFileOf = (file: string) => `config-${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`
@@ -47,8 +50,12 @@ function readConfigText(file: string): string {
   try {
     // It and its directories must be root's, and writable by root alone.
     assertRootControlled(file, 'cbatch config', { mayBeMissing: true })
+    // Not read at all when larger than any config may be (schema.ts says so of the text too).
+    const { size } = statSync(file)
+    if (size > MAX_CONFIG_BYTES) throw new ConfigError(file, [{ path: '', message: `the file is ${size} bytes; a config may have at most ${MAX_CONFIG_BYTES}` }])
     return readFileSync(file, 'utf8')
   } catch (err) {
+    if (err instanceof ConfigError) throw err
     const reason = err instanceof UnsafePathError ? err.message : `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}`
     throw new ConfigError(file, [{ path: '', message: reason }])
   }

@@ -7,11 +7,12 @@ import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { parseSize, SIZE_PATTERN } from '../torque/contract.ts'
 import { applyRules, FILE_RULES, QUEUE_RULES } from './rules.ts'
+import { MAX_CONFIG_BYTES } from './config.ts'
 import { MAX_MOUNTS } from './jobrequest.ts'
 import type { LimitsPolicy } from './resources.ts'
 
 /** Bounds of the file itself: checking it must stay fast and small, whatever it holds. */
-export const CONFIG_LIMITS = { bytes: 1024 ** 2, queues: 1000, listItems: 256 }
+export const CONFIG_LIMITS = { bytes: MAX_CONFIG_BYTES, queues: 1000, listItems: 256 }
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', expects: 'an absolute path', description })
 
