@@ -186,16 +186,7 @@ async function runJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: {
   const sisters = opts.sisters ?? []
   const nodeCount = 1 + sisters.length
   const nodeNames = [hostname(), ...sisters.map((_, i) => `${hostname()}-sister${i + 1}`)]
-  const nodeFile = join(pbsHome, 'aux', prefix)
-  // Each node's slots, chunk by chunk where the spec's chunks are the nodes (`1:ppn=2+1:ppn=1`).
-  const chunks = specChunks(nodes)
-  const perNode = chunks?.flatMap(c => Array<number>(c.count).fill(c.ppn))
-  const slots = perNode?.length === nodeCount ? perNode : nodeNames.map(() => ppn)
-  replaceFile(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), 0o644)
-  // pbs_mom built with NVIDIA support writes the job's GPUs beside the node file, before the prologue.
-  const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
-  const gpus = asked ? (opts.gpus ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
-  if (gpus.length) replaceFile(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), 0o644)
+  const { chunks, slots, gpus } = placeJob({ nodeFile: join(pbsHome, 'aux', prefix), nodes, ppn, nodeNames, gpus: opts.gpus })
   const workDir = opts.workDir ?? process.cwd()
   const queue = opts.queue
   const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
@@ -750,6 +741,22 @@ function makeJobCgroups(jobId: string, resources: Map<string, string>, { cpus }:
       return readdirSync(sys).map(dirOf).filter(existsSync)
     },
   }
+}
+
+/**
+ * Where pbs_server placed the job, written as pbs_mom writes it before the prologue: each
+ * node's slots in the node file (chunk by chunk where the spec's chunks are the nodes,
+ * `1:ppn=2+1:ppn=1`), and with NVIDIA support this node's GPUs in the gpu file beside it.
+ */
+function placeJob({ nodeFile, nodes, ppn, nodeNames, gpus: choice }: { nodeFile: string; nodes: string; ppn: number; nodeNames: string[]; gpus?: number[] }) {
+  const chunks = specChunks(nodes)
+  const perNode = chunks?.flatMap(c => Array<number>(c.count).fill(c.ppn))
+  const slots = perNode?.length === nodeNames.length ? perNode : nodeNames.map(() => ppn)
+  replaceFile(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), 0o644)
+  const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
+  const gpus = asked ? (choice ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
+  if (gpus.length) replaceFile(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), 0o644)
+  return { chunks, slots, gpus }
 }
 
 /** The node spec's chunks, or undefined for one pbs_server would take but cbatch cannot read (mom passes it on all the same). */
