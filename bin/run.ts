@@ -13,6 +13,7 @@ import { CONFIG, configPath } from './options.ts'
 const RUN_OPTIONS = {
   user: { type: 'string', value: 'USER', complete: 'user', help: 'job owner (default: $SUDO_USER)' },
   queue: { type: 'string', value: 'QUEUE', help: 'queue (default: batch), one the config names' },
+  'native-queue': { type: 'boolean', help: 'the queue is one cbatch does not manage: run the job natively, as pbs_mom runs such a queue' },
   resources: { type: 'string', value: 'LIST', help: 'Resource_List, e.g. nodes=1:ppn=2,mem=1gb,walltime=00:10:00' },
   config: CONFIG,
   var: { type: 'string', short: 'v', multiple: true, value: 'VAR=VAL', help: 'a job variable, as qsub -v' },
@@ -75,8 +76,8 @@ async function runJob([script, ...scriptArgs]: string[], values: OptionValues<ty
     if (err instanceof ConfigError) return undefined
     throw err
   })
-  if (config && !config.queues.has(queue)) {
-    throw new UsageError(`--queue ${queue}: not a queue of ${config.file} (${[...config.queues.keys()].join(', ') || 'it has none'})`)
+  if (config && !config.queues.has(queue) && !values['native-queue']) {
+    throw new UsageError(`--queue ${queue}: not a queue of ${config.file} (${[...config.queues.keys()].join(', ') || 'it has none'}); --native-queue runs it natively, as pbs_mom would`)
   }
   const nodes = values.nodes === undefined ? 1 : whole(values.nodes, '--nodes')
   if (nodes < 1 || nodes > 16) throw new UsageError(`--nodes ${values.nodes}: from 1 to 16`)

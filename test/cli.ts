@@ -63,7 +63,7 @@ t.test('run: a queue the config does not name is a usage mistake, not a native j
   const script = join(shared.path, 'typo.sh')
   writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o644 })
   const r = cbatch('run', script, '--user', TEST_USER, '--queue', 'bacth', '--config', config)
-  t.match(r, { status: 64, stdout: '', stderr: `cbatch: --queue bacth: not a queue of ${config} (batch)\n` })
+  t.match(r, { status: 64, stdout: '', stderr: `cbatch: --queue bacth: not a queue of ${config} (batch); --native-queue runs it natively, as pbs_mom would\n` })
 })
 
 t.test('ps: the job containers of two owners, with what they use now and whether pbs_mom knows them', async t => {

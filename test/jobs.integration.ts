@@ -98,7 +98,7 @@ echo not-reached
 
 t.test('a queue cbatch does not manage runs natively as the owner', async t => {
   const { job } = await runJob('#!/bin/sh\necho "uid=$(id -u) groups=$(id -G)"\ntest -e /etc/debian_version && echo on-host\nexit 5\n',
-    { config, queue: 'other' })
+    { config, args: ['--native-queue'], queue: 'other' })
   t.equal(job.prologue.status, 0)
   t.equal(job.exitStatus, 5)
   t.match(job.stdout, `uid=${hostId('-u')} groups=${hostId('-G')}`)
