@@ -5,7 +5,7 @@ import { DEFAULT_PBS_HOME, emulateJob } from '../emulator/emulator.ts'
 import { startSisters } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { ConfigError, UsageError } from '../lib/errors.ts'
-import { parseRequest } from '../lib/policy/resources.ts'
+import { parseResourceList, parseSize, SIZE_PATTERN } from '../lib/torque/contract.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { defineCommand, type OptionValues } from './command.ts'
 import { CONFIG, configPath } from './options.ts'
@@ -55,12 +55,7 @@ async function runJob([script, ...scriptArgs]: string[], values: OptionValues<ty
   // Mistakes of the command line are said here, not as a job its prologue refused (125).
   if (!statSync(script, { throwIfNoEntry: false })?.isFile()) throw new UsageError(`cbatch run: no job script ${script}`)
   const resources = values.resources ?? 'nodes=1:ppn=1'
-  try {
-    parseRequest(resources)
-  } catch (err) {
-    // A request the prologue refuses by policy is left to it: that is what `cbatch run` tries out.
-    if (err instanceof UsageError) throw new UsageError(`cbatch run: --resources: ${err.userMessage}`)
-  }
+  checkResourceSyntax(resources)
   const variables = Object.fromEntries((values.var ?? []).map(v => {
     const eq = v.indexOf('=')
     if (eq <= 0) throw new UsageError(`-v ${v}: expected VAR=value`)
@@ -119,4 +114,32 @@ function whole(value: string, option: string): number {
 function hooksDir(): string {
   const here = dirname(process.argv[1])
   return existsSync(join(here, 'prologue')) ? here : dirname(here)
+}
+
+const SIZE_KEYS = ['mem', 'pmem', 'vmem', 'pvmem', 'file']
+
+/**
+ * What qsub itself refuses: a malformed Resource_List or size. Values qsub takes (mem=0b,
+ * ppn=99999999) reach pbs_mom and are judged by the prologue: here too, since that is what
+ * `cbatch run` tries out.
+ */
+function checkResourceSyntax(resources: string): void {
+  const refuse = (err: unknown, item = '') => {
+    if (err instanceof UsageError) return new UsageError(`cbatch run: --resources: ${item}${err.userMessage}`)
+    return err
+  }
+  let list: Map<string, string>
+  try {
+    list = parseResourceList(resources)
+  } catch (err) {
+    throw refuse(err)
+  }
+  for (const [name, value] of list) {
+    if (!SIZE_KEYS.includes(name) || new RegExp(SIZE_PATTERN).test(value.trim())) continue
+    try {
+      parseSize(value)
+    } catch (err) {
+      throw refuse(err, `${name}=${value}: `)
+    }
+  }
 }

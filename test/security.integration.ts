@@ -313,7 +313,7 @@ t.test('the job\'s LD_PRELOAD and NODE_OPTIONS reach only the owner\'s processes
 })
 
 t.test('a job of an unmanaged queue enters its working directory with its owner\'s rights only', async t => {
-  const { job } = await runJob('#!/bin/sh\npwd\nls\n', { config: hostile, args: ['--native-queue'], queue: 'unmanaged', vars: { PBS_O_INITDIR: '/root' } })
+  const { job } = await runJob('#!/bin/sh\npwd\nls\n', { config: hostile, queue: 'unmanaged', vars: { PBS_O_INITDIR: '/root' } })
   t.equal(job.exitStatus, 125)
   t.equal(job.stdout, '', 'nothing ran')
   t.equal(job.stderr, 'cbatch: cannot enter the job\'s working directory /root (EACCES)\n')

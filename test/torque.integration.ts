@@ -126,7 +126,7 @@ t.test('an array sub-job runs from its N-i.host files, in its own container', as
 
 t.test('a job shell killed by a signal shows as 256+N, as TORQUE shows it natively', async t => {
   // The script runs as a child of the job shell (the script line comes without `exec `).
-  const { job } = await runJob('#!/bin/sh\nkill -KILL $PPID\n', { config, args: ['--native-queue'], queue: 'unmanaged' })
+  const { job } = await runJob('#!/bin/sh\nkill -KILL $PPID\n', { config, queue: 'unmanaged' })
   t.equal(job.exitStatus, 256 + 9)
 })
 
@@ -166,6 +166,6 @@ t.test('the job writes its .OU and .ER itself: no process copies its output', as
   t.equal(job.stderr, 'to-err\n')
   const joined = (await runJob(script, { config, join: true })).job
   t.equal(joined.stdout.split('cbatch: cpu')[0], '/.cbatch/stdout\n/.cbatch/stdout\nto-err\n', '-j oe: one file')
-  const native = (await runJob(script, { config, args: ['--native-queue'], queue: 'unmanaged' })).job
+  const native = (await runJob(script, { config, queue: 'unmanaged' })).job
   t.match(native.stdout, /\.OU\n.*\.ER\n/, 'natively, pbs_mom\'s own files as they are')
 })

@@ -75,6 +75,9 @@ queues:
 ${extra}`)
 }
 
+/** The tests' name for a queue no test config lists: its jobs run natively. */
+export const UNMANAGED_QUEUE = 'unmanaged'
+
 export async function runJob(script: string, opts: JobOptions): Promise<JobRun> {
   // Where the owner ran qsub: their own directory, as PBS_O_WORKDIR.
   const dir = mkdtempSync(join(tmpdir(), 'cbatch-script-'))
@@ -83,7 +86,9 @@ export async function runJob(script: string, opts: JobOptions): Promise<JobRun> 
   const file = join(dir, 'job.sh')
   writeFileSync(file, script, { mode: 0o644 })
   const args = ['run', file, ...(opts.args ?? []), '--json', '--user', user, '--config', opts.config,
-    '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1']
+    '--queue', opts.queue ?? 'batch', '--resources', opts.resources ?? 'nodes=1:ppn=1',
+    // The tests' queue that cbatch does not manage, run natively as pbs_mom runs it.
+    ...(opts.queue === UNMANAGED_QUEUE ? ['--native-queue'] : [])]
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push('-v', `${k}=${v}`)
   for (const task of opts.tasks ?? []) args.push('--task', task)
   if (opts.workDir) args.push('--workdir', opts.workDir)
