@@ -3,12 +3,12 @@
 // Needs what `npm test` provisions (engine, image, user cbatchtest); run as root.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { emulateJob, hooksFor, writeJobFile, type EmulatedJob } from '../emulator/emulator.ts'
 import { lookupUser } from '../lib/host/identity.ts'
+import { apiFloor as engineFloor, busyCpuMs, median, ms, ratio, table } from './measure.ts'
 
 const IMAGE = 'cbatch-test/busybox:latest'
 const USER = 'cbatchtest'
@@ -27,14 +27,6 @@ mkdirSync(dirname(script), { recursive: true })
 writeFileSync(script, '#!/bin/sh\ntrue\n')
 writeFileSync(config, `log: { file: "" }\naccounting: { file: "" }\nqueues:\n  batch: { image: ${IMAGE}, pull: never, volumes: [{ source: ${work} }] }\n  tmp: { image: ${IMAGE}, pull: never, readOnlyRootfs: true, volumes: [{ source: ${work} }] }\n`)
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const ms = (x: number) => `${x.toFixed(0)} ms`
-const ratio = (a: number, b: number) => (a / b).toFixed(2)
-const table = (title: string, rows: string[][]) => {
-  console.log(`\n${title}`)
-  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
-  for (const r of rows) console.log(`  ${r.map((c, i) => c.padEnd(widths[i])).join('  ')}`)
-}
 async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
   const t = performance.now()
   await fn()
@@ -48,12 +40,6 @@ async function repeatMeasured(measure: () => Promise<number>, n = REPEATS): Prom
   const values = []
   for (let i = 0; i < n; i++) values.push(await measure())
   return median(values)
-}
-
-/** CPU time the machine spent busy (every process, every core; USER_HZ 100), ms. */
-function busyCpuMs(): number {
-  const [, user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).map(Number)
-  return (user + nice + system + irq + softirq) * 10
 }
 
 /** Median time of `fn` and the machine's busy CPU per run (engine, hooks, clients: all of it). */
@@ -70,33 +56,7 @@ function job(script: string, queue = 'batch'): Promise<EmulatedJob> {
     .finally(() => rmSync(file, { force: true }))
 }
 
-/** One Engine API call on the socket, no client library around it. */
-function api(method: string, path: string, body?: object): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: SOCKET, method, path, headers: { 'Content-Type': 'application/json' } }, res => {
-      let data = ''
-      res.on('data', d => (data += d))
-      res.on('end', () => resolve({ status: res.statusCode!, body: data }))
-    })
-    req.on('error', reject)
-    req.end(body ? JSON.stringify(body) : undefined)
-  })
-}
-
-/**
- * The floor: create + start + exec + delete, what any container-per-job design must pay,
- * with the network isolation cbatch gives (no network namespace set up by the engine:
- * that alone costs a start more than 100 ms here, and `docker run --network none` pays it).
- */
-async function apiFloor(): Promise<void> {
-  const created = JSON.parse((await api('POST', '/containers/create', {
-    Image: IMAGE, Cmd: ['sleep', 'infinity'], NetworkDisabled: true, HostConfig: { Init: true, NetworkMode: 'none' },
-  })).body)
-  await api('POST', `/containers/${created.Id}/start`)
-  const exec = JSON.parse((await api('POST', `/containers/${created.Id}/exec`, { Cmd: ['true'], AttachStdout: true })).body)
-  await api('POST', `/exec/${exec.Id}/start`, { Detach: false, Tty: false })
-  await api('DELETE', `/containers/${created.Id}?force=true`)
-}
+const apiFloor = () => engineFloor(SOCKET, IMAGE)
 
 /** ms from spawning a hook to its first engine request (a fake engine socket). */
 async function startupBeforeEngine(hook: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<number> {
