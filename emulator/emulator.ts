@@ -152,7 +152,10 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
     if (!opts.keep) {
       const prefix = jobFilePrefix(jobId)
       for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%', 'aux/%gpu']) {
-        rmSync(join(pbsHome, f.replace('%', prefix)), { force: true })
+        const file = join(pbsHome, f.replace('%', prefix))
+        // Output the record could not hold whole stays, where readOutput said it is.
+        if (!opts.follow && f.startsWith('spool/') && (statSync(file, { throwIfNoEntry: false })?.size ?? 0) > MAX_RECORDED_OUTPUT) continue
+        rmSync(file, { force: true })
       }
       for (const sister of opts.sisters ?? []) rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true })
     }
@@ -410,7 +413,7 @@ function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
   }
 }
 
-/** The job's output as delivered; what is beyond MAX_RECORDED_OUTPUT is left in the file, and said so. */
+/** The job's output as delivered; one larger than MAX_RECORDED_OUTPUT is kept whole in its file (emulateJob), and said so. */
 function readOutput(file: string): string {
   const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
   try {
@@ -418,7 +421,7 @@ function readOutput(file: string): string {
     if (size <= MAX_RECORDED_OUTPUT) return readFileSync(fd, 'utf8')
     const head = Buffer.alloc(MAX_RECORDED_OUTPUT)
     readSync(fd, head, 0, MAX_RECORDED_OUTPUT, 0)
-    return `${head.toString('utf8')}\n[cbatch run: ${size - MAX_RECORDED_OUTPUT} more bytes in ${file}]\n`
+    return `${head.toString('utf8')}\n[cbatch run: the output is ${size} bytes; the first ${MAX_RECORDED_OUTPUT} are above, all of it (its end too) is kept in ${file}]\n`
   } finally {
     closeSync(fd)
   }

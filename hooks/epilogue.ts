@@ -4,6 +4,7 @@
 // closed, and it is not told the job's exit status). pbs_mom only logs the exit code.
 import { appendRecord, summaryLine } from '../lib/job/accounting.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
+import { atLineStart } from '../lib/job/output.ts'
 import { clearRefusal, refusalOf } from '../lib/job/refusal.ts'
 import { accountsDir, removeAccountFiles } from '../lib/host/accounts.ts'
 import { killContainerProcesses, removeEngineLeftovers } from '../lib/torque/cgroups.ts'
@@ -43,7 +44,8 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   if (record.oomKilled) metrics.count('cbatch_oom_kills_total', { queue: record.queue })
   removeAccountFiles(accountsDir(momPriv, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
-  if (!sister) process.stdout.write(`${summaryLine(record)}\n`)
+  // On a line of its own, after a last line of the job's that has no newline.
+  if (!sister && policy?.summaryLine !== false) process.stdout.write(`${atLineStart() ? '' : '\n'}${summaryLine(record)}\n`)
   log.info(`removed ${record.container}`, { record })
   // Whatever the job left in its scratch directory cannot cost it its accounting line.
   if (scratchDir) await removeScratchDir(scratchDir).catch(err => log.error(`${err.message}`))

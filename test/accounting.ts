@@ -17,6 +17,11 @@ t.test('the summary line for the job owner', async t => {
   t.equal(summaryLine({ ...record, usage: undefined, exitStatus: 271 }), 'cbatch: wall 00:01:02, exit 271')
   t.equal(summaryLine({ ...record, oomKilled: true, exitStatus: 137 }),
     'cbatch: cpu 12.3 s, peak mem 512 MiB, wall 00:01:02, exit 137, killed: out of memory (limit 1 GiB)')
+  const given = { ...record.usage!, cpu: { ...record.usage!.cpu, limitCpus: 1.5, cpuset: '0-3,8' }, memory: { ...record.usage!.memory, pageCacheBytes: 200 * 1024 ** 2, ownPeakBytes: 312 * 1024 ** 2 } }
+  t.equal(summaryLine({ ...record, usage: given, gpus: [0, 2] }),
+    'cbatch: cpu 12.3 s, cpus 1.5 (0-3,8), peak mem 512 MiB incl. page cache (200 MiB at end), gpus 0,2, wall 00:01:02, exit 0', 'what it was given; the page cache its peak counts')
+  const { limitCpus: _, ...cpusetOnly } = given.cpu
+  t.match(summaryLine({ ...record, usage: { ...given, cpu: cpusetOnly } }), 'cpus 5 (0-3,8)', 'no quota: the cpuset\'s CPUs')
   t.equal(formatDuration(3600 * 27 + 61.4), '27:01:01')
 })
 

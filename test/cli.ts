@@ -2,7 +2,7 @@
 // its operator commands (config, ps) say what the node has.
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { closeSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CBATCH, preparedJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
@@ -102,23 +102,25 @@ t.test('logs: one job\'s lines across its hooks, with each hook\'s time and its 
 })
 
 /** Runs `cbatch run` on a script; what it printed, counted as it came (never held whole). */
-function runCounting(text: string, ...args: string[]): Promise<{ status: number | null; bytes: number; head: string; firstAt: number; endedAt: number; stderr: string }> {
+function runCounting(text: string, ...args: string[]): Promise<{ status: number | null; bytes: number; head: string; tail: string; firstAt: number; endedAt: number; stderr: string }> {
   const config = writeConfig(shared.path, `log: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
   const script = join(shared.path, `s-${Math.random().toString(36).slice(2)}.sh`)
   writeFileSync(script, text, { mode: 0o644 })
   const child = spawn(CBATCH, ['run', script, '--user', TEST_USER, '--config', config, '--workdir', shared.path, ...args])
   let bytes = 0
   let head = ''
+  let tail = ''
   let firstAt = 0
   let stderr = ''
   const started = performance.now()
   child.stdout.on('data', (d: Buffer) => {
     if (!bytes) firstAt = performance.now() - started
     if (head.length < 100) head += d.subarray(0, 100).toString()
+    tail = (tail + d.subarray(-1000).toString()).slice(-1000)
     bytes += d.length
   })
   child.stderr.on('data', d => (stderr += d))
-  return new Promise(resolve => child.on('close', status => resolve({ status, bytes, head, firstAt, endedAt: performance.now() - started, stderr })))
+  return new Promise(resolve => child.on('close', status => resolve({ status, bytes, head, tail, firstAt, endedAt: performance.now() - started, stderr })))
 }
 
 t.test('run --follow prints the job\'s output while it runs', async t => {
@@ -128,7 +130,7 @@ t.test('run --follow prints the job\'s output while it runs', async t => {
   t.ok(r.endedAt - r.firstAt > 2000, `the first line came ${Math.round(r.endedAt - r.firstAt)} ms before the end`)
 })
 
-t.test('run of a job that prints 1 GiB: all of it with --follow; without, the record says where the rest is', async t => {
+t.test('run of a job that prints 1 GiB: all of it with --follow; without, its first 64 MiB and the file that keeps all of it', async t => {
   const gib = 1024 ** 3
   const job = '#!/bin/sh\ndd if=/dev/zero bs=1M count=1024 2>/dev/null | tr "\\0" x\n'
   const followed = await runCounting(job, '--follow')
@@ -137,5 +139,16 @@ t.test('run of a job that prints 1 GiB: all of it with --follow; without, the re
   const plain = await runCounting(job)
   t.equal(plain.status, 0, plain.stderr)
   t.ok(plain.bytes > 64 * 1024 ** 2 && plain.bytes < 65 * 1024 ** 2, 'its first 64 MiB')
+  // Nothing lost: the whole output, the summary line at its end too, stays where the note says.
+  const kept = /all of it \(its end too\) is kept in (\S+)\]\n$/.exec(plain.tail)?.[1]
+  t.ok(kept, 'the note says where all of it is')
+  t.teardown(() => rmSync(kept!, { force: true }))
+  const size = statSync(kept!).size
+  t.ok(size > gib && size < gib + 400, `${size} bytes kept`)
+  const end = Buffer.alloc(300)
+  const fd = openSync(kept!, 'r')
+  readSync(fd, end, 0, 300, size - 300)
+  closeSync(fd)
+  t.match(end.toString(), /x\ncbatch: cpu [^\n]*, exit 0\n$/, 'the summary line on its own line after a last line without a newline')
   t.equal(spawnSync(CBATCH, ['run', '--follow', '--json', 'x.sh'], { encoding: 'utf8' }).status, 64, '--follow and --json are one or the other')
 })

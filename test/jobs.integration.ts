@@ -29,7 +29,7 @@ echo "user=$USER job=$PBS_JOBID queue=$PBS_QUEUE pwd=$(pwd)"
   t.same(ids[3].split(' ').sort(), hostId('-G').split(' ').sort(), 'supplementary groups too')
   t.match(job.stdout, 'in-container')
   t.match(job.stdout, `user=${TEST_USER} job=${job.jobId} queue=batch pwd=/home/${TEST_USER}`)
-  t.match(job.stdout, /\ncbatch: cpu \d+\.\d s, peak mem [\d.]+ [KM]iB, wall 00:00:0\d, exit 0\n$/)
+  t.match(job.stdout, /\ncbatch: cpu \d+\.\d s, cpus [\d.]+ \([\d,-]+\), peak mem [\d.]+ [KM]iB incl\. page cache \([\d.]+ (B|KiB|MiB) at end\), wall 00:00:0\d, exit 0\n$/)
   t.same(containersOf(job.jobId), [], 'nothing left behind')
 })
 
@@ -94,6 +94,15 @@ echo not-reached
   t.equal(job.exitStatus, 256 + 15, 'the job shell ended of the SIGTERM, and shows as on a real mom')
   t.ok(elapsed < 5000, `job ended ${elapsed} ms after SIGTERM`)
   t.same(containersOf(job.jobId), [])
+})
+
+t.test('the summary line starts its own line after output without a newline; summaryLine: false leaves it out', async t => {
+  const { job } = await runJob('#!/bin/sh\nprintf end\n', { config })
+  t.match(job.stdout, /^end\ncbatch: cpu [^\n]*, exit 0\n$/)
+  const quiet = testConfig(shared.path, '    summaryLine: false\n')
+  const { job: without } = await runJob('#!/bin/sh\nprintf end\n', { config: quiet })
+  t.equal(without.exitStatus, 0)
+  t.equal(without.stdout, 'end', 'the job\'s output alone')
 })
 
 t.test('a queue cbatch does not manage runs natively as the owner', async t => {

@@ -55,7 +55,20 @@ times
   t.ok(Math.abs(usage!.cpu.totalSeconds - burnt) <= 0.1 * burnt, `cgroup ${usage!.cpu.totalSeconds} s, job ${burnt} s`)
   const peak = usage!.memory.peakBytes
   t.ok(Math.abs(peak - 100 * MiB) <= 10 * MiB, `peak ${peak / MiB} MiB for a 100 MiB buffer`)
-  t.match(job.stdout, new RegExp(`cbatch: cpu ${usage!.cpu.totalSeconds.toFixed(1)} s, peak mem \\d+(\\.\\d)? MiB, wall 00:00:0\\d, exit 0\\n$`))
+  t.equal(usage!.cpu.limitCpus, 2, 'the CPUs it was given: ppn=2')
+  t.match(job.stdout, new RegExp(`cbatch: cpu ${usage!.cpu.totalSeconds.toFixed(1)} s, cpus 2 \\([\\d,-]+\\), peak mem \\d+(\\.\\d)? MiB incl\\. page cache \\([\\d.]+ (B|KiB|MiB) at end\\), wall 00:00:0\\d, exit 0\\n$`))
+})
+
+t.test('a job that writes 60 MiB of output: its peak counts that page cache, the record says how much, and the job\'s own', async t => {
+  // Less than cbatch run's record holds (64 MiB): its end, the summary line, is in job.stdout.
+  const { job } = await runJob('#!/bin/sh\ndd if=/dev/zero bs=1M count=60 2>/dev/null\n', { config })
+  t.equal(job.exitStatus, 0, job.stderr)
+  const { memory } = recordOf(job.jobId).usage!
+  t.comment(`peak ${(memory.peakBytes / MiB).toFixed(1)} MiB, page cache at end ${(memory.pageCacheBytes! / MiB).toFixed(1)} MiB, own ${(memory.ownPeakBytes! / MiB).toFixed(1)} MiB`)
+  t.ok(memory.pageCacheBytes! > 50 * MiB, 'the output\'s page cache, charged to the job')
+  t.ok(memory.ownPeakBytes! < 30 * MiB, 'the job\'s own: dd and its shell')
+  t.equal(memory.ownPeakBytes, Math.max(0, memory.peakBytes - memory.pageCacheBytes!))
+  t.match(job.stdout.slice(-200), /peak mem \d+(\.\d)? MiB incl\. page cache \(\d+(\.\d)? MiB at end\)/)
 })
 
 t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {

@@ -5,8 +5,15 @@ import { join } from 'node:path'
 
 export interface CgroupUsage {
   version: 1 | 2
-  cpu: { userSeconds: number; systemSeconds: number; totalSeconds: number }
-  memory: { currentBytes: number; peakBytes: number; limitBytes?: number; oomKills: number }
+  /** `limitCpus`: the CPU-time quota in CPUs, if any; `cpuset`: the CPUs it may run on (e.g. 0-3). */
+  cpu: { userSeconds: number; systemSeconds: number; totalSeconds: number; limitCpus?: number; cpuset?: string }
+  /**
+   * `peakBytes` is the kernel's: it counts the page cache of the job's file I/O (its output
+   * included), which the kernel reclaims under pressure. `pageCacheBytes`: that cache still
+   * charged at the end; `ownPeakBytes`: peak less it, the job's own memory at its peak as
+   * far as can be told (the kernel keeps no peak without the cache).
+   */
+  memory: { currentBytes: number; peakBytes: number; limitBytes?: number; oomKills: number; pageCacheBytes?: number; ownPeakBytes?: number }
   io: { readBytes: number; writeBytes: number }
   pids: { peak?: number }
 }
@@ -52,17 +59,21 @@ export function readUsage(pid: number, roots: CgroupRoots = HOST): CgroupUsage {
   }
   const pidsPeak = optional('pids', 'pids.peak')
   const pids = { peak: pidsPeak === undefined ? undefined : Number(pidsPeak) }
+  const cpuset = optional('cpuset', version === 2 ? 'cpuset.cpus.effective' : 'cpuset.cpus')?.trim()
   if (version === 2) {
     const cpu = keyed(read('', 'cpu.stat'))
     const limit = read('', 'memory.max').trim()
+    const [quota, period] = optional('', 'cpu.max')?.trim().split(/\s+/) ?? []
+    const peakBytes = Number(optional('', 'memory.peak') ?? read('', 'memory.current'))
     return {
       version,
-      cpu: { userSeconds: cpu.user_usec / 1e6, systemSeconds: cpu.system_usec / 1e6, totalSeconds: cpu.usage_usec / 1e6 },
+      cpu: { userSeconds: cpu.user_usec / 1e6, systemSeconds: cpu.system_usec / 1e6, totalSeconds: cpu.usage_usec / 1e6, ...given(quota, period, cpuset) },
       memory: {
         currentBytes: Number(read('', 'memory.current')),
-        peakBytes: Number(optional('', 'memory.peak') ?? read('', 'memory.current')),
+        peakBytes,
         limitBytes: limit === 'max' ? undefined : Number(limit),
         oomKills: keyed(read('', 'memory.events')).oom_kill ?? 0,
+        ...pageCache(optional('', 'memory.stat'), '', peakBytes),
       },
       io: ioV2(optional('', 'io.stat') ?? ''),
       pids,
@@ -70,19 +81,23 @@ export function readUsage(pid: number, roots: CgroupRoots = HOST): CgroupUsage {
   }
   const ticks = keyed(read('cpuacct', 'cpuacct.stat'))
   const limit = Number(read('memory', 'memory.limit_in_bytes'))
+  const peakBytes = Number(read('memory', 'memory.max_usage_in_bytes'))
   return {
     version,
     cpu: {
       userSeconds: ticks.user / USER_HZ,
       systemSeconds: ticks.system / USER_HZ,
       totalSeconds: Number(read('cpuacct', 'cpuacct.usage')) / 1e9,
+      ...given(optional('cpu', 'cpu.cfs_quota_us')?.trim(), optional('cpu', 'cpu.cfs_period_us')?.trim(), cpuset),
     },
     memory: {
       currentBytes: Number(read('memory', 'memory.usage_in_bytes')),
-      peakBytes: Number(read('memory', 'memory.max_usage_in_bytes')),
+      peakBytes,
       // v1 says "no limit" with a huge page-aligned number.
       limitBytes: limit >= 2 ** 62 ? undefined : limit,
       oomKills: keyed(read('memory', 'memory.oom_control')).oom_kill ?? 0,
+      // Hierarchical counts: the job's processes may sit in cgroups below the container's.
+      ...pageCache(optional('memory', 'memory.stat'), 'total_', peakBytes),
     },
     io: ioV1(optional('blkio', 'blkio.throttle.io_service_bytes') ?? ''),
     pids,
@@ -98,6 +113,24 @@ export function oomKills(pid: number, roots: CgroupRoots = HOST): number {
   } catch {
     return 0
   }
+}
+
+/** The CPUs a job was given: its quota (v1 -1, v2 max: none) and its cpuset, where the cgroup says. */
+function given(quota: string | undefined, period: string | undefined, cpuset: string | undefined): Pick<CgroupUsage['cpu'], 'limitCpus' | 'cpuset'> {
+  const limitCpus = quota && period && /^\d+$/.test(quota) && Number(period) > 0 ? Number(quota) / Number(period) : undefined
+  return { ...(limitCpus ? { limitCpus } : {}), ...(cpuset ? { cpuset } : {}) }
+}
+
+/**
+ * The page cache (file LRU: shmem and tmpfs, which the job cannot give back, are not in it)
+ * from memory.stat, v1 (`total_` keys) or v2, and the peak less it.
+ */
+function pageCache(stat: string | undefined, prefix: string, peakBytes: number): Pick<CgroupUsage['memory'], 'pageCacheBytes' | 'ownPeakBytes'> {
+  const values = keyed(stat ?? '')
+  const [active, inactive] = [values[`${prefix}active_file`], values[`${prefix}inactive_file`]]
+  if (active === undefined || inactive === undefined) return {}
+  const pageCacheBytes = active + inactive
+  return { pageCacheBytes, ownPeakBytes: Math.max(0, peakBytes - pageCacheBytes) }
 }
 
 /** "key value" lines -> record of numbers. */

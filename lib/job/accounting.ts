@@ -34,12 +34,19 @@ export function appendRecord(file: string, record: AccountingRecord): void {
   appendToRootFile(file, `${JSON.stringify(record)}\n`, 'accounting file', { sync: true })
 }
 
-/** `cbatch: cpu 12.3 s, peak mem 512 MiB, wall 00:01:02, exit 0` */
+/** `cbatch: cpu 12.3 s, cpus 2 (0-1), peak mem 512 MiB incl. page cache (200 MiB at end), wall 00:01:02, exit 0` */
 export function summaryLine(record: AccountingRecord): string {
   const parts = []
   if (record.usage) {
-    parts.push(`cpu ${record.usage.cpu.totalSeconds.toFixed(1)} s`, `peak mem ${formatBytes(record.usage.memory.peakBytes)}`)
+    const { cpu, memory } = record.usage
+    parts.push(`cpu ${cpu.totalSeconds.toFixed(1)} s`)
+    const cpus = cpu.limitCpus ?? (cpu.cpuset === undefined ? undefined : cpusIn(cpu.cpuset))
+    if (cpus !== undefined) parts.push(`cpus ${Number(cpus.toFixed(2))}${cpu.cpuset === undefined ? '' : ` (${cpu.cpuset})`}`)
+    // The kernel's peak counts the page cache of the job's I/O: said, so a big writer is not misread.
+    const cache = memory.pageCacheBytes === undefined ? '' : ` incl. page cache (${formatBytes(memory.pageCacheBytes)} at end)`
+    parts.push(`peak mem ${formatBytes(memory.peakBytes)}${cache}`)
   }
+  if (record.gpus?.length) parts.push(`gpus ${record.gpus.join(',')}`)
   parts.push(`wall ${formatDuration(record.wallSeconds)}`)
   if (record.exitStatus !== undefined) parts.push(`exit ${record.exitStatus}`)
   if (record.oomKilled) {
@@ -47,4 +54,15 @@ export function summaryLine(record: AccountingRecord): string {
     parts.push(`killed: out of memory${limit ? ` (limit ${formatBytes(limit)})` : ''}`)
   }
   return `cbatch: ${parts.join(', ')}`
+}
+
+/** How many CPUs a cpuset list names: `0-3,8` is 5. */
+function cpusIn(list: string): number | undefined {
+  let count = 0
+  for (const range of list.split(',')) {
+    const [from, to = from] = range.split('-').map(Number)
+    if (!Number.isInteger(from) || !Number.isInteger(to) || to < from) return undefined
+    count += to - from + 1
+  }
+  return count
 }

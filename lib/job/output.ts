@@ -5,7 +5,7 @@
 // the job shell send its output there first thing. No process copies it, none can lose it
 // (a starter that dies, an engine restarted with live-restore), and with -j oe (one file)
 // stdout and stderr keep their order. Interactive jobs keep their terminal.
-import { fstatSync, readlinkSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, openSync, readlinkSync, readSync } from 'node:fs'
 import { sameObject, shownInContainer } from '../host/mounts.ts'
 import { OUTPUT_TARGETS, type JobOutput, type OutputFile } from './container.ts'
 
@@ -41,4 +41,26 @@ export function redirection(pid: number, starter = { stdout: 1, stderr: 2 }, pro
   if (!sameObject(shownInContainer(pid, OUTPUT_TARGETS.stdout, proc), out)) return undefined
   if (sameObject(out, err)) return `exec >>${OUTPUT_TARGETS.stdout} 2>&1`
   return sameObject(shownInContainer(pid, OUTPUT_TARGETS.stderr, proc), err) ? `exec >>${OUTPUT_TARGETS.stdout} 2>>${OUTPUT_TARGETS.stderr}` : undefined
+}
+
+/**
+ * Whether what is written to `fd` next starts a line: false only when `fd` is a regular
+ * file whose last byte is not a newline (a job's last line without one). Read through
+ * /proc/self/fd, the very file open there (pbs_mom opens .OU for writing only).
+ */
+export function atLineStart(fd = 1): boolean {
+  let file: number | undefined
+  try {
+    const stat = fstatSync(fd)
+    if (!stat.isFile() || stat.size === 0) return true
+    file = openSync(`/proc/self/fd/${fd}`, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+    // The same object, not one swapped in at its path meanwhile.
+    if (!sameObject(fstatSync(file), stat)) return true
+    const last = Buffer.alloc(1)
+    return readSync(file, last, 0, 1, fstatSync(file).size - 1) !== 1 || last[0] === 0x0a
+  } catch {
+    return true
+  } finally {
+    if (file !== undefined) closeSync(file)
+  }
 }

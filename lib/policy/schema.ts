@@ -83,6 +83,7 @@ const policyFields = {
     permissions: Type.Optional(Type.String({ pattern: '^[rwm]{1,3}$', expects: 'made of r, w and m', description: 'cgroup device permissions (default rwm)' })),
   }, { additionalProperties: false }), { default: [], description: 'devices jobs may use (none by default)' }),
   allowRoot: Type.Boolean({ default: false, description: 'let jobs of uid 0 or gid 0 run in containers' }),
+  summaryLine: Type.Boolean({ default: true, description: 'the epilogue ends the job\'s output with a line of what it used (cbatch: cpu 12.3 s, ...), on a line of its own; false: none (the accounting file still has the job\'s record)' }),
   readOnlyRootfs: Type.Boolean({
     default: true, description: 'the image\'s filesystem read-only, with a writable tmpfs /tmp of tmpSize: a job cannot fill the node\'s disk through its container. false lets jobs write anywhere in the image, into the engine\'s data root, without a bound',
   }),
