@@ -20,12 +20,12 @@ import { runHook } from './run.ts'
 const argv = process.argv.slice(2)
 /** cbatch did not run the job: the reason is in its .ER. */
 const REFUSED = CANNOT_RUN_EXIT.jobstarter
-void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf }) => {
+void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf, started }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
   const job = readClaimedJob(momPriv, facts.jobId, facts.cookie)
   checkClaims(facts, job)
-  const request = { facts, job, argv, env }
+  const request = { facts, job, argv, env, started }
   if (!config.queues.has(job.queue)) {
     rejoinJobMemoryCgroup(process.env.CBATCH_JOB_MEMCG)
     return runNatively({ ...request, owner: await lookupUser(job.user, job.group), limits: jobLimits() })

@@ -7,6 +7,8 @@ import { nodeLogger, type Logger } from '../lib/log.ts'
 import type { Engine } from '../lib/engine/engine.ts'
 import { openEngine } from '../lib/engine/open.ts'
 import { flushMetrics, MetricsBatch } from '../lib/node/metrics.ts'
+import { LABEL, labelOf } from '../lib/engine/labels.ts'
+import { isThisMom } from '../lib/job/container.ts'
 
 /**
  * The hook's own settings and the environment pbs_mom gave it. The installed hook is a
@@ -48,6 +50,8 @@ export interface HookContext {
   engine: () => Engine
   /** What the hook adds to the node's metrics (written when it ends, if the config asks). */
   metrics: MetricsBatch
+  /** The hook's own work is done and what it runs has started (the job starter): its time is measured to here. */
+  started: () => void
 }
 
 /** Exit codes by disposition; pbs_mom reads them differently per hook. */
@@ -77,6 +81,17 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   const metrics = new MetricsBatch()
   let textfile: string | undefined
   let outcome: Disposition | 'ok' = 'ok'
+  // The hook's own time: to the end, or, for the job starter, to the start of the job it runs.
+  let timed = false
+  const time = () => {
+    if (timed || !textfile) return
+    timed = true
+    metrics.observe('cbatch_hook_duration_seconds', { hook: name }, Math.round(performance.now() - began) / 1000)
+  }
+  const started = () => {
+    time()
+    if (textfile) flushMetrics(metrics, textfile)
+  }
   try {
     start = hookStart()
     const { configPath, momPriv, cacheDir, env } = start
@@ -84,9 +99,14 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     if (early !== undefined) process.exit(early)
     const config = await loadConfig(configPath, { cacheDir })
     textfile = config.metrics.textfile
+    metrics.queues = [...config.queues.keys()]
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file, config.log.syslog || undefined)
     const engine = () => openEngine(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
-    status = await main({ env, momPriv, config, log, engine, metrics })
+    status = await main({ env, momPriv, config, log, engine, metrics, started })
+    if (textfile && GAUGING.has(name)) {
+      time()
+      await countRunningJobs(metrics, engine(), momPriv).catch(err => log.error(`metrics: running jobs not counted: ${err.message}`))
+    }
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
@@ -106,7 +126,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   const ms = Math.round(performance.now() - began)
   if (calls.length) log.info(`exit ${status}`, { ms, cpuMs: cpuMs(), engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
   if (textfile) {
-    metrics.observe('cbatch_hook_duration_seconds', { hook: name }, ms / 1000)
+    time()
     if (name.startsWith('prologue')) metrics.count('cbatch_prologue_outcomes_total', { hook: name, outcome })
     flushMetrics(metrics, textfile)
   }
@@ -123,6 +143,20 @@ function cpuMs(): number {
   const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')
   const childTicks = Number(fields[13]) + Number(fields[14]) // cutime, cstime
   return Math.round((user + system) / 1000 + childTicks * 10)
+}
+
+/** The hooks that start or end jobs, and the node check, keep the running-jobs gauge true. */
+const GAUGING = new Set(['prologue', 'prologue.parallel', 'epilogue', 'epilogue.parallel', 'nodecheck'])
+
+/** This mom's running job containers, by queue; the config's other queues 0. */
+async function countRunningJobs(metrics: MetricsBatch, engine: Engine, momPriv: string): Promise<void> {
+  const running = new Map(metrics.queues.map(queue => [queue, 0]))
+  for (const c of await engine.findByLabel(LABEL.job)) {
+    if (c.state !== 'running' || !isThisMom(c.labels, momPriv)) continue
+    const queue = labelOf(c.labels, LABEL.queue) ?? ''
+    running.set(queue, (running.get(queue) ?? 0) + 1)
+  }
+  metrics.set('cbatch_jobs_running', [...running].map(([queue, value]) => ({ labels: { queue }, value })))
 }
 
 function causeOf(err: Error): string {

@@ -49,3 +49,25 @@ t.test('jobs that run, are refused and are requeued, counted', async t => {
   t.ok(Number(prologue?.sum) > 0)
   t.equal(Number(durations?.metrics.find(s => s.labels?.hook === 'epilogue')?.count), 2, 'the requeued job had no epilogue, the refused one ended before reading its config')
 })
+
+t.test('while a job runs the running-jobs gauge counts it; the job starter\'s time is its own, to the job\'s start, not the job\'s run', async t => {
+  const config = writeConfig(shared.path, yaml())
+  const starter = () => families().get('cbatch_hook_duration_seconds')?.metrics.find(s => s.labels?.hook === 'jobstarter')
+  const before = { count: Number(starter()?.count ?? 0), sum: Number(starter()?.sum ?? 0) }
+  t.equal(value(families().get('cbatch_oom_kills_total'), { queue: 'batch' }), 0, 'a counter before its first event: there, at 0')
+  const script = join(shared.path, 'sleeper.sh')
+  writeFileSync(script, '#!/bin/sh\nsleep 4\n', { mode: 0o644 })
+  const job = emulateJob({ script, user: TEST_USER, queue: 'batch', resources: 'nodes=1', config, hooksDir: join(import.meta.dirname, '../dist'), workDir: shared.path })
+  let running = 0
+  for (let i = 0; i < 30 && !running; i++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    running = value(families().get('cbatch_jobs_running'), { queue: 'batch' })
+  }
+  t.equal(running, 1, 'its container, counted by its prologue')
+  t.equal(families().get('cbatch_jobs_running')?.type, 'GAUGE')
+  t.equal((await job).exitStatus, 0)
+  t.equal(value(families().get('cbatch_jobs_running'), { queue: 'batch' }), 0, 'and no more once its epilogue removed it')
+  const after = { count: Number(starter()?.count), sum: Number(starter()?.sum) }
+  t.equal(after.count, before.count + 1)
+  t.ok(after.sum - before.sum < 2, `the starter took ${(after.sum - before.sum).toFixed(3)} s of a job of 4 s`)
+})

@@ -38,6 +38,8 @@ export interface ShellRequest {
   /** `[shell, ...rest]` of the job shell, or a task's argv, as pbs_mom passed them. */
   argv: string[]
   env: NodeJS.ProcessEnv
+  /** Told once the job shell or task has started: the starter's own work is done (its metrics). */
+  started?: () => void
 }
 
 /**
@@ -132,6 +134,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     // (the engine's two streams would not).
     if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, redirection(container.pid)))
     stdio.stdin.pipe(session.stream, { end: true })
+    req.started?.()
     await ended
     status = await exitStatus(session)
     // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
@@ -256,6 +259,7 @@ export async function runNatively(req: ShellRequest & { owner: Identity; limits:
   // pbs_mom signals the whole session, the shell included: the starter only has to outlive it.
   const ignore = () => undefined
   for (const s of FORWARDED_SIGNALS) signals.on(s, ignore)
+  child.once('spawn', () => req.started?.())
   let signal: NodeJS.Signals | null
   let code: number | null
   try {

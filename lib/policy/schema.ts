@@ -177,8 +177,9 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   metrics: Type.Object({
     textfile: Type.Optional(AbsolutePath('a Prometheus textfile for node_exporter\'s textfile collector (e.g. /var/lib/node_exporter/textfile/cbatch.prom), '
-      + 'rewritten whole by every hook: cbatch_jobs_started_total and cbatch_jobs_ended_total {queue, node=mother|sister}, cbatch_prologue_outcomes_total {hook, outcome=ok|abort|requeue}, '
-      + 'cbatch_hook_duration_seconds {hook} (summary), cbatch_image_pulls_total {outcome=ok|failed|refused}, cbatch_image_pull_duration_seconds (summary), cbatch_oom_kills_total {queue}, '
+      + 'rewritten whole by every hook, every series there from the first write (0 until its first event): cbatch_jobs_started_total and cbatch_jobs_ended_total {queue, node=mother|sister}, '
+      + 'cbatch_jobs_running {queue} (gauge: this pbs_mom\'s job containers running now), cbatch_prologue_outcomes_total {hook, outcome=ok|abort|requeue}, '
+      + 'cbatch_hook_duration_seconds {hook} (summary; the job starter\'s until the job shell or task starts, not the job\'s run), cbatch_image_pulls_total {outcome=ok|failed|refused}, cbatch_image_pull_duration_seconds (summary), cbatch_oom_kills_total {queue}, '
       + 'cbatch_orphans_collected_total; the counts behind it are kept in /var/lib/cbatch (root\'s alone, 0700). The textfile is 0644 and its directory made 0755 if missing: node_exporter reads it')),
   }, { additionalProperties: false, default: {} }),
   accounting: Type.Object({
