@@ -2,7 +2,7 @@
 // environment comes from, and how errors become pbs_mom exit codes. No job logic lives here.
 import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
-import { CbatchError, UsageError, type Disposition } from '../lib/errors.ts'
+import { CbatchError, describeIssue, UsageError, type Disposition } from '../lib/errors.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 import type { Engine } from '../lib/engine/engine.ts'
 import { openEngine } from '../lib/engine/open.ts'
@@ -97,10 +97,13 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     const { configPath, momPriv, cacheDir, env } = start
     const early = steps.early?.(start)
     if (early !== undefined) process.exit(early)
-    const config = await loadConfig(configPath, { cacheDir })
+    let fresh = false
+    const config = await loadConfig(configPath, { cacheDir, validated: () => (fresh = true) })
     textfile = config.metrics.textfile
     metrics.queues = [...config.queues.keys()]
     log = nodeLogger(name, jobIdFrom(env) ?? '-', config.log.file, config.log.syslog || undefined)
+    // Obeyed, and said once per change of the file: by the hook that validated it (the next ones take the kept copy).
+    if (fresh) for (const w of config.warnings) log.warn(`config warning: ${describeIssue(config.file, w)}`, { rule: w.rule })
     const engine = () => openEngine(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
     status = await main({ env, momPriv, config, log, engine, metrics, started })
     if (textfile && GAUGING.has(name)) {

@@ -9,6 +9,8 @@ import { appendToRootFile } from './host/trusted.ts'
 
 export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void
+  /** Something obeyed that may not be what the admin meant (a config warning). */
+  warn(message: string, fields?: Record<string, unknown>): void
   error(message: string, fields?: Record<string, unknown>): void
 }
 
@@ -18,7 +20,7 @@ export interface LogLine {
   hook: string
   pid: number
   job: string
-  level: 'info' | 'error'
+  level: 'info' | 'warn' | 'error'
   message: string
   truncated?: boolean
   [field: string]: unknown
@@ -62,11 +64,11 @@ export function nodeLogger(hook: string, jobId: string, file: string | undefined
       if (!syslog) toSyslog(fallbackSyslog, level, line)
     }
   }
-  return { info: (m, f) => write('info', m, f), error: (m, f) => write('error', m, f) }
+  return { info: (m, f) => write('info', m, f), warn: (m, f) => write('warn', m, f), error: (m, f) => write('error', m, f) }
 }
 
 function toSyslog(socket: string, level: LogLine['level'], line: string): void {
-  const priority = level === 'error' ? 'daemon.err' : 'daemon.info'
+  const priority = { error: 'daemon.err', warn: 'daemon.warning', info: 'daemon.info' }[level]
   try {
     // Not waited for: the hook goes on; logger ends on its own.
     spawn('logger', ['--socket', socket, '--tag', 'cbatch', '--priority', priority, '--', line],

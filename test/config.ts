@@ -33,7 +33,7 @@ queues:
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
-    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, readOnlyRootfs: true, tmpSize: 1024 ** 3,
+    allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, summaryLine: true, readOnlyRootfs: true, tmpSize: 1024 ** 3,
     environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
   })
   const gpu = config.queues.get('gpu')!
@@ -204,10 +204,13 @@ t.test('the validated config is kept for the next hook, and trusted only as the 
   const config = `${dir}/c.yaml`
   const cacheDir = `${dir}/cache`
   const cache = `${cacheDir}/config-${createHash('sha256').update(config).digest('hex').slice(0, 16)}.json`
-  const first = await loadConfig(config, { cacheDir })
+  let validations = 0
+  const validated = () => validations++
+  const first = await loadConfig(config, { cacheDir, validated })
   t.equal(first.queues.get('batch')!.image, 'x')
   t.equal(statSync(cache).mode & 0o777, 0o644)
-  t.same(await loadConfig(config, { cacheDir }), first, 'the kept copy is the same config')
+  t.same(await loadConfig(config, { cacheDir, validated }), first, 'the kept copy is the same config')
+  t.equal(validations, 1, 'validated once: the second load took the kept copy (its warnings are logged once)')
 
   // What the next hook reads is the kept copy: shown by altering it (as root).
   const altered = readFileSync(cache, 'utf8').replace('"image":"x"', '"image":"kept"')
@@ -221,7 +224,8 @@ t.test('the validated config is kept for the next hook, and trusted only as the 
 
   // A changed config is validated again: its errors are reported, not hidden by the copy.
   writeFileSync(config, 'queues:\n  batch:\n    image: y\n')
-  t.equal((await loadConfig(config, { cacheDir })).queues.get('batch')!.image, 'y')
+  t.equal((await loadConfig(config, { cacheDir, validated })).queues.get('batch')!.image, 'y')
+  t.equal(validations, 2, 'a changed file is validated again')
   writeFileSync(config, 'queues:\n  batch:\n    pull: often\n')
   await t.rejects(loadConfig(config, { cacheDir }), { name: 'ConfigError', message: /pull/ })
 

@@ -105,6 +105,15 @@ t.test('the summary line starts its own line after output without a newline; sum
   t.equal(without.stdout, 'end', 'the job\'s output alone')
 })
 
+t.test('a config warning reaches the node log once per change of the file, not once per job', async t => {
+  const warned = testConfig(shared.path, '    maxTasks: 100\n    pidsLimit: 50\n')
+  for (let i = 0; i < 2; i++) t.equal((await runJob('#!/bin/sh\ntrue\n', { config: warned })).job.exitStatus, 0)
+  const lines = readFileSync(join(shared.path, 'cbatch.log'), 'utf8').trim().split('\n').map(l => JSON.parse(l))
+    .filter(l => l.level === 'warn' && l.message.includes(warned))
+  t.equal(lines.length, 1, 'two jobs, six hooks: the first validated the file, the others took the kept copy')
+  t.match(lines[0], { hook: 'prologue', message: /config warning: .*:\d+:\d+: queues\.batch\.maxTasks: 100 tasks is more than pidsLimit \(50\) processes.*\[tasks-within-pids\]/, rule: 'tasks-within-pids' })
+})
+
 t.test('a queue cbatch does not manage runs natively as the owner', async t => {
   const { job } = await runJob('#!/bin/sh\necho "uid=$(id -u) groups=$(id -G)"\ntest -e /etc/debian_version && echo on-host\nexit 5\n',
     { config, args: ['--native-queue'], queue: 'other' })

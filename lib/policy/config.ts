@@ -30,8 +30,10 @@ interface CachedConfig {
 /**
  * Reads and validates the config file, which must be root's to change (it decides what
  * root does). `cacheDir`: a directory of root's where the validated config is kept.
+ * `validated`: told when the file was validated here rather than taken from the kept copy
+ * (with a cache, once per change of the file): the hooks log its warnings then.
  */
-export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir?: string } = {}): Promise<Config> {
+export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir?: string; validated?: (config: Config) => void } = {}): Promise<Config> {
   const file = resolve(path)
   const text = readConfigText(file)
   const cache = options.cacheDir && join(options.cacheDir, cacheFileOf(file))
@@ -41,6 +43,7 @@ export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir
   const { parseConfig } = await import('./schema.ts')
   const config = parseConfig(text, file)
   if (cache) writeCache(cache, key, config)
+  options.validated?.(config)
   return config
 }
 
