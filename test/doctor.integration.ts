@@ -30,7 +30,7 @@ t.test('a good install: no FAIL, exit 0', async t => {
   const r = doctor(node(t))
   t.equal(r.status, 0, r.lines.join('\n') + r.stderr)
   t.same(fails(r.lines), [])
-  for (const what of ['config', 'hook prologue', 'hook epilogue.parallel', '$job_starter', 'mom_logs', '/bin/busybox', 'engine', 'queue batch image']) {
+  for (const what of ['config', 'hook prologue', 'hook epilogue.parallel', 'hook cbatch-nodecheck', 'hooks\' config', '$job_starter', '$node_check_script', 'mom_logs', '/bin/busybox', 'engine', 'queue batch image']) {
     t.ok(r.lines.some(l => l.startsWith(`ok   ${what}: `)), what)
   }
   t.ok(r.lines.some(l => /^warn pbs_mom: none runs here for /.test(l)), 'no pbs_mom of this PBS_HOME (whatever other moms run on the host): a warning')
@@ -74,6 +74,11 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
       linkSync(join(n.dir, 'log/cbatch.log'), join(n.dir, 'copy.log'))
     }, /^FAIL log\.file: node log .*cbatch\.log is not safe: it has 2 names.* -> keep it root's/],
     // pbs_mom logs a job's cookie there after a forged TM request: install.sh made it 0700.
+    // The installed hooks read the config their wrappers name: doctor of another config would judge the wrong one.
+    ['hooks installed for another config', n => {
+      writeFileSync(join(n.dir, 'other.yaml'), readFileSync(n.config))
+      n.config = join(n.dir, 'other.yaml')
+    }, /^FAIL hooks' config: prologue, prologue\.parallel, jobstarter, epilogue, epilogue\.parallel, cbatch-nodecheck read .*\/etc\/cbatch\.yaml, not .*\/other\.yaml \(the config checked here\) -> cbatch doctor --config .*\/etc\/cbatch\.yaml to check theirs, or \.\/install\.sh --config-dir /],
     ['pbs_mom\'s log directory readable by its group', n => chmodSync(join(n.dir, 'mom_logs'), 0o750), /^FAIL mom_logs: .*\/mom_logs: mode 750, so other users may read the jobs' cookies pbs_mom logs there -> chmod 0700 .*\/mom_logs$/],
     ['pbs_mom\'s log directory searchable by others', n => chmodSync(join(n.dir, 'mom_logs'), 0o701), /^FAIL mom_logs: .*mode 701.* -> chmod 0700 .*\/mom_logs$/],
     ['a hook bundle others may write to', n => chmodSync(join(n.dir, 'mom_priv/cbatch.d/prologue.cjs'), 0o666), /^FAIL bundle prologue\.cjs: .*prologue\.cjs is not safe: others may write to .* -> \.\/install\.sh/],
@@ -85,6 +90,16 @@ t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
     t.equal(r.status, 1, what)
     t.ok(fails(r.lines).some(l => expected.test(l)), `${what}: ${fails(r.lines).join(' | ') || r.stderr}`)
   }
+})
+
+t.test('an installed node check pbs_mom is never told to run is a warning with the line to add', async t => {
+  const n = node(t)
+  const momConfig = join(n.dir, 'mom_priv/config')
+  writeFileSync(momConfig, readFileSync(momConfig, 'utf8').replace(/^\$node_check_script .*\n/m, ''))
+  const r = doctor(n)
+  t.equal(r.status, 0, 'a warning: the node check is the site\'s choice')
+  const nodecheck = join(n.dir, 'mom_priv/cbatch-nodecheck')
+  t.ok(r.lines.includes(`warn $node_check_script: none in ${momConfig}: ${nodecheck} never runs, so a node that cannot run jobs keeps taking them -> add the line: $node_check_script ${nodecheck} (./install.sh does)`), r.lines.join('\n'))
 })
 
 t.test('a config\'s warnings are warnings of doctor, with the rule that found them', async t => {

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync } from 'node:fs'
-import { dirname, join, normalize } from 'node:path'
+import { dirname, join, normalize, resolve } from 'node:path'
 import { STARTER_NEEDS } from '../torque/rlimits.ts'
 import { BUNDLES, WRAPPED_HOOKS } from '../torque/hooks.ts'
 import type { Engine } from '../engine/engine.ts'
@@ -55,6 +55,7 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
   const momPriv = join(pbsHome ?? config?.torque.home ?? DEFAULT_PBS_HOME, 'mom_priv')
   const mom = findMom(momPriv)
   checkHooks(momPriv, add)
+  checkHooksConfig(momPriv, resolve(configPath), add)
   checkMomConfig(momPriv, mom, add)
   checkMomLogs(dirname(momPriv), add)
   checkBusybox(add)
@@ -143,6 +144,33 @@ function checkHooks(momPriv: string, add: Add): void {
   }
 }
 
+/**
+ * The config the installed hooks read is the one their wrappers name (install.sh
+ * --config-dir binds it): doctor's verdicts hold for the hooks only if it is this one.
+ */
+function checkHooksConfig(momPriv: string, checked: string, add: Add): void {
+  const elsewhere = new Map<string, string[]>()
+  for (const { momPrivFile: hook } of WRAPPED_HOOKS) {
+    let text
+    try {
+      text = readFileSync(join(momPriv, hook), 'utf8')
+    } catch {
+      continue // said by checkHooks
+    }
+    const bound = /^exec .* CBATCH_CONFIG='([^']*)'/m.exec(text)?.[1]
+    if (bound === undefined || !/^# cbatch .* hook for pbs_mom/m.test(text)) continue // not cbatch's: said by checkHooks
+    if (bound !== checked) elsewhere.set(bound, [...elsewhere.get(bound) ?? [], hook])
+  }
+  if (!elsewhere.size) {
+    add('ok', 'hooks\' config', `the installed hooks read ${checked}`)
+    return
+  }
+  for (const [bound, hooks] of elsewhere) {
+    add('FAIL', 'hooks\' config', `${hooks.join(', ')} read ${bound}, not ${checked} (the config checked here)`,
+      `cbatch doctor --config ${bound} to check theirs, or ./install.sh --config-dir ${dirname(checked)} to have them read this one`)
+  }
+}
+
 /** `$job_starter` and `$job_starter_run_privileged true`, once each, and pbs_mom having read them. */
 function checkMomConfig(momPriv: string, mom: Mom | undefined, add: Add): void {
   const file = join(momPriv, 'config')
@@ -163,6 +191,14 @@ function checkMomConfig(momPriv: string, mom: Mom | undefined, add: Add): void {
   if (privileged.length !== 1 || !/\strue(\s|$)/i.test(privileged[0])) {
     add('FAIL', '$job_starter_run_privileged', `${privileged.length} line(s) in ${file}`, 'exactly one line: $job_starter_run_privileged true')
   } else add('ok', '$job_starter_run_privileged', 'true')
+  // An installed node check runs only if mom_priv/config names it (or the site's own runs it).
+  const nodecheck = join(momPriv, 'cbatch-nodecheck')
+  const checks = lines.filter(l => /^\$node_check_script\s/.test(l)).map(l => l.split(/\s+/)[1])
+  if (!existsSync(nodecheck)) {
+    // not installed: said by checkHooks
+  } else if (checks.includes(nodecheck)) add('ok', '$node_check_script', nodecheck)
+  else if (checks.length) add('warn', '$node_check_script', `${checks.join(' | ')}, the site's: cbatch's node check runs only if that runs ${nodecheck}`, `have it run ${nodecheck} and pass on its ERROR lines`)
+  else add('warn', '$node_check_script', `none in ${file}: ${nodecheck} never runs, so a node that cannot run jobs keeps taking them`, `add the line: $node_check_script ${nodecheck} (./install.sh does)`)
   if (mom === undefined) add('warn', 'pbs_mom', `none runs here for ${dirname(momPriv)}`, 'start pbs_mom')
   else if (statSync(file).mtimeMs > mom.started) add('warn', 'pbs_mom', `started before ${file} last changed`, 'kill -HUP $(pgrep -x pbs_mom)')
   else add('ok', 'pbs_mom', 'running, with the current mom_priv/config')
