@@ -3,7 +3,8 @@
 // test/config-docs.ts fails when the committed file is not what this makes.
 import { writeFileSync } from 'node:fs'
 import type { TSchema } from '@sinclair/typebox'
-import { CONFIG_LIMITS, ConfigSchema, QueuePolicySchema } from '../lib/policy/schema.ts'
+import { CONFIG_LIMITS } from '../lib/policy/bounds.ts'
+import { ConfigSchema, QueuePolicySchema } from '../lib/policy/schema.ts'
 import { FILE_RULES, QUEUE_RULES, type Rule } from '../lib/policy/rules.ts'
 
 export const CONFIG_DOCS = 'docs/config.md'

@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { checkHostPaths, loadConfig } from '../lib/policy/config.ts'
 import { hostId } from './helpers/jobs.ts'
-import { configJsonSchema, HOST_PATHS, parseConfig } from '../lib/policy/schema.ts'
+import { configJsonSchema, HOST_PATHS } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { ConfigError } from '../lib/errors.ts'
 
 const issuesOf = (text: string) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { buildContainerSpec, containerName, findJobContainer, type ContainerRequest } from '../lib/job/container.ts'
 import { LABEL, labelOf } from '../lib/engine/labels.ts'
 import { dockerCreateOptions } from '../lib/engine/docker.ts'

@@ -3,7 +3,7 @@ import t from 'tap'
 import { images } from '../bin/images.ts'
 import type { Engine } from '../lib/engine/engine.ts'
 import { ImageDeniedError, ImagePullError } from '../lib/errors.ts'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 
 const CONFIG = `images: { pullAttempts: 1 }
 queues:

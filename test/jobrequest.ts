@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { grantedImage } from '../lib/policy/image.ts'
 import { MAX_DIRECTIVE_LINES, MAX_MOUNTS, parseDirectives } from '../lib/policy/jobrequest.ts'
 

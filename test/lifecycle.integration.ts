@@ -2,7 +2,7 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { DockerEngine } from '../lib/engine/docker.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'

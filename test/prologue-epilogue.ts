@@ -1,7 +1,7 @@
 // The job's life in the prologue and epilogue, against the in-memory engine: what is asked
 // of the engine, in which order, and what is refused before anything is made.
 import t from 'tap'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { containerName } from '../lib/job/container.ts'
 import { LABEL } from '../lib/engine/labels.ts'

@@ -1,7 +1,7 @@
 // A sister's container made before its share was known gets it from the job file's exec_host.
 import t from 'tap'
 import { resizeSister } from '../lib/job/share.ts'
-import { parseConfig } from '../lib/policy/schema.ts'
+import { parseConfig } from '../lib/policy/parse.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 
 const config = parseConfig('queues:\n  batch: { image: busybox }\n')

@@ -1,4 +1,4 @@
-// cbatch.yaml as root reads it: a file only root may change, validated by schema.ts.
+// cbatch.yaml as root reads it: a file only root may change, validated by parse.ts.
 // Hooks keep the validated result beside their bundles, one file per config path, keyed
 // by the build and the file's text: a hook whose config has not changed then neither loads the YAML parser
 // and the schema nor runs them, which is a sizeable share of each hook's start-up
@@ -10,14 +10,12 @@ import { ConfigError, ConfigNotFoundError, UnsafePathError, type ConfigIssue } f
 import { assertRecordFile, assertRootControlled, replaceFile } from '../host/trusted.ts'
 import { assertCredentialsFile } from '../host/registryauth.ts'
 import { BUILD } from '../version.ts'
+import { CONFIG_LIMITS } from './bounds.ts'
 import type { Config, QueuePolicy } from './schema.ts'
 
 export type { Config, QueuePolicy } from './schema.ts'
 
 export const DEFAULT_CONFIG_PATH = '/etc/cbatch/cbatch.yaml'
-
-/** The largest config file: checking it stays fast and small (about 3 s and 250 MB at most). */
-export const MAX_CONFIG_BYTES = 1024 ** 2
 
 /** One validated copy per config path (a node has one; the emulator and tests, many). */
 const cacheFileOf = (file: string) => `config-${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`
@@ -40,7 +38,7 @@ export async function loadConfig(path = DEFAULT_CONFIG_PATH, options: { cacheDir
   const key = createHash('sha256').update(`${BUILD}\0${file}\0${text}`).digest('hex')
   const cached = cache ? readCache(cache, key) : undefined
   if (cached) return cached
-  const { parseConfig } = await import('./schema.ts')
+  const { parseConfig } = await import('./parse.ts')
   const config = parseConfig(text, file)
   if (cache) writeCache(cache, key, config)
   options.validated?.(config)
@@ -53,9 +51,9 @@ function readConfigText(file: string): string {
   try {
     // It and its directories must be root's, and writable by root alone.
     assertRootControlled(file, 'cbatch config', { mayBeMissing: true })
-    // Not read at all when larger than any config may be (schema.ts says so of the text too).
+    // Not read at all when larger than any config may be (parse.ts says so of the text too).
     const { size } = statSync(file)
-    if (size > MAX_CONFIG_BYTES) throw new ConfigError(file, [{ path: '', message: `the file is ${size} bytes; a config may have at most ${MAX_CONFIG_BYTES}` }])
+    if (size > CONFIG_LIMITS.bytes) throw new ConfigError(file, [{ path: '', message: `the file is ${size} bytes; a config may have at most ${CONFIG_LIMITS.bytes}` }])
     return readFileSync(file, 'utf8')
   } catch (err) {
     if (err instanceof ConfigError) throw err

@@ -5,7 +5,7 @@ import type { JobAsks } from './jobrequest.ts'
 import { PolicyError } from '../errors.ts'
 import { ImageReference } from './reference.ts'
 
-/** A queue's rules for images (its policy: schema.ts). */
+/** A queue's rules for images (its policy: schema.ts, parsed by parse.ts). */
 export interface ImageRules {
   image: string
   allowedImages: string[]

@@ -1,7 +1,7 @@
 // Cross-field rules of cbatch.yaml: what the schema cannot say of one value alone. Each
 // rule has a name (shown with what it finds, listed in docs/config.md) and a severity:
 // an error refuses the file, a warning is said by `config check` and `doctor` and obeyed.
-// Rules see the config after the schema passed it and its sizes became bytes (schema.ts).
+// Rules see the config after the schema passed it and its sizes became bytes (parse.ts).
 import { exposedBy, refusedCapability } from './security.ts'
 import { checkImageSource } from './image.ts'
 import { ImageReference } from './reference.ts'

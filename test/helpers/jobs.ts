@@ -5,7 +5,7 @@ import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { parseConfig } from '../../lib/policy/schema.ts'
+import { parseConfig } from '../../lib/policy/parse.ts'
 import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../emulator/emulator.ts'
 import { DockerEngine } from '../../lib/engine/docker.ts'
 import { cleanupJob } from '../../lib/job/epilogue.ts'
