@@ -190,7 +190,7 @@ t.test('GPUs: device requests through the NVIDIA runtime, else the device nodes,
 
 t.test('the spec is in cbatch\'s terms; the Docker adapter adds the confinement no spec can leave out', async t => {
   const spec = buildContainerSpec(request())
-  t.match(spec, { image: 'img:1', user: '65534:65534', network: 'none', entrypoint: false, groups: ['27', '3000'], limits: { Memory: 1024 ** 3 } })
+  t.match(spec, { image: 'img:1', user: '65534:65534', network: 'none', entrypoint: false, groups: ['27', '3000'], limits: { memoryBytes: 1024 ** 3 } })
   t.notOk('HostConfig' in spec)
   const bare = dockerCreateOptions({ ...spec, capAdd: [], devices: [], readOnlyRootfs: false, tmpSize: undefined })
   t.match(bare.HostConfig, { Init: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false, IpcMode: 'private', CapAdd: undefined, Tmpfs: undefined })

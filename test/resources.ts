@@ -30,20 +30,20 @@ t.test('the whole Resource_List', async t => {
 })
 
 t.test('memory: mem, else pmem x CPUs, else the queue default; vmem adds swap', async t => {
-  t.same(containerLimits(parseRequest('mem=2gb'), quota), { Memory: 2 * GiB, MemorySwap: 2 * GiB, NanoCpus: 1e9 })
-  t.same(containerLimits(parseRequest('nodes=1:ppn=4,pmem=1gb'), quota), { Memory: 4 * GiB, MemorySwap: 4 * GiB, NanoCpus: 4e9 })
-  t.same(containerLimits(parseRequest('mem=2gb,vmem=3gb'), quota), { Memory: 2 * GiB, MemorySwap: 3 * GiB, NanoCpus: 1e9 })
-  t.same(containerLimits(parseRequest('nodes=1:ppn=2,pvmem=1gb'), quota), { Memory: 2 * GiB, MemorySwap: 2 * GiB, NanoCpus: 2e9 })
-  t.same(containerLimits(parseRequest(''), { ...quota, defaultMem: GiB }), { Memory: GiB, MemorySwap: GiB, NanoCpus: 1e9 })
+  t.same(containerLimits(parseRequest('mem=2gb'), quota), { memoryBytes: 2 * GiB, memorySwapBytes: 2 * GiB, cpus: 1 })
+  t.same(containerLimits(parseRequest('nodes=1:ppn=4,pmem=1gb'), quota), { memoryBytes: 4 * GiB, memorySwapBytes: 4 * GiB, cpus: 4 })
+  t.same(containerLimits(parseRequest('mem=2gb,vmem=3gb'), quota), { memoryBytes: 2 * GiB, memorySwapBytes: 3 * GiB, cpus: 1 })
+  t.same(containerLimits(parseRequest('nodes=1:ppn=2,pvmem=1gb'), quota), { memoryBytes: 2 * GiB, memorySwapBytes: 2 * GiB, cpus: 2 })
+  t.same(containerLimits(parseRequest(''), { ...quota, defaultMem: GiB }), { memoryBytes: GiB, memorySwapBytes: GiB, cpus: 1 })
   t.same(containerLimits(parseRequest(''), { ...quota, cpu: 'none' }), {}, 'no request, no default: no limit')
 })
 
 t.test('CPUs: ppn on this node (PBS_NUM_PPN), ncpus, procs, default; quota or TORQUE cpuset', async t => {
-  t.equal(containerLimits(parseRequest('nodes=2:ppn=8'), quota, { ppnHere: 3 }).NanoCpus, 3e9)
-  t.equal(containerLimits(parseRequest('ncpus=6'), quota).NanoCpus, 6e9)
-  t.equal(containerLimits(parseRequest('procs=5'), quota).NanoCpus, 5e9)
-  t.equal(containerLimits(parseRequest(''), { ...quota, defaultCpus: 2 }).NanoCpus, 2e9)
-  t.same(containerLimits(parseRequest('nodes=1:ppn=2'), { ...quota, cpu: 'cpuset' }, { torqueCpuset: '0,2' }), { CpusetCpus: '0,2' })
+  t.equal(containerLimits(parseRequest('nodes=2:ppn=8'), quota, { ppnHere: 3 }).cpus, 3)
+  t.equal(containerLimits(parseRequest('ncpus=6'), quota).cpus, 6)
+  t.equal(containerLimits(parseRequest('procs=5'), quota).cpus, 5)
+  t.equal(containerLimits(parseRequest(''), { ...quota, defaultCpus: 2 }).cpus, 2)
+  t.same(containerLimits(parseRequest('nodes=1:ppn=2'), { ...quota, cpu: 'cpuset' }, { torqueCpuset: '0,2' }), { cpuset: '0,2' })
   t.throws(() => containerLimits(parseRequest(''), { ...quota, cpu: 'cpuset' }), { name: 'PolicyError', message: /made none for this job/ })
 })
 
@@ -71,6 +71,6 @@ t.test('requests never lift a limit: zero, huge and malformed sizes and counts a
 })
 
 t.test('a CPU quota is at most the node\'s CPUs (the engine refuses more)', async t => {
-  t.equal(containerLimits(parseRequest('nodes=1:ppn=64'), quota, { hostCpus: 2 }).NanoCpus, 2e9)
-  t.equal(containerLimits(parseRequest('nodes=1:ppn=1'), quota, { hostCpus: 2 }).NanoCpus, 1e9)
+  t.equal(containerLimits(parseRequest('nodes=1:ppn=64'), quota, { hostCpus: 2 }).cpus, 2)
+  t.equal(containerLimits(parseRequest('nodes=1:ppn=1'), quota, { hostCpus: 2 }).cpus, 1)
 })

@@ -17,7 +17,7 @@ t.test('a provisional container gets this node\'s slots and its share of mem', a
   const container = await sister(engine, { 'cbatch.provisional': 'true' })
   const limits = await resizeSister(job, container, config, engine)
   // Node 1 is vm, with 2 of the job's 3 slots: 2 CPUs, 200 MiB of its 300.
-  t.same(limits, { Memory: 200 * 1024 ** 2, MemorySwap: 200 * 1024 ** 2, NanoCpus: Math.min(2, (await import('node:os')).availableParallelism()) * 1e9 })
+  t.same(limits, { memoryBytes: 200 * 1024 ** 2, memorySwapBytes: 200 * 1024 ** 2, cpus: Math.min(2, (await import('node:os')).availableParallelism()) })
   t.match(engine.calls.at(-1), /^updateLimits /)
 })
 

@@ -5,6 +5,8 @@ import { Agent, type AgentOptions } from 'node:http'
 import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
 import { ImageReference } from '../policy/reference.ts'
 import { CONFINEMENT } from '../policy/security.ts'
+import type { ContainerLimits } from '../policy/resources.ts'
+import type { Limit } from '../torque/rlimits.ts'
 import type { ContainerDetails, ContainerSpec, Engine, EngineDescription, EngineObserver, ExecRequest, ExecSession, JobContainer, LimitsUpdate, NodeImage, PullOptions, PullProgress } from './engine.ts'
 
 export interface DockerOptions {
@@ -14,6 +16,8 @@ export interface DockerOptions {
   onCall?: EngineObserver
   /** Deadline of an image pull, ms. */
   pullTimeoutMs: number
+  /** The engine's name in messages (default Docker). */
+  product?: string
 }
 
 /** A job's container spec as Docker's create request, with the confinement every job container has. */
@@ -31,6 +35,7 @@ export function dockerCreateOptions(spec: ContainerSpec): Docker.ContainerCreate
     HostConfig: {
       ...CONFINEMENT,
       NetworkMode: spec.network,
+      Runtime: spec.runtime,
       GroupAdd: spec.groups,
       Mounts: spec.mounts.map(m => ({ Type: 'bind', Source: m.source, Target: m.target, ReadOnly: m.readOnly })),
       CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
@@ -40,23 +45,38 @@ export function dockerCreateOptions(spec: ContainerSpec): Docker.ContainerCreate
       Tmpfs: spec.tmpSize !== undefined ? { '/tmp': `rw,nosuid,nodev,mode=1777,size=${spec.tmpSize}` } : undefined,
       PidsLimit: spec.pidsLimit,
       CgroupParent: spec.cgroupParent,
-      Ulimits: spec.ulimits,
-      ...spec.limits,
+      Ulimits: Object.entries(spec.rlimits).map(([Name, { soft, hard }]) => ({ Name, Soft: rlimitValue(soft), Hard: rlimitValue(hard) })),
+      ...dockerLimits(spec.limits),
       ShmSize: spec.shmSize,
     },
   }
 }
+
+/** Limits in Docker's HostConfig (and container update) fields. */
+function dockerLimits(limits: ContainerLimits): Pick<Docker.HostConfig, 'Memory' | 'MemorySwap' | 'NanoCpus' | 'CpusetCpus'> {
+  return {
+    Memory: limits.memoryBytes,
+    MemorySwap: limits.memorySwapBytes,
+    NanoCpus: limits.cpus === undefined ? undefined : Math.round(limits.cpus * 1e9),
+    CpusetCpus: limits.cpuset,
+  }
+}
+
+const rlimitValue = (value: Limit) => (value === 'unlimited' ? -1 : value)
 
 /** What registries answer when an image is not there or not for these credentials. */
 const REGISTRY_REFUSALS = /unauthorized|authentication required|denied|manifest unknown|not found|no basic auth credentials/i
 
 /** The Docker engine behind a unix socket, through dockerode. */
 export class DockerEngine implements Engine {
-  private readonly docker: Docker
-  private readonly options: DockerOptions
+  // Protected for adapters of Docker-compatible engines (podman.ts), which reuse it.
+  protected readonly docker: Docker
+  protected readonly options: DockerOptions
+  private readonly product: string
 
   constructor(options: DockerOptions) {
     this.options = options
+    this.product = options.product ?? 'Docker'
     // A TLS server name means nothing on a unix socket; left unset, Node derives one per
     // request through an IPv6 pattern whose first use costs a hook ~12 ms.
     this.docker = new Docker({ socketPath: options.socket, agent: new Agent({ servername: '' } as AgentOptions) } as Docker.DockerOptions)
@@ -107,10 +127,14 @@ export class DockerEngine implements Engine {
       this.call('engine version', () => this.docker.version()),
       this.call('engine info', () => this.docker.info() as Promise<Record<string, unknown>>),
     ])
+    const runtimes = Object.entries((info.Runtimes ?? {}) as Record<string, { path?: string; runtimeArgs?: string[] }>)
+      .map(([name, r]) => ({ name, path: r.path ?? '', args: r.runtimeArgs ?? [] }))
     return {
+      product: version.Components?.some(c => c.Name === 'Podman Engine') ? 'Podman' : 'Docker',
       version: version.Version, apiVersion: version.ApiVersion,
       cgroupVersion: String(info.CgroupVersion ?? '1'), cgroupDriver: String(info.CgroupDriver ?? ''),
       liveRestore: info.LiveRestoreEnabled === true, dataRoot: String(info.DockerRootDir ?? ''),
+      runtimes, defaultRuntime: String(info.DefaultRuntime ?? 'runc'),
     }
   }
 
@@ -135,9 +159,9 @@ export class DockerEngine implements Engine {
   /** Creates and starts a container; removes it again when it cannot start. */
   async run(spec: ContainerSpec): Promise<string> {
     const container = await this.call(`create container ${spec.name}`, signal =>
-      this.docker.createContainer({ ...dockerCreateOptions(spec), abortSignal: signal } as Docker.ContainerCreateOptions)).catch(refused)
+      this.docker.createContainer({ ...dockerCreateOptions(spec), abortSignal: signal } as Docker.ContainerCreateOptions)).catch(err => refused(err, this.product))
     try {
-      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(refused)
+      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(err => refused(err, this.product))
     } catch (err) {
       await this.remove(container.id).catch(() => undefined)
       throw err
@@ -170,6 +194,7 @@ export class DockerEngine implements Engine {
       image: info.Config.Image,
       imageId: info.Image,
       pid: info.State.Pid,
+      runtime: info.HostConfig.Runtime ?? '',
       entrypoint: typeof info.Config.Entrypoint === 'string' ? [info.Config.Entrypoint] : info.Config.Entrypoint ?? [],
       oomKilled: info.State.OOMKilled,
       startedAt: new Date(info.State.StartedAt),
@@ -186,7 +211,7 @@ export class DockerEngine implements Engine {
   }
 
   async updateLimits(id: string, limits: LimitsUpdate): Promise<void> {
-    await this.call(`update container ${id}`, signal => this.docker.getContainer(id).update({ ...limits, abortSignal: signal }))
+    await this.call(`update container ${id}`, signal => this.docker.getContainer(id).update({ ...dockerLimits(limits), abortSignal: signal }))
   }
 
   /** Kills and removes a container whatever its state; a missing one is fine. */
@@ -232,13 +257,13 @@ export class DockerEngine implements Engine {
   }
 
   /** Runs one engine call under a deadline, mapping its faults to EngineError. */
-  private async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, ms = this.options.timeoutMs): Promise<T> {
+  protected async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, ms = this.options.timeoutMs): Promise<T> {
     const controller = new AbortController()
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         controller.abort()
-        reject(new EngineTimeoutError(`the Docker engine did not answer in time (${what}, ${ms / 1000} s)`))
+        reject(new EngineTimeoutError(`the ${this.product} engine did not answer in time (${what}, ${ms / 1000} s)`))
       }, ms)
     })
     const started = performance.now()
@@ -249,7 +274,7 @@ export class DockerEngine implements Engine {
       return answer
     } catch (err) {
       if (err instanceof EngineError) throw err
-      throw new EngineError(`Docker engine error (${what})`, detailOf(err, this.options.socket), { cause: err })
+      throw new EngineError(`${this.product} engine error (${what})`, detailOf(err, this.options.socket), { cause: err })
     } finally {
       clearTimeout(timer)
       this.options.onCall?.(what, Math.round(performance.now() - started), ok)
@@ -258,8 +283,8 @@ export class DockerEngine implements Engine {
 }
 
 /** 400: the engine will never make this container as asked (a bind source that is gone, a bad limit). */
-function refused(err: EngineError): never {
-  if (statusOf(err.cause) === 400) throw new ContainerRefusedError('the Docker engine refused the job\'s container', detailOf(err.cause), { cause: err })
+function refused(err: EngineError, product: string): never {
+  if (statusOf(err.cause) === 400) throw new ContainerRefusedError(`the ${product} engine refused the job's container`, detailOf(err.cause), { cause: err })
   throw err
 }
 

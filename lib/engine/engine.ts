@@ -1,7 +1,7 @@
 // The container-runtime seam: what cbatch asks of a runtime, in its own words. Adapters
 // (docker.ts) implement it; open.ts picks one; nothing above lib/engine names a runtime.
 import type { Duplex, Writable } from 'node:stream'
-import type { ContainerLimits, Ulimit } from '../policy/resources.ts'
+import type { ContainerLimits, ContainerRlimits } from '../policy/resources.ts'
 
 /**
  * A job's container in cbatch's terms (job/container.ts builds it); each adapter
@@ -24,6 +24,8 @@ export interface ContainerSpec {
   /** Set only when the container has a network namespace of its own. */
   hostname?: string
   network: 'none' | 'host'
+  /** The engine's name of the OCI runtime to run it under (runsc...); absent: the engine's default. */
+  runtime?: string
   mounts: BindMount[]
   devices: DeviceGrant[]
   /** GPUs the runtime's vendor hook hands in (NVIDIA), by the node's indices. */
@@ -36,7 +38,7 @@ export interface ContainerSpec {
   /** The cgroup the container's is made below (TORQUE's job cgroup). */
   cgroupParent?: string
   limits: ContainerLimits
-  ulimits: Ulimit[]
+  rlimits: ContainerRlimits
   /** Bytes of /dev/shm. */
   shmSize: number
 }
@@ -70,6 +72,8 @@ export interface ContainerDetails extends JobContainer {
   imageId: string
   /** Host pid of the container's init, 0 when not running. */
   pid: number
+  /** The OCI runtime that runs it, by the engine's name for it (runc, runsc...). */
+  runtime: string
   /** The entrypoint the container was made with (none unless its queue runs the image's). */
   entrypoint: string[]
   oomKilled: boolean
@@ -147,13 +151,8 @@ export type Engine = ContainerEngine & ImageStore
 /** Told of each engine call as it ends: what, how long (ms), whether it succeeded. */
 export type EngineObserver = (what: string, ms: number, ok: boolean) => void
 
-/** The limits a running container's may change to (Docker's container update). */
-export interface LimitsUpdate {
-  NanoCpus?: number
-  Memory?: number
-  MemorySwap?: number
-  CpusetCpus?: string
-}
+/** The limits a running container's may change to. */
+export type LimitsUpdate = ContainerLimits
 
 export interface PullOptions {
   auth?: { username: string; password: string; serveraddress: string }
@@ -169,12 +168,24 @@ export interface PullProgress {
 }
 
 export interface EngineDescription {
+  /** What the engine says it is (Docker, Podman): its version endpoint's answer, not the config's. */
+  product: 'Docker' | 'Podman'
   version: string
   apiVersion: string
   cgroupVersion: string
   cgroupDriver: string
   liveRestore: boolean
   dataRoot: string
+  /** The container runtimes the engine has, and the name of the one containers get unless told. */
+  runtimes: EngineRuntime[]
+  defaultRuntime: string
+}
+
+/** A container runtime of the engine: its name, and the program (and arguments) the engine runs for it. */
+export interface EngineRuntime {
+  name: string
+  path: string
+  args: string[]
 }
 
 /** An image on the node, as the image cache sees it. */

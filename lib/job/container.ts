@@ -10,7 +10,7 @@ import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobFacts } from '../torque/contract.ts'
-import { containerLimits, containerUlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
+import { containerLimits, containerRlimits, parseRequest, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
 import { checkOwner, HOLDER_UID } from '../policy/security.ts'
@@ -58,6 +58,8 @@ export interface ContainerRequest {
   hostname: string
   /** The image, as its queue allowed it. */
   image: string
+  /** The image's digest as its signature was verified (job/signatures.ts): the container is made from it. */
+  signed?: { reference: string; signer: string }
   /** Host directories of the site and of the job, resolved and judged (host/mounts.ts). */
   mounts: HostMount[]
   /** What pbs_mom and TORQUE's cgroups tell about the job on this node. */
@@ -128,7 +130,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
   const limits = containerLimits(request, policy.limits, req.node)
   return {
     name: containerName(job.jobId, paths.momPriv),
-    image: req.image,
+    image: req.signed?.reference ?? req.image,
     // The holder alone, unless the queue runs the image's entrypoint around it.
     entrypoint: policy.entrypoint,
     command: policy.holder,
@@ -155,10 +157,13 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
       [LABEL.gpus]: req.gpus ? req.gpus.indices.join(',') : '',
       [LABEL.mom]: paths.momPriv,
       [LABEL.provisional]: req.node.provisional ? 'true' : '',
+      [LABEL.image]: req.image,
+      [LABEL.signer]: req.signed?.signer ?? '',
     } satisfies Record<LabelKey, string>,
     // With the host's network the host's name comes along; Docker refuses to set both.
     hostname: policy.network === 'none' ? req.hostname : undefined,
     network: policy.network,
+    runtime: policy.runtime,
     mounts: mounts(req),
     capAdd: policy.capAdd,
     devices: [
@@ -171,17 +176,12 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
     pidsLimit: policy.pidsLimit,
     cgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
     limits,
-    ulimits: [...containerUlimits(request), ...(policy.memlock ? [memlock(policy.memlock)] : [])],
+    // RLIMIT_MEMLOCK: RDMA (InfiniBand) registers memory it pins.
+    rlimits: { ...containerRlimits(request), ...(policy.memlock ? { memlock: { soft: policy.memlock, hard: policy.memlock } } : {}) },
     // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
     // counts against it), not the engine's 64 MB.
-    shmSize: policy.shmSize ?? limits.Memory ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
+    shmSize: policy.shmSize ?? limits.memoryBytes ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),
   }
-}
-
-/** RLIMIT_MEMLOCK of the job's processes: RDMA (InfiniBand) registers memory it pins. */
-function memlock(value: number | 'unlimited') {
-  const bytes = value === 'unlimited' ? -1 : value
-  return { Name: 'memlock', Soft: bytes, Hard: bytes }
 }
 
 function mounts(req: ContainerRequest): BindMount[] {

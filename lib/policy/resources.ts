@@ -4,6 +4,7 @@ import { PolicyError, UsageError } from '../errors.ts'
 import { formatBytes } from '../format.ts'
 import { parseCount, parseDuration, parseResourceList, parseSize } from '../torque/contract.ts'
 import { parseNodes, type NodeSpec } from '../torque/nodes.ts'
+import type { Rlimit } from '../torque/rlimits.ts'
 
 export interface JobRequest {
   nodes: NodeSpec[]
@@ -64,11 +65,15 @@ export interface LimitsPolicy {
   maxMem?: number
 }
 
+/** A container's memory and CPU limits, in cbatch's terms (each engine adapter translates them). */
 export interface ContainerLimits {
-  Memory?: number
-  MemorySwap?: number
-  NanoCpus?: number
-  CpusetCpus?: string
+  memoryBytes?: number
+  /** Memory plus swap, at least memoryBytes. */
+  memorySwapBytes?: number
+  /** A CPU quota, in CPUs. */
+  cpus?: number
+  /** The CPUs it may run on, as cpuset.cpus says them (0,2-3). */
+  cpuset?: string
 }
 
 export interface NodeFacts {
@@ -117,27 +122,23 @@ export function containerLimits(request: JobRequest, policy: LimitsPolicy, facts
     if (Math.min(ceiling, virtual ?? ceiling) < MIN_MEMORY) {
       throw new PolicyError(`the job asks for ${formatBytes(Math.min(ceiling, virtual ?? ceiling))} of memory; a container needs at least ${formatBytes(MIN_MEMORY)}`)
     }
-    limits.Memory = Math.min(ceiling, virtual ?? ceiling)
+    limits.memoryBytes = Math.min(ceiling, virtual ?? ceiling)
     // Memory plus swap: vmem when given, else no swap at all, so `mem` means what it says.
-    limits.MemorySwap = Math.max(limits.Memory, virtual ?? 0)
+    limits.memorySwapBytes = Math.max(limits.memoryBytes, virtual ?? 0)
   }
   // More CPUs than the node has is all of them: the engine refuses a larger quota.
-  if (policy.cpu === 'quota') limits.NanoCpus = Math.min(cpus, facts.hostCpus ?? cpus) * 1e9
+  if (policy.cpu === 'quota') limits.cpus = Math.min(cpus, facts.hostCpus ?? cpus)
   if (policy.cpu === 'cpuset') {
     if (!facts.torqueCpuset) {
       throw new PolicyError('the queue pins jobs to TORQUE\'s cpuset, but TORQUE made none for this job (is pbs_mom built with cgroups?)')
     }
-    limits.CpusetCpus = facts.torqueCpuset
+    limits.cpuset = facts.torqueCpuset
   }
   return limits
 }
 
-/** A resource limit of the container (Docker's HostConfig.Ulimits). */
-export interface Ulimit {
-  Name: string
-  Soft: number
-  Hard: number
-}
+/** Rlimits of the container's processes, by prlimit(1)'s names (cpu, fsize, memlock...). */
+export type ContainerRlimits = Record<string, Rlimit>
 
 /**
  * The rlimits pbs_mom gives a job's processes (mom_set_limits) that a container can take:
@@ -146,10 +147,9 @@ export interface Ulimit {
  * set RLIMIT_AS at all, and RLIMIT_DATA on a container also binds the runtime that starts
  * it (runc cannot load its seccomp filter under 48 MB).
  */
-export function containerUlimits(request: JobRequest): Ulimit[] {
-  const limit = (Name: string, value: number): Ulimit => ({ Name, Soft: value, Hard: value })
-  return [
-    ...(request.pcput !== undefined ? [limit('cpu', request.pcput)] : []),
-    ...(request.file !== undefined ? [limit('fsize', request.file)] : []),
-  ]
+export function containerRlimits(request: JobRequest): ContainerRlimits {
+  return {
+    ...(request.pcput !== undefined ? { cpu: { soft: request.pcput, hard: request.pcput } } : {}),
+    ...(request.file !== undefined ? { fsize: { soft: request.file, hard: request.file } } : {}),
+  }
 }

@@ -2,7 +2,7 @@
 // `cput`/`pcput` -> CPU, `file` -> FSIZE, `mem` (one-node jobs)/`pmem` -> DATA and RSS
 // (and STACK), `vmem`/`pvmem` -> AS. They are the job's: the hook's wrapper records them
 // and lifts them for node, and the job gets them back (natively: exactly these; in a
-// container: as the engine can set them, see containerUlimits in resources.ts).
+// container: as the engine can set them, see containerRlimits in resources.ts).
 import { readFileSync } from 'node:fs'
 
 export type Limit = number | 'unlimited'

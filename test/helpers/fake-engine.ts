@@ -32,12 +32,12 @@ export class FakeEngine implements Engine {
     return this.runtimeNames
   }
 
-  /** What the engine says of itself. */
-  description: EngineDescription = { version: '26.1.5', apiVersion: '1.45', cgroupVersion: '2', cgroupDriver: 'systemd', liveRestore: true, dataRoot: '/var/lib/docker' }
+  /** What the engine says of itself (its runtimes: runtimeNames, each at /usr/bin/<name>). */
+  description: Omit<EngineDescription, 'runtimes'> = { product: 'Docker', version: '26.1.5', apiVersion: '1.45', cgroupVersion: '2', cgroupDriver: 'systemd', liveRestore: true, dataRoot: '/var/lib/docker', defaultRuntime: 'runc' }
 
   async describe(): Promise<EngineDescription> {
     this.calls.push('describe')
-    return this.description
+    return { ...this.description, runtimes: this.runtimeNames.map(name => ({ name, path: `/usr/bin/${name}`, args: [] })) }
   }
 
   async hasImage(ref: string): Promise<boolean> {
@@ -92,7 +92,7 @@ export class FakeEngine implements Engine {
     this.calls.push(`run ${spec.name}`)
     this.containers.set(id, {
       id, name: spec.name, labels: { ...spec.labels }, state: 'running', running: true, user: spec.user, image: spec.image,
-      imageId: `sha256:${spec.image}`, pid: this.pid, entrypoint: [], oomKilled: false, startedAt: new Date(), created: new Date(), spec,
+      imageId: `sha256:${spec.image}`, pid: this.pid, runtime: spec.runtime ?? this.description.defaultRuntime, entrypoint: [], oomKilled: false, startedAt: new Date(), created: new Date(), spec,
     })
     return id
   }
@@ -156,6 +156,6 @@ export class FakeEngine implements Engine {
 export function testSpec(spec: Pick<ContainerSpec, 'name' | 'image' | 'labels'> & Partial<ContainerSpec>): ContainerSpec {
   return {
     entrypoint: false, command: ['sleep', 'infinity'], env: [], user: '65534:65534', groups: [], network: 'none', mounts: [], devices: [],
-    capAdd: [], readOnlyRootfs: true, limits: {}, ulimits: [], shmSize: 64 * 1024 ** 2, ...spec,
+    capAdd: [], readOnlyRootfs: true, limits: {}, rlimits: {}, shmSize: 64 * 1024 ** 2, ...spec,
   }
 }
