@@ -1,6 +1,7 @@
 import t from 'tap'
 import { formatBytes } from '../lib/format.ts'
-import { containerLimits, parseRequest, type LimitsPolicy } from '../lib/policy/resources.ts'
+import { containerLimits, type LimitsPolicy } from '../lib/policy/resources.ts'
+import { parseRequest } from '../lib/torque/request.ts'
 import { parseNodes } from '../lib/torque/nodes.ts'
 
 const quota: LimitsPolicy = { cpu: 'quota', defaultCpus: 1 }

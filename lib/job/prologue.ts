@@ -5,9 +5,10 @@ import { availableParallelism, hostname, totalmem } from 'node:os'
 import { dirname, join, posix } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { allocatedGpus, jobGpus } from '../host/gpus.ts'
+import { verifiedImage } from './signatures.ts'
 import { claimPull, ensureImage, pullPlan, pullRecord, pullWithRetries, waitForImage, type ImageSource } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
-import { parseRequest } from '../policy/resources.ts'
+import { parseRequest } from '../torque/request.ts'
 import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from './container.ts'
 import type { ContainerEngine, ContainerSpec, Engine } from '../engine/engine.ts'
 import { grantedImage } from '../policy/image.ts'
@@ -20,14 +21,15 @@ import { checkOwner, neverMounted } from '../policy/security.ts'
 import { isWithin } from '../host/paths.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
+import { containerFiles } from '../host/files.ts'
 import { VERSION } from '../version.ts'
 import type { JobFacts } from '../torque/contract.ts'
 import { nodeShare } from '../torque/nodes.ts'
-import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, JobFileError } from '../errors.ts'
+import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, JobFileError, RuntimeMissingError, EngineTimeoutError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
-  | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: boolean }
+  | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: boolean; signer?: string }
 
 /** What the prologue knows of the job beyond its arguments: pbs_mom's environment and home. */
 export interface PrologueContext {
@@ -50,7 +52,7 @@ export interface PrologueContext {
    * How the started container's binds are proven to be what was judged (host/mounts.ts
    * proveBinds); an in-memory engine, which mounts nothing, brings its own.
    */
-  proveBinds?: (pid: number, binds: ExpectedBind[]) => void
+  proveBinds?: typeof proveBinds
   /** Filled in as the prologue goes, for `countsAgainstNode` if it fails. */
   attempt?: Attempt
 }
@@ -124,6 +126,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const share = nodeShare(facts.resources, env, nodeFile && readFileSync(nodeFile, 'utf8'))
   const nodes = share.nodes
   sameOnEveryNode(nodes, policy.image, image, asks)
+  await checkRuntime(engine, facts.queue, policy.runtime)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
@@ -132,10 +135,14 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       // A registry the job chose cannot take the node out of scheduling (node/requeues.ts).
       throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
     }),
-    removeJobContainer(engine, facts.jobId, momPriv),
+    removeJobContainer(engine, facts.jobId, momPriv, config.engine.timeout * 1000),
     lookupUser(facts.user, facts.group),
   ])
   recordImageUse(image)
+  // Signed images only: the container is made from the digest verified, never from a tag.
+  const signed = policy.signatures.required ? await verifiedImage(engine, image, {
+    keys: policy.signatures.keys, auth: config.images.auth, timeoutMs: config.engine.timeout * 1000,
+  }) : undefined
   checkOwner(owner, policy.allowRoot) // before any of the owner's paths is looked at
   // NSS again, for the container's account files: overlapping the owner's paths.
   const lines = accountLines(owner)
@@ -150,7 +157,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
   const output = script ? outputFiles(owner.uid) : undefined
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
-    job: facts, owner, policy, image, mounts, gpus, version: VERSION, hostname: hostname(),
+    job: facts, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: hostname(),
     node: {
       number: share.number,
       ppnHere: share.ppnHere,
@@ -181,16 +188,26 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
     if (context.attempt) context.attempt.runWithOwnerPaths = false
     const started = await engine.inspect(id)
     try {
-      ;(context.proveBinds ?? proveBinds)(started?.pid ?? 0, binds)
+      const files = containerFiles(started?.pid ?? 0)
+      ;(context.proveBinds ?? proveBinds)(files.pid, binds, undefined, { readOnlyShown: files.readOnlyShown })
     } catch (err) {
       await engine.remove(id)
       throw err
     }
-    return { kind: 'container', id, name, image, imageSource, replaced }
+    return { kind: 'container', id, name, image: signed?.reference ?? image, imageSource, replaced, signer: signed?.signer }
   } catch (err) {
     if (scratchDir) await removeScratchDir(scratchDir).catch(() => undefined)
     removeAccountFiles(accounts)
     throw err
+  }
+}
+
+/** A queue's runtime must be one the engine has: its jobs are refused before anything is pulled or made. */
+async function checkRuntime(engine: ContainerEngine, queue: string, runtime: string | undefined): Promise<void> {
+  if (runtime === undefined) return
+  const known = await engine.runtimes()
+  if (!known.includes(runtime)) {
+    throw new RuntimeMissingError(`queue ${queue} runs its jobs under the container runtime ${runtime}, which this node's engine does not have (it has ${known.join(', ')}); tell the node's admin`)
   }
 }
 
@@ -260,10 +277,16 @@ function readHead(file: string, bytes: number): string {
 }
 
 /** A requeued job's container from its earlier run; true if there was one. */
-async function removeJobContainer(engine: ContainerEngine, jobId: string, momPriv: string): Promise<boolean> {
+async function removeJobContainer(engine: ContainerEngine, jobId: string, momPriv: string, timeoutMs: number): Promise<boolean> {
   const stale = await findJobContainer(engine, jobId, momPriv, { former: false })
-  if (stale) await engine.remove(stale.id)
-  return stale !== undefined
+  if (!stale) return false
+  await engine.remove(stale.id)
+  // The earlier try's remover (hooks/remover.ts) may be at it still, and the engine then
+  // answers at once: the name is free for this try only once the container is gone.
+  for (const until = Date.now() + timeoutMs; await engine.inspect(stale.id); await new Promise(r => setTimeout(r, 50))) {
+    if (Date.now() > until) throw new EngineTimeoutError(`the earlier run's container ${stale.name} of the job was not removed in time`)
+  }
+  return true
 }
 
 /**

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { PolicyError } from '../errors.ts'
 import { assertRootControlled, makeRootDir } from '../host/trusted.ts'
 import { startTimeOf } from '../host/proc.ts'
-import { parseRequest } from '../policy/resources.ts'
+import { parseRequest } from '../torque/request.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
 import { execHostSlots } from '../torque/nodes.ts'
 

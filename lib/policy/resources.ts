@@ -1,57 +1,10 @@
-// The job's resource request (Resource_List) and the container limits it becomes under
-// its queue's policy. Pure: no I/O.
+// The container limits a job's resource request (torque/request.ts) becomes under its
+// queue's policy. Pure: no I/O.
 import { PolicyError, UsageError } from '../errors.ts'
 import { formatBytes } from '../format.ts'
-import { parseCount, parseDuration, parseResourceList, parseSize } from '../torque/contract.ts'
-import { parseNodes, type NodeSpec } from '../torque/nodes.ts'
+import type { JobRequest } from '../torque/request.ts'
 import type { Rlimit } from '../torque/rlimits.ts'
-
-export interface JobRequest {
-  nodes: NodeSpec[]
-  procs?: number
-  ncpus?: number
-  /** bytes */
-  mem?: number
-  pmem?: number
-  vmem?: number
-  pvmem?: number
-  /** bytes: largest file a process may write */
-  file?: number
-  /** seconds */
-  walltime?: number
-  /** seconds of CPU, the job's total (enforced by polling, as pbs_mom does) */
-  cput?: number
-  /** seconds of CPU per process (RLIMIT_CPU) */
-  pcput?: number
-}
-
-export function parseRequest(resourceList: string): JobRequest {
-  const list = parseResourceList(resourceList)
-  const count = (name: string) => (list.has(name) ? parseCount(list.get(name)!, name) : undefined)
-  const time = (name: string) => (list.has(name) ? parseDuration(list.get(name)!) : undefined)
-  const size = (name: string) => {
-    const v = list.get(name)
-    if (v === undefined) return undefined
-    try {
-      return parseSize(v)
-    } catch (err) {
-      throw new UsageError(`${name}=${v}: ${(err as Error).message}`)
-    }
-  }
-  return {
-    nodes: list.has('nodes') ? parseNodes(list.get('nodes')!) : [],
-    procs: count('procs'),
-    ncpus: count('ncpus'),
-    mem: size('mem'),
-    pmem: size('pmem'),
-    vmem: size('vmem'),
-    pvmem: size('pvmem'),
-    file: size('file'),
-    walltime: time('walltime'),
-    cput: time('cput'),
-    pcput: time('pcput'),
-  }
-}
+import type { RlimitCeilings } from '../host/grantable.ts'
 
 /** The engine's smallest memory limit (6 MiB). */
 export const MIN_MEMORY = 6 * 1024 ** 2
@@ -91,6 +44,8 @@ export interface NodeFacts {
   hostCpus?: number
   /** The cpuset TORQUE made for the job (cpuset.cpus of its cgroup), for `cpu: cpuset`. */
   torqueCpuset?: string
+  /** The most nofile and nproc the engine can grant on this node (host/grantable.ts). */
+  rlimitCeilings?: RlimitCeilings
 }
 
 /** CPUs of the job on this node. */
@@ -152,4 +107,20 @@ export function containerRlimits(request: JobRequest): ContainerRlimits {
     ...(request.pcput !== undefined ? { cpu: { soft: request.pcput, hard: request.pcput } } : {}),
     ...(request.file !== undefined ? { fsize: { soft: request.file, hard: request.file } } : {}),
   }
+}
+
+/** The largest values the kernel takes: fs.nr_open's bound, and PID_MAX_LIMIT tasks. */
+export const RLIMIT_BOUNDS = { nofile: 1073741816, nproc: 4194304 }
+
+/**
+ * The queue's open files and processes per job process, soft = hard (a job cannot raise
+ * what it was given), and never more than the engine can grant: without them a container
+ * inherits whatever the engine's daemon has (Podman asks 1048576 of each, which fails
+ * where root cannot raise rlimits).
+ */
+export function countRlimits(policy: { nofile: number; nproc: number }, ceilings: RlimitCeilings = {}): ContainerRlimits {
+  const value = (wanted: number, ceiling?: number) => Math.min(wanted, ceiling ?? wanted)
+  const nofile = value(policy.nofile, ceilings.nofile)
+  const nproc = value(policy.nproc, ceilings.nproc)
+  return { nofile: { soft: nofile, hard: nofile }, nproc: { soft: nproc, hard: nproc } }
 }
