@@ -12,7 +12,7 @@ say() { echo "provision: $*"; }
 [ "$(id -u)" = 0 ] || { echo "provision: must run as root" >&2; exit 1; }
 
 missing=""
-for pair in dockerd:docker.io docker-registry:docker-registry setpriv:util-linux getent:libc-bin; do
+for pair in dockerd:docker.io docker-registry:docker-registry setpriv:util-linux getent:libc-bin runsc:runsc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 # A user known only to NSS (as LDAP/SSSD users are): libnss-extrausers serves it.
@@ -26,6 +26,36 @@ if [ -n "$missing" ]; then
 fi
 
 mkdir -p "$STATE"
+# gVisor's runsc as the engine's runtime `runsc` (queues with `runtime: runsc`). Only
+# `runtimes` goes into daemon.json: dockerd's other settings are its flags. --network=none:
+# the sandbox has its own loopback and nothing else, whatever the container's network (no
+# bridge, ever); runsc's default (`sandbox`) would copy the container's network namespace
+# into gVisor's stack, which this 2022 runsc refuses on kernels that show
+# /proc/sys/net/core/rmem_default in every namespace (gVisor issue 10704). crun is not
+# registered: it fails here with "cgroups in hybrid mode not supported".
+RUNSC='{"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}'
+mkdir -p /etc/docker
+/usr/bin/python3 - "$RUNSC" <<'PY'
+import json, os, sys
+path = '/etc/docker/daemon.json'
+conf = json.load(open(path)) if os.path.exists(path) else {}
+runsc = json.loads(sys.argv[1])
+if conf.get('runtimes', {}).get('runsc') != runsc:
+    conf.setdefault('runtimes', {})['runsc'] = runsc
+    with open(path + '.new', 'w') as f:
+        json.dump(conf, f, indent=2)
+    os.replace(path + '.new', path)
+PY
+# A running dockerd reads its runtimes again on SIGHUP: its jobs go on.
+if docker info >/dev/null 2>&1 && ! docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+  say "registering runsc with the running dockerd (SIGHUP)"
+  kill -HUP "$(cat /var/run/docker.pid)"
+  i=0
+  until docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; do
+    i=$((i + 1)); [ $i -lt 20 ] || { echo "provision: dockerd did not take runsc, see $STATE/dockerd.log" >&2; exit 1; }
+    sleep 0.25
+  done
+fi
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (no bridge, no iptables)"
   nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$STATE/dockerd.log" 2>&1 &
@@ -158,4 +188,77 @@ grep -q '^cbatchnss:' /var/lib/extrausers/passwd 2>/dev/null || {
 }
 sed -i -E '/^(passwd|group):/{/extrausers/!s/$/ extrausers/}' /etc/nsswitch.conf
 install -d -o 2001 -g 2001 -m 0755 /home/cbatchnss
-say "ready: engine, registry $REGISTRY, image $IMAGE, users cbatchtest, cbatchdemo and cbatchnss (NSS only)"
+# A fresh Debian 12 root (minbase: coreutils, util-linux, findutils; busybox-static; python3,
+# which cbatch run's job starter launcher needs, the hooks do not; no Node, no npm):
+# test/release.integration.ts installs the release tarball into a copy of it, offline, as
+# on a new compute node. Made once (a few minutes), the only step that needs the Debian mirror.
+NODE_ROOT=/var/cache/cbatch-test/debian12
+if [ ! -x "$NODE_ROOT/bin/busybox" ] || [ ! -x "$NODE_ROOT/usr/bin/python3" ]; then
+  command -v debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null; }
+  say "making a Debian 12 root for the release test in $NODE_ROOT (debootstrap)"
+  rm -rf "$NODE_ROOT.tmp"
+  mkdir -p "${NODE_ROOT%/*}"
+  debootstrap --variant=minbase --include=busybox-static,python3 bookworm "$NODE_ROOT.tmp" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1 \
+    || { echo "provision: debootstrap failed, see $STATE/debootstrap.log" >&2; exit 1; }
+  rm -f "$NODE_ROOT.tmp"/var/cache/apt/archives/*.deb
+  rm -rf "$NODE_ROOT"
+  mv "$NODE_ROOT.tmp" "$NODE_ROOT"
+fi
+# Podman's Docker-compatible service, rootful, on a socket of its own: the integration
+# tests run against it too (CBATCH_TEST_ENGINE=podman, npm run test:podman). runc, not crun
+# (crun: "cgroups in hybrid mode not supported" here); cgroupfs and file events (no systemd
+# here). No network is ever made: containers default to none (cbatch asks for none or
+# host), so netavark never sets up its bridge or firewall rules.
+PODMAN_SOCKET=/run/cbatch-podman/podman.sock
+command -v podman >/dev/null 2>&1 && [ -x /usr/libexec/podman/catatonit ] || {
+  say "installing podman"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman catatonit >/dev/null
+}
+conf=$(mktemp)
+cat >"$conf" <<'CONF'
+# Written by cbatch's scripts/provision.sh: rootful Podman for job containers.
+[containers]
+netns = "none"
+log_driver = "k8s-file"
+
+[network]
+network_backend = "netavark"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+cmp -s "$conf" /etc/containers/containers.conf || { install -m 0644 "$conf" /etc/containers/containers.conf; podman_changed=1; }
+printf '%s\n' '# cbatch tests: the local registries speak plain http on loopback.' \
+  '[[registry]]' 'location = "127.0.0.1:5000"' 'insecure = true' '[[registry]]' 'location = "127.0.0.1:5001"' 'insecure = true' >"$conf"
+cmp -s "$conf" /etc/containers/registries.conf.d/50-cbatch-test.conf || { install -m 0644 "$conf" /etc/containers/registries.conf.d/50-cbatch-test.conf; podman_changed=1; }
+rm -f "$conf"
+podman_answers() { docker -H "unix://$PODMAN_SOCKET" version >/dev/null 2>&1; }
+if [ "${podman_changed:-}" ] && [ -s "$STATE/podman.pid" ] && grep -q 'podman' "/proc/$(cat "$STATE/podman.pid")/cmdline" 2>/dev/null; then
+  say "restarting the podman service (its configuration changed)"
+  kill "$(cat "$STATE/podman.pid")"
+  sleep 1
+fi
+if ! podman_answers; then
+  say "starting podman system service on $PODMAN_SOCKET"
+  install -d -m 0700 "${PODMAN_SOCKET%/*}"
+  nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >"$STATE/podman.log" 2>&1 &
+  echo $! >"$STATE/podman.pid"
+  i=0
+  until podman_answers; do
+    i=$((i + 1)); [ $i -lt 60 ] || { echo "provision: the podman service did not start, see $STATE/podman.log" >&2; exit 1; }
+    sleep 0.5
+  done
+fi
+# The test images, copied from dockerd's store (the same image ids), when missing or older.
+for pair in "$IMAGE:cbatch.test-image:$IMAGE_VERSION" "$ENTRY_IMAGE:cbatch.entry-image:$ENTRY_VERSION"; do
+  image=${pair%%:cbatch.*}; rest=${pair#"$image":}; label=${rest%%:*}; version=${rest#*:}
+  if [ "$(podman image inspect -f "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null)" != "$version" ]; then
+    say "loading $image into podman"
+    docker save "$image" | podman load -q >/dev/null
+  fi
+done
+
+say "ready: engine (runtimes runc, runsc), podman service $PODMAN_SOCKET, registry $REGISTRY, image $IMAGE, users cbatchtest, cbatchdemo and cbatchnss (NSS only), Debian 12 root $NODE_ROOT"

@@ -1,49 +1,96 @@
-// The release tarball (npm run release), as a site installs it on a fresh node: unpacked away
-// from the source tree, installed by its own install.sh with no npm on PATH and no network
-// (unshare -n), into a scratch PBS_HOME; then a job runs in a container through the installed
-// bundles, the installed node check passes, and the printed cron lines work as printed.
+// The release tarball (npm run release), as a site installs it on a fresh node: a clean
+// Debian 12 root (debootstrap minbase with busybox-static, and python3 for cbatch run's
+// job starter launcher; made by scripts/provision.sh) with Node 20 added and no npm,
+// entered with chroot in a mount namespace of its own and no network (unshare -m -n). The
+// tarball is installed there by its own install.sh into a scratch PBS_HOME; then a job runs
+// in a container through the installed bundles, the installed node check passes, and the
+// printed cron lines work as printed.
+// The node shares with this host only what a node has of its own: the engine's socket,
+// /proc, /sys, /dev, the scratch directory below and the job owner's home, mounted at the
+// same paths (the engine mounts host paths into job containers, so the node's must be the host's).
 import t from 'tap'
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { join } from 'node:path'
 import { containersOf, hostId, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const REPO = join(import.meta.dirname, '..')
 const { version } = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'))
+/** scripts/provision.sh makes it. */
+const DEBIAN_ROOT = '/var/cache/cbatch-test/debian12'
 
 // A node's root-owned places, away from the repository (no node_modules above them).
 mkdirSync('/var/lib/cbatch-test', { recursive: true, mode: 0o755 })
 const root = mkdtempSync('/var/lib/cbatch-test/release-')
 chmodSync(root, 0o755) // the job's owner reaches their work directory below it
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
+const nodeRoot = mkdtempSync('/var/lib/cbatch-test/node-')
+t.teardown(() => {
+  rmSync(root, { recursive: true, force: true })
+  rmSync(nodeRoot, { recursive: true, force: true })
+})
 const pbsHome = join(root, 'torque')
 const configDir = join(root, 'etc')
 const binDir = join(root, 'sbin')
 mkdirSync(join(pbsHome, 'mom_priv'), { recursive: true })
 writeFileSync(join(pbsHome, 'mom_priv/config'), '$pbsserver head\n')
 
-// The PATH of a node with Node 20 but no npm: every program of the system's but npm's.
-const path = join(root, 'path')
-mkdirSync(path)
-for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin']) {
-  if (!existsSync(dir)) continue
-  for (const name of readdirSync(dir)) {
-    if (!/^(npm|npx|corepack)$/.test(name) && !existsSync(join(path, name))) symlinkSync(join(dir, name), join(path, name))
-  }
-}
-const home = mkdtempSync(join(root, 'home-'))
-const nodeEnv = { PATH: path, HOME: home, LANG: 'C.UTF-8' }
+// The fresh node: a copy of the clean root, with Node 20 where its Debian package puts it and
+// the site's users (the job's owner) in its /etc. Nothing else of this host.
+const copied = spawnSync('cp', ['-a', `${DEBIAN_ROOT}/.`, nodeRoot], { encoding: 'utf8' })
+if (copied.status !== 0) throw new Error(`no clean Debian 12 root at ${DEBIAN_ROOT} (run scripts/provision.sh): ${copied.stderr}`)
+copyFileSync(process.execPath, join(nodeRoot, 'usr/bin/node'))
+chmodSync(join(nodeRoot, 'usr/bin/node'), 0o755)
+for (const file of ['etc/passwd', 'etc/group']) copyFileSync(join('/', file), join(nodeRoot, file))
 
-// No network for what runs on the node, where this machine allows a network namespace.
-const offline = spawnSync('/usr/bin/unshare', ['-n', 'true']).status === 0
+// Enters the node: binds what it shares with the host, then chroot; the command runs in `cwd`.
+const enter = join(nodeRoot, '..', `${nodeRoot.split('/').pop()}-enter.sh`)
+writeFileSync(enter, `#!/bin/sh
+set -eu
+node=$1 shared=$2 cwd=$3
+shift 3
+IFS=:
+/usr/bin/mount --make-rprivate /
+/usr/bin/mount -t proc proc "$node/proc"
+/usr/bin/mount --rbind /sys "$node/sys"
+/usr/bin/mount --rbind /dev "$node/dev"
+/usr/bin/touch "$node/run/docker.sock"
+/usr/bin/mount --bind /var/run/docker.sock "$node/run/docker.sock"
+for dir in $shared; do
+  /usr/bin/mkdir -p "$node$dir"
+  /usr/bin/mount --bind "$dir" "$node$dir"
+done
+unset IFS
+# The node's environment: what the caller set, none of the test runner's (NODE_OPTIONS...).
+exec /usr/sbin/chroot "$node" /usr/bin/env -i PATH="$PATH" HOME="$HOME" LANG="$LANG" \${SHELL:+SHELL="$SHELL"} /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$cwd" "$@"
+`, { mode: 0o700 })
+t.teardown(() => rmSync(enter, { force: true }))
+const NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+const nodeEnv = { PATH: NODE_PATH, HOME: '/root', LANG: 'C.UTF-8' }
+/** argv that runs `command` on the node, offline. */
+// The scratch directory, and the job owner's home as a site shares it (NFS): pbs_mom starts the job there.
+const shared = [root, `/home/${TEST_USER}`].join(':')
+const onNodeArgv = (command: string, args: string[], cwd = root) => ['-m', '-n', '--', '/bin/sh', enter, nodeRoot, shared, cwd, command, ...args]
 const onNode = (command: string, args: string[], options: SpawnSyncOptions = {}) => {
   const started = Date.now()
-  const r = spawnSync(offline ? '/usr/bin/unshare' : command, offline ? ['-n', '--', command, ...args] : args,
-    { encoding: 'utf8', env: nodeEnv, cwd: root, ...options })
+  const r = spawnSync('/usr/bin/unshare', onNodeArgv(command, args, String(options.cwd ?? root)),
+    { encoding: 'utf8', ...options, env: { ...nodeEnv, ...options.env }, cwd: root })
   return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr), seconds: (Date.now() - started) / 1000 }
 }
+
+t.test('the node: Debian 12, Node 20, busybox-static, util-linux; no npm, no network, none of this host\'s files', async t => {
+  const r = onNode('/bin/sh', ['-c', `cat /etc/debian_version; node --version
+for tool in npm npx corepack; do command -v $tool || echo no $tool; done
+sed -n '3,$p' /proc/net/dev | cut -d: -f1 | tr -d ' '
+test -e ${REPO} || echo no source tree
+for tool in setpriv prlimit busybox; do command -v $tool; done; env`])
+  t.equal(r.status, 0, r.stderr)
+  t.match(r.stdout, /^12\.\d+\nv20\.\d+\.\d+\nno npm\nno npx\nno corepack\n/)
+  t.match(r.stdout, 'no corepack\nlo\nno source tree\n', 'no network device but its own loopback: not even this host\'s registry on 127.0.0.1')
+  t.match(r.stdout, '/usr/bin/setpriv\n/usr/bin/prlimit\n/usr/bin/busybox\n')
+  t.notMatch(r.stdout, 'NODE_OPTIONS', 'nothing of the test runner\'s environment')
+})
 
 t.test('npm run release makes one tarball, with no node_modules and bundles that need none', async t => {
   const started = Date.now()
@@ -77,7 +124,7 @@ t.test('its install.sh installs offline, without npm, in seconds', async t => {
   t.match(check.stdout, 'config/cbatch.yaml: valid')
   const r = onNode(join(top, 'install.sh'), ['--pbs-home', pbsHome, '--config-dir', configDir, '--bin-dir', binDir])
   t.equal(r.status, 0, r.stderr)
-  t.comment(`install.sh from the release${offline ? ', under unshare -n' : ' (no unshare -n here: network not cut)'}: ${r.seconds.toFixed(1)} s`)
+  t.comment(`install.sh from the release on the clean node: ${r.seconds.toFixed(1)} s`)
   t.ok(r.seconds < 30, 'in seconds, not a minute of npm ci')
   t.match(r.stdout, `installing cbatch ${version} (`)
   t.notMatch(r.stdout, 'npm')
@@ -126,8 +173,8 @@ t.test('an upgrade while a job runs: the job ends as it started, the new epilogu
   chownSync(work, Number(hostId('-u')), Number(hostId('-g')))
   const script = join(work, 'job.sh')
   writeFileSync(script, '#!/bin/sh\nsleep 6\necho "still here"\n', { mode: 0o644 })
-  const job = spawn(offline ? '/usr/bin/unshare' : join(binDir, 'cbatch'), [...(offline ? ['-n', '--', join(binDir, 'cbatch')] : []),
-    'run', script, '--json', '--user', TEST_USER, '--pbs-home', pbsHome, '--workdir', work], { cwd: work, env: nodeEnv })
+  const job = spawn('/usr/bin/unshare', onNodeArgv(join(binDir, 'cbatch'), ['run', script, '--json', '--user', TEST_USER, '--pbs-home', pbsHome, '--workdir', work], work),
+    { cwd: root, env: nodeEnv })
   let stdout = ''
   job.stdout.on('data', d => (stdout += d))
   const ended = new Promise<number | null>(resolve => job.on('close', resolve))
@@ -140,7 +187,8 @@ t.test('an upgrade while a job runs: the job ends as it started, the new epilogu
   const record = JSON.parse(stdout)
   t.equal(record.exitStatus, 0)
   t.match(record.stdout, 'still here')
-  t.same(containersOf(record.jobId), [], 'the new epilogue removed the container the old prologue made')
+  const epilogue = readFileSync(join(root, 'cbatch.log'), 'utf8').split('\n').filter(l => l.includes(record.jobId) && l.includes('"hook":"epilogue"'))
+  t.same(containersOf(record.jobId), [], `the new epilogue removed the container the old prologue made: ${epilogue.join('\n')}`)
 })
 
 t.test('the printed cron lines work as printed, in cron\'s environment', async t => {
