@@ -1,6 +1,8 @@
 // cbatch config: checks a config file, shows a queue's effective policy (lib/policy/config.ts).
-import { checkHostPaths, loadConfig } from '../lib/policy/config.ts'
-import { ConfigError, describeIssue, UsageError } from '../lib/errors.ts'
+import { checkHostPaths, loadConfig, type Config } from '../lib/policy/config.ts'
+import { openEngine } from '../lib/engine/open.ts'
+import { missingRuntimes } from '../lib/node/runtimes.ts'
+import { ConfigError, describeIssue, EngineError, UnsafePathError, UsageError, type ConfigIssue } from '../lib/errors.ts'
 import { printable, printableJson } from '../lib/format.ts'
 import { defineCommand, type OptionValues } from './command.ts'
 import { CONFIG, configPath } from './options.ts'
@@ -34,10 +36,12 @@ async function configAction([action, file, ...extra]: string[], values: OptionVa
     try {
       const config = await loadConfig(path)
       const unsafe = checkHostPaths(config)
-      if (unsafe.length) throw new ConfigError(config.file, unsafe)
+      const runtimes = await engineRuntimes(config)
+      if (unsafe.length || runtimes.issues.length) throw new ConfigError(config.file, [...unsafe, ...runtimes.issues])
       process.stdout.write(`${printable(`${config.file}: valid, queues ${[...config.queues.keys()].join(', ') || '(none: every job runs natively)'}`)}\n`)
       // Obeyed as written, but likely not what was meant: said, with the rule that found it.
       for (const warning of config.warnings) process.stdout.write(`${printable(`${describeIssue(config.file, warning)} (warning)`)}\n`)
+      if (runtimes.unchecked) process.stdout.write(`${printable(`${config.file}: ${runtimes.unchecked} (warning)`)}\n`)
       return 0
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
@@ -56,4 +60,20 @@ async function configAction([action, file, ...extra]: string[], values: OptionVa
     return 0
   }
   throw new UsageError(`cbatch config ${action ?? ''}: expected check or show`)
+}
+
+/**
+ * The queues' runtimes against the engine's, when a queue names one: a runtime the engine
+ * lacks is a problem of the file, at its line. An engine that cannot be asked (not running,
+ * not this user's to ask, its socket not root's) leaves them unchecked, and says so.
+ */
+async function engineRuntimes(config: Config): Promise<{ issues: ConfigIssue[]; unchecked?: string }> {
+  if (![...config.queues.values()].some(q => q.runtime !== undefined)) return { issues: [] }
+  try {
+    const known = await openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) }).runtimes()
+    return { issues: await missingRuntimes(config, known) }
+  } catch (err) {
+    if (!(err instanceof EngineError) && !(err instanceof UnsafePathError)) throw err
+    return { issues: [], unchecked: `the queues' runtimes were not checked against the engine: ${err.message}` }
+  }
 }

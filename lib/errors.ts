@@ -112,6 +112,21 @@ export class ContainerRefusedError extends CbatchError {
   readonly disposition = 'abort'
 }
 
+/** The queue names a container runtime this node's engine does not have. */
+export class RuntimeMissingError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
+/** The image carries no valid signature of a key its queue trusts (unsigned, or signed wrongly). */
+export class SignatureError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
+/** A registry answered with something other than what was asked: longer than cbatch reads, or content other than its digest. */
+export class RegistryAnswerError extends CbatchError {
+  readonly disposition = 'abort'
+}
+
 /** The image is not on this node and the pull policy forbids pulling it. */
 export class ImageMissingError extends CbatchError {
   readonly disposition = 'abort'

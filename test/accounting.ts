@@ -5,7 +5,7 @@ import { formatDuration } from '../lib/format.ts'
 
 const record: AccountingRecord = {
   time: '2026-01-01T00:00:00.000Z', jobId: '1.srv', user: 'alice', queue: 'batch', node: 'n1', nodeNumber: 0, container: 'cbatch-1',
-  image: 'img:1', exitStatus: 0, wallSeconds: 62, oomKilled: false,
+  image: 'img:1', runtime: 'runc', exitStatus: 0, wallSeconds: 62, oomKilled: false,
   usage: {
     version: 1, cpu: { userSeconds: 10, systemSeconds: 2.3, totalSeconds: 12.3 },
     memory: { currentBytes: 0, peakBytes: 512 * 1024 ** 2, limitBytes: 1024 ** 3, oomKills: 0 }, io: { readBytes: 0, writeBytes: 0 }, pids: {},

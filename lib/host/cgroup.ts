@@ -115,6 +115,12 @@ export function oomKills(pid: number, roots: CgroupRoots = HOST): number {
   }
 }
 
+/** The processes in the cgroup of `pid` (on v1, its pids controller's), `pid` among them. */
+export function cgroupProcs(pid: number, roots: CgroupRoots = HOST): number[] {
+  const { version, dir } = locate(pid, roots)
+  return readFileSync(join(dir(version === 2 ? '' : 'pids'), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+}
+
 /** The CPUs a job was given: its quota (v1 -1, v2 max: none) and its cpuset, where the cgroup says. */
 function given(quota: string | undefined, period: string | undefined, cpuset: string | undefined): Pick<CgroupUsage['cpu'], 'limitCpus' | 'cpuset'> {
   const limitCpus = quota && period && /^\d+$/.test(quota) && Number(period) > 0 ? Number(quota) / Number(period) : undefined
@@ -167,15 +173,3 @@ function ioV2(text: string): CgroupUsage['io'] {
   return { readBytes, writeBytes }
 }
 
-/** The CPUs of the cpuset TORQUE made for a job (built with cgroups), if any. */
-export function torqueCpuset(jobId: string, roots: CgroupRoots = HOST): string | undefined {
-  for (const file of [join(roots.sys, 'cpuset/torque', jobId, 'cpuset.cpus'), join(roots.sys, 'torque', jobId, 'cpuset.cpus.effective')]) {
-    try {
-      const cpus = readFileSync(file, 'utf8').trim()
-      if (cpus) return cpus
-    } catch {
-      // not this layout
-    }
-  }
-  return undefined
-}

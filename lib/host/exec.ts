@@ -14,11 +14,13 @@ export interface ExecResult {
 
 export const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
 
-export function execResult([file, ...args]: string[], maxBuffer = 1 << 20): Promise<ExecResult> {
+/** `timeoutMs`: killed (SIGKILL) after that long, for programs cbatch does not trust to end (-1). */
+export function execResult([file, ...args]: string[], maxBuffer = 1 << 20, timeoutMs = 0): Promise<ExecResult> {
   return new Promise(resolve => {
-    execFile(file, args, { env: CLEAN_ENV, encoding: 'utf8', maxBuffer }, (err, stdout, stderr) => {
+    execFile(file, args, { env: CLEAN_ENV, encoding: 'utf8', maxBuffer, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       const code = (err as { code?: unknown } | null)?.code
-      resolve({ code: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: stderr || (err?.message ?? '') })
+      const timedOut = timeoutMs > 0 && err?.killed && err.signal === 'SIGKILL'
+      resolve({ code: err ? (typeof code === 'number' ? code : -1) : 0, stdout, stderr: timedOut ? `did not end within ${timeoutMs / 1000} s` : stderr || (err?.message ?? '') })
     })
   })
 }

@@ -148,9 +148,10 @@ export interface ExpectedBind {
  * links at the source and at the target, and the owner may have swapped either meanwhile,
  * even one nested in another of the job's writable mounts), read-only if asked, whose root
  * is the very object judged (device and inode, reached inside the container without
- * following any link). Throws UnsafePathError.
+ * following any link). Throws UnsafePathError. `readOnlyShown: false`: the table cannot show
+ * read-only (gVisor's gofer, host/files.ts), which its runtime enforces instead.
  */
-export function proveBinds(pid: number, binds: ExpectedBind[], proc = '/proc'): void {
+export function proveBinds(pid: number, binds: ExpectedBind[], proc = '/proc', { readOnlyShown = true } = {}): void {
   let table: MountEntry[]
   try {
     table = parseMountInfo(readFileSync(`${proc}/${pid}/mountinfo`, 'utf8'))
@@ -162,7 +163,7 @@ export function proveBinds(pid: number, binds: ExpectedBind[], proc = '/proc'): 
     // Only mounts at the target itself count: those below it (the source's own submounts,
     // bound along, or another bind proven in its turn) are not the one at the target.
     const [entry, ...more] = table.filter(e => e.mountPoint === posix.normalize(bind.target))
-    const ok = entry !== undefined && !more.length && (!bind.readOnly || entry.options.includes('ro'))
+    const ok = entry !== undefined && !more.length && (!bind.readOnly || !readOnlyShown || entry.options.includes('ro'))
       && sameObject(shownInContainer(pid, bind.target, proc), bind.identity)
     if (!ok) throw new UnsafePathError(`${bind.what} changed while the job's container was made; the job is refused`)
   }

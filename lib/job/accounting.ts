@@ -15,9 +15,13 @@ export interface AccountingRecord {
   container: string
   image: string
   imageDigest?: string
+  /** The OCI runtime that ran the job's container, by the engine's name for it (runc, runsc...). */
+  runtime: string
   /** The job's exit status as pbs_mom reports it; sisters are not told it. */
   exitStatus?: number
   wallSeconds: number
+  /** Who signed the image, as the prologue verified it (a queue with signatures.required). */
+  signer?: string
   /** The node's indices of the GPUs the job was given. */
   gpus?: number[]
   /** True when the kernel killed a process of the job for exceeding its memory. */

@@ -18,6 +18,7 @@ import type { Identity } from '../host/identity.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
 import { ImageReference } from '../policy/reference.ts'
 import { redirection } from './output.ts'
+import { containerFiles } from '../host/files.ts'
 import { sameObject } from '../host/mounts.ts'
 import { ownLimits, restoringOptions, type Rlimits } from '../torque/rlimits.ts'
 import type { StarterFacts } from '../torque/contract.ts'
@@ -47,8 +48,10 @@ export interface ShellRequest {
  * never sees the job's variables (pbs_mom writes its job file only after the prologue). A
  * job that asks that way is told so, rather than run in another image than it asked for.
  */
-export function checkImage(container: Pick<ContainerDetails, 'image'>, asked: string | undefined): void {
-  if (asked === undefined || asked === container.image || ImageReference.of(asked).completed === ImageReference.of(container.image).completed) return
+export function checkImage(container: Pick<ContainerDetails, 'image' | 'labels'>, asked: string | undefined): void {
+  // A signed image runs by its digest; the job named it as its queue granted it.
+  const names = [container.image, labelOf(container.labels, LABEL.image)].filter(n => n !== undefined)
+  if (asked === undefined || names.some(n => asked === n || ImageReference.of(asked).completed === ImageReference.of(n).completed)) return
   throw new PolicyError(`the job asked for image ${asked} with CBATCH_IMAGE, which cannot choose the image; `
     + `its container runs ${container.image}. Ask with a #CBATCH image= line in the job script`)
 }
@@ -132,7 +135,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     // which an exec in a container would not have (any shell understands it); and with
     // `qsub -j oe` it sends its stderr where its stdout goes, so the lines keep their order
     // (the engine's two streams would not).
-    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, redirection(container.pid)))
+    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, directOutput(container.pid)))
     stdio.stdin.pipe(session.stream, { end: true })
     req.started?.()
     await ended
@@ -154,6 +157,15 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   // dies of it too, so TORQUE shows 256+N, as for a job shell of its own.
   if (passedOn.has(status - 128)) process.kill(process.pid, Object.entries(constants.signals).find(([, n]) => n === status - 128)![0] as NodeJS.Signals)
   return status
+}
+
+/** The job shell's redirection into its mounted output files; none (the starter passes its output on) when they cannot be found. */
+function directOutput(pid: number): string | undefined {
+  try {
+    return redirection(containerFiles(pid).pid)
+  } catch {
+    return undefined
+  }
 }
 
 /** How often the job's CPU time is read against its `cput` limit. */

@@ -6,10 +6,11 @@ import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync 
 import { dirname, join, normalize, resolve } from 'node:path'
 import { STARTER_NEEDS } from '../torque/rlimits.ts'
 import { BUNDLES, WRAPPED_HOOKS } from '../torque/hooks.ts'
-import type { Engine } from '../engine/engine.ts'
+import type { Engine, EngineDescription } from '../engine/engine.ts'
 import { ConfigError, describeIssue } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
 import { checkHostPaths, loadConfig, type Config } from '../policy/config.ts'
+import { missingRuntimes, runtimeVersions } from './runtimes.ts'
 
 export type Verdict = 'ok' | 'warn' | 'FAIL'
 
@@ -65,17 +66,22 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
   const engine = engineFor(config)
   try {
     const about = await engine.describe()
-    add('ok', 'engine', `Docker ${about.version}, API ${about.apiVersion}, cgroup v${about.cgroupVersion} (${about.cgroupDriver} driver) at ${config.engine.socket}`)
+    add('ok', 'engine', `${about.product} ${about.version}, API ${about.apiVersion}, cgroup v${about.cgroupVersion} (${about.cgroupDriver} driver) at ${config.engine.socket}`)
+    if (about.product.toLowerCase() !== config.engine.kind) {
+      add('FAIL', 'engine kind', `engine.kind is ${config.engine.kind}, but ${about.product} answers at ${config.engine.socket}`, `set engine.kind: ${about.product.toLowerCase()}`)
+    }
     if (about.apiVersion.localeCompare('1.41', undefined, { numeric: true }) < 0) {
       add('FAIL', 'engine API', `${about.apiVersion} is older than 1.41`, 'upgrade the Docker engine (20.10 or later)')
     }
     if (about.cgroupDriver !== 'cgroupfs' && [...config.queues.values()].some(q => q.cgroupParent === 'torque')) {
       add('FAIL', 'engine cgroup driver', `${about.cgroupDriver}, but a queue has cgroupParent: torque`, 'run dockerd with --exec-opt native.cgroupdriver=cgroupfs')
     }
-    if (!about.liveRestore) {
+    // Podman has no daemon holding containers: each has its own monitor (conmon).
+    if (!about.liveRestore && about.product === 'Docker') {
       add('warn', 'engine live-restore', 'off: restarting dockerd kills every running job', 'set "live-restore": true in /etc/docker/daemon.json')
     }
     checkDisk('engine data root', about.dataRoot, add)
+    await checkRuntimes(config, about, add)
     for (const [name, queue] of config.queues) {
       const present = await engine.hasImage(queue.image)
       if (present) add('ok', `queue ${name} image`, `${queue.image} is on this node`)
@@ -83,7 +89,7 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
       else add('warn', `queue ${name} image`, `${queue.image} is not on this node: the first job pulls it`, `cbatch images pull --queue ${name}`)
     }
   } catch (err) {
-    add('FAIL', 'engine', `not usable at ${config.engine.socket}: ${(err as Error).message}`, 'start dockerd (systemctl start docker), or fix engine.socket')
+    add('FAIL', 'engine', `not usable at ${config.engine.socket}: ${(err as Error).message}`, config.engine.kind === 'podman' ? 'start `podman system service --time=0 unix://SOCKET` as root, or fix engine.socket' : 'start dockerd (systemctl start docker), or fix engine.socket')
   }
   // Each message says what to change; the node log's lines go to syslog meanwhile (lib/log.ts).
   const unsafe = checkHostPaths(config)
@@ -103,6 +109,19 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
 }
 
 type Add = (verdict: Verdict, what: string, detail: string, fix?: string) => void
+
+/** The engine's runtimes with their versions, and each queue's runtime among them. */
+async function checkRuntimes(config: Config, about: EngineDescription, add: Add): Promise<void> {
+  for (const r of await runtimeVersions(about.runtimes)) {
+    const program = [r.path, ...r.args].join(' ')
+    const which = `${r.name === about.defaultRuntime ? ' (default)' : ''}`
+    if (r.version) add('ok', `runtime ${r.name}`, `${program}${which}: ${r.version}`)
+    else add('warn', `runtime ${r.name}`, `${program}${which}: no version (${r.error})`, 'check the runtime the engine registered under this name')
+  }
+  for (const issue of await missingRuntimes(config, about.runtimes.map(r => r.name))) {
+    add('FAIL', 'config', describeIssue(config.file, issue), 'register the runtime with the engine, or change that line')
+  }
+}
 
 /** pbs_mom's permission check, and that each hook is cbatch's with its bundle and a cache that fits. */
 function checkHooks(momPriv: string, add: Add): void {

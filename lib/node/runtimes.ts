@@ -1,0 +1,59 @@
+// The container runtimes queues name (`runtime:`), judged against the ones the engine has
+// (`cbatch config check`, `cbatch doctor`, the node check), and what each of the engine's
+// runtimes says its version is (`cbatch doctor`).
+import { readFileSync } from 'node:fs'
+import type { EngineRuntime } from '../engine/engine.ts'
+import type { ConfigIssue } from '../errors.ts'
+import { execResult } from '../host/exec.ts'
+import type { Config } from '../policy/config.ts'
+
+/** How long a runtime's `--version` may take: doctor must not hang on a broken one. */
+export const VERSION_TIMEOUT_MS = 5000
+
+/**
+ * Each queue whose runtime the engine does not have (`known`: the engine's names), as a
+ * config error at the line that names it: the queue's own, else the `defaults` it inherits.
+ */
+export async function missingRuntimes(config: Config, known: string[]): Promise<ConfigIssue[]> {
+  const missing = [...config.queues].filter(([, q]) => q.runtime !== undefined && !known.includes(q.runtime))
+  if (!missing.length) return []
+  // The YAML parser only when there is something to place (the node check runs often).
+  const { placeOf } = await import('../policy/parse.ts')
+  let text: string | undefined
+  try {
+    text = readFileSync(config.file, 'utf8')
+  } catch {
+    // said without its line
+  }
+  return missing.map(([name, queue]) => {
+    const paths = [['queues', name, 'runtime'], ['defaults', 'runtime']]
+    const place = text === undefined ? { path: paths[0].join('.') } : placeOf(text, paths)
+    const whose = place.path === 'defaults.runtime' ? ` (queue ${name})` : ''
+    return {
+      ...place,
+      message: `${JSON.stringify(queue.runtime)}${whose} is not a runtime of the engine at ${config.engine.socket} (it has ${known.join(', ') || 'none'}): `
+        + 'register it with the engine (Docker: "runtimes" in /etc/docker/daemon.json, then kill -HUP dockerd) or name one it has',
+    }
+  })
+}
+
+export interface RuntimeVersion extends EngineRuntime {
+  /** The first line the runtime says of its version, when it answered. */
+  version?: string
+  /** Why it did not. */
+  error?: string
+}
+
+/**
+ * What each runtime's program says to `--version`, run by root with a clean environment and
+ * within VERSION_TIMEOUT_MS. Its path is the engine's, from its root-owned configuration
+ * (the socket is trusted only if root's: engine/open.ts); a bare name is found on root's PATH.
+ */
+export async function runtimeVersions(runtimes: EngineRuntime[], timeoutMs = VERSION_TIMEOUT_MS): Promise<RuntimeVersion[]> {
+  return Promise.all(runtimes.map(async runtime => {
+    if (!runtime.path) return { ...runtime, error: 'the engine names no program for it' }
+    const { code, stdout, stderr } = await execResult([runtime.path, '--version'], 64 * 1024, timeoutMs)
+    const first = stdout.split('\n').find(l => l.trim())?.trim()
+    return code === 0 && first ? { ...runtime, version: first } : { ...runtime, error: (stderr.split('\n')[0] || `exit ${code}`).trim() }
+  }))
+}
