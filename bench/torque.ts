@@ -109,7 +109,8 @@ function hookCpu(jobs: string[]): Map<string, number> {
   const wanted = new Set(jobs)
   const byHook = new Map<string, number[]>()
   for (const line of readFileSync(NODE_LOG, 'utf8').split('\n')) {
-    if (!line.includes('"exit ')) continue
+    // Each hook's last line, and the detached remover's (hooks/remover.ts).
+    if (!line.includes('"exit ') && !line.includes('"hook":"remover"')) continue
     const entry = JSON.parse(line) as { hook: string; job: string; message: string; cpuMs?: number }
     if (!wanted.has(entry.job) || entry.cpuMs === undefined) continue
     byHook.set(entry.hook, [...(byHook.get(entry.hook) ?? []), entry.cpuMs])

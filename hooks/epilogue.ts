@@ -1,7 +1,10 @@
 // pbs_mom's epilogue (root, mother superior) and epilogue.parallel (sister nodes): account
-// for what the job used on this node, remove its container whatever its state, and on the
+// for what the job used on this node, kill its container's processes and leave the container's
+// removal to a detached remover (hooks/remover.ts), and on the
 // mother superior tell the job owner in the job's output (stdout is .OU; a sister's is
 // closed, and it is not told the job's exit status). pbs_mom only logs the exit code.
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { appendRecord, summaryLine } from '../lib/job/accounting.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { atLineStart } from '../lib/job/output.ts'
@@ -14,6 +17,14 @@ import { collectTaskPlaces } from '../lib/node/tasks.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
+
+/** The container's removal after this epilogue (hooks/remover.ts): its own session, only the config path of its environment. */
+function startRemover(id: string): void {
+  const { CBATCH_CACHE_DIR: bundles, CBATCH_CONFIG: config } = process.env
+  spawn(process.execPath, [join(bundles!, 'load.cjs'), 'remover', id, args[0] ?? '-'], { detached: true, stdio: 'ignore', cwd: '/', env: { CBATCH_CONFIG: config } })
+    .on('error', () => undefined) // cbatch gc removes the container
+    .unref()
+}
 const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.parallel' : 'epilogue'
 const sister = hook === 'epilogue.parallel'
 void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine, metrics }) => {
@@ -30,7 +41,10 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   const onlyContainer = sister ? env.CBATCH_SISTER_CONTAINER : undefined
   // The scratch base is the queue's, from the config: never a path a label names.
   const scratchBase = policy?.scratch?.base
-  const cleaned = await cleanupJob({ ...facts, momPriv, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase }, engine()).catch(err => {
+  // Under TORQUE's cgroups pbs_mom removes the job's cgroup once the epilogue returns: the
+  // container's, inside it, must be gone by then, so the engine stops it here.
+  const removeLater = underTorque ? undefined : startRemover
+  const cleaned = await cleanupJob({ ...facts, momPriv, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase, removeLater }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer === undefined ? undefined : engine().cgroupNames(onlyContainer))} processes of the job's container`)

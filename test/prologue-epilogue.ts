@@ -17,7 +17,7 @@ t.test('the prologue pulls what is missing, replaces an earlier run\'s container
   const engine = new FakeEngine()
   const first = await prepareJob(facts('1.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   t.match(first, { kind: 'container', image: 'img:1', imageSource: 'pulled', replaced: false })
-  t.same(engine.calls.slice(0, 2), ['hasImage img:1', 'pullImage img:1'])
+  t.same(engine.calls.slice(0, 2), ['imagePlatform img:1', 'pullImage img:1'])
   const again = await prepareJob(facts('1.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   t.match(again, { kind: 'container', imageSource: 'cached', replaced: true }, 'a requeued job gets a fresh container')
   t.equal(engine.containers.size, 1)
@@ -44,6 +44,24 @@ t.test('the epilogue accounts for a container before it removes it; no container
   t.ok(cleaned!.record.usage, 'usage read from its cgroup while it ran')
   t.equal(engine.calls.at(-1), `remove ${id}`)
   t.equal(await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine), undefined)
+})
+
+t.test('a queue\'s runtime: a job runs under it when the engine has it, is refused before anything is pulled or made when not; the record says which ran it', async t => {
+  const gvisor = parseConfig('queues:\n  untrusted: { image: img:1, pull: missing, runtime: runsc }\n')
+  const engine = new FakeEngine()
+  await t.rejects(prepareJob(facts('7.srv', 'untrusted'), gvisor, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), {
+    name: 'RuntimeMissingError', message: 'queue untrusted runs its jobs under the container runtime runsc, which this node\'s engine does not have (it has runc); tell the node\'s admin',
+  })
+  t.same(engine.calls, ['runtimes'], 'nothing pulled, looked up or made')
+  engine.runtimeNames = ['runc', 'runsc']
+  await prepareJob(facts('7.srv', 'untrusted'), gvisor, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
+  const [container] = engine.containers.values()
+  t.equal(container.spec.runtime, 'runsc')
+  const cleaned = await cleanupJob({ jobId: '7.srv', user: TEST_USER, queue: 'untrusted', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
+  t.equal(cleaned?.record.runtime, 'runsc')
+  await prepareJob(facts('8.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
+  const cleanedDefault = await cleanupJob({ jobId: '8.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
+  t.equal(cleanedDefault?.record.runtime, 'runc', 'a queue without one: the engine\'s default, by its name')
 })
 
 t.test('the epilogue believes a scratch label only if it names the job\'s own directory in its queue\'s configured base', async t => {

@@ -143,7 +143,7 @@ t.test('the prologue says what it had come to: a run with the owner\'s paths, or
   t.same(attempt, { chosenImage: false, runWithOwnerPaths: true }, 'the home directory is bound')
   t.notOk(countsAgainstNode(err, attempt), 'so it does not count')
   class Down extends FakeEngine {
-    override async hasImage(): Promise<boolean> {
+    override async imagePlatform(): Promise<undefined> {
       throw new EngineError('Docker engine error (inspect image)', 'connect ENOENT')
     }
   }

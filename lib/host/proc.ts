@@ -26,6 +26,36 @@ export function signalSession(sid: number, signal: NodeJS.Signals, options: { co
   return sent
 }
 
+/**
+ * Kills a container's processes from the host, without its engine: SIGKILL to its init (host
+ * pid `pid`) ends every process of its pid namespace, the kernel ending the others before
+ * init becomes a zombie. Only once /proc shows `pid` in the container's cgroup (`cgroupNames`:
+ * its engine's), so a pid reused since is never signalled. True when init has exited (gone,
+ * a zombie, or its pid reused) within `timeoutMs`; false when `pid` is not the container's.
+ */
+export async function killContainerInit(pid: number, cgroupNames: string[], { proc = '/proc', timeoutMs = 2000 } = {}): Promise<boolean> {
+  let started: number
+  try {
+    if (!(pid > 1) || !cgroupNames.length || !inContainer(readFileSync(`${proc}/${pid}/cgroup`, 'utf8'), cgroupNames)) return false
+    started = startTimeOf(pid, proc)
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return false // not there (any more): whether the container still runs is not known here
+  }
+  const exited = () => {
+    try {
+      const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8')
+      return statFields(stat)[0] === 'Z' || Number(statFields(stat)[19]) !== started
+    } catch {
+      return true
+    }
+  }
+  for (const until = Date.now() + timeoutMs; !exited(); await new Promise(r => setTimeout(r, 5))) {
+    if (Date.now() > until) return false
+  }
+  return true
+}
+
 /** Whether /proc/<pid>/cgroup places the process in a cgroup of one of these names (v1 or v2, under any parent). */
 export function inContainer(cgroups: string, cgroupNames: string[]): boolean {
   return cgroups.split('\n').some(line => {

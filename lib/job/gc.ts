@@ -29,7 +29,8 @@ export async function collectOrphans(engine: ContainerEngine, options: GcOptions
   const now = (options.now ?? new Date()).getTime()
   // Only containers carrying cbatch's label, made by this mom, are ever looked at.
   const ours = isThisMom(options.momPriv)
-  const suspects = (await engine.findByLabel(LABEL.job))
+  const listed = await engine.findByLabel(LABEL.job)
+  const suspects = listed
     .filter(c => {
       if (c.labels[LABEL.mom] === undefined) options.onUnlabelled?.(c)
       return ours(c.labels[LABEL.mom])
@@ -41,7 +42,8 @@ export async function collectOrphans(engine: ContainerEngine, options: GcOptions
   const orphans = suspects.filter((_, i) => gone[i])
   if (!options.dryRun) {
     await Promise.all(orphans.map(c => engine.remove(c.id)))
-    const live = new Set((await engine.findByLabel(LABEL.job)).map(c => c.name))
+    // Listed again only if that changed it: the prologue's every engine call is on the job's path.
+    const live = new Set((orphans.length ? await engine.findByLabel(LABEL.job) : listed).map(c => c.name))
     await removeLeftoverFiles(options.momPriv, now - options.graceSeconds * 1000, {
       'cbatch-accounts': name => live.has(name), // named after the job's container
       'cbatch-refused': async prefix => !await jobFilesGone(options.momPriv, prefix), // named after the job's file prefix

@@ -24,17 +24,19 @@ export type ImageSource = 'cached' | 'pulled'
  * The image on this node, as the queue's pull policy says (`pull` fetches it), and built
  * for this node's platform.
  */
-export async function ensureImage(engine: Pick<ImageStore, 'hasImage' | 'imagePlatform'>,
+export async function ensureImage(engine: Pick<ImageStore, 'imagePlatform'>,
   policy: Pick<QueuePolicy, 'image' | 'pull'>, pull: (image: string) => Promise<void>): Promise<ImageSource> {
   let source: ImageSource = 'cached'
-  if (policy.pull === 'always' || !await engine.hasImage(policy.image)) {
+  // One inspect says both whether the image is here and what it is built for.
+  let platform = policy.pull === 'always' ? undefined : await engine.imagePlatform(policy.image)
+  if (!platform) {
     if (policy.pull === 'never') {
       throw new ImageMissingError(`image ${policy.image} is not on this node and the queue's pull policy is "never"`)
     }
     await pull(policy.image)
     source = 'pulled'
+    platform = await engine.imagePlatform(policy.image)
   }
-  const platform = await engine.imagePlatform(policy.image)
   const here = { os: 'linux', architecture: ARCHITECTURES[process.arch] ?? process.arch }
   if (platform && (platform.os !== here.os || platform.architecture !== here.architecture)) {
     throw new PolicyError(`image ${policy.image} is built for ${platform.os}/${platform.architecture}; this node is ${here.os}/${here.architecture}`)

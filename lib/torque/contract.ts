@@ -14,6 +14,7 @@ import { UsageError } from '../errors.ts'
  * - jobstarter: 125, "cbatch did not run the job" (any other value reads as the job's own);
  * - nodecheck: 1, with an `ERROR` line on stdout, which marks the node down;
  * - puller: 2, read by no one (the prologue waits for what the pull records).
+ * - remover: 2, read by no one (`cbatch gc` removes what it could not).
  */
 export const CANNOT_RUN_EXIT = {
   prologue: 2,
@@ -23,6 +24,7 @@ export const CANNOT_RUN_EXIT = {
   jobstarter: 125,
   nodecheck: 1,
   puller: 2,
+  remover: 2,
 } as const
 
 export type ProgramName = keyof typeof CANNOT_RUN_EXIT

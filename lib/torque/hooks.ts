@@ -8,7 +8,7 @@ export interface Hook {
   name: ProgramName
   /** hooks/<bundle>.ts, built to cbatch.d/<bundle>.cjs: a sister's script shares its hook's. */
   bundle: string
-  /** Where pbs_mom finds its wrapper in mom_priv; none for the puller, which a prologue starts. */
+  /** Where pbs_mom finds its wrapper in mom_priv; none for the puller and the remover, which a prologue and an epilogue start. */
   momPrivFile?: string
   /** pbs_mom runs it for every job; the node check is the site's choice (install.sh --no-node-check). */
   required: boolean
@@ -28,6 +28,7 @@ export const HOOKS: readonly Hook[] = [
   // pbs_mom's own name for no program: ours, named in $node_check_script.
   hook('nodecheck', 'nodecheck', 'cbatch-nodecheck', false),
   hook('puller', 'puller', undefined, false),
+  hook('remover', 'remover', undefined, false),
 ]
 
 /** The hooks pbs_mom runs through a wrapper in mom_priv. */

@@ -58,6 +58,7 @@ export class FakeEngine implements Engine {
   }
 
   async imagePlatform(ref: string): Promise<{ os: string; architecture: string } | undefined> {
+    this.calls.push(`imagePlatform ${ref}`)
     return this.images.has(ref) ? this.platform : undefined
   }
 

@@ -1,0 +1,38 @@
+// A detached removal of a job's container (lib/job/epilogue.ts). The epilogue has read the
+// job's accounting and killed its processes from the host; the engine's stop and removal,
+// whose unmount of the container's overlay syncs the node's filesystem (seconds after a job
+// that wrote much), happen here, after pbs_mom has the epilogue's exit. Started as root, in
+// a session of its own, with an environment holding only the config path its wrapper named.
+// argv: the container's full id, which the epilogue found labelled as the job's, and the
+// job's id, for the node log. Should it
+// fail, `cbatch gc` (and every prologue's orphan collection) removes the container.
+import { openEngine } from '../lib/engine/open.ts'
+import { CbatchError } from '../lib/errors.ts'
+import { nodeLogger } from '../lib/log.ts'
+import { loadConfig } from '../lib/policy/config.ts'
+import { leaveJobCgroups } from '../lib/torque/cgroups.ts'
+
+const [id = '', jobId = '-'] = process.argv.slice(2)
+const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
+
+async function remove(): Promise<void> {
+  if (!configPath || !/^[0-9a-f]{64}$/.test(id)) throw new Error('usage: remover CONTAINER-ID JOB-ID, with CBATCH_CONFIG')
+  leaveJobCgroups()
+  const config = await loadConfig(configPath, { cacheDir })
+  const log = nodeLogger('remover', jobId, config.log.file, config.log.syslog || undefined)
+  const started = performance.now()
+  try {
+    await openEngine(config.engine).remove(id)
+  } catch (err) {
+    const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
+    log.error(`removal of container ${id.slice(0, 12)} failed (cbatch gc removes it): ${message}`)
+    return
+  }
+  const { user, system } = process.cpuUsage()
+  log.info(`removed container ${id.slice(0, 12)}`, { ms: Math.round(performance.now() - started), cpuMs: Math.round((user + system) / 1000) })
+}
+
+remove().then(() => process.exit(0), err => {
+  process.stderr.write(`cbatch remover: ${(err as Error).message}\n`)
+  process.exit(2)
+})
