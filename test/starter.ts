@@ -124,7 +124,10 @@ t.test('claims of the environment must match pbs_mom\'s job file; a requested im
   t.doesNotThrow(() => checkClaims({ ...facts, user: undefined, task: 2 }, job), 'a task claims no user')
   t.throws(() => checkClaims({ ...facts, user: 'root' }, job), { name: 'PolicyError', message: 'job 7.srv belongs to alice, not root' })
   t.throws(() => checkClaims({ ...facts, queue: 'unmanaged' }, job), { message: 'job 7.srv is in queue batch, not unmanaged' })
-  t.doesNotThrow(() => checkImage({ image: 'site/a:latest' }, 'site/a'))
-  t.doesNotThrow(() => checkImage({ image: 'site/a:1' }, undefined))
-  t.throws(() => checkImage({ image: 'site/a:1' }, 'site/b:1'), { name: 'PolicyError', message: /asked for image site\/b:1/ })
+  t.doesNotThrow(() => checkImage({ image: 'site/a:latest', labels: {} }, 'site/a'))
+  t.doesNotThrow(() => checkImage({ image: 'site/a:1', labels: {} }, undefined))
+  t.throws(() => checkImage({ image: 'site/a:1', labels: {} }, 'site/b:1'), { name: 'PolicyError', message: /asked for image site\/b:1/ })
+  const signed = { image: `site/a@sha256:${'a'.repeat(64)}`, labels: { 'cbatch.image': 'site/a:1' } }
+  t.doesNotThrow(() => checkImage(signed, 'site/a:1'), 'a signed image runs by digest; the job named it by its tag')
+  t.throws(() => checkImage(signed, 'site/b:1'), { name: 'PolicyError' })
 })

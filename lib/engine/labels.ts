@@ -19,6 +19,10 @@ export const LABEL = {
   mom: 'cbatch.mom',
   /** A sister's container sized before its share was known: its job's starters size it (job/share.ts resizeSister). */
   provisional: 'cbatch.provisional',
+  /** The image as the job's queue granted it, by name: a signed one runs by its digest. */
+  image: 'cbatch.image',
+  /** Who signed the image, as verified (job/signatures.ts); empty when the queue asks for no signature. */
+  signer: 'cbatch.signer',
 } as const
 
 export type LabelKey = typeof LABEL[keyof typeof LABEL]

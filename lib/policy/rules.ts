@@ -50,6 +50,13 @@ export const QUEUE_RULES: Rule<QueuePolicy>[] = [
     },
   },
   {
+    name: 'signatures-need-keys',
+    severity: 'error',
+    description: 'signatures.required names at least one key file in signatures.keys: else no image could ever be verified',
+    check: q => (q.signatures.required && !q.signatures.keys.length
+      ? [{ path: ['signatures', 'keys'], message: 'signatures.required without keys: no image could be verified, so every job would be refused; name the key files (e.g. /etc/cbatch/cosign.pub)' }] : []),
+  },
+  {
     name: 'volume-exposes-node',
     severity: 'error',
     description: 'no volume, user mount base or scratch base exposes the node (/, /var, the Docker socket, /etc/shadow, /root, /proc, ...)',
@@ -124,6 +131,13 @@ export const QUEUE_RULES: Rule<QueuePolicy>[] = [
     description: 'maxTasks is at most pidsLimit: each task is at least one process of the job',
     check: q => (q.maxTasks > q.pidsLimit
       ? [{ path: ['maxTasks'], message: `${q.maxTasks} tasks is more than pidsLimit (${q.pidsLimit}) processes: the pids limit is met first` }] : []),
+  },
+  {
+    name: 'tasks-within-nproc',
+    severity: 'error',
+    description: 'nproc is at least maxTasks: each job shell and task is a process of the owner, and the kernel refuses the owner a process past nproc',
+    check: q => (q.nproc < q.maxTasks
+      ? [{ path: ['nproc'], message: `${q.nproc} processes is fewer than maxTasks (${q.maxTasks}): the owner's tasks would fail to start` }] : []),
   },
 ]
 

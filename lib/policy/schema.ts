@@ -5,7 +5,7 @@ import type { ConfigIssue } from '../errors.ts'
 import { SIZE_PATTERN } from '../torque/contract.ts'
 import { CONFIG_LIMITS } from './bounds.ts'
 import { MAX_MOUNTS } from './jobrequest.ts'
-import type { LimitsPolicy } from './resources.ts'
+import { RLIMIT_BOUNDS, type LimitsPolicy } from './resources.ts'
 
 const AbsolutePath = (description: string) => Type.String({ pattern: '^/', expects: 'an absolute path', description })
 
@@ -48,6 +48,14 @@ const policyFields = {
   shellFallback: Type.String({ pattern: '^/', expects: 'an absolute path', default: '/bin/sh', description: 'shell used when the job\'s shell is not in the image' }),
   volumes: List(Volume, { default: [], description: 'site volumes mounted into every job container' }),
   pidsLimit: Type.Integer({ minimum: 16, default: 4096, description: 'most processes a job may have' }),
+  nofile: Type.Integer({
+    minimum: 64, maximum: RLIMIT_BOUNDS.nofile, default: 65536,
+    description: 'RLIMIT_NOFILE of the job\'s processes (soft = hard, so a job cannot raise it): most files each may have open. Never more than the engine can grant on the node: where root may not raise rlimits (no CAP_SYS_RESOURCE), the engine daemon\'s own hard limit; else the kernel\'s fs.nr_open',
+  }),
+  nproc: Type.Integer({
+    minimum: 16, maximum: RLIMIT_BOUNDS.nproc, default: 65536,
+    description: 'RLIMIT_NPROC of the job\'s processes (soft = hard): the kernel counts every process and thread of the job\'s owner on the node against it, in and out of containers (pidsLimit bounds the job\'s own). Never more than the engine can grant on the node (as nofile)',
+  }),
   maxTasks: Type.Integer({
     minimum: 1, maximum: 4096, default: 64,
     description: 'most job shells and TM tasks (pbsdsh, TM-aware mpiexec) a job may run at once on one node (raised to the job\'s processors on that node and one more, its job shell, where that is more): each holds a root starter of tens of MiB outside the job\'s limits; one more is refused (exit 125, the reason in the job\'s .ER)',
@@ -106,6 +114,12 @@ const policyFields = {
     default: [], description: 'registries the queue\'s images must come from (host[:port], docker.io for Docker Hub); [] for any',
   }),
   pinned: Type.Boolean({ default: false, description: 'images must be named by digest (image@sha256:...), so a tag moved in the registry never changes what runs' }),
+  signatures: Type.Object({
+    required: Type.Boolean({ default: false, description: 'true: the queue\'s image and every image a job asks for must carry a cosign signature (stored in its registry as cosign sign does, the sha256-<digest>.sig tag) by one of keys, for the digest the node holds and the image\'s own repository; else the job is refused, the reason in its .ER. The container is made from that digest (repo@sha256:...), so a tag moved after the check never runs; the signer goes into the accounting record' }),
+    keys: List(AbsolutePath('a PEM file of public keys (cosign.pub), root\'s and writable by root alone'), {
+      default: [], description: 'files of the public keys signatures are verified against, offline (ECDSA P-256, as cosign generate-key-pair makes them; P-384 and P-521 too)',
+    }),
+  }, { additionalProperties: false, default: {}, description: 'signed images only (docs/admin.md, "Signed images"); verified digests are cached in /var/lib/cbatch/signatures per digest and keys, so a check costs a pull, not a job' }),
   gpus: Type.Optional(Type.Object({
     devices: Type.String({ pattern: '^/', expects: 'an absolute path', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
     runtime: Type.Union([Type.Literal('auto'), Type.Literal('nvidia'), Type.Literal('none')], {
