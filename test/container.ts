@@ -1,5 +1,6 @@
 import t from 'tap'
 import { parseConfig } from '../lib/policy/parse.ts'
+import { parseRequest } from '../lib/torque/request.ts'
 import { buildContainerSpec, containerName, findJobContainer, type ContainerRequest } from '../lib/job/container.ts'
 import { LABEL, labelOf } from '../lib/engine/labels.ts'
 import { dockerCreateOptions } from '../lib/engine/docker.ts'
@@ -16,7 +17,7 @@ const planned = [
   { source: '/home/alice', target: '/home/alice', readOnly: false, what: 'home directory', identity: { dev: 1, ino: 3 } },
 ]
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
-  job: { jobId: '12.srv', user: 'alice', group: 'alice', jobName: 'j', resources: 'nodes=1:ppn=2,mem=1gb', queue: 'batch', account: '', scriptPath: SC },
+  job: { jobId: '12.srv', queue: 'batch', request: parseRequest('nodes=1:ppn=2,mem=1gb') },
   owner, policy, version: '0.0.0', hostname: 'node1', node: {}, image: 'img:1', mounts: planned,
   paths: { nodeFile: '/var/spool/torque/aux/12.srv', script: SC, momPriv: '/var/spool/torque/mom_priv' },
   ...over,
@@ -93,6 +94,14 @@ t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async
   t.throws(() => asDocker(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
 })
 
+t.test('the queue\'s runtime, by the engine\'s name for it; none said: the engine\'s default', async t => {
+  const gvisor = parseConfig('queues:\n  untrusted:\n    image: img:1\n    runtime: runsc\n').queues.get('untrusted')!
+  t.equal(buildContainerSpec(request({ policy: gvisor })).runtime, 'runsc')
+  t.equal(asDocker(request({ policy: gvisor })).HostConfig!.Runtime, 'runsc')
+  t.equal(asDocker(request()).HostConfig!.Runtime, undefined)
+  t.throws(() => parseConfig('queues:\n  q:\n    image: img:1\n    runtime: "runsc --debug"\n'), { message: /runtime: "runsc --debug" is not a runtime name such as runsc/ })
+})
+
 t.test('network host keeps the host name', async t => {
   const spec = asDocker(request({ policy: { ...policy, network: 'host' } }))
   t.equal(spec.HostConfig!.NetworkMode, 'host')
@@ -110,15 +119,27 @@ t.test('limits from the Resource_List and the queue', async t => {
 t.test('on several nodes: each node\'s share of mem and vmem, /dev/shm as large as it, memlock per queue, the node labelled', async t => {
   // nodes=2:ppn=2 with mem=1gb: this node holds 2 of the job's 4 processors.
   const sister = asDocker(request({ node: { number: 1, ppnHere: 2, npTotal: 4 } }))
-  t.match(sister.HostConfig, { Memory: 512 * 1024 ** 2, MemorySwap: 512 * 1024 ** 2, ShmSize: 512 * 1024 ** 2, Ulimits: [] })
+  t.match(sister.HostConfig, { Memory: 512 * 1024 ** 2, MemorySwap: 512 * 1024 ** 2, ShmSize: 512 * 1024 ** 2 })
   t.equal(sister.Labels!['cbatch.node'], '1')
   t.equal(asDocker(request()).Labels!['cbatch.node'], '0', 'the mother superior')
-  const job = { ...request().job, resources: 'nodes=1:ppn=2' }
+  const job = { ...request().job, request: parseRequest('nodes=1:ppn=2') }
   t.equal(asDocker(request({ job, node: { hostMemory: 8 * 1024 ** 3 } })).HostConfig!.ShmSize, 4 * 1024 ** 3,
     'no memory asked: half the node\'s, as a host /dev/shm')
   const mpi = asDocker(request({ policy: { ...policy, shmSize: 2 * 1024 ** 3, memlock: 'unlimited' } }))
-  t.match(mpi.HostConfig, { ShmSize: 2 * 1024 ** 3, Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }] })
-  t.same(asDocker(request({ policy: { ...policy, memlock: 64 * 1024 ** 2 } })).HostConfig!.Ulimits, [{ Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 }])
+  t.match(mpi.HostConfig, { ShmSize: 2 * 1024 ** 3 })
+  t.same(mpi.HostConfig!.Ulimits!.find(u => u.Name === 'memlock'), { Name: 'memlock', Soft: -1, Hard: -1 })
+  t.same(asDocker(request({ policy: { ...policy, memlock: 64 * 1024 ** 2 } })).HostConfig!.Ulimits!.find(u => u.Name === 'memlock'), { Name: 'memlock', Soft: 64 * 1024 ** 2, Hard: 64 * 1024 ** 2 })
+})
+
+t.test('every container has nofile and nproc, soft = hard: the queue\'s, bounded by what the engine can grant', async t => {
+  const ulimits = (spec: ReturnType<typeof asDocker>) => Object.fromEntries(spec.HostConfig!.Ulimits!.map(u => [u.Name, [u.Soft, u.Hard]]))
+  t.same(ulimits(asDocker(request())), { nofile: [65536, 65536], nproc: [65536, 65536] }, 'the defaults, where no bound is known')
+  t.same(ulimits(asDocker(request({ policy: { ...policy, nofile: 1024, nproc: 2048 }, node: { rlimitCeilings: { nofile: 20000, nproc: 32768 } } }))),
+    { nofile: [1024, 1024], nproc: [2048, 2048] }, 'the queue\'s, within the bounds')
+  t.same(ulimits(asDocker(request({ node: { rlimitCeilings: { nofile: 20000, nproc: 32768 } } }))),
+    { nofile: [20000, 20000], nproc: [32768, 32768] }, 'more than the engine can grant: what it can')
+  t.same(ulimits(asDocker(request({ job: { ...request().job, request: parseRequest('nodes=1:ppn=1,file=1mb') } }))).fsize, [1024 ** 2, 1024 ** 2], 'beside the job\'s own')
+  t.throws(() => parseConfig('queues:\n  b: { image: x, nofile: 10 }\n'), { name: 'ConfigError', message: /nofile/ })
   t.throws(() => parseConfig('queues:\n  b: { image: x, memlock: lots }\n'), { name: 'ConfigError', message: /memlock/ })
 })
 
@@ -145,14 +166,14 @@ t.test('security options of the queue', async t => {
 t.test('create sets every label cbatch reads, empty where it does not apply: an image\'s cbatch.* labels never show through', async t => {
   // The engine merges create's labels over the image's: a label left out would be the image's.
   const keys = Object.values(LABEL).sort()
-  const bare = asDocker(request({ job: { ...request().job, resources: 'nodes=1:ppn=1' } }))
+  const bare = asDocker(request({ job: { ...request().job, request: parseRequest('nodes=1:ppn=1') } }))
   t.same(Object.keys(bare.Labels!).sort(), keys, 'no scratch, cput, gpus or provisional share asked: every key all the same')
   for (const key of [LABEL.scratch, LABEL.cput, LABEL.gpus, LABEL.provisional]) {
     t.equal(bare.Labels![key], '', `${key} is set empty`)
     t.equal(labelOf(bare.Labels, key), undefined, `and reads as absent`)
   }
   const full = asDocker(request({
-    job: { ...request().job, resources: 'nodes=1:ppn=1,cput=60' },
+    job: { ...request().job, request: parseRequest('nodes=1:ppn=1,cput=60') },
     policy: { ...policy, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
     paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
     node: { number: 2, provisional: true },

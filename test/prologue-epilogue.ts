@@ -9,9 +9,11 @@ import { dockerCreateOptions } from '../lib/engine/docker.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
 const config = parseConfig('queues:\n  batch: { image: img:1, pull: missing }\n')
-const facts = (jobId: string, queue = 'batch', user = TEST_USER) => ({ jobId, user, group: '', jobName: 'j', resources: 'nodes=1:ppn=1,mem=1gb,cput=60', queue, account: '' })
+const facts = (jobId: string, queue = 'batch', user = TEST_USER, resources = 'nodes=1:ppn=1,mem=1gb,cput=60') =>
+  jobContext({ jobId, user, group: '', jobName: 'j', resources, queue, account: '' }, {})
 
 t.test('the prologue pulls what is missing, replaces an earlier run\'s container, and starts one confined', async t => {
   const engine = new FakeEngine()
@@ -29,7 +31,7 @@ t.test('the prologue pulls what is missing, replaces an earlier run\'s container
 t.test('nothing is made for a job the policy refuses, and unmanaged queues are left alone', async t => {
   const engine = new FakeEngine()
   await t.rejects(prepareJob(facts('2.srv', 'batch', 'root'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { name: 'PolicyError', message: /root is refused/ })
-  await t.rejects(prepareJob({ ...facts('3.srv'), resources: 'mem=0b' }, config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { name: 'UsageError', message: /mem=0b/ })
+  t.throws(() => facts('3.srv', 'batch', TEST_USER, 'mem=0b'), { name: 'UsageError', message: /mem=0b/ }, 'refused as the hook reads its arguments')
   t.notOk(engine.calls.some(c => c.startsWith('run ')), 'no container')
   t.same(await prepareJob(facts('4.srv', 'elsewhere'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds }), { kind: 'native' })
 })

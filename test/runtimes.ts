@@ -1,0 +1,66 @@
+// lib/node/runtimes.ts: queues' runtimes against the engine's, at the line that names them;
+// what each runtime of the engine says its version is, within a timeout.
+import t from 'tap'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig } from '../lib/policy/parse.ts'
+import { missingRuntimes, runtimeVersions } from '../lib/node/runtimes.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'cbatch-runtimes-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+t.test('a runtime the engine lacks is an error at the line naming it: the queue\'s own, else the defaults\' it inherits', async t => {
+  const file = join(dir, 'cbatch.yaml')
+  const text = `defaults:
+  runtime: kata
+queues:
+  batch:
+    image: img:1
+    runtime: runc
+  untrusted:
+    image: img:1
+    runtime: runsc
+  inherits:
+    image: img:1
+`
+  writeFileSync(file, text)
+  const config = parseConfig(text, file)
+  t.same(await missingRuntimes(config, ['runc', 'runsc', 'kata']), [], 'all there')
+  t.match(await missingRuntimes(config, ['runc']), [
+    { path: 'queues.untrusted.runtime', line: 9, column: 14, message: /^"runsc" is not a runtime of the engine at \/var\/run\/docker.sock \(it has runc\): register it with the engine/ },
+    { path: 'defaults.runtime', line: 2, column: 12, message: /^"kata" \(queue inherits\) is not a runtime of the engine/ },
+  ])
+  t.same(await missingRuntimes(parseConfig('queues:\n  batch: { image: img:1 }\n', file), []), [], 'no queue names one: nothing asked')
+})
+
+t.test('each runtime\'s --version, first line; one that fails or hangs says why, within the timeout', async t => {
+  const program = (name: string, body: string) => {
+    const path = join(dir, name)
+    writeFileSync(path, `#!/bin/sh\n${body}\n`)
+    chmodSync(path, 0o755)
+    return path
+  }
+  const good = program('good', '[ "$1" = --version ] && [ -z "$CBATCH_LEAK" ] && printf "\\ngood version 1.2\\nspec: 1.0.2\\n"')
+  const bad = program('bad', 'echo "no such flag" >&2; exit 2')
+  const slow = program('slow', 'exec sleep 30')
+  process.env.CBATCH_LEAK = 'the caller\'s environment'
+  t.teardown(() => delete process.env.CBATCH_LEAK)
+  const started = Date.now()
+  const versions = await runtimeVersions([
+    { name: 'good', path: good, args: ['--network=none'] },
+    { name: 'bad', path: bad, args: [] },
+    { name: 'slow', path: slow, args: [] },
+    { name: 'gone', path: join(dir, 'missing'), args: [] },
+    { name: 'unnamed', path: '', args: [] },
+  ], 500)
+  t.ok(Date.now() - started < 5000, 'a hanging runtime is not waited for')
+  t.same(versions, [
+    { name: 'good', path: good, args: ['--network=none'], version: 'good version 1.2' },
+    { name: 'bad', path: bad, args: [], error: 'no such flag' },
+    { name: 'slow', path: slow, args: [], error: 'did not end within 0.5 s' },
+    { name: 'gone', path: join(dir, 'missing'), args: [], error: versions[3].error },
+    { name: 'unnamed', path: '', args: [], error: 'the engine names no program for it' },
+  ])
+  t.match(versions[3].error, /ENOENT/)
+})
