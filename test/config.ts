@@ -33,7 +33,7 @@ queues:
   const batch = config.queues.get('batch')!
   t.same(batch, {
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
-    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
+    shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, nofile: 65536, nproc: 65536, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
     allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, summaryLine: true, readOnlyRootfs: true, tmpSize: 1024 ** 3,
     environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
   })
@@ -352,4 +352,14 @@ t.test('environment policy: the job\'s variables that enter its container', asyn
   t.same(Object.keys(enteringEnvironment(env, policy)).sort(), ['HOME', 'MINE', 'PBS_JOBID'], 'host paths stay out by default')
   t.same(Object.keys(enteringEnvironment(env, { pass: ['PBS_*', 'HOME'], drop: [] })).sort(), ['HOME', 'PBS_JOBID'])
   t.same(Object.keys(enteringEnvironment(env, { pass: ['*'], drop: [] })).length, 8)
+})
+
+t.test('nofile and nproc: defaults, bounds, and nproc enough for maxTasks', async t => {
+  const policy = parseConfig('queues:\n  b: { image: x }\n  c: { image: x, nofile: 1024, nproc: 100 }\n').queues
+  t.match(policy.get('b'), { nofile: 65536, nproc: 65536 })
+  t.match(policy.get('c'), { nofile: 1024, nproc: 100 })
+  t.match(issuesOf('queues:\n  b: { image: x, nofile: 10, nproc: 2000000000 }\n').issues, [{ path: 'queues.b.nofile' }, { path: 'queues.b.nproc' }])
+  t.match(issuesOf('queues:\n  b: { image: x, maxTasks: 64, nproc: 32 }\n').issues, [{
+    path: 'queues.b.nproc', line: 2, rule: 'tasks-within-nproc', message: '32 processes is fewer than maxTasks (64): the owner\'s tasks would fail to start',
+  }])
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { formatBytes } from '../lib/format.ts'
-import { containerLimits, type LimitsPolicy } from '../lib/policy/resources.ts'
+import { containerLimits, countRlimits, type LimitsPolicy } from '../lib/policy/resources.ts'
 import { parseRequest } from '../lib/torque/request.ts'
 import { parseNodes } from '../lib/torque/nodes.ts'
 
@@ -74,4 +74,13 @@ t.test('requests never lift a limit: zero, huge and malformed sizes and counts a
 t.test('a CPU quota is at most the node\'s CPUs (the engine refuses more)', async t => {
   t.equal(containerLimits(parseRequest('nodes=1:ppn=64'), quota, { hostCpus: 2 }).cpus, 2)
   t.equal(containerLimits(parseRequest('nodes=1:ppn=1'), quota, { hostCpus: 2 }).cpus, 1)
+})
+
+t.test('nofile and nproc: the queue\'s, soft = hard, never above what the engine can grant', async t => {
+  const queue = { nofile: 4096, nproc: 8192 }
+  t.same(countRlimits(queue), { nofile: { soft: 4096, hard: 4096 }, nproc: { soft: 8192, hard: 8192 } })
+  t.same(countRlimits(queue, { nofile: 20000, nproc: 96367 }), countRlimits(queue), 'below the ceilings: as the queue says')
+  t.same(countRlimits({ nofile: 65536, nproc: 65536 }, { nofile: 20000, nproc: 32768 }),
+    { nofile: { soft: 20000, hard: 20000 }, nproc: { soft: 32768, hard: 32768 } }, 'above: the ceiling')
+  t.same(countRlimits(queue, { nofile: 1048576 }).nproc, { soft: 8192, hard: 8192 }, 'no ceiling of processes known')
 })

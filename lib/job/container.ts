@@ -10,7 +10,7 @@ import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
 import type { JobFacts } from '../torque/contract.ts'
-import { containerLimits, containerRlimits, type NodeFacts } from '../policy/resources.ts'
+import { containerLimits, containerRlimits, countRlimits, type NodeFacts } from '../policy/resources.ts'
 import { parseRequest } from '../torque/request.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
@@ -178,7 +178,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
     cgroupParent: policy.cgroupParent === 'torque' ? `/torque/${job.jobId}` : undefined,
     limits,
     // RLIMIT_MEMLOCK: RDMA (InfiniBand) registers memory it pins.
-    rlimits: { ...containerRlimits(request), ...(policy.memlock ? { memlock: { soft: policy.memlock, hard: policy.memlock } } : {}) },
+    rlimits: { ...containerRlimits(request), ...countRlimits(policy, req.node.rlimitCeilings), ...(policy.memlock ? { memlock: { soft: policy.memlock, hard: policy.memlock } } : {}) },
     // MPI's shared-memory transports live in /dev/shm: as large as the job's memory (it
     // counts against it), not the engine's 64 MB.
     shmSize: policy.shmSize ?? limits.memoryBytes ?? Math.floor((req.node.hostMemory ?? 2 * 64 * 1024 ** 2) / 2),

@@ -21,6 +21,7 @@ import { checkOwner, neverMounted } from '../policy/security.ts'
 import { isWithin } from '../host/paths.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
 import { torqueCpuset } from '../host/cgroup.ts'
+import { grantableLimits } from '../host/grantable.ts'
 import { containerFiles } from '../host/files.ts'
 import { VERSION } from '../version.ts'
 import type { JobFacts } from '../torque/contract.ts'
@@ -156,6 +157,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   // others write their own output.
   const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
   const output = script ? outputFiles(owner.uid) : undefined
+  const rlimitCeilings = grantableLimits(config.engine.socket)
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
     job: facts, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: hostname(),
     node: {
@@ -166,6 +168,7 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       hostMemory: totalmem(),
       hostCpus: availableParallelism(),
       torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
+      rlimitCeilings,
     },
     paths: {
       nodeFile,
