@@ -16,6 +16,7 @@ import { CbatchError } from '../lib/errors.ts'
 import { recordRefusal } from '../lib/job/refusal.ts'
 import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
+import { jobContext } from '../lib/torque/job.ts'
 import { guardSister } from '../lib/job/guard.ts'
 import { runHook } from './run.ts'
 
@@ -39,6 +40,8 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
       log.info(`queue ${facts.queue} is not managed by cbatch: job runs natively`)
       return 0
     }
+    // The job as pbs_mom hands it, read once: what the rest of the prologue works from.
+    const job = jobContext(facts, env)
     const engine = engineOf()
     // Orphans are collected alongside, best effort: they must never fail this job.
     const gc = config.gc.onPrologue
@@ -49,7 +52,7 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
         },
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
-    const [prepared] = await Promise.all([prepareJob(facts, config, engine, { env, momPriv, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
+    const [prepared] = await Promise.all([prepareJob(job, config, engine, { momPriv, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
     if (prepared.kind === 'container') {
       if (hook === 'prologue') clearRequeues(momPriv)
       if (hook === 'prologue.parallel') {
@@ -60,6 +63,7 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
       }
       metrics.count('cbatch_jobs_started_total', { queue: facts.queue, node: hook === 'prologue' ? 'mother' : 'sister' })
       log.info(`container ${prepared.name} (${prepared.id.slice(0, 12)}) started from ${prepared.image} (${prepared.imageSource})`
+        + (prepared.signer ? `, signed by ${prepared.signer}` : '')
         + (prepared.replaced ? ', replacing the one left by an earlier run' : ''))
     }
     return 0

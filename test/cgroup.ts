@@ -1,6 +1,7 @@
 // cgroup v1 (this machine) and v2 layouts, as fixtures.
 import t from 'tap'
-import { oomKills, readUsage, torqueCpuset } from '../lib/host/cgroup.ts'
+import { oomKills, readUsage } from '../lib/host/cgroup.ts'
+import { torqueCpuset } from '../lib/torque/cgroups.ts'
 
 const ID = '/docker/abc123'
 

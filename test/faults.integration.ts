@@ -10,7 +10,8 @@ import { emulateJob } from '../emulator/emulator.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { privateEngine } from '../emulator/engines.ts'
-import { containersOf, PROLOGUE, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersLeft, containersOf, PROLOGUE, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -19,7 +20,7 @@ const waitFor = async (path: string) => {
   for (let i = 0; i < 150 && !existsSync(path); i++) await new Promise(r => setTimeout(r, 100))
   if (!existsSync(path)) throw new Error(`${path} never appeared`)
 }
-const facts = (jobId: string) => ({ jobId, user: TEST_USER, group: '', jobName: 'f', resources: '', queue: 'batch', account: '' })
+const facts = (jobId: string) => jobContext({ jobId, user: TEST_USER, group: '', jobName: 'f', resources: '', queue: 'batch', account: '' }, {})
 
 t.test('a walltime kill reaches the job in its container: SIGTERM it may trap, then SIGKILL', async t => {
   const { job } = await runJob(`#!/bin/sh
@@ -30,7 +31,7 @@ wait
   t.equal(job.exitStatus, -11, 'pbs_mom reports a walltime kill')
   t.match(job.stderr, '=>> PBS: job killed: walltime 3 exceeded limit 2\n')
   t.match(job.stdout, 'TERM at walltime: saving state\n', 'the trap ran inside the container; its output is kept')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('a job that ignores SIGTERM is gone after kill_delay; the epilogue removes its container', async t => {
@@ -45,7 +46,7 @@ t.test('a job that ignores SIGTERM is gone after kill_delay; the epilogue remove
   t.ok(Date.now() - started < 10_000)
   t.match(job.stdout, 'before\n', 'output written before the kill is kept')
   t.notMatch(job.stdout, 'not-reached')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('when the job starter itself is SIGKILLed, the epilogue still removes the container', async t => {
@@ -56,7 +57,7 @@ t.test('when the job starter itself is SIGKILLed, the epilogue still removes the
   const { job } = await run
   t.equal(job.exitStatus, 256 + 9)
   t.equal(job.epilogue?.status, 0)
-  t.same(containersOf(job.jobId), [], 'the sleep inside went with its container')
+  t.same(await containersLeft(job.jobId), [], 'the sleep inside went with its container')
 })
 
 t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unknown to it', async t => {
@@ -137,7 +138,7 @@ t.test('32 jobs starting and ending at once all succeed, with no clash and no le
   t.equal(new Set(runs.map(r => r.job.jobId)).size, 32)
   const lines = readFileSync(accounting, 'utf8').split('\n').filter(Boolean).slice(before).map(l => JSON.parse(l) as AccountingRecord)
   t.same(lines.map(l => l.jobId).sort(), runs.map(r => r.job.jobId).sort(), 'one accounting line each')
-  t.same(runs.flatMap(r => containersOf(r.job.jobId)), [])
+  t.same((await Promise.all(runs.map(r => containersLeft(r.job.jobId)))).flat(), [])
 })
 
 t.test('interactive jobs (qsub -I) get a terminal in their container, and qdel ends them too', async t => {
@@ -148,7 +149,7 @@ t.test('interactive jobs (qsub -I) get a terminal in their container, and qdel e
   t.equal(job.exitStatus, 4)
   t.match(job.stdout, /\/dev\/pts\/\d+/, 'the job shell has a terminal')
   t.match(job.stdout, 'env=PBS_INTERACTIVE')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 
   const cancel = new AbortController()
   setTimeout(() => cancel.abort(), 2000)
@@ -156,7 +157,7 @@ t.test('interactive jobs (qsub -I) get a terminal in their container, and qdel e
   const cancelled = await emulateJob({ ...base, cancel: cancel.signal, interactive: { input: 'sleep 60\n' } })
   t.ok(Date.now() - started < 8000, `ended ${Date.now() - started} ms after it started`)
   t.not(cancelled.exitStatus, 0)
-  t.same(containersOf(cancelled.jobId), [])
+  t.same(await containersLeft(cancelled.jobId), [])
 })
 
 t.test('a pbs_mom restart mid-job leaves the job running, and the epilogue still cleans up', async t => {
@@ -181,5 +182,5 @@ t.test('a pbs_mom restart mid-job leaves the job running, and the epilogue still
     join(pbsHome, 'mom_priv/jobs', `${jobId}.SC`)], { env: {}, config, pbsHome })
   t.equal(epilogue.status, 0, epilogue.stderr)
   t.match(epilogue.stdout, /^cbatch: cpu .*, exit 0\n$/)
-  t.same(containersOf(jobId), [])
+  t.same(await containersLeft(jobId), [])
 })

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
-import { allocatedGpus, jobGpus, visibleDevicesInside } from '../lib/host/gpus.ts'
+import { jobGpus, visibleDevicesInside } from '../lib/host/gpus.ts'
+import { allocatedGpus } from '../lib/torque/job.ts'
 
 t.test('the gpu file: this node\'s lines only, short or full host name', async t => {
   const dir = t.testdir({ gpu: 'n1-gpu3\nn1.cluster-gpu1\nn2-gpu0\nn1-gpu3\n' })

@@ -7,15 +7,17 @@ import { DockerEngine } from '../lib/engine/docker.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
 import { containersOf, PROLOGUE, REGISTRY_IMAGE, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { engineCli, testEngine, withTestEngine } from './helpers/engine.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
-const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 60_000 })
+const engine = testEngine()
 const facts = (jobId: string, queue = 'batch') =>
-  ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' })
+  jobContext({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' }, {})
 const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv })
-const config = parseConfig(`queues:
+const config = parseConfig(withTestEngine(`queues:
   batch: { image: ${TEST_IMAGE}, pull: never }
   pulled: { image: ${REGISTRY_IMAGE}, pull: always }
-`)
+`))
 
 t.test('a requeued job whose old container still exists gets a fresh one', async t => {
   const jobId = `${process.pid}1.requeue`
@@ -35,7 +37,7 @@ t.test('the epilogue removes a container whatever its state', async t => {
   t.teardown(() => cleanupJob(ended(jobId), engine))
   const prepared = await prepareJob(facts(jobId), config, engine, PROLOGUE)
   if (prepared.kind !== 'container') throw new Error('no container')
-  execFileSync('docker', ['kill', prepared.id])
+  engineCli(['kill', prepared.id])
   const cleaned = await cleanupJob(ended(jobId), engine)
   t.equal(cleaned?.record.jobId, jobId)
   t.equal(cleaned?.record.usage, undefined, 'a stopped container has no cgroup left to read')
@@ -46,19 +48,19 @@ t.test('the epilogue removes a container whatever its state', async t => {
 t.test('an image missing from the node is pulled from the registry', async t => {
   const jobId = `${process.pid}3.pull`
   t.teardown(() => cleanupJob(ended(jobId), engine))
-  execFileSync('docker', ['rmi', '-f', REGISTRY_IMAGE], { stdio: 'ignore' })
+  engineCli(['rmi', '-f', REGISTRY_IMAGE], { stdio: 'ignore' })
   const prepared = await prepareJob(facts(jobId, 'pulled'), config, engine, PROLOGUE)
   t.equal(prepared.kind === 'container' && prepared.imageSource, 'pulled')
   t.ok(await engine.hasImage(REGISTRY_IMAGE))
 })
 
 t.test('an image the registry lacks aborts the job; a registry that is down requeues it; both name the image', async t => {
-  const missing = parseConfig('queues:\n  q: { image: 127.0.0.1:5000/cbatch-test/no-such-image:1, pull: missing }\n')
+  const missing = parseConfig(withTestEngine('queues:\n  q: { image: 127.0.0.1:5000/cbatch-test/no-such-image:1, pull: missing }\n'))
   await t.rejects(prepareJob(facts(`${process.pid}4.nopull`, 'q'), missing, engine, PROLOGUE), {
     name: 'ImageDeniedError', disposition: 'abort',
     userMessage: 'the registry refused image 127.0.0.1:5000/cbatch-test/no-such-image:1 (it does not exist there, or not for these credentials)',
   })
-  const down = parseConfig('images: { pullAttempts: 1 }\nqueues:\n  q: { image: 127.0.0.1:5009/cbatch-test/busybox:1, pull: missing }\n')
+  const down = parseConfig(withTestEngine('images: { pullAttempts: 1 }\nqueues:\n  q: { image: 127.0.0.1:5009/cbatch-test/busybox:1, pull: missing }\n'))
   await t.rejects(prepareJob(facts(`${process.pid}5.nopull`, 'q'), down, engine, PROLOGUE),
     { name: 'ImagePullError', disposition: 'requeue', userMessage: 'cannot pull image 127.0.0.1:5009/cbatch-test/busybox:1' })
 })
@@ -87,7 +89,7 @@ t.test('a queue cbatch does not manage is left alone', async t => {
 
 t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup', async t => {
   const jobId = `${process.pid}6.torque`
-  const torque = parseConfig(`queues:\n  batch: { image: ${TEST_IMAGE}, pull: never, cgroupParent: torque }\n`)
+  const torque = parseConfig(withTestEngine(`queues:\n  batch: { image: ${TEST_IMAGE}, pull: never, cgroupParent: torque }\n`))
   t.teardown(async () => {
     await cleanupJob(ended(jobId), engine)
     // What TORQUE itself would remove at the end of the job.
@@ -96,5 +98,6 @@ t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup',
   const prepared = await prepareJob(facts(jobId), torque, engine, PROLOGUE)
   if (prepared.kind !== 'container') throw new Error('no container')
   const pid = (await engine.inspect(prepared.id))!.pid
-  t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/${prepared.id}\\n`))
+  const names = engine.cgroupNames(prepared.id).join('|')
+  t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/(${names})\\n`))
 })

@@ -5,10 +5,11 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
-import { DockerEngine } from '../lib/engine/docker.ts'
+import { TEST_ENGINE, testEngine } from './helpers/engine.ts'
 import { hooksFor } from '../emulator/emulator.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
-import { containersOf, PROLOGUE, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { containersLeft, PROLOGUE, runJob, sharedDir, testConfig, TEST_USER } from './helpers/jobs.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -28,7 +29,7 @@ t.test('a job over its mem is killed by the kernel, and told so', async t => {
   t.equal(record.oomKilled, true)
   t.equal(record.usage!.memory.limitBytes, 64 * MiB)
   t.ok(record.usage!.memory.peakBytes <= 64 * MiB, 'never above the limit')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('ppn=1 gives two busy loops one CPU between them', async t => {
@@ -73,11 +74,11 @@ t.test('a job that writes 60 MiB of output: its peak counts that page cache, the
 
 t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {
   const parallel = `${shared.path}/parallel.jsonl`
-  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 60_000, pullTimeoutMs: 60_000 })
+  const engine = testEngine({ timeoutMs: 60_000 })
   const queues = parseConfig(readFileSync(config, 'utf8'))
   const jobIds = Array.from({ length: 16 }, (_, i) => `${process.pid}${i}.parallel`)
   await Promise.all(jobIds.map(jobId => prepareJob(
-    { jobId, user: TEST_USER, group: '', jobName: 'p', resources: '', queue: 'batch', account: '' }, queues, engine, PROLOGUE)))
+    jobContext({ jobId, user: TEST_USER, group: '', jobName: 'p', resources: '', queue: 'batch', account: '' }, {}), queues, engine, PROLOGUE)))
   const epilogueConfig = testConfig(shared.path, `accounting: { file: ${parallel} }\n`)
   const statuses = await Promise.all(jobIds.map(jobId => new Promise<number | null>(resolve => {
     const child = spawn(join(hooksFor(join(import.meta.dirname, '../dist'), epilogueConfig), 'epilogue'),
@@ -88,5 +89,34 @@ t.test('16 epilogues writing at once leave 16 valid JSON lines', async t => {
   const lines = readFileSync(parallel, 'utf8').split('\n').filter(Boolean)
   t.equal(lines.length, 16)
   t.same(lines.map(l => (JSON.parse(l) as AccountingRecord).jobId).sort(), [...jobIds].sort())
-  t.same(jobIds.flatMap(containersOf), [])
+  t.same((await Promise.all(jobIds.map(id => containersLeft(id)))).flat(), [])
+})
+
+/** What `ulimit` says in the job's container, and whether raising either limit worked. */
+const ULIMITS = `#!/bin/sh
+echo "nofile=$(ulimit -n):$(ulimit -Hn) nproc=$(ulimit -u):$(ulimit -Hu)"
+ulimit -n $(( $(ulimit -Hn) + 1 )) 2>/dev/null; echo "raise-nofile=$?"
+ulimit -u $(( $(ulimit -Hu) + 1 )) 2>/dev/null; echo "raise-nproc=$?"
+`
+
+t.test('the job sees its queue\'s nofile and nproc, soft = hard, and cannot raise them', async t => {
+  const queue = testConfig(shared.path, '    nofile: 1000\n    nproc: 3000\n')
+  const { job } = await runJob(ULIMITS, { config: queue })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, 'nofile=1000:1000 nproc=3000:3000\nraise-nofile=1\nraise-nproc=1\n')
+})
+
+t.test('a queue asking more than the engine can grant gets what it can, and its jobs run', async t => {
+  // Root with CAP_SYS_RESOURCE (a compute node's) grants up to the kernel's bounds; without
+  // it (this test machine), the engine daemon's own hard limits bound what it can give.
+  const mayRaise = (BigInt(`0x${/^CapEff:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]}`) >> 24n & 1n) === 1n
+  const daemon = TEST_ENGINE === 'podman' ? readFileSync('/var/lib/cbatch-test/podman.pid', 'utf8').trim() : readFileSync('/var/run/docker.pid', 'utf8').trim()
+  const hard = (label: string) => new RegExp(`^${label}\\s+\\S+\\s+(\\S+)`, 'm').exec(readFileSync(`/proc/${daemon}/limits`, 'utf8'))![1]
+  const expected = mayRaise ? `nofile=${readFileSync('/proc/sys/fs/nr_open', 'utf8').trim()} nproc=4194304`
+    : `nofile=${hard('Max open files')} nproc=${hard('Max processes')}`
+  const queue = testConfig(shared.path, '    nofile: 1073741816\n    nproc: 4194304\n')
+  const { job } = await runJob(ULIMITS, { config: queue })
+  t.equal(job.exitStatus, 0, job.stderr)
+  const [, nofile, nproc] = /nofile=(\d+):\d+ nproc=(\d+):\d+/.exec(job.stdout)!
+  t.equal(`nofile=${nofile} nproc=${nproc}`, expected)
 })

@@ -2,7 +2,10 @@
 // pbs_mom hands them to the prologues (PBS_NUM_NODES=0 when the spec names a host).
 import t from 'tap'
 import { execHostShare, nodeShare, parseNodes } from '../lib/torque/nodes.ts'
+import { parseRequest } from '../lib/torque/request.ts'
 
+/** The node spec of a Resource_List. */
+const specOf = (resources: string) => parseRequest(resources).nodes
 const sister = (number: number, extra: Record<string, string> = {}) => ({ PBS_NODENUM: String(number), ...extra })
 
 t.test('every node spec form parses: counts, host names, properties, + chains, ppn, gpus, #excl', async t => {
@@ -16,21 +19,21 @@ t.test('every node spec form parses: counts, host names, properties, + chains, p
 t.test('the mother superior counts its node file, whatever PBS_NUM_NODES says', async t => {
   // nodes=vm:ppn=2+vm2:ppn=1: a real mom says PBS_NUM_NODES=0 and PBS_NUM_PPN=2 everywhere.
   const env = { PBS_NODENUM: '0', PBS_NUM_NODES: '0', PBS_NUM_PPN: '2', PBS_NP: '2' }
-  t.same(nodeShare('nodes=vm:ppn=2+vm2:ppn=1', env, 'vm\nvm\nvm2\n'), { nodes: 2, number: 0, ppnHere: 2, npTotal: 3 })
-  t.same(nodeShare('nodes=vm:ppn=1', env, 'vm\n'), { nodes: 1, number: 0, ppnHere: 1, npTotal: 1 })
-  t.same(nodeShare('nodes=vm+1:ppn=2', env, 'vm\nvm2\nvm2\n'), { nodes: 2, number: 0, ppnHere: 1, npTotal: 3 })
-  t.same(nodeShare('procs=3', {}, 'vm\nvm\nvm\n'), { nodes: 1, number: 0, ppnHere: 3, npTotal: 3 })
+  t.same(nodeShare(specOf('nodes=vm:ppn=2+vm2:ppn=1'), env, 'vm\nvm\nvm2\n'), { nodes: 2, number: 0, ppnHere: 2, npTotal: 3 })
+  t.same(nodeShare(specOf('nodes=vm:ppn=1'), env, 'vm\n'), { nodes: 1, number: 0, ppnHere: 1, npTotal: 1 })
+  t.same(nodeShare(specOf('nodes=vm+1:ppn=2'), env, 'vm\nvm2\nvm2\n'), { nodes: 2, number: 0, ppnHere: 1, npTotal: 3 })
+  t.same(nodeShare(specOf('procs=3'), {}, 'vm\nvm\nvm\n'), { nodes: 1, number: 0, ppnHere: 3, npTotal: 3 })
 })
 
 t.test('a sister takes its share from the spec when its chunks are alike, else the smallest until the job file says', async t => {
-  t.same(nodeShare('nodes=3:ppn=2:gpus=1', sister(2, { PBS_NUM_NODES: '3', PBS_NUM_PPN: '2' })), { nodes: 3, number: 2, ppnHere: 2, npTotal: 6 })
-  t.same(nodeShare('nodes=2:bigmem:ppn=4', sister(1, { PBS_NUM_NODES: '2' })), { nodes: 2, number: 1, ppnHere: 4, npTotal: 8 })
-  t.same(nodeShare('nodes=vm:ppn=2+vm2:ppn=2', sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 4 })
+  t.same(nodeShare(specOf('nodes=3:ppn=2:gpus=1'), sister(2, { PBS_NUM_NODES: '3', PBS_NUM_PPN: '2' })), { nodes: 3, number: 2, ppnHere: 2, npTotal: 6 })
+  t.same(nodeShare(specOf('nodes=2:bigmem:ppn=4'), sister(1, { PBS_NUM_NODES: '2' })), { nodes: 2, number: 1, ppnHere: 4, npTotal: 8 })
+  t.same(nodeShare(specOf('nodes=vm:ppn=2+vm2:ppn=2'), sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 4 })
   // nodes=1:ppn=2+1:ppn=1: pbs_server may give either chunk to the mother superior (seen:
   // exec_host vm2/0+vm/0-1), and PBS_NUM_PPN is the first chunk's on every node.
-  t.same(nodeShare('nodes=1:ppn=2+1:ppn=1', sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '3' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
-  t.same(nodeShare('nodes=vm:ppn=1+vm2:ppn=3', sister(1, { PBS_NUM_NODES: '0', PBS_NUM_PPN: '1' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 4, provisional: true })
-  t.same(nodeShare('nodes=vm+1:ppn=2', sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
+  t.same(nodeShare(specOf('nodes=1:ppn=2+1:ppn=1'), sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '3' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
+  t.same(nodeShare(specOf('nodes=vm:ppn=1+vm2:ppn=3'), sister(1, { PBS_NUM_NODES: '0', PBS_NUM_PPN: '1' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 4, provisional: true })
+  t.same(nodeShare(specOf('nodes=vm+1:ppn=2'), sister(1, { PBS_NUM_NODES: '0' })), { nodes: 2, number: 1, ppnHere: 1, npTotal: 3, provisional: true })
 })
 
 t.test('exec_host says each node\'s share: nodes numbered by their hosts\' first appearance', async t => {
@@ -42,14 +45,14 @@ t.test('exec_host says each node\'s share: nodes numbered by their hosts\' first
 })
 
 t.test('a job that names no nodes has one; pbs_mom\'s numbers serve where the spec cannot say', async t => {
-  t.same(nodeShare('walltime=10', {}), { nodes: 1, number: 0 })
-  t.same(nodeShare('walltime=10', { PBS_NUM_NODES: '1', PBS_NUM_PPN: '1', PBS_NP: '1' }), { nodes: 1, number: 0, ppnHere: 1, npTotal: 1 })
+  t.same(nodeShare(specOf('walltime=10'), {}), { nodes: 1, number: 0 })
+  t.same(nodeShare(specOf('walltime=10'), { PBS_NUM_NODES: '1', PBS_NUM_PPN: '1', PBS_NP: '1' }), { nodes: 1, number: 0, ppnHere: 1, npTotal: 1 })
   // More nodes than chunks say (a spec pbs_server rewrote): mom's numbers.
-  t.same(nodeShare('nodes=1:ppn=2', sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '4' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 4 })
+  t.same(nodeShare(specOf('nodes=1:ppn=2'), sister(1, { PBS_NUM_NODES: '2', PBS_NUM_PPN: '2', PBS_NP: '4' })), { nodes: 2, number: 1, ppnHere: 2, npTotal: 4 })
 })
 
 t.test('numbers that cannot be are refused, never guessed', async t => {
-  t.throws(() => nodeShare('nodes=vm:ppn=1', sister(1, { PBS_NUM_NODES: '0' })), { name: 'UsageError', message: /PBS_NODENUM=1, but the job has 1 node/ })
-  t.throws(() => nodeShare('nodes=1', { PBS_NODENUM: 'x' }), { message: /PBS_NODENUM "x" is not a node number/ })
-  t.throws(() => nodeShare('nodes=1', { PBS_NUM_NODES: '-1' }), { message: /PBS_NUM_NODES=-1 is not a whole number/ })
+  t.throws(() => nodeShare(specOf('nodes=vm:ppn=1'), sister(1, { PBS_NUM_NODES: '0' })), { name: 'UsageError', message: /PBS_NODENUM=1, but the job has 1 node/ })
+  t.throws(() => nodeShare(specOf('nodes=1'), { PBS_NODENUM: 'x' }), { message: /PBS_NODENUM "x" is not a node number/ })
+  t.throws(() => nodeShare(specOf('nodes=1'), { PBS_NUM_NODES: '-1' }), { message: /PBS_NUM_NODES=-1 is not a whole number/ })
 })

@@ -10,6 +10,7 @@ import { parseConfig } from '../lib/policy/parse.ts'
 import type { ContainerSpec } from '../lib/engine/engine.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
 import { PROLOGUE, TEST_USER } from './helpers/jobs.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
 const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s))
 const later = (d: Date, ms: number) => new Date(d.getTime() + ms)
@@ -127,7 +128,7 @@ t.test('what counts against the node: its faults, never what a job chose or coul
 
 t.test('the prologue says what it had come to: a run with the owner\'s paths, or an engine failing before', async t => {
   const config = parseConfig('queues:\n  batch: { image: img:1, pull: missing }\n')
-  const facts = (jobId: string) => ({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue: 'batch', account: '' })
+  const facts = (jobId: string) => jobContext({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue: 'batch', account: '' }, {})
   // The owner swapped a bound path and back while the engine mounted it: the engine fails, assertUnchanged sees nothing.
   class RaceLost extends FakeEngine {
     override async run(spec: ContainerSpec): Promise<string> {

@@ -13,7 +13,8 @@ import { DockerEngine } from '../lib/engine/docker.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
-import { containersOf, PROLOGUE, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
+import { containersLeft, containersOf, PROLOGUE, preparedJob, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
+import { jobContext } from '../lib/torque/job.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -69,7 +70,7 @@ t.test('a refused job tells its owner why, in the .ER pbs_mom delivers', async t
   t.equal(job.stderr, `cbatch: image evil/miner:1 is not allowed in this queue; allowed: ${TEST_IMAGE}, 127.0.0.1:5000/cbatch-test/*\n`,
     'one line, the reason; nothing ran')
   t.equal(job.stdout, '')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
   t.notOk(existsSync(join(DEFAULT_PBS_HOME, 'mom_priv/cbatch-refused', job.jobId)), 'the epilogue cleared the record')
 })
 
@@ -105,7 +106,7 @@ t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for o
     rmSync(jobFile, { force: true })
     return cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
   })
-  await prepareJob({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, parseConfig(yaml), engine, PROLOGUE)
+  await prepareJob(jobContext({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, {}), parseConfig(yaml), engine, PROLOGUE)
   const orphans = await collectOrphans(engine, { momPriv: PROLOGUE.momPriv, graceSeconds: 0, dryRun: true })
   t.notOk(orphans.some(c => c.labels['cbatch.job'] === jobId), 'a running array sub-job is not an orphan')
   t.equal(containersOf(jobId).length, 1)

@@ -172,4 +172,3 @@ function ioV2(text: string): CgroupUsage['io'] {
   }
   return { readBytes, writeBytes }
 }
-

@@ -1,9 +1,7 @@
-// The job's GPUs on this node. pbs_mom (built with NVIDIA support) allocates them and
-// writes them, before the prologue, into the job's gpu file: PBS_NODEFILE's path with
-// `gpu` appended, a line `<host>-gpu<index>` per GPU of the job (src/resmom/start_exec.c,
-// write_attr_to_file). The container gets those and no others: as NVIDIA device requests
-// when the engine has the NVIDIA runtime, else as the device nodes themselves.
-import { existsSync, readFileSync, statSync } from 'node:fs'
+// The job's GPUs on this node: those the batch system gave it (torque/job.ts) and no others,
+// as NVIDIA device requests when the engine has the NVIDIA runtime, else as the device
+// nodes themselves.
+import { existsSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { PolicyError } from '../errors.ts'
 
@@ -11,27 +9,10 @@ import { PolicyError } from '../errors.ts'
 export const NVIDIA_CONTROL_DEVICES = ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset']
 
 export interface JobGpus {
-  /** The node's indices of the job's GPUs, as pbs_mom gave them. */
+  /** The node's indices of the job's GPUs, as the batch system gave them. */
   indices: number[]
   /** Host device nodes to give the container (without the NVIDIA runtime). */
   devices: string[]
-}
-
-/** GPUs pbs_mom gave the job on `host` (short or full name), from its gpu file. */
-export function allocatedGpus(gpuFile: string, host: string): number[] {
-  let text: string
-  try {
-    text = readFileSync(gpuFile, 'utf8')
-  } catch {
-    return []
-  }
-  const names = new Set([host, host.split('.')[0]])
-  const indices: number[] = []
-  for (const line of text.split('\n').map(l => l.trim()).filter(Boolean)) {
-    const m = /^(.+)-gpu(\d{1,4})$/.exec(line)
-    if (m && (names.has(m[1]) || names.has(m[1].split('.')[0]))) indices.push(Number(m[2]))
-  }
-  return [...new Set(indices)].sort((a, b) => a - b)
 }
 
 /**

@@ -9,9 +9,8 @@ import type { BindMount, ContainerDetails, ContainerEngine, ContainerSpec } from
 import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
-import type { JobFacts } from '../torque/contract.ts'
+import type { JobContext } from '../torque/job.ts'
 import { containerLimits, containerRlimits, countRlimits, type NodeFacts } from '../policy/resources.ts'
-import { parseRequest } from '../torque/request.ts'
 import type { HostMount } from '../host/mounts.ts'
 import type { JobGpus } from '../host/gpus.ts'
 import { checkOwner, HOLDER_UID } from '../policy/security.ts'
@@ -51,7 +50,7 @@ export interface JobPaths {
 const HOLDER_USER = `${HOLDER_UID}:${HOLDER_UID}`
 
 export interface ContainerRequest {
-  job: JobFacts
+  job: Pick<JobContext, 'jobId' | 'queue' | 'request'>
   owner: Identity
   policy: QueuePolicy
   paths: JobPaths
@@ -126,7 +125,7 @@ export async function findJobContainer(engine: ContainerEngine, jobId: string, m
 
 export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
   const { job, owner, policy, paths } = req
-  const request = parseRequest(job.resources)
+  const { request } = job
   checkOwner(owner, policy.allowRoot)
   const limits = containerLimits(request, policy.limits, req.node)
   return {

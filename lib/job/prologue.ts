@@ -1,14 +1,13 @@
 // The prologue's work: the job's container, made and started for it and checked, or the
 // job refused before anything is made.
-import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs'
 import { availableParallelism, hostname, totalmem } from 'node:os'
-import { dirname, join, posix } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
-import { allocatedGpus, jobGpus } from '../host/gpus.ts'
+import { jobGpus } from '../host/gpus.ts'
 import { verifiedImage } from './signatures.ts'
 import { claimPull, ensureImage, pullPlan, pullRecord, pullWithRetries, waitForImage, type ImageSource } from './pull.ts'
 import { recordImageUse } from '../node/imagecache.ts'
-import { parseRequest } from '../torque/request.ts'
 import { buildContainerSpec, containerName, findJobContainer, type JobOutput } from './container.ts'
 import type { ContainerEngine, ContainerSpec, Engine } from '../engine/engine.ts'
 import { grantedImage } from '../policy/image.ts'
@@ -20,24 +19,20 @@ import { accountLines, accountsDir, removeAccountFiles, writeAccountFiles, type 
 import { checkOwner, neverMounted } from '../policy/security.ts'
 import { isWithin } from '../host/paths.ts'
 import { makeScratch, removeScratchDir } from '../host/scratch.ts'
-import { torqueCpuset } from '../host/cgroup.ts'
 import { grantableLimits } from '../host/grantable.ts'
 import { containerFiles } from '../host/files.ts'
 import { VERSION } from '../version.ts'
-import type { JobFacts } from '../torque/contract.ts'
-import { nodeShare } from '../torque/nodes.ts'
+import type { JobContext } from '../torque/job.ts'
 import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, JobFileError, RuntimeMissingError, EngineTimeoutError } from '../errors.ts'
 
 export type Prepared =
   | { kind: 'native' }
   | { kind: 'container'; id: string; name: string; image: string; imageSource: ImageSource; replaced: boolean; signer?: string }
 
-/** What the prologue knows of the job beyond its arguments: pbs_mom's environment and home. */
+/** Where the prologue runs, beyond the job (torque/job.ts). */
 export interface PrologueContext {
   /** This pbs_mom's mom_priv. */
   momPriv: string
-  /** The prologue's environment (pbs_mom's own, never the job's). */
-  env: NodeJS.ProcessEnv
   /**
    * A sister node's prologue.parallel. It runs before the mother superior's prologue, with
    * no job script, job file or node file yet (docs/torque-contract.md): its container is made
@@ -113,21 +108,18 @@ function pullFor(config: Config, policy: QueuePolicy, engine: Engine, { startPul
 }
 
 /** Prologue: the job's container, started and waiting for the job shell. */
-export async function prepareJob(facts: JobFacts, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
-  const policy = config.queues.get(facts.queue)
+export async function prepareJob(job: JobContext, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
+  const policy = config.queues.get(job.queue)
   if (!policy) return { kind: 'native' }
-  const { env, momPriv, sister } = context
+  const { momPriv, sister } = context
   // What the job asks for is judged before the engine is touched.
-  const asks = sister ? { mounts: [] } : jobAsks(facts, momPriv, policy.maxMounts)
+  const asks = sister ? { mounts: [] } : jobAsks(job, momPriv, policy.maxMounts)
   const image = grantedImage(policy, asks)
   if (context.attempt) context.attempt.chosenImage = image !== policy.image
   // How many nodes the job has, and its share of this one: what each node may give it depends on it.
-  // A real mom may name the node file with a double slash (`aux//4.vm`).
-  const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
-  const share = nodeShare(facts.resources, env, nodeFile && readFileSync(nodeFile, 'utf8'))
-  const nodes = share.nodes
-  sameOnEveryNode(nodes, policy.image, image, asks)
-  await checkRuntime(engine, facts.queue, policy.runtime)
+  const { share } = job
+  sameOnEveryNode(share.nodes, policy.image, image, asks)
+  await checkRuntime(engine, job.queue, policy.runtime)
   // The owner's lookup overlaps the engine's first calls: both are slow, neither needs the
   // other, and neither needs undoing if the owner is then refused. A requeued job may have
   // left its old container behind; it gets a fresh one.
@@ -136,8 +128,8 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       // A registry the job chose cannot take the node out of scheduling (node/requeues.ts).
       throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
     }),
-    removeJobContainer(engine, facts.jobId, momPriv, config.engine.timeout * 1000),
-    lookupUser(facts.user, facts.group),
+    removeJobContainer(engine, job.jobId, momPriv, config.engine.timeout * 1000),
+    lookupUser(job.user, job.group),
   ])
   recordImageUse(image)
   // Signed images only: the container is made from the digest verified, never from a tag.
@@ -149,17 +141,17 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
   const lines = accountLines(owner)
   lines.catch(() => undefined) // awaited below; not an unhandled rejection if the job is refused first
   const mounts = await planMounts({
-    owner, policy, requested: asks.mounts, workDir: env.PBS_O_WORKDIR, tmpDir: env.TMPDIR, neverMounted: neverMounted(dirname(momPriv)),
+    owner, policy, requested: asks.mounts, workDir: job.workDir, tmpDir: job.tmpDir, neverMounted: neverMounted(dirname(momPriv), config.engine.socket),
   })
-  const gpus = await jobGpusHere(facts, nodes, env, policy, engine)
-  const name = containerName(facts.jobId, momPriv)
+  const gpus = await jobGpusHere(job, policy, engine)
+  const name = containerName(job.jobId, momPriv)
   // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
   // others write their own output.
-  const script = facts.scriptPath && existsSync(facts.scriptPath) ? facts.scriptPath : undefined
+  const script = job.scriptPath && existsSync(job.scriptPath) ? job.scriptPath : undefined
   const output = script ? outputFiles(owner.uid) : undefined
   const rlimitCeilings = grantableLimits(config.engine.socket)
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
-    job: facts, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: hostname(),
+    job, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: hostname(),
     node: {
       number: share.number,
       ppnHere: share.ppnHere,
@@ -167,11 +159,11 @@ export async function prepareJob(facts: JobFacts, config: Config, engine: Engine
       provisional: share.provisional,
       hostMemory: totalmem(),
       hostCpus: availableParallelism(),
-      torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(facts.jobId) : undefined,
+      torqueCpuset: job.cpuset,
       rlimitCeilings,
     },
     paths: {
-      nodeFile,
+      nodeFile: job.nodeFile,
       script, output, momPriv, scratchDir, accounts,
     },
   })
@@ -232,13 +224,13 @@ function sameOnEveryNode(nodes: number, queueImage: string, image: string, asks:
  * queue gives GPUs at all. Sisters learn theirs only after prologue.parallel (they have no
  * gpu file before), so a GPU job runs on one node.
  */
-async function jobGpusHere(facts: JobFacts, nodes: number, env: NodeJS.ProcessEnv, policy: QueuePolicy, engine: ContainerEngine) {
-  const asked = parseRequest(facts.resources).nodes.reduce((sum, n) => sum + n.gpus * n.count, 0)
+async function jobGpusHere(job: JobContext, policy: QueuePolicy, engine: ContainerEngine) {
+  const asked = job.request.nodes.reduce((sum, n) => sum + n.gpus * n.count, 0)
+  const { nodes } = job.share
   if (!asked) return undefined
-  if (!policy.gpus) throw new PolicyError(`the job asks for ${asked} GPU${asked > 1 ? 's' : ''}; queue ${facts.queue} gives none`)
+  if (!policy.gpus) throw new PolicyError(`the job asks for ${asked} GPU${asked > 1 ? 's' : ''}; queue ${job.queue} gives none`)
   if (nodes > 1) throw new PolicyError(`the job asks for GPUs on ${nodes} nodes; cbatch gives GPUs to jobs on one node`)
-  const given = env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, hostname()) : []
-  const gpus = jobGpus(asked, given, policy.gpus.devices)
+  const gpus = jobGpus(asked, job.gpus, policy.gpus.devices)
   const runtime = policy.gpus.runtime === 'nvidia' || (policy.gpus.runtime === 'auto' && (await engine.runtimes()).includes('nvidia'))
   return { ...gpus, runtime }
 }
@@ -251,7 +243,7 @@ export const SCRIPT_HEAD_BYTES = 64 * 1024
  * script is the owner's file in root's jobs directory: read without following a link, and
  * only its head. Interactive jobs have none, though pbs_mom names one.
  */
-function jobAsks(facts: JobFacts, momPriv: string, maxMounts: number): JobAsks {
+function jobAsks(facts: JobContext, momPriv: string, maxMounts: number): JobAsks {
   if (!facts.scriptPath) return { mounts: [] }
   if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new JobFileError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
   let head: string

@@ -4,12 +4,12 @@
 import { availableParallelism, totalmem } from 'node:os'
 import { LABEL, labelOf } from '../engine/labels.ts'
 import type { ContainerDetails, ContainerEngine, LimitsUpdate } from '../engine/engine.ts'
-import { torqueCpuset } from '../host/cgroup.ts'
 import type { Config } from '../policy/config.ts'
 import { containerLimits } from '../policy/resources.ts'
 import { parseRequest } from '../torque/request.ts'
 import type { JobRecord } from '../torque/jobfile.ts'
 import { execHostShare } from '../torque/nodes.ts'
+import { torqueCpuset } from '../torque/cgroups.ts'
 
 /**
  * A sister's container, sized at first by the smallest chunk of the node spec (its share was

@@ -16,6 +16,19 @@ function jobDir(roots: CgroupRoots, controller: string, jobId: string): string |
   return /^[^/\0]+$/.test(jobId) && jobId !== '.' && jobId !== '..' ? join(roots.sys, controller, 'torque', jobId) : undefined
 }
 
+/** The CPUs of the cpuset TORQUE made for a job, if any. */
+export function torqueCpuset(jobId: string, roots: CgroupRoots = HOST): string | undefined {
+  for (const file of [join(roots.sys, 'cpuset/torque', jobId, 'cpuset.cpus'), join(roots.sys, 'torque', jobId, 'cpuset.cpus.effective')]) {
+    try {
+      const cpus = readFileSync(file, 'utf8').trim()
+      if (cpus) return cpus
+    } catch {
+      // not this layout
+    }
+  }
+  return undefined
+}
+
 /**
  * Puts this process back into the job's memory cgroup, which the starter's wrapper left
  * (hooks/wrapper.ts), so a job it runs natively is confined as TORQUE meant.

@@ -6,7 +6,7 @@
 // per slot, its own host first); a sister, which has no node file yet, takes its share
 // from the node spec, chunk by chunk in the order pbs_server hands out nodes.
 import { UsageError } from '../errors.ts'
-import { parseCount, parseResourceList } from './contract.ts'
+import { parseCount } from './contract.ts'
 
 export interface NodeSpec {
   /** `nodes=2:...`: how many nodes; a named node counts 1. */
@@ -56,11 +56,11 @@ export interface NodeShare {
 }
 
 /**
- * The job's shape as this hook can know it: `resources` is the Resource_List (`$5`), `env`
+ * The job's shape as this hook can know it: `spec` is the Resource_List's node spec, `env`
  * pbs_mom's environment for the hook, `nodeFile` the node file's text if there is one (the
  * mother superior's). Anything the sources disagree on is refused, never guessed.
  */
-export function nodeShare(resources: string, env: NodeJS.ProcessEnv, nodeFile?: string): NodeShare {
+export function nodeShare(spec: NodeSpec[], env: NodeJS.ProcessEnv, nodeFile?: string): NodeShare {
   const number = env.PBS_NODENUM === undefined ? 0 : nodeNumber(env.PBS_NODENUM)
   if (nodeFile !== undefined) {
     const slots = nodeFile.split('\n').map(l => l.trim()).filter(Boolean)
@@ -70,8 +70,7 @@ export function nodeShare(resources: string, env: NodeJS.ProcessEnv, nodeFile?: 
       return { nodes: hosts.size, number, ppnHere: slots.filter(h => h === slots[0]).length, npTotal: slots.length }
     }
   }
-  const nodesValue = parseResourceList(resources).get('nodes')
-  const perNode = nodesValue === undefined ? [] : parseNodes(nodesValue).flatMap(n => Array.from({ length: Math.min(n.count, 100_000) }, () => n.ppn))
+  const perNode = spec.flatMap(n => Array.from({ length: Math.min(n.count, 100_000) }, () => n.ppn))
   const told = (name: string) => (env[name] === undefined || env[name] === '0' ? undefined : parseCount(env[name]!, name))
   const nodes = told('PBS_NUM_NODES') ?? (perNode.length || 1)
   if (number >= nodes) throw new UsageError(`PBS_NODENUM=${number}, but the job has ${nodes} node${nodes > 1 ? 's' : ''}`)

@@ -7,9 +7,10 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { parseConfig } from '../../lib/policy/parse.ts'
 import { DEFAULT_PBS_HOME, hooksFor, writeJobFile, type EmulatedJob } from '../../emulator/emulator.ts'
-import { DockerEngine } from '../../lib/engine/docker.ts'
+import { engineCli, testEngine, withTestEngine } from './engine.ts'
 import { cleanupJob } from '../../lib/job/epilogue.ts'
 import { prepareJob } from '../../lib/job/prologue.ts'
+import { jobContext } from '../../lib/torque/job.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
@@ -50,7 +51,7 @@ export interface JobOptions {
 }
 
 /** What the prologue knows beyond its arguments, for jobs made through the library. */
-export const PROLOGUE = { env: {}, momPriv: join(DEFAULT_PBS_HOME, 'mom_priv') }
+export const PROLOGUE = { momPriv: join(DEFAULT_PBS_HOME, 'mom_priv') }
 
 /** A directory every user may write to, removed with `t.teardown(dispose)`. */
 export function sharedDir(): { path: string; dispose: () => void } {
@@ -61,7 +62,7 @@ export function sharedDir(): { path: string; dispose: () => void } {
 
 export function writeConfig(dir: string, yaml: string): string {
   const file = join(dir, `cbatch-${Math.random().toString(36).slice(2)}.yaml`)
-  writeFileSync(file, yaml)
+  writeFileSync(file, withTestEngine(yaml))
   return file
 }
 
@@ -121,8 +122,15 @@ export function refused(job: EmulatedJob): boolean {
 
 /** Containers of the engine carrying the job's label (any state). */
 export function containersOf(jobId: string): string[] {
-  return execFileSync('docker', ['ps', '-aq', '--filter', `label=cbatch.job=${jobId}`], { encoding: 'utf8' })
-    .split('\n').filter(Boolean)
+  return engineCli(['ps', '-aq', '--filter', `label=cbatch.job=${jobId}`]).split('\n').filter(Boolean)
+}
+
+/** The job's containers once those its epilogue left to the detached remover (hooks/remover.ts) had `ms` to go. */
+export async function containersLeft(jobId: string, ms = 20_000): Promise<string[]> {
+  for (const until = Date.now() + ms; ; await new Promise(r => setTimeout(r, 100))) {
+    const left = containersOf(jobId)
+    if (!left.length || Date.now() > until) return left
+  }
 }
 
 export function hostId(flag: '-u' | '-g' | '-G', user = TEST_USER): string {
@@ -143,9 +151,9 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
  */
 export async function preparedJob(t: Test, jobId: string, configYaml: string, queue = 'batch',
   { user = TEST_USER, known = true }: { user?: string; known?: boolean } = {}): Promise<void> {
-  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = testEngine({ pullTimeoutMs: 30_000 })
   t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine))
-  await prepareJob({ jobId, user, group: '', jobName: 'j', resources: '', queue, account: '' }, parseConfig(configYaml), engine, PROLOGUE)
+  await prepareJob(jobContext({ jobId, user, group: '', jobName: 'j', resources: '', queue, account: '' }, {}), parseConfig(withTestEngine(configYaml)), engine, PROLOGUE)
   if (!known) return // an orphan: pbs_mom has no file of it
   const jobFile = recordJob(jobId, queue, user)
   t.teardown(() => rmSync(jobFile, { force: true }))

@@ -1,0 +1,65 @@
+// One job as a hook on this node sees it, made once at the hook's edge from what pbs_mom
+// hands it: its arguments, its environment, the node file, the gpu file and TORQUE's
+// cpuset for it. The rest of cbatch reads this, never PBS_* variables or pbs_mom's files.
+import { existsSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { posix } from 'node:path'
+import { torqueCpuset } from './cgroups.ts'
+import type { JobFacts } from './contract.ts'
+import { nodeShare, type NodeShare } from './nodes.ts'
+import { parseRequest, type JobRequest } from './request.ts'
+
+export interface JobContext extends JobFacts {
+  /** The Resource_List, parsed. */
+  request: JobRequest
+  /** How many nodes the job has, this node's number and the job's share of it. */
+  share: NodeShare
+  /** The node file, once pbs_mom wrote it (the mother superior's). */
+  nodeFile?: string
+  /** The node's indices of the GPUs pbs_mom gave the job here. */
+  gpus: number[]
+  /** The CPUs of the cpuset TORQUE made for the job here (built with cgroups). */
+  cpuset?: string
+  /** Where qsub ran (PBS_O_WORKDIR) and the job's TMPDIR, as pbs_mom set them. */
+  workDir?: string
+  tmpDir?: string
+}
+
+/** The job of a prologue: `facts` its arguments, `env` pbs_mom's environment for it (never the job's). */
+export function jobContext(facts: JobFacts, env: NodeJS.ProcessEnv, host = hostname()): JobContext {
+  const request = parseRequest(facts.resources)
+  // A real mom may name the node file with a double slash (`aux//4.vm`).
+  const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
+  return {
+    ...facts,
+    request,
+    share: nodeShare(request.nodes, env, nodeFile && readFileSync(nodeFile, 'utf8')),
+    nodeFile,
+    gpus: env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, host) : [],
+    cpuset: torqueCpuset(facts.jobId),
+    workDir: env.PBS_O_WORKDIR,
+    tmpDir: env.TMPDIR,
+  }
+}
+
+/**
+ * GPUs pbs_mom gave the job on `host` (short or full name), from its gpu file. pbs_mom
+ * (built with NVIDIA support) writes it before the prologue: PBS_NODEFILE's path with `gpu`
+ * appended, a line `<host>-gpu<index>` per GPU of the job (src/resmom/start_exec.c,
+ * write_attr_to_file).
+ */
+export function allocatedGpus(gpuFile: string, host: string): number[] {
+  let text: string
+  try {
+    text = readFileSync(gpuFile, 'utf8')
+  } catch {
+    return []
+  }
+  const names = new Set([host, host.split('.')[0]])
+  const indices: number[] = []
+  for (const line of text.split('\n').map(l => l.trim()).filter(Boolean)) {
+    const m = /^(.+)-gpu(\d{1,4})$/.exec(line)
+    if (m && (names.has(m[1]) || names.has(m[1].split('.')[0]))) indices.push(Number(m[2]))
+  }
+  return [...new Set(indices)].sort((a, b) => a - b)
+}
