@@ -96,6 +96,22 @@ t.test('the starter runs the job shell as the owner its labels and job file agre
   t.match(output().stderr, /^umask 0\d{3}\n\/var\/spool\/torque\/mom_priv\/jobs\/7\.srv\.SC\n$/, 'pbs_mom\'s umask, then its script line')
 })
 
+t.test('a job whose container\'s init died while the engine keeps its exec open (gVisor\'s sandbox, killed) ends, killed', async t => {
+  const engine = new FakeEngine()
+  const init = spawn('sleep', ['1'])
+  engine.pid = init.pid!
+  const container = await started(engine)
+  // Its stdin never ends: the in-memory exec stays attached, as the engine's did under runsc.
+  const { io, output } = stdio()
+  const held = new PassThrough()
+  held.write('/var/spool/torque/mom_priv/jobs/7.srv.SC\n')
+  const startedAt = Date.now()
+  const status = await runInContainer(engine, container, { facts, job, argv: ['/bin/bash'], env: {} }, { ...io, stdin: held }, new EventEmitter())
+  t.equal(status, 137, 'as killed')
+  t.match(output().stderr, /cbatch: job killed: its container ended\n$/)
+  t.ok(Date.now() - startedAt < 6000, `ended ${Date.now() - startedAt} ms after it started, the init lived 1 s`)
+})
+
 t.test('a container whose labels do not agree with pbs_mom\'s job file is never entered', async t => {
   for (const over of [{ 'cbatch.uid': '0' }, { 'cbatch.uid': '1002' }, { 'cbatch.user': 'bob' }, { 'cbatch.queue': 'other' },
     { 'cbatch.job': '8.srv' }, { 'cbatch.gid': undefined }, { 'cbatch.gid': 'x' }]) {

@@ -3,7 +3,7 @@
 // signals, return the status. Whose job it is comes from root's records, never the job.
 import { spawn } from 'node:child_process'
 import { accessSync, constants as fsConstants, fstatSync, readFileSync, statSync } from 'node:fs'
-import { signalSession } from '../host/proc.ts'
+import { signalSession, startTimeOf } from '../host/proc.ts'
 import { constants } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import type { ReadStream, WriteStream } from 'node:tty'
@@ -123,6 +123,7 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   }
   for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
   const cput = enforceCput(container, stdio.stderr, forward)
+  const orphaned = initGone(container.pid)
   let status: number
   try {
     const ended = new Promise<void>((resolve, reject) => {
@@ -138,13 +139,22 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, directOutput(container.pid)))
     stdio.stdin.pipe(session.stream, { end: true })
     req.started?.()
-    await ended
-    status = await exitStatus(session)
-    // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
-    if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
-      stdio.stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
+    if (await Promise.race([ended.then(() => false), orphaned.gone.then(() => true)])) {
+      // The job went with its container; the engine would keep its stream open for ever.
+      ended.catch(() => undefined)
+      session.stream.destroy()
+      status = 128 + constants.signals.SIGKILL
+      const oom = (await engine.inspect(container.id).catch(() => undefined))?.oomKilled
+      stdio.stderr.write(oom ? 'cbatch: job killed: out of memory\n' : 'cbatch: job killed: its container ended\n')
+    } else {
+      status = await exitStatus(session)
+      // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
+      if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
+        stdio.stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
+      }
     }
   } finally {
+    orphaned.stop()
     cput.stop()
     for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
     signals.off('SIGWINCH', resize)
@@ -166,6 +176,37 @@ function directOutput(pid: number): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/** How long an exec's stream may stay open once its container's init is gone. */
+export const ORPHANED_STREAM_MS = 2000
+
+/**
+ * `gone` resolves when the container's init (its host pid, told from a later process of
+ * that pid by its start time) has been gone ORPHANED_STREAM_MS. Under runc the exec's stream
+ * ends first (the kernel kills what was in the container); under gVisor a sandbox the kernel
+ * killed (out of memory) takes the job with it, but the engine never ends the exec's stream.
+ */
+function initGone(pid: number): { gone: Promise<void>; stop(): void } {
+  const startedAt = (): number | undefined => {
+    try {
+      return startTimeOf(pid)
+    } catch {
+      return undefined
+    }
+  }
+  const first = startedAt()
+  let poll: NodeJS.Timeout | undefined
+  let grace: NodeJS.Timeout | undefined
+  const gone = new Promise<void>(resolve => {
+    if (first === undefined) return // checked running just before: never judged gone
+    poll = setInterval(() => {
+      if (startedAt() === first) return
+      clearInterval(poll)
+      grace = setTimeout(resolve, ORPHANED_STREAM_MS)
+    }, 500)
+  })
+  return { gone, stop: () => { clearInterval(poll); clearTimeout(grace) } }
 }
 
 /** How often the job's CPU time is read against its `cput` limit. */
