@@ -129,9 +129,10 @@ t.test('a runtime the engine lacks: refused by the prologue, in the owner\'s .ER
 })
 
 t.test('config check of a config whose engine cannot be asked: valid, the runtimes said unchecked', async t => {
-  const elsewhere = writeConfig(shared.path, `engine: { socket: ${shared.path}/no-engine.sock }\nqueues:\n  gvisor: { image: ${TEST_IMAGE}, runtime: runsc }\n`)
+  // In a directory of root's, where no engine listens.
+  const elsewhere = writeConfig(shared.path, `engine: { socket: /run/cbatch-no-engine-${process.pid}.sock }\nqueues:\n  gvisor: { image: ${TEST_IMAGE}, runtime: runsc }\n`)
   const check = spawnSync(CBATCH, ['config', 'check', elsewhere], { encoding: 'utf8' })
   t.equal(check.status, 0, check.stdout)
-  t.match(check.stdout, `${elsewhere}: the queues' runtimes were not checked against the engine: `)
+  t.match(check.stdout, `${elsewhere}: the queues' runtimes were not checked against the engine: Docker engine error (engine info): engine not reachable at /run/cbatch-no-engine-`)
   t.match(check.stdout, /\(warning\)\n$/)
 })
