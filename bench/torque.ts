@@ -3,7 +3,7 @@
 // only ratios measured side by side mean much on a shared 2-core machine.
 // Needs the real-TORQUE tier (scripts/torque/tier.sh) and root; `npm run bench:torque`.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { apiFloor, busyCpuMs, median, ms, ratio, table } from './measure.ts'
@@ -14,8 +14,13 @@ const SOCKET = '/var/run/docker.sock'
 const IMAGE = 'cbatch-test/torque:latest'
 const NODE_LOG = '/var/log/cbatch-tier/vm.log'
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7)
-const QUEUES = { native: 'unmanaged', cbatch: 'batch' } as const
+// BENCH_BEFORE: another build's cbatch.d (dist/cbatch.d of an earlier commit), run as a third
+// way, moved into mom_priv for its jobs only (same filesystem): before and after in one run.
+const BEFORE = process.env.BENCH_BEFORE
+const QUEUES = { native: 'unmanaged', cbatch: 'batch', before: 'batch' } as const
 type Way = keyof typeof QUEUES
+const WAYS: Way[] = BEFORE ? ['native', 'cbatch', 'before'] : ['native', 'cbatch']
+const BUNDLES = '/var/spool/torque/mom_priv/cbatch.d'
 
 if (spawnSync('qstat', ['-B'], { stdio: 'ignore' }).status !== 0) {
   console.error('bench/torque: no TORQUE answers here; set up the real-TORQUE tier first (scripts/torque/tier.sh)')
@@ -71,8 +76,36 @@ async function completed(jobs: string[], timeoutMs = 600_000): Promise<void> {
   }
 }
 
+/**
+ * Waits until node vm's cbatch containers of ended jobs are gone (the epilogue leaves their
+ * removal to a detached remover), so that no burst pays for another's, nor another build's
+ * remover runs.
+ */
+async function settled(): Promise<void> {
+  const leftovers = () => execFileSync('docker', ['ps', '-aq', '--filter', 'label=cbatch.mom=/var/spool/torque/mom_priv', '--filter', 'status=exited',
+    '--filter', 'status=dead', '--filter', 'status=removing'], { encoding: 'utf8' }).trim()
+  for (const until = Date.now() + 60_000; leftovers() && Date.now() < until;) await sleep(100)
+}
+
+/** The build a way runs: BENCH_BEFORE's swapped in for 'before' (the installed one is kept aside meanwhile). */
+function use(way: Way): void {
+  if (!BEFORE) return
+  const swapped = existsSync(`${BUNDLES}.after`)
+  if ((way === 'before') === swapped) return
+  // Moved, not copied: each build keeps the code caches and validated config its hooks write.
+  if (way === 'before') {
+    renameSync(BUNDLES, `${BUNDLES}.after`)
+    renameSync(BEFORE, BUNDLES)
+  } else {
+    renameSync(BUNDLES, BEFORE)
+    renameSync(`${BUNDLES}.after`, BUNDLES)
+  }
+}
+
 /** Turnaround of `n` jobs submitted at once (ms, qsub until all complete) and the machine's busy CPU per job. */
 async function burst(way: Way, script: string, n: number): Promise<{ ms: number; cpuMs: number; jobs: string[] }> {
+  await settled()
+  use(way)
   const cpu = busyCpuMs()
   const began = performance.now()
   const jobs = Array.from({ length: n }, () => submit(way, script))
@@ -86,10 +119,10 @@ const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/dro
 /** Medians of `repeats` alternating runs of both ways (which goes first alternates too). */
 async function sideBySide(script: string, n: number, repeats: number, beforeEach = () => {}) {
   const runs: Record<Way, { ms: number[]; cpuMs: number[]; jobs: string[] }> = {
-    native: { ms: [], cpuMs: [], jobs: [] }, cbatch: { ms: [], cpuMs: [], jobs: [] },
+    native: { ms: [], cpuMs: [], jobs: [] }, cbatch: { ms: [], cpuMs: [], jobs: [] }, before: { ms: [], cpuMs: [], jobs: [] },
   }
   for (let i = 0; i < repeats; i++) {
-    for (const way of (i % 2 ? ['cbatch', 'native'] : ['native', 'cbatch']) as Way[]) {
+    for (const way of i % 2 ? [...WAYS].reverse() : WAYS) {
       beforeEach()
       const r = await burst(way, script, n)
       runs[way].ms.push(r.ms)
@@ -97,11 +130,8 @@ async function sideBySide(script: string, n: number, repeats: number, beforeEach
       runs[way].jobs.push(...r.jobs)
     }
   }
-  return {
-    native: { ms: median(runs.native.ms), cpuMs: median(runs.native.cpuMs) },
-    cbatch: { ms: median(runs.cbatch.ms), cpuMs: median(runs.cbatch.cpuMs) },
-    cbatchJobs: runs.cbatch.jobs,
-  }
+  const of = (way: Way) => ({ ms: median(runs[way].ms), cpuMs: median(runs[way].cpuMs), jobs: runs[way].jobs })
+  return { native: of('native'), cbatch: of('cbatch'), before: of('before') }
 }
 
 /** Each hook's CPU (its own and its children's) for these jobs, from the node log's `exit` lines: medians. */
@@ -139,18 +169,26 @@ for (let i = 0; i < REPEATS; i++) {
 const floor = { ms: median(floorMs), cpuMs: (busyCpuMs() - floorCpu) / REPEATS }
 const output = await sideBySide(heavy, 1, 3, dropCaches)
 
-table('Turnaround, qsub until the job is complete (medians; CPU: the whole machine\'s per job, qstat polling included for both)', [
+use('cbatch') // the installed build back in place
+const rows = (label: string, r: typeof one, goal: string) => [
+  [label, ms(r.native.ms), ms(r.cbatch.ms), ratio(r.cbatch.ms, r.native.ms), ms(r.native.cpuMs), ms(r.cbatch.cpuMs), goal],
+  ...(BEFORE ? [[`  the same, before (BENCH_BEFORE)`, '', ms(r.before.ms), ratio(r.before.ms, r.native.ms), '', ms(r.before.cpuMs), '']] : []),
+]
+table('Turnaround, qsub until the job is complete (medians; CPU: the whole machine\'s per job, qstat polling and whatever else runs on the machine included)', [
   ['job', 'native', 'cbatch', 'cbatch / native', 'CPU native', 'CPU cbatch', 'goal'],
-  ['no-op, one at a time', ms(one.native.ms), ms(one.cbatch.ms), ratio(one.cbatch.ms, one.native.ms), ms(one.native.cpuMs), ms(one.cbatch.cpuMs), '<= 1.15'],
-  ['no-op, 8 at once', ms(eight.native.ms), ms(eight.cbatch.ms), ratio(eight.cbatch.ms, eight.native.ms), ms(eight.native.cpuMs), ms(eight.cbatch.cpuMs), '<= 1.3'],
-  [`${GIB} MiB to stdout`, ms(output.native.ms), ms(output.cbatch.ms), ratio(output.cbatch.ms, output.native.ms), ms(output.native.cpuMs), ms(output.cbatch.cpuMs), '<= 1.2'],
+  ...rows('no-op, one at a time', one, '<= 1.15'),
+  ...rows('no-op, 8 at once', eight, '<= 1.3'),
+  ...rows(`${GIB} MiB to stdout`, output, '<= 1.2'),
 ])
 const added = eight.cbatch.cpuMs - eight.native.cpuMs
-const hooks = hookCpu([...one.cbatchJobs, ...eight.cbatchJobs])
+const hooks = hookCpu([...one.cbatch.jobs, ...eight.cbatch.jobs])
+const hooksBefore = hookCpu([...one.before.jobs, ...eight.before.jobs])
+const heavyHooks = hookCpu(output.cbatch.jobs)
 table('Machine CPU a cbatch job adds (8 at once), against the bare engine calls (create, start, exec, remove on the socket)', [
-  ['what', 'CPU per job', 'time'],
-  ['cbatch job - native job', ms(added), ''],
-  ['bare engine calls', ms(floor.cpuMs), ms(floor.ms)],
-  ['ratio (goal <= 1.5)', ratio(added, floor.cpuMs), ''],
-  ...[...hooks].map(([hook, cpu]) => [`  ${hook}: its own CPU and its children's`, ms(cpu), '']),
+  ['what', 'CPU per job', BEFORE ? 'before' : '', 'time'],
+  ['cbatch job - native job', ms(added), BEFORE ? ms(eight.before.cpuMs - eight.native.cpuMs) : '', ''],
+  ['bare engine calls', ms(floor.cpuMs), '', ms(floor.ms)],
+  ['ratio (goal <= 1.5)', ratio(added, floor.cpuMs), '', ''],
+  ...[...hooks].map(([hook, cpu]) => [`  ${hook}: its own CPU and its children's (no-op jobs)`, ms(cpu), hooksBefore.has(hook) ? ms(hooksBefore.get(hook)!) : '', '']),
+  ...[...heavyHooks].map(([hook, cpu]) => [`  ${hook} (${GIB} MiB jobs)`, ms(cpu), '', '']),
 ])

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { DEFAULT_PBS_HOME, emulateJob, type EmulatorOptions } from '../emulator/emulator.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import { jobFilePrefix } from '../lib/torque/jobfile.ts'
-import { containersOf, hostId, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersLeft, hostId, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const OTHER_USER = 'cbatchdemo'
 const shared = sharedDir()
@@ -86,7 +86,7 @@ t.test('links planted in a spool others may write to (as TORQUE\'s 1777 one) nev
   const spool = lstatSync(join(pbsHome, 'spool'))
   t.same([spool.uid, (spool.mode & 0o7777).toString(8)], [0, '755'], 'the spool is root\'s alone from then on')
   t.equal(as(TEST_USER, `ln -s ${canary} ${pbsHome}/spool/late.OU`).status, 1, 'no new name can be planted')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('a PBS_HOME others could make or swap is refused before root makes anything in it', async t => {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersLeft, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
 
@@ -30,7 +30,7 @@ echo "user=$USER job=$PBS_JOBID queue=$PBS_QUEUE pwd=$(pwd)"
   t.match(job.stdout, 'in-container')
   t.match(job.stdout, `user=${TEST_USER} job=${job.jobId} queue=batch pwd=/home/${TEST_USER}`)
   t.match(job.stdout, /\ncbatch: cpu \d+\.\d s, cpus [\d.]+ \([\d,-]+\), peak mem [\d.]+ [KM]iB incl\. page cache \([\d.]+ (B|KiB|MiB) at end\), wall 00:00:0\d, exit 0\n$/)
-  t.same(containersOf(job.jobId), [], 'nothing left behind')
+  t.same(await containersLeft(job.jobId), [], 'nothing left behind')
 })
 
 t.test('exit status, stdout and stderr come back unmixed', async t => {
@@ -45,7 +45,7 @@ exit 3
   t.equal(status, 3)
   t.match(job.stdout, /^out-1\nout-2\n/)
   t.equal(job.stderr, 'err-1\nerr-2\n')
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('the stdin line of pbs_mom runs the script with its qsub -F arguments', async t => {
@@ -93,7 +93,7 @@ echo not-reached
   // a child, and both get the SIGTERM; the shell, without a trap, ends of it.
   t.equal(job.exitStatus, 256 + 15, 'the job shell ended of the SIGTERM, and shows as on a real mom')
   t.ok(elapsed < 5000, `job ended ${elapsed} ms after SIGTERM`)
-  t.same(containersOf(job.jobId), [])
+  t.same(await containersLeft(job.jobId), [])
 })
 
 t.test('the summary line starts its own line after output without a newline; summaryLine: false leaves it out', async t => {

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import { join } from 'node:path'
-import { containersOf, hostId, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
+import { containersLeft, hostId, TEST_IMAGE, TEST_USER } from './helpers/jobs.ts'
 
 const REPO = join(import.meta.dirname, '..')
 const { version } = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'))
@@ -188,7 +188,7 @@ t.test('an upgrade while a job runs: the job ends as it started, the new epilogu
   t.equal(record.exitStatus, 0)
   t.match(record.stdout, 'still here')
   const epilogue = readFileSync(join(root, 'cbatch.log'), 'utf8').split('\n').filter(l => l.includes(record.jobId) && l.includes('"hook":"epilogue"'))
-  t.same(containersOf(record.jobId), [], `the new epilogue removed the container the old prologue made: ${epilogue.join('\n')}`)
+  t.same(await containersLeft(record.jobId), [], `the new epilogue removed the container the old prologue made: ${epilogue.join('\n')}`)
 })
 
 t.test('the printed cron lines work as printed, in cron\'s environment', async t => {
