@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CBATCH, hostId, TEST_IMAGE } from './helpers/jobs.ts'
+import { PODMAN_SOCKET } from './helpers/engine.ts'
 
 const INSTALL = join(import.meta.dirname, '../install.sh')
 
@@ -38,12 +39,24 @@ t.test('a good install: no FAIL, exit 0', async t => {
   t.ok(json.length > 10 && json.every(f => ['ok', 'warn', 'FAIL'].includes(f.verdict)))
 })
 
+t.test('Podman\'s service: the engine is named as what it says it is, and no live-restore warning', async t => {
+  const n = node(t)
+  writeFileSync(n.config, `engine: { kind: podman, socket: ${PODMAN_SOCKET} }\nlog: { file: "" }\naccounting: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`)
+  const r = doctor(n)
+  t.same(fails(r.lines), [], r.lines.join('\n'))
+  t.ok(r.lines.some(l => new RegExp(`^ok   engine: Podman \\d+\\.\\d+\\.\\d+, API .* at ${PODMAN_SOCKET}$`).test(l)), r.lines.join('\n'))
+  t.notOk(r.lines.some(l => l.includes('live-restore')))
+  t.ok(r.lines.some(l => l.startsWith('ok   queue batch image: ')), 'the image, by the name the queue gives it')
+})
+
 t.test('broken nodes: each problem is a FAIL with its fix, exit 1', async t => {
   const cases: [string, (n: { dir: string; config: string }) => void, RegExp][] = [
     ['a hook others may write', n => chmodSync(join(n.dir, 'mom_priv/prologue'), 0o775), /^FAIL hook prologue: .* mode 775: pbs_mom refuses it \(-1\) -> chown root: .*; chmod 755 /],
     ['no $job_starter line', n => writeFileSync(join(n.dir, 'mom_priv/config'), readFileSync(join(n.dir, 'mom_priv/config'), 'utf8').replace(/^\$job_starter .*\n/m, '')), /^FAIL \$job_starter: 0 line\(s\)/],
     ['a duplicated $job_starter line', n => appendFileSync(join(n.dir, 'mom_priv/config'), `$job_starter ${n.dir}/mom_priv/jobstarter\n`), /^FAIL \$job_starter: 2 line\(s\)/],
     ['the engine down', n => writeFileSync(n.config, `engine: { socket: ${n.dir}/none.sock }\nlog: { file: "" }\nqueues:\n  batch: { image: x }\n`), /^FAIL engine: not usable at .*none\.sock.* -> start dockerd/],
+    ['engine.kind not the engine that answers', n => writeFileSync(n.config, `engine: { kind: podman }\nlog: { file: "" }\nqueues:\n  batch: { image: ${TEST_IMAGE}, pull: never }\n`),
+      /^FAIL engine kind: engine\.kind is podman, but Docker answers at \/var\/run\/docker\.sock -> set engine\.kind: docker/],
     ['a bad config', n => writeFileSync(n.config, 'queues:\n  batch:\n    image: x\n    pull: sometimes\n'), /^FAIL config: .*cbatch\.yaml:4:11: queues\.batch\.pull: "sometimes" is not one of missing, always, never/],
     // Said as the config error it is, at its line: the engine is not blamed for it.
     ['a malformed image reference', n => writeFileSync(n.config, 'log: { file: "" }\nqueues:\n  batch:\n    image: "Not A Valid Image!!"\n'),

@@ -6,7 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { containerName } from '../lib/job/container.ts'
-import { DockerEngine } from '../lib/engine/docker.ts'
+import { ENGINE_SOCKET, engineCli, engineCliQuiet, testEngine } from './helpers/engine.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { hostId, preparedJob, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
@@ -55,7 +55,7 @@ t.test('cannot mount, load a module, reach the engine or read /etc/shadow', asyn
   const { job } = await runJob(`#!/bin/sh
 mount -t tmpfs none /tmp 2>/dev/null; echo "mount=$?"
 insmod /bin/busybox 2>&1 | grep -q 'not permitted' && echo insmod=denied
-test -e /var/run/docker.sock || test -e /run/docker.sock; echo "socket=$?"
+test -e /var/run/docker.sock || test -e /run/docker.sock || test -e /run/podman/podman.sock || test -e ${ENGINE_SOCKET}; echo "socket=$?"
 cat /etc/shadow >/dev/null 2>&1; echo "shadow=$?"
 `, { config })
   t.match(job.stdout, /mount=[1-9]\d*\n/)
@@ -202,11 +202,11 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
 })
 
 t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
-  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = testEngine()
   const jobId = `${process.pid}9.lookalike`
   const name = containerName(jobId, PROLOGUE.momPriv)
-  execFileSync('docker', ['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
-  t.teardown(() => { spawnSync('docker', ['rm', '-f', name]) })
+  engineCli(['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
+  t.teardown(() => engineCliQuiet(['rm', '-f', name]))
   const jobFile = recordJob(jobId)
   t.teardown(() => rmSync(jobFile, { force: true }))
   const r = runHook('jobstarter', ['/bin/sh'],
@@ -214,7 +214,7 @@ t.test('a container that only has a job\'s name is neither entered nor removed',
   t.equal(r.status, 125)
   t.match(r.stderr, `no container for job ${jobId}`)
   t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine), undefined)
-  t.equal(execFileSync('docker', ['inspect', '-f', '{{.Name}}', name], { encoding: 'utf8' }).trim(), `/${name}`, 'still there')
+  t.equal(engineCli(['inspect', '-f', '{{.Name}}', name]).trim().replace(/^\//, ''), name, 'still there')
 })
 
 t.test('the node log holds no secret of the node', async t => {
@@ -369,7 +369,7 @@ t.test('a path swapped while the hooks run is never what gets mounted', async t 
       t.pass(`try ${i}: refused, not requeued`)
       // Refused by the prologue; or by the starter, when the engine, looking into the container
       // for the job's shell, met the swap (it mounts the binds again for that): closed either way.
-      t.match(job.stderr, /^cbatch: (mount .* is not allowed|requested mount .*(does not exist|changed while)|the Docker engine refused|Docker engine error \(stat )/, `try ${i}`)
+      t.match(job.stderr, /^cbatch: (mount .* is not allowed|requested mount .*(does not exist|changed while)|the (Docker|Podman) engine refused|(Docker|Podman) engine error \(stat )/, `try ${i}`)
     }
   }
   t.comment(`ran ${outcomes.ran}, refused ${outcomes.refused}`)

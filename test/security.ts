@@ -12,4 +12,6 @@ t.test('no runtime\'s socket or state reaches a job, whichever runtime the node 
   t.equal(exposedBy('/home/alice'), undefined)
   t.equal(exposedBy('/var/lib/containers-of-alice'), undefined, 'a name that only starts alike is not below')
   t.equal(exposedBy('/srv/torque/mom_priv', '/srv/torque'), '/srv/torque', 'this mom\'s PBS_HOME, wherever it is')
+  t.equal(exposedBy('/run/cbatch-podman', undefined, '/run/cbatch-podman/podman.sock'), '/run/cbatch-podman/podman.sock', 'the configured engine socket, wherever it is')
+  t.equal(exposedBy('/run/libpod'), '/run/libpod', 'Podman\'s runtime state (exec and attach sockets)')
 })

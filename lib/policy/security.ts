@@ -9,7 +9,7 @@ import { overlapping } from '../host/paths.ts'
 export const NEVER_MOUNTED = [
   // Every container runtime's sockets and state, not only the one in use: each is root on the node.
   '/var/run/docker.sock', '/run/docker.sock', '/run/containerd', '/var/lib/docker', '/var/lib/containerd',
-  '/run/podman', '/var/run/podman', '/run/containers', '/var/lib/containers', '/run/crio', '/var/lib/crio',
+  '/run/podman', '/var/run/podman', '/run/containers', '/var/lib/containers', '/run/libpod', '/var/run/libpod', '/run/crio', '/var/lib/crio',
   '/etc/shadow', '/etc/gshadow', '/root', '/proc', '/sys', '/dev', '/boot', '/var/spool/torque',
 ]
 
@@ -36,14 +36,17 @@ export const CONFINEMENT = {
   LogConfig: { Type: 'none', Config: {} },
 } as const
 
-/** What no mount may be, hold or lie in on this node: NEVER_MOUNTED and this mom's `pbsHome`, wherever it is. */
-export function neverMounted(pbsHome?: string): string[] {
-  return [...NEVER_MOUNTED, ...(pbsHome ? [pbsHome] : [])]
+/**
+ * What no mount may be, hold or lie in on this node: NEVER_MOUNTED, this mom's `pbsHome` and
+ * the configured engine socket, wherever they are (a Podman service's socket is the admin's choice).
+ */
+export function neverMounted(pbsHome?: string, engineSocket?: string): string[] {
+  return [...NEVER_MOUNTED, ...(pbsHome ? [pbsHome] : []), ...(engineSocket ? [engineSocket] : [])]
 }
 
 /** The protected path a mount of `source` would expose, if any. */
-export function exposedBy(source: string, pbsHome?: string): string | undefined {
-  return overlapping(source, neverMounted(pbsHome))
+export function exposedBy(source: string, pbsHome?: string, engineSocket?: string): string | undefined {
+  return overlapping(source, neverMounted(pbsHome, engineSocket))
 }
 
 /** Whether a capability may be given back to a queue's jobs. */

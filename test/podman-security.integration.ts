@@ -1,0 +1,4 @@
+// test/security.integration.ts against Podman's Docker-compatible service (scripts/provision.sh
+// starts it): the same tests, engine chosen before they load (test/helpers/engine.ts).
+process.env.CBATCH_TEST_ENGINE = 'podman'
+await import('./security.integration.ts')
