@@ -35,7 +35,7 @@ queues:
     image: 'site/base:1', pull: 'always', network: 'none', holder: ['sleep', 'infinity'],
     shellFallback: '/bin/sh', volumes: [], pidsLimit: 4096, nofile: 65536, nproc: 65536, maxTasks: 64, maxMounts: 32, limits: { cpu: 'quota', defaultCpus: 1 }, cgroupParent: 'none',
     allowedImages: [], userMounts: [], capAdd: [], devices: [], allowRoot: false, summaryLine: true, readOnlyRootfs: true, tmpSize: 1024 ** 3,
-    environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false,
+    environment: { pass: ['*'], drop: HOST_PATHS }, entrypoint: false, registries: [], pinned: false, signatures: { required: false, keys: [] },
   })
   const gpu = config.queues.get('gpu')!
   t.equal(gpu.image, 'site/cuda:12')
@@ -71,6 +71,10 @@ t.test('cross-field rules: impossible limits are errors, named; dubious ones are
   ])
   t.equal(err.issues.length, 2)
   t.match(issuesOf('queues:\n  b: { image: x, limits: { maxMem: 1mb } }\n').issues, [{ rule: 'memory-above-engine-minimum' }])
+  t.match(issuesOf('queues:\n  b: { image: x, signatures: { required: true } }\n').issues,
+    [{ path: 'queues.b.signatures.keys', line: 2, rule: 'signatures-need-keys', message: /signatures\.required without keys/ }])
+  t.same(parseConfig('queues:\n  b: { image: x, signatures: { required: true, keys: [/etc/cbatch/cosign.pub] } }\n').queues.get('b')!.signatures,
+    { required: true, keys: ['/etc/cbatch/cosign.pub'] })
   const mounts = issuesOf('queues:\n  b:\n    image: x\n    volumes: [{ source: /a, target: /etc/passwd }, { source: /b }]\n    scratch: { base: /s, target: /b/ }\n')
   t.match(mounts.issues, [{ path: 'queues.b.volumes.0.target', rule: 'mount-target-once', message: /where cbatch mounts its own/ },
     { path: 'queues.b.scratch.target', rule: 'mount-target-once', message: /mounted twice/ }])

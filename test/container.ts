@@ -102,6 +102,17 @@ t.test('the queue\'s runtime, by the engine\'s name for it; none said: the engin
   t.throws(() => parseConfig('queues:\n  q:\n    image: img:1\n    runtime: "runsc --debug"\n'), { message: /runtime: "runsc --debug" is not a runtime name such as runsc/ })
 })
 
+t.test('a signed image: made from the digest verified, labelled with its name as granted and its signer', async t => {
+  const reference = `img@sha256:${'a'.repeat(64)}`
+  const spec = buildContainerSpec(request({ signed: { reference, signer: 'cosign key sha256:ab (/k.pub)' } }))
+  t.equal(spec.image, reference)
+  t.equal(labelOf(spec.labels, LABEL.image), 'img:1')
+  t.equal(labelOf(spec.labels, LABEL.signer), 'cosign key sha256:ab (/k.pub)')
+  const unsigned = buildContainerSpec(request())
+  t.equal(unsigned.image, 'img:1')
+  t.equal(unsigned.labels[LABEL.signer], '', 'set empty: an image\'s own cbatch.signer label cannot show through')
+})
+
 t.test('network host keeps the host name', async t => {
   const spec = asDocker(request({ policy: { ...policy, network: 'host' } }))
   t.equal(spec.HostConfig!.NetworkMode, 'host')

@@ -2,8 +2,8 @@
 // (127.0.0.1:5000), with keys made here; a registry that misbehaves (endless or malformed
 // answers) is a small HTTP server of the test's own.
 import t from 'tap'
-import { generateKeyPairSync } from 'node:crypto'
-import { appendFileSync, chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash, generateKeyPairSync } from 'node:crypto'
+import { appendFileSync, chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -136,6 +136,20 @@ t.test('a registry that sends too much, or not a manifest: refused without readi
   t.ok(sent < 16 * 1024 ** 2, `the endless manifest was not read whole (${sent} bytes sent)`)
   await t.rejects(ask('garbage'), { name: 'SignatureError', message: /signature manifest sha256-2{64}\.sig is malformed/ })
   await t.rejects(ask('bigblob'), { name: 'SignatureError', message: /longer than 262144 bytes/ })
+})
+
+t.test('a registry that wants credentials (127.0.0.1:5001, basic auth): images.auth\'s are sent, none is refused', async t => {
+  const password = readFileSync('/var/lib/cbatch-test/private.pw', 'utf8').trim()
+  const image = '127.0.0.1:5001/cbatch-test/busybox'
+  const anonymous = new RegistryClient('127.0.0.1:5001', undefined, 10_000)
+  await t.rejects(anonymous.manifest(image, 'latest', SIGNATURE_LIMITS.manifestBytes), { name: 'ImageDeniedError', message: /wants credentials for .* images\.auth has none/ })
+  const wrong = new RegistryClient('127.0.0.1:5001', { username: 'cbatch', password: 'not-it', serveraddress: '127.0.0.1:5001' }, 10_000)
+  await t.rejects(wrong.manifest(image, 'latest', SIGNATURE_LIMITS.manifestBytes), { name: 'ImageDeniedError', message: /refused access .* \(HTTP 401\)/ })
+  const authed = new RegistryClient('127.0.0.1:5001', { username: 'cbatch', password, serveraddress: '127.0.0.1:5001' }, 10_000)
+  const manifest = await authed.manifest(image, 'latest', SIGNATURE_LIMITS.manifestBytes)
+  t.ok(manifest?.body.length, 'the manifest, with the credentials')
+  const digest = `sha256:${createHash('sha256').update(manifest!.body).digest('hex')}`
+  await t.rejects(cosignSigner(authed, image, digest, trust()), { name: 'SignatureError', message: /is not signed/ }, 'the signature looked for with them')
 })
 
 t.test('Docker Hub\'s names, as cosign writes them in payloads', async t => {
