@@ -78,6 +78,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
   let status: number
   const calls: { call: string; ms: number; failed?: boolean }[] = []
   const began = performance.now()
+  const inherited = childCpuMs()
   const metrics = new MetricsBatch()
   let textfile: string | undefined
   let outcome: Disposition | 'ok' = 'ok'
@@ -127,7 +128,7 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     }
   }
   const ms = Math.round(performance.now() - began)
-  if (calls.length) log.info(`exit ${status}`, { ms, cpuMs: cpuMs(), engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
+  if (calls.length) log.info(`exit ${status}`, { ms, cpuMs: cpuMs(inherited), engineMs: calls.reduce((sum, c) => sum + c.ms, 0), calls })
   if (textfile) {
     time()
     if (name.startsWith('prologue')) metrics.count('cbatch_prologue_outcomes_total', { hook: name, outcome })
@@ -139,13 +140,19 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
 /**
  * CPU the hook has used, its own and that of the children it waited for (setpriv, the
  * owner's path resolver), in ms: what a job costs the node, where `ms` for the job starter
- * is mostly the job's own run time. /proc/self/stat counts children in USER_HZ (100 on Linux).
+ * is mostly the job's own run time. `inherited`: the children's CPU this process had when
+ * the hook began, not the hook's: pbs_mom runs the prologue from the process that then
+ * execs the job starter, whose count of children's CPU so starts with the prologue's.
  */
-function cpuMs(): number {
+function cpuMs(inherited: number): number {
   const { user, system } = process.cpuUsage()
+  return Math.round((user + system) / 1000 + childCpuMs() - inherited)
+}
+
+/** CPU of the children this process waited for, before and after an exec, in ms: /proc/self/stat counts it in USER_HZ (100 on Linux). */
+function childCpuMs(): number {
   const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')
-  const childTicks = Number(fields[13]) + Number(fields[14]) // cutime, cstime
-  return Math.round((user + system) / 1000 + childTicks * 10)
+  return (Number(fields[13]) + Number(fields[14])) * 10 // cutime, cstime
 }
 
 /** The hooks that start or end jobs, and the node check, keep the running-jobs gauge true. */
