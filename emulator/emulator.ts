@@ -2,7 +2,7 @@
 // the prologue, job starter and epilogue run as real processes with the argv, environment,
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn, type StdioOptions } from 'node:child_process'
 import { chmodSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, rmdirSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { constants, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -569,12 +569,35 @@ async function runChecked({ path, args, env, cwd, files, inside = start => start
 const ROOT_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
 
 /**
- * What pbs_mom does between fork and exec of the job starter: set the job's rlimits, then
- * exec it by its absolute path with the job's environment (for `terminal`, in a new session
- * on a new pty, whose master it relays: qsub -I). Python is dynamically linked, so it runs
- * with ROOT_ENV and isolated (-I -S); it reads the starter's argv, environment and limits
- * as JSON from fd 3, so nothing of the job (its PATH, LD_PRELOAD, PBS_JOBCOOKIE) is ever in
- * its environment or on a command line others can read.
+ * What pbs_mom does between fork and exec of a batch job's starter, with what every node
+ * has (busybox-static, util-linux): the child is statically linked busybox, already with the
+ * job's environment as pbs_mom's child has it (it reads none of it: the wrappers run so
+ * too), holding on fd 3 while root sets the job's rlimits on it (prlimit --pid, ROOT_ENV);
+ * then it execs the starter by its absolute path, in the session it leads. Nothing of the
+ * job reaches a dynamically linked root process or a command line others can read.
+ */
+const HOLD = 'read -r _ <&3 && exec "$0" "$@" 3<&-'
+
+/** prlimit's option for each rlimit pbs_mom sets (momLimits). */
+const PRLIMIT_OPTIONS: Record<string, string> = { RLIMIT_CPU: 'cpu', RLIMIT_FSIZE: 'fsize', RLIMIT_DATA: 'data', RLIMIT_RSS: 'rss', RLIMIT_AS: 'as' }
+
+/** Sets the limits on the held child, then lets it exec; a child it cannot limit is killed, with the reason in `err`. */
+function release(pid: number, limits: Rlimit[], hold: NodeJS.WritableStream, err: number): void {
+  try {
+    // A hard limit of -1 is left as it is: only the soft one is set (momLimits, no CAP_SYS_RESOURCE).
+    const options = limits.map(([name, soft, hard]) => `--${PRLIMIT_OPTIONS[name]}=${soft}:${hard === -1 ? '' : hard}`)
+    if (options.length) execFileSync('/usr/bin/prlimit', ['--pid', String(pid), ...options], { env: ROOT_ENV, stdio: ['ignore', 'ignore', 'pipe'] })
+    hold.end('go\n')
+  } catch (error) {
+    writeFileSync(err, `cbatch run: cannot set the job's rlimits on its starter: ${String((error as { stderr?: Buffer }).stderr ?? error).trim()}\n`)
+    process.kill(pid, 'SIGKILL')
+  }
+}
+
+/**
+ * The same for an interactive job (qsub -I), whose starter gets a new session on a new pty:
+ * python3 (dynamically linked, so with ROOT_ENV and isolated: -I -S) reads the starter's argv,
+ * environment and limits as JSON from fd 3, forks it on the pty and relays the master.
  */
 const LAUNCHER = `
 import json, os, pty, resource, select, signal, sys
@@ -584,8 +607,6 @@ def start():
     for name, soft, hard in spec['limits']:
         resource.setrlimit(getattr(resource, name), (soft, hard))
     os.execve(spec['argv'][0], spec['argv'], spec['env'])
-if not spec['terminal']:
-    start()
 pid, master = pty.fork()
 if pid == 0:
     start()
@@ -617,7 +638,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 /**
  * The job starter, privileged, as session leader: batch jobs get the script line on a stdin
- * pipe; interactive ones a terminal (the launcher holds the pty master).
+ * pipe (HOLD); interactive ones a terminal (LAUNCHER holds the pty master).
  */
 async function runStarter({ path, args, env, cwd, files, inside = start => start() }: Launch,
   { input, interactive, walltime, killDelay, cancel, limits }:
@@ -625,11 +646,14 @@ async function runStarter({ path, args, env, cwd, files, inside = start => start
   const fds = openOutputs(files)
   try {
     // pbs_mom's umask and the job's rlimits, set on the starter before exec.
-    const child = inside(() => withUmask(0o077, () => spawn('/usr/bin/python3', ['-I', '-S', '-c', LAUNCHER],
-      { cwd, env: ROOT_ENV, stdio: ['pipe', fds[0], fds[1], 'pipe'], detached: true })))
-    const spec = child.stdio[3] as NodeJS.WritableStream
-    spec.on('error', () => undefined) // a launcher that died first: its exit says so
-    spec.end(JSON.stringify({ argv: [path, ...args], env, limits, terminal: interactive }))
+    const stdio: StdioOptions = ['pipe', fds[0], fds[1], 'pipe']
+    const child = inside(() => withUmask(0o077, () => (interactive
+      ? spawn('/usr/bin/python3', ['-I', '-S', '-c', LAUNCHER], { cwd, env: ROOT_ENV, stdio, detached: true })
+      : spawn('/bin/busybox', ['sh', '-c', HOLD, path, ...args], { cwd, env, stdio, detached: true }))))
+    const control = child.stdio[3] as NodeJS.WritableStream
+    control.on('error', () => undefined) // a launcher that died first: its exit says so
+    if (interactive) control.end(JSON.stringify({ argv: [path, ...args], env, limits }))
+    else if (child.pid !== undefined) release(child.pid, limits, control, fds[1])
     child.stdin!.on('error', () => undefined) // a job that never reads its stdin
     child.stdin!.end(input)
     // pbs_mom signals every process of the job's session: the starter leads it.

@@ -188,17 +188,17 @@ grep -q '^cbatchnss:' /var/lib/extrausers/passwd 2>/dev/null || {
 }
 sed -i -E '/^(passwd|group):/{/extrausers/!s/$/ extrausers/}' /etc/nsswitch.conf
 install -d -o 2001 -g 2001 -m 0755 /home/cbatchnss
-# A fresh Debian 12 root (minbase: coreutils, util-linux, findutils; busybox-static; python3,
-# which cbatch run's job starter launcher needs, the hooks do not; no Node, no npm):
-# test/release.integration.ts installs the release tarball into a copy of it, offline, as
-# on a new compute node. Made once (a few minutes), the only step that needs the Debian mirror.
+# A fresh Debian 12 root (minbase: coreutils, util-linux, findutils; busybox-static; no
+# Node, no npm, no python): test/release.integration.ts installs the release tarball into a
+# copy of it, offline, as on a new compute node. Made once (a minute or two), the only step
+# that needs the Debian mirror.
 NODE_ROOT=/var/cache/cbatch-test/debian12
-if [ ! -x "$NODE_ROOT/bin/busybox" ] || [ ! -x "$NODE_ROOT/usr/bin/python3" ]; then
+if [ ! -x "$NODE_ROOT/bin/busybox" ]; then
   command -v debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null; }
   say "making a Debian 12 root for the release test in $NODE_ROOT (debootstrap)"
   rm -rf "$NODE_ROOT.tmp"
   mkdir -p "${NODE_ROOT%/*}"
-  debootstrap --variant=minbase --include=busybox-static,python3 bookworm "$NODE_ROOT.tmp" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include=busybox-static bookworm "$NODE_ROOT.tmp" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1 \
     || { echo "provision: debootstrap failed, see $STATE/debootstrap.log" >&2; exit 1; }
   rm -f "$NODE_ROOT.tmp"/var/cache/apt/archives/*.deb
   rm -rf "$NODE_ROOT"

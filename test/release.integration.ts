@@ -1,6 +1,6 @@
 // The release tarball (npm run release), as a site installs it on a fresh node: a clean
-// Debian 12 root (debootstrap minbase with busybox-static, and python3 for cbatch run's
-// job starter launcher; made by scripts/provision.sh) with Node 20 added and no npm,
+// Debian 12 root (debootstrap minbase with busybox-static, made by scripts/provision.sh)
+// with Node 20 added and no npm (nor python),
 // entered with chroot in a mount namespace of its own and no network (unshare -m -n). The
 // tarball is installed there by its own install.sh into a scratch PBS_HOME; then a job runs
 // in a container through the installed bundles, the installed node check passes, and the
@@ -79,15 +79,15 @@ const onNode = (command: string, args: string[], options: SpawnSyncOptions = {})
   return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr), seconds: (Date.now() - started) / 1000 }
 }
 
-t.test('the node: Debian 12, Node 20, busybox-static, util-linux; no npm, no network, none of this host\'s files', async t => {
+t.test('the node: Debian 12, Node 20, busybox-static, util-linux; no npm, no python, no network, none of this host\'s files', async t => {
   const r = onNode('/bin/sh', ['-c', `cat /etc/debian_version; node --version
-for tool in npm npx corepack; do command -v $tool || echo no $tool; done
+for tool in npm npx corepack python3; do command -v $tool || echo no $tool; done
 sed -n '3,$p' /proc/net/dev | cut -d: -f1 | tr -d ' '
 test -e ${REPO} || echo no source tree
 for tool in setpriv prlimit busybox; do command -v $tool; done; env`])
   t.equal(r.status, 0, r.stderr)
-  t.match(r.stdout, /^12\.\d+\nv20\.\d+\.\d+\nno npm\nno npx\nno corepack\n/)
-  t.match(r.stdout, 'no corepack\nlo\nno source tree\n', 'no network device but its own loopback: not even this host\'s registry on 127.0.0.1')
+  t.match(r.stdout, /^12\.\d+\nv20\.\d+\.\d+\nno npm\nno npx\nno corepack\nno python3\n/)
+  t.match(r.stdout, 'no python3\nlo\nno source tree\n', 'no network device but its own loopback: not even this host\'s registry on 127.0.0.1')
   t.match(r.stdout, '/usr/bin/setpriv\n/usr/bin/prlimit\n/usr/bin/busybox\n')
   t.notMatch(r.stdout, 'NODE_OPTIONS', 'nothing of the test runner\'s environment')
 })
