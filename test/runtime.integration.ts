@@ -4,11 +4,11 @@
 // fails config check, doctor and the node check at its line, and its jobs are refused.
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { hooksFor } from '../emulator/emulator.ts'
-import { CBATCH, hostId, refused, runJob, sharedDir, TEST_IMAGE, writeConfig } from './helpers/jobs.ts'
+import { CBATCH, hostId, refused, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -102,6 +102,36 @@ t.test('under gVisor, a job over its mem: the kernel kills the whole sandbox, th
   const record = recordOf(job.jobId)
   t.equal(record.oomKilled, true)
   t.equal(record.runtime, 'runsc')
+  t.ok(await gone(job.jobId), 'its container is gone')
+})
+
+t.test('under gVisor, TM tasks run in the sandbox as the owner; qdel ends the job, but its SIGTERM does not reach it', async t => {
+  const tasks = await runJob('#!/bin/sh\nsleep 2\necho done\n', { config, queue: 'gvisor', tasks: ['cat /proc/version', 'id -u'] })
+  t.equal(tasks.job.exitStatus, 0, tasks.job.stderr)
+  t.match(tasks.job.stdout, /^Linux version 4\.4\.0 /m)
+  t.match(tasks.job.stdout, new RegExp(`^${hostId('-u')}$`, 'm'))
+
+  // The owner's home is mounted: the job says there that it runs.
+  const marker = `/home/${TEST_USER}/.cbatch-runtime-${process.pid}`
+  t.teardown(() => rmSync(marker, { force: true }))
+  let signalled = 0
+  const { job } = await runJob(`#!/bin/sh\ntrap 'echo got-TERM; exit 42' TERM\ntouch ${marker}\nsleep 60 &\nwait\necho not-reached\n`, {
+    config, queue: 'gvisor',
+    onStart: pid => {
+      const poll = setInterval(() => {
+        if (!existsSync(marker)) return
+        clearInterval(poll)
+        signalled = Date.now()
+        process.kill(pid, 'SIGTERM') // cbatch run emulates qdel: SIGTERM, SIGKILL 2 s later
+      }, 50)
+    },
+  })
+  t.ok(signalled > 0, 'the job started')
+  // The job shell is no host process under gVisor: the starter's SIGTERM has nothing to reach.
+  t.notMatch(job.stdout, 'got-TERM')
+  t.notMatch(job.stdout, 'not-reached')
+  t.equal(job.exitStatus, 256 + 9, 'ended by the SIGKILL after the kill delay')
+  t.ok(Date.now() - signalled < 15000)
   t.ok(await gone(job.jobId), 'its container is gone')
 })
 
