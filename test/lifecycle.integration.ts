@@ -101,3 +101,17 @@ t.test('cgroupParent: torque puts the container under the job\'s TORQUE cgroup',
   const names = engine.cgroupNames(prepared.id).join('|')
   t.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:memory:/torque/${jobId.replace('.', '\\.')}/(${names})\\n`))
 })
+
+t.test('a running container\'s limits change (a sister\'s share once known), and the engine names its runtime', async t => {
+  const jobId = `${process.pid}7.resize`
+  t.teardown(() => cleanupJob(ended(jobId), engine))
+  const prepared = await prepareJob(facts(jobId), config, engine, PROLOGUE)
+  if (prepared.kind !== 'container') throw new Error('no container')
+  const details = (await engine.inspect(prepared.id))!
+  t.equal(details.runtime, 'runc', 'the OCI runtime by its name, not the engine\'s word for any')
+  await engine.updateLimits(prepared.id, { memoryBytes: 96 * 1024 ** 2, memorySwapBytes: 96 * 1024 ** 2, cpus: 1 })
+  const cgroup = (controller: string) => readFileSync(`/proc/${details.pid}/cgroup`, 'utf8').split('\n')
+    .map(l => /^\d+:([^:]*):(.*)$/.exec(l)).find(m => m?.[1].split(',').includes(controller))![2]
+  t.equal(readFileSync(`/sys/fs/cgroup/memory${cgroup('memory')}/memory.limit_in_bytes`, 'utf8').trim(), String(96 * 1024 ** 2))
+  t.equal(readFileSync(`/sys/fs/cgroup/cpu${cgroup('cpu')}/cpu.cfs_quota_us`, 'utf8').trim(), '100000')
+})

@@ -18,3 +18,15 @@ t.test('a socket someone else could have put there is never believed', { skip: p
   chownSync(socket, 65534, 65534)
   t.throws(() => openEngine({ socket, timeout: 5, pullTimeout: 5 }), UnsafePathError)
 })
+
+t.test('engine.kind podman: Podman\'s adapter, with its own cgroup names and messages', async t => {
+  const id = 'a'.repeat(64)
+  const socket = join(t.testdir(), 'podman.sock')
+  const podman = openEngine({ kind: 'podman', socket, timeout: 5, pullTimeout: 5 })
+  t.same(podman.cgroupNames(id), [`libpod-${id}`, `libpod-${id}.scope`])
+  t.same(podman.cgroupNames('aaaa'), [], 'none for a short id')
+  await t.rejects(podman.ping(), { name: 'EngineError', message: 'Podman engine error (ping the engine)' })
+  await t.rejects(podman.updateLimits(id, { memoryBytes: 64 * 1024 ** 2 }), { name: 'EngineError', message: `Podman engine error (update container ${id})` })
+  const docker = openEngine({ socket, timeout: 5, pullTimeout: 5 })
+  t.same(docker.cgroupNames(id), [id, `docker-${id}.scope`], 'docker, unless said')
+})
