@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { checkHostPaths, loadConfig } from '../lib/policy/config.ts'
-import { hostId } from './helpers/jobs.ts'
+import { SOMEONE } from './helpers/jobs.ts'
 import { configJsonSchema, HOST_PATHS } from '../lib/policy/schema.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
 import { ConfigError } from '../lib/errors.ts'
@@ -243,7 +243,7 @@ t.test('the validated config is kept for the next hook, and trusted only as the 
 })
 
 /** A shell command run as the non-root test user, as a hostile one would. */
-const asUser = (command: string) => spawnSync('setpriv', [`--reuid=${hostId('-u')}`, `--regid=${hostId('-g')}`, '--clear-groups', '--', '/bin/sh', '-c', command], { encoding: 'utf8' })
+const asUser = (command: string) => spawnSync('setpriv', [`--reuid=${SOMEONE.uid}`, `--regid=${SOMEONE.gid}`, '--clear-groups', '--', '/bin/sh', '-c', command], { encoding: 'utf8' })
 
 t.test('a config, or a validated copy of it, that others may write is never obeyed', async t => {
   const dir = t.testdir({ 'c.yaml': 'queues:\n  batch:\n    image: x\n', cache: {} })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readdirSync, statSync } from 'node:fs'
-import { hostId } from './helpers/jobs.ts'
+import { SOMEONE } from './helpers/jobs.ts'
 import { describeImages, lastUses, planPrune, recordImageUse } from '../lib/node/imagecache.ts'
 
 const MiB = 1024 ** 2
@@ -54,7 +54,7 @@ t.test('who ran which image, and when, is root\'s alone to read, whatever the um
   t.equal(statSync(dir).mode & 0o777, 0o700)
   for (const file of readdirSync(dir)) t.equal(statSync(`${dir}/${file}`).mode & 0o777, 0o600, file)
   // Another user of the node learns nothing from it.
-  const look = spawnSync('setpriv', [`--reuid=${hostId('-u')}`, `--regid=${hostId('-g')}`, '--clear-groups', '--', '/bin/sh', '-c', `ls ${dir}; cat ${dir}/*`], { encoding: 'utf8' })
+  const look = spawnSync('setpriv', [`--reuid=${SOMEONE.uid}`, `--regid=${SOMEONE.gid}`, '--clear-groups', '--', '/bin/sh', '-c', `ls ${dir}; cat ${dir}/*`], { encoding: 'utf8' })
   t.not(look.status, 0)
   t.notMatch(look.stdout, 'secret-project')
   t.same([...lastUses(dir).keys()], ['site/secret-project:1'], 'root reads it still')

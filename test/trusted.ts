@@ -5,9 +5,9 @@ import { chmodSync, chownSync, existsSync, lchownSync, linkSync, lstatSync, mkdi
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { appendToRootFile, assertRecordFile, assertRootControlled, makeRootDir, replaceFile } from '../lib/host/trusted.ts'
-import { hostId } from './helpers/jobs.ts'
+import { SOMEONE } from './helpers/jobs.ts'
 
-const someone = { uid: Number(hostId('-u')), gid: Number(hostId('-g')) }
+const someone = SOMEONE
 /** A shell command run as that non-root user (the test user), as a hostile one would. */
 const asSomeone = (command: string) => spawnSync('setpriv', [`--reuid=${someone.uid}`, `--regid=${someone.gid}`, '--clear-groups', '--', '/bin/sh', '-c', command], { encoding: 'utf8' })
 

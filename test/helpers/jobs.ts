@@ -133,6 +133,9 @@ export async function containersLeft(jobId: string, ms = 20_000): Promise<string
   }
 }
 
+/** A uid and gid no account has: someone other than root, for unit tests that need no NSS. */
+export const SOMEONE = { uid: 4242, gid: 4242 }
+
 export function hostId(flag: '-u' | '-g' | '-G', user = TEST_USER): string {
   return execFileSync('id', [flag, user], { encoding: 'utf8' }).trim()
 }
