@@ -1,6 +1,7 @@
 // Signed images only, end to end: images pushed to the provisioned registry (127.0.0.1:5000),
 // signed as cosign signs them with keys made here, and jobs run through `cbatch run` on the
-// real engine. A signed image runs, and its accounting line names the signer; an unsigned or
+// real engine. A signed image runs (a cosign signature, or a sigstore bundle attached as an
+// OCI referrer), and its accounting line names the signer; an unsigned or
 // wrongly signed one is refused with the reason in the owner's .ER; a tag moved to an
 // unsigned image while jobs start never runs the unsigned one.
 import t from 'tap'
@@ -10,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { refused, runJob, sharedDir, TEST_IMAGE, writeConfig } from './helpers/jobs.ts'
-import { freshRepository, signImage, testKeys } from './helpers/registry.ts'
+import { attachBundle, freshRepository, signImage, testKeys } from './helpers/registry.ts'
 
 const shared = sharedDir()
 const keys = testKeys()
@@ -22,7 +23,7 @@ t.teardown(() => {
   shared.dispose()
   keys.dispose()
   other.dispose()
-  for (const tag of ['signed', 'unsigned', 'wrong']) execFileSync('docker', ['rmi', '-f', `${repository}:${tag}`], { stdio: 'ignore' })
+  for (const tag of ['signed', 'unsigned', 'wrong', 'bundled']) execFileSync('docker', ['rmi', '-f', `${repository}:${tag}`], { stdio: 'ignore' })
 })
 
 /** An image of the test image with /which saying `what`, pushed as `tag`; its digest. */
@@ -44,7 +45,9 @@ function pushImage(tag: string, what: string): string {
 const signed = pushImage('signed', 'signed')
 const unsigned = pushImage('unsigned', 'unsigned')
 const wrong = pushImage('wrong', 'wrong')
+const bundled = pushImage('bundled', 'bundled')
 await signImage(repository, signed, keys.privateKey)
+await attachBundle(repository, bundled, keys.privateKey)
 await signImage(repository, wrong, other.privateKey)
 
 const config = writeConfig(shared.path, `engine: { requeuePause: 0 }
@@ -78,9 +81,18 @@ t.test('a signed image runs by its verified digest; the accounting line names th
   t.match(logOf(job.jobId), `signed by cosign key sha256:`)
 })
 
+t.test('an image signed with a sigstore bundle attached as an OCI referrer runs; the accounting line names the bundle\'s key', async t => {
+  const { job } = await runJob(`#!/bin/sh\n#CBATCH image=${repository}:bundled\ncat /which\n`, { config, queue: 'signed' })
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, /^bundled$/m)
+  const record = recordOf(job.jobId)
+  t.match(record?.signer, new RegExp(`^sigstore bundle, key sha256:[0-9a-f]{64} \\(${keys.file}\\)$`))
+  t.equal(record?.image, `${repository}@${bundled}`)
+})
+
 t.test('an unsigned image, and one signed by a key the queue does not trust, are refused with the reason in the .ER and the node log', async t => {
   for (const [tag, digest, reason] of [
-    ['unsigned', unsigned, `is not signed (no cosign signature ${unsigned.replace(':', '-')}.sig in its registry)`],
+    ['unsigned', unsigned, `is not signed (no cosign signature ${unsigned.replace(':', '-')}.sig nor sigstore bundle among its referrers in its registry)`],
     ['wrong', wrong, 'has no valid signature by a key this queue trusts'],
   ]) {
     const { job } = await runJob(`#!/bin/sh\n#CBATCH image=${repository}:${tag}\ncat /which\n`, { config, queue: 'signed' })

@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RegistryClient } from '../lib/host/registry.ts'
-import { canonicalRepository, cosignSigner, loadTrust, SIGNATURE_LIMITS, verifiedImage } from '../lib/job/signatures.ts'
-import { cosignPayload, freshRepository, pushArtifact, signImage, testKeys } from './helpers/registry.ts'
+import { canonicalRepository, imageSigner, loadTrust, SIGNATURE_LIMITS, verifiedImage } from '../lib/job/signatures.ts'
+import { attachBundle, cosignPayload, freshRepository, pushArtifact, signImage, testKeys } from './helpers/registry.ts'
 
 const keys = testKeys()
 const other = testKeys()
@@ -25,14 +25,14 @@ const trust = () => loadTrust([keys.file])
 t.test('a digest signed by a trusted key for its repository: the signer is that key', async t => {
   const digest = await pushArtifact(repository, 'good')
   await signImage(repository, digest, keys.privateKey)
-  const signer = await cosignSigner(client(), repository, digest, trust())
+  const signer = await imageSigner(client(), repository, digest, trust())
   t.match(signer, new RegExp(`^cosign key sha256:[0-9a-f]{64} \\(${keys.file}\\)$`))
-  t.equal(signer, await cosignSigner(client(), repository, digest, loadTrust([other.file, keys.file])), 'any of several key files')
+  t.equal(signer, await imageSigner(client(), repository, digest, loadTrust([other.file, keys.file])), 'any of several key files')
 })
 
 t.test('unsigned, badly signed, signed for another digest or repository, by another key, or a malformed payload: refused, saying why', async t => {
   const cases: [string, (digest: string) => Promise<void>, RegExp][] = [
-    ['unsigned', async () => undefined, /is not signed \(no cosign signature sha256-[0-9a-f]{64}\.sig in its registry\)/],
+    ['unsigned', async () => undefined, /is not signed \(no cosign signature sha256-[0-9a-f]{64}\.sig nor sigstore bundle among its referrers in its registry\)/],
     ['a signature of other bytes', d => signImage(repository, d, keys.privateKey, { signedBytes: 'something else' }), /signed by no trusted key/],
     ['another key', d => signImage(repository, d, other.privateKey), /signed by no trusted key/],
     ['another digest in the payload', d => signImage(repository, d, keys.privateKey, { payload: cosignPayload(repository, `sha256:${'0'.repeat(64)}`) }), /it signs digest "sha256:0{64}", not sha256:/],
@@ -43,8 +43,29 @@ t.test('unsigned, badly signed, signed for another digest or repository, by anot
   for (const [what, sign, message] of cases) {
     const digest = await pushArtifact(repository, `case-${cases.findIndex(c => c[0] === what)}`)
     await sign(digest)
-    await t.rejects(cosignSigner(client(), repository, digest, trust()), { name: 'SignatureError', message }, what)
+    await t.rejects(imageSigner(client(), repository, digest, trust()), { name: 'SignatureError', message }, what)
   }
+})
+
+t.test('sigstore bundles attached as OCI referrers (the referrers tag schema): verified offline against the keys', async t => {
+  const digest = await pushArtifact(repository, 'bundled')
+  await attachBundle(repository, digest, keys.privateKey)
+  t.match(await imageSigner(client(), repository, digest, trust()), new RegExp(`^sigstore bundle, key sha256:[0-9a-f]{64} \\(${keys.file}\\)$`))
+  const cases: [string, (digest: string) => Promise<void>, RegExp][] = [
+    ['another key', d => attachBundle(repository, d, other.privateKey), /a bundle signed by no trusted key/],
+    ['a signature of other bytes', d => attachBundle(repository, d, keys.privateKey, { signedBytes: 'other' }), /a bundle signed by no trusted key/],
+    ['another digest in the statement', d => attachBundle(repository, d, keys.privateKey, { subjectDigest: `sha256:${'4'.repeat(64)}` }), /a bundle that signs "4{64}", not sha256:/],
+    ['another repository in the statement', d => attachBundle(repository, d, keys.privateKey, { name: '127.0.0.1:5000/elsewhere' }), /for repository "127\.0\.0\.1:5000\/elsewhere"/],
+  ]
+  for (const [i, [what, attach, message]] of cases.entries()) {
+    const d = await pushArtifact(repository, `bundle-case-${i}`)
+    await attach(d)
+    await t.rejects(imageSigner(client(), repository, d, trust()), { name: 'SignatureError', message }, what)
+  }
+  const both = await pushArtifact(repository, 'both')
+  await signImage(repository, both, other.privateKey)
+  await attachBundle(repository, both, keys.privateKey)
+  t.match(await imageSigner(client(), repository, both, trust()), /^sigstore bundle, key/, 'a bad .sig does not hide a good bundle')
 })
 
 t.test('the trusted keys: root\'s files of PEM ECDSA keys; anything else refused', async t => {
@@ -131,7 +152,7 @@ t.test('a registry that sends too much, or not a manifest: refused without readi
   await new Promise<void>(r => server.listen(0, '127.0.0.1', r))
   t.teardown(() => server.close())
   const registry = `127.0.0.1:${(server.address() as AddressInfo).port}`
-  const ask = (repo: string) => cosignSigner(new RegistryClient(registry, undefined, 10_000), `${registry}/${repo}`, digest, trust())
+  const ask = (repo: string) => imageSigner(new RegistryClient(registry, undefined, 10_000), `${registry}/${repo}`, digest, trust())
   await t.rejects(ask('endless'), { name: 'SignatureError', message: /signature cannot be read.*longer than 4194304 bytes/ })
   t.ok(sent < 16 * 1024 ** 2, `the endless manifest was not read whole (${sent} bytes sent)`)
   await t.rejects(ask('garbage'), { name: 'SignatureError', message: /signature manifest sha256-2{64}\.sig is malformed/ })
@@ -149,7 +170,7 @@ t.test('a registry that wants credentials (127.0.0.1:5001, basic auth): images.a
   const manifest = await authed.manifest(image, 'latest', SIGNATURE_LIMITS.manifestBytes)
   t.ok(manifest?.body.length, 'the manifest, with the credentials')
   const digest = `sha256:${createHash('sha256').update(manifest!.body).digest('hex')}`
-  await t.rejects(cosignSigner(authed, image, digest, trust()), { name: 'SignatureError', message: /is not signed/ }, 'the signature looked for with them')
+  await t.rejects(imageSigner(authed, image, digest, trust()), { name: 'SignatureError', message: /is not signed/ }, 'the signature looked for with them')
 })
 
 t.test('Docker Hub\'s names, as cosign writes them in payloads', async t => {

@@ -1,11 +1,15 @@
-// Signed images only (a queue's `signatures`): the image must carry a cosign signature, as
-// cosign stores it in the registry (the `sha256-<digest>.sig` tag), by a key of the site's
-// root-owned key files, for the digest the node holds, in the image's own repository. The
+// Signed images only (a queue's `signatures`): the image must carry a signature by a key of
+// the site's root-owned key files, for the digest the node holds, in the image's own
+// repository: a cosign signature as cosign stores it in the registry (the
+// `sha256-<digest>.sig` tag), or a sigstore bundle attached as an OCI referrer (found by the
+// referrers tag schema, `sha256-<digest>`, which registries without the referrers API use). The
 // digest so verified is what the container is made from (`repo@sha256:…`): a tag moved
 // meanwhile cannot change what runs. Verified digests are cached per repository, digest
 // and key files, in root's state, so a check costs a pull, not a job. Verified offline: the
 // keys are the trust, no transparency log or certificate authority is asked.
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
+import { bundleFromJSON, type Bundle } from '@sigstore/bundle'
+import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { ImageStore } from '../engine/engine.ts'
@@ -106,7 +110,7 @@ export async function verifiedImage(engine: Pick<ImageStore, 'imageDigest'>, ima
   const cached = cachedSigner(cacheDir, named.repository, digest, trust)
   if (cached) return { reference, digest, signer: cached }
   const client = new RegistryClient(named.registry, check.auth ? registryAuth(check.auth, named.registry) : undefined, check.timeoutMs)
-  const signer = await cosignSigner(client, named.repository, digest, trust)
+  const signer = await imageSigner(client, named.repository, digest, trust)
   remember(cacheDir, named.repository, digest, trust, signer, check.cacheEntries ?? SIGNATURE_CACHE_ENTRIES)
   return { reference, digest, signer }
 }
@@ -133,24 +137,50 @@ export function canonicalRepository(repository: string): string {
 }
 
 /**
- * The signer of `digest` in `repository`: the first cosign signature (of those stored under
- * the `sha256-<hex>.sig` tag) that a trusted key verifies and whose payload names this digest
- * and this repository. SignatureError, saying what was wrong, when none does.
+ * The signer of `digest` in `repository`: the first signature, of cosign's `.sig` tag or of
+ * the sigstore bundles among its referrers, that a trusted key verifies and that names this
+ * digest and this repository. SignatureError, saying what was wrong, when none does.
  */
-export async function cosignSigner(client: RegistryClient, repository: string, digest: string, trust: Trust): Promise<string> {
+export async function imageSigner(client: RegistryClient, repository: string, digest: string, trust: Trust): Promise<string> {
+  const problems: string[] = []
+  for (const find of [cosignSigner, bundleSigner]) {
+    try {
+      const signer = await find(client, repository, digest, trust)
+      if (signer) return signer
+    } catch (err) {
+      if (!(err instanceof SignatureError)) throw err
+      problems.push(err.message)
+    }
+  }
   const image = `${repository}@${digest}`
-  const tag = `${digest.replace(':', '-')}.sig`
+  if (!problems.length) {
+    throw new SignatureError(`image ${image} is not signed (no cosign signature ${digest.replace(':', '-')}.sig nor sigstore bundle among its referrers in its registry); this queue runs signed images only`)
+  }
+  throw new SignatureError(problems.join('; ').slice(0, 1000))
+}
+
+/** A manifest of the signatures' own, read within bounds: one that cannot be is a bad signature, not a failed registry. */
+async function signatureManifest(client: RegistryClient, repository: string, tag: string): Promise<unknown> {
+  const image = `${repository}@${tag}`
   const fetched = await client.manifest(repository, tag, SIGNATURE_LIMITS.manifestBytes).catch(err => {
     throw err instanceof RegistryAnswerError ? new SignatureError(`image ${image}'s signature cannot be read`, err.message) : err
   })
-  if (!fetched) throw new SignatureError(`image ${image} is not signed (no cosign signature ${tag} in its registry); this queue runs signed images only`)
-  let layers: { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: Record<string, unknown> }[]
+  if (!fetched) return undefined
   try {
-    layers = (JSON.parse(fetched.body.toString('utf8')) as { layers?: typeof layers }).layers ?? []
-    if (!Array.isArray(layers)) throw new Error('layers is not a list')
+    return JSON.parse(fetched.body.toString('utf8'))
   } catch (err) {
     throw new SignatureError(`image ${image}'s signature manifest ${tag} is malformed`, (err as Error).message)
   }
+}
+
+/** The signer by cosign's `sha256-<hex>.sig` tag; undefined when there is none. */
+export async function cosignSigner(client: RegistryClient, repository: string, digest: string, trust: Trust): Promise<string | undefined> {
+  const image = `${repository}@${digest}`
+  const tag = `${digest.replace(':', '-')}.sig`
+  const manifest = await signatureManifest(client, repository, tag)
+  if (manifest === undefined) return undefined
+  const layers = (manifest as { layers?: { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: Record<string, unknown> }[] } | null)?.layers ?? []
+  if (!Array.isArray(layers)) throw new SignatureError(`image ${image}'s signature manifest ${tag} is malformed`, 'layers is not a list')
   const signatures = layers.filter(l => l && l.mediaType === SIMPLE_SIGNING && typeof l.annotations?.[SIGNATURE_ANNOTATION] === 'string')
   if (!signatures.length) throw new SignatureError(`image ${image}'s signature manifest ${tag} holds no cosign signature`)
   if (signatures.length > SIGNATURE_LIMITS.signatures) {
@@ -170,7 +200,91 @@ export async function cosignSigner(client: RegistryClient, repository: string, d
       problems.push(err instanceof CbatchError ? err.userMessage : (err as Error).message)
     }
   }
-  throw new SignatureError(`image ${image} has no valid signature by a key this queue trusts (${trust.keys.map(k => k.file).filter((f, i, all) => all.indexOf(f) === i).join(', ')}): ${problems.join('; ')}`.slice(0, 1000))
+  throw noValidSignature(image, trust, problems)
+}
+
+function noValidSignature(image: string, trust: Trust, problems: string[]): SignatureError {
+  const files = trust.keys.map(k => k.file).filter((f, i, all) => all.indexOf(f) === i)
+  return new SignatureError(`image ${image} has no valid signature by a key this queue trusts (${files.join(', ')}): ${problems.join('; ')}`.slice(0, 1000))
+}
+
+const BUNDLE_TYPE = /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.3\+json|\+json;version=0\.3)$/
+
+/**
+ * The signer by the sigstore bundles among the image's referrers, as the referrers tag
+ * schema lists them (an index under `sha256-<hex>`; the local registry, distribution 2.8,
+ * has no referrers API); undefined when it lists none.
+ */
+export async function bundleSigner(client: RegistryClient, repository: string, digest: string, trust: Trust): Promise<string | undefined> {
+  const image = `${repository}@${digest}`
+  const index = await signatureManifest(client, repository, digest.replace(':', '-'))
+  const listed = (index as { manifests?: { artifactType?: unknown; digest?: unknown }[] } | null)?.manifests
+  const bundles = Array.isArray(listed) ? listed.filter(m => m && typeof m.artifactType === 'string' && BUNDLE_TYPE.test(m.artifactType)) : []
+  if (!bundles.length) return undefined
+  if (bundles.length > SIGNATURE_LIMITS.signatures) throw new SignatureError(`image ${image} has ${bundles.length} sigstore bundles; cbatch checks at most ${SIGNATURE_LIMITS.signatures}`)
+  const problems: string[] = []
+  for (const entry of bundles) {
+    try {
+      if (typeof entry.digest !== 'string') throw new Error('a referrer has no digest')
+      const referrer = await signatureManifest(client, repository, entry.digest) as { subject?: { digest?: unknown }; layers?: { mediaType?: unknown; digest?: unknown }[] } | undefined
+      if (!referrer) throw new Error(`referrer ${entry.digest} is not in the registry`)
+      if (referrer.subject?.digest !== digest) throw new Error(`referrer ${entry.digest} refers to ${JSON.stringify(referrer.subject?.digest)}, not ${digest}`)
+      const layer = Array.isArray(referrer.layers) ? referrer.layers.find(l => typeof l?.mediaType === 'string' && BUNDLE_TYPE.test(l.mediaType)) : undefined
+      if (typeof layer?.digest !== 'string') throw new Error(`referrer ${entry.digest} holds no bundle`)
+      const blob = await client.blob(repository, layer.digest, SIGNATURE_LIMITS.payloadBytes)
+      if (!blob) throw new Error(`bundle ${layer.digest} is not in the registry`)
+      return judgeBundle(blob, repository, digest, trust)
+    } catch (err) {
+      if (err instanceof CbatchError && !(err instanceof RegistryAnswerError) && !(err instanceof SignatureError)) throw err
+      problems.push(err instanceof CbatchError ? err.userMessage : (err as Error).message)
+    }
+  }
+  throw noValidSignature(image, trust, problems)
+}
+
+const NO_TRUST_ROOT = { mediaType: '', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }
+
+/**
+ * One sigstore bundle judged (@sigstore/verify, offline: a key of the site's, no log, no
+ * timestamp authority): a DSSE envelope a trusted key signed, whose in-toto statement names
+ * `digest` as a subject of `repository`. The signer, or an Error saying why not.
+ */
+export function judgeBundle(json: Buffer, repository: string, digest: string, trust: Trust): string {
+  let bundle: Bundle
+  try {
+    bundle = bundleFromJSON(JSON.parse(json.toString('utf8')))
+  } catch (err) {
+    throw new Error(`a bundle that is not a sigstore bundle (${(err as Error).message})`)
+  }
+  if (bundle.content.$case !== 'dsseEnvelope') throw new Error('a bundle without a DSSE envelope (cbatch verifies image bundles as cosign makes them)')
+  const entity = toSignedEntity(bundle)
+  const key = trust.keys.find(k => {
+    const material = toTrustMaterial(NO_TRUST_ROOT as unknown as Parameters<typeof toTrustMaterial>[0], () => ({ publicKey: k.key, validFor: () => true }))
+    try {
+      new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(entity)
+      return true
+    } catch {
+      return false
+    }
+  })
+  if (!key) throw new Error('a bundle signed by no trusted key')
+  const { payload, payloadType } = bundle.content.dsseEnvelope
+  if (payloadType !== 'application/vnd.in-toto+json') throw new Error(`a bundle of ${JSON.stringify(payloadType)}, not an in-toto statement`)
+  let subjects: { name?: unknown; digest?: Record<string, unknown> }[]
+  try {
+    subjects = (JSON.parse(payload.toString('utf8')) as { subject?: typeof subjects }).subject ?? []
+    if (!Array.isArray(subjects)) throw new Error()
+  } catch {
+    throw new Error('a bundle whose statement is not JSON with a subject list')
+  }
+  const hex = digest.replace(/^sha256:/, '')
+  const subject = subjects.find(s => s?.digest?.sha256 === hex)
+  if (!subject) throw new Error(`a bundle that signs ${subjects.map(s => JSON.stringify(s?.digest?.sha256)).join(', ') || 'nothing'}, not ${digest}`)
+  const name = subject.name
+  if (typeof name !== 'string' || !ImageReference.isValid(name) || canonicalRepository(ImageReference.of(name).repository) !== canonicalRepository(repository)) {
+    throw new Error(`a bundle that signs the image for repository ${JSON.stringify(name)}, not ${repository}`)
+  }
+  return `sigstore bundle, key sha256:${key.fingerprint} (${key.file})`
 }
 
 /**

@@ -1,6 +1,7 @@
 // Writes to the provisioned registry (127.0.0.1:5000) with its HTTP API, as cosign itself
-// does: blobs, manifests, and cosign's signatures (the `sha256-<digest>.sig` tag holding a
-// simple-signing payload and its signature), made with keys made at test time.
+// does: blobs, manifests, cosign's signatures (the `sha256-<digest>.sig` tag holding a
+// simple-signing payload and its signature) and sigstore bundles attached as OCI referrers
+// (the referrers tag schema: an index under `sha256-<digest>`), made with keys made at test time.
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -78,4 +79,44 @@ export function testKeys(): { privateKey: KeyObject; file: string; dispose: () =
   const file = join(dir, 'cosign.pub')
   writeFileSync(file, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 })
   return { privateKey, file, dispose: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+export interface BundleOptions {
+  /** The statement's subject name (default: the repository). */
+  name?: string
+  /** The statement's subject digest (default: the image's). */
+  subjectDigest?: string
+  /** Sign other bytes than the envelope's. */
+  signedBytes?: string
+}
+
+/** Attaches a sigstore bundle (v0.3, a DSSE envelope of an in-toto statement) signed by `key` to `digest`, as `cosign sign --new-bundle-format` does. */
+export async function attachBundle(repository: string, digest: string, key: KeyObject, options: BundleOptions = {}): Promise<void> {
+  const payloadType = 'application/vnd.in-toto+json'
+  const payload = Buffer.from(JSON.stringify({
+    _type: 'https://in-toto.io/Statement/v1', predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {},
+    subject: [{ name: options.name ?? repository, digest: { sha256: (options.subjectDigest ?? digest).replace(/^sha256:/, '') } }],
+  }))
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${payloadType.length} ${payloadType} ${payload.length} `), payload])
+  const sig = sign('sha256', options.signedBytes === undefined ? pae : Buffer.from(options.signedBytes), key).toString('base64')
+  const bundle = {
+    mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    verificationMaterial: { publicKey: { hint: 'test-key' }, tlogEntries: [], timestampVerificationData: { rfc3161Timestamps: [] } },
+    dsseEnvelope: { payload: payload.toString('base64'), payloadType, signatures: [{ sig, keyid: '' }] },
+  }
+  const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json'
+  const layer = await pushBlob(repository, JSON.stringify(bundle))
+  const empty = await pushBlob(repository, '{}')
+  const referrer = {
+    schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: BUNDLE,
+    config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+    layers: [{ mediaType: BUNDLE, ...layer }],
+    subject: { mediaType: OCI_MANIFEST, digest, size: 1 },
+  }
+  const referrerDigest = sha256(JSON.stringify(referrer))
+  await putManifest(repository, referrerDigest, referrer)
+  await putManifest(repository, digest.replace(':', '-'), {
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: OCI_MANIFEST, digest: referrerDigest, size: JSON.stringify(referrer).length, artifactType: BUNDLE }],
+  }, 'application/vnd.oci.image.index.v1+json')
 }
