@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { posix } from 'node:path'
+import type { CgroupRoots } from '../host/cgroup.ts'
 import { torqueCpuset } from './cgroups.ts'
 import type { JobFacts } from './contract.ts'
 import { nodeShare, type NodeShare } from './nodes.ts'
@@ -25,8 +26,11 @@ export interface JobContext extends JobFacts {
   tmpDir?: string
 }
 
-/** The job of a prologue: `facts` its arguments, `env` pbs_mom's environment for it (never the job's). */
-export function jobContext(facts: JobFacts, env: NodeJS.ProcessEnv, host = hostname()): JobContext {
+/**
+ * The job of a prologue: `facts` its arguments, `env` pbs_mom's environment for it (never
+ * the job's); `node`: this host's name and cgroup roots (tests give their own).
+ */
+export function jobContext(facts: JobFacts, env: NodeJS.ProcessEnv, node: { host?: string; cgroups?: CgroupRoots } = {}): JobContext {
   const request = parseRequest(facts.resources)
   // A real mom may name the node file with a double slash (`aux//4.vm`).
   const nodeFile = env.PBS_NODEFILE && existsSync(env.PBS_NODEFILE) ? posix.normalize(env.PBS_NODEFILE) : undefined
@@ -35,8 +39,8 @@ export function jobContext(facts: JobFacts, env: NodeJS.ProcessEnv, host = hostn
     request,
     share: nodeShare(request.nodes, env, nodeFile && readFileSync(nodeFile, 'utf8')),
     nodeFile,
-    gpus: env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, host) : [],
-    cpuset: torqueCpuset(facts.jobId),
+    gpus: env.PBS_NODEFILE ? allocatedGpus(`${env.PBS_NODEFILE}gpu`, node.host ?? hostname()) : [],
+    cpuset: torqueCpuset(facts.jobId, node.cgroups),
     workDir: env.PBS_O_WORKDIR,
     tmpDir: env.TMPDIR,
   }
