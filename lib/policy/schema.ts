@@ -115,7 +115,7 @@ const policyFields = {
   }),
   pinned: Type.Boolean({ default: false, description: 'images must be named by digest (image@sha256:...), so a tag moved in the registry never changes what runs' }),
   signatures: Type.Object({
-    required: Type.Boolean({ default: false, description: 'true: the queue\'s image and every image a job asks for must carry a cosign signature (stored in its registry as cosign sign does, the sha256-<digest>.sig tag) by one of keys, for the digest the node holds and the image\'s own repository; else the job is refused, the reason in its .ER. The container is made from that digest (repo@sha256:...), so a tag moved after the check never runs; the signer goes into the accounting record' }),
+    required: Type.Boolean({ default: false, description: 'true: the queue\'s image and every image a job asks for must carry a signature by one of keys, for the digest the node holds and the image\'s own repository (a cosign signature as cosign sign stores it, the sha256-<digest>.sig tag, or a sigstore bundle attached as an OCI referrer, found by the referrers tag schema sha256-<digest>); else the job is refused, the reason in its .ER. The container is made from that digest (repo@sha256:...), so a tag moved after the check never runs; the signer goes into the accounting record' }),
     keys: List(AbsolutePath('a PEM file of public keys (cosign.pub), root\'s and writable by root alone'), {
       default: [], description: 'files of the public keys signatures are verified against, offline (ECDSA P-256, as cosign generate-key-pair makes them; P-384 and P-521 too)',
     }),
