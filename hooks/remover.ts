@@ -12,6 +12,7 @@ import { nodeLogger } from '../lib/log.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { leaveJobCgroups } from '../lib/torque/cgroups.ts'
 
+const REMOVE_ATTEMPTS = 3
 const [id = '', jobId = '-'] = process.argv.slice(2)
 const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
 
@@ -21,12 +22,21 @@ async function remove(): Promise<void> {
   const config = await loadConfig(configPath, { cacheDir })
   const log = nodeLogger('remover', jobId, config.log.file, config.log.syslog || undefined)
   const started = performance.now()
-  try {
-    await openEngine(config.engine).remove(id)
-  } catch (err) {
-    const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
-    log.error(`removal of container ${id.slice(0, 12)} failed (cbatch gc removes it): ${message}`)
-    return
+  const engine = openEngine(config.engine)
+  // An engine busy removing many containers at once may time a call out: try again first.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await engine.remove(id)
+      break
+    } catch (err) {
+      const message = err instanceof CbatchError ? err.message : String((err as Error)?.message ?? err)
+      if (attempt === REMOVE_ATTEMPTS) {
+        log.error(`removal of container ${id.slice(0, 12)} failed ${attempt} times (cbatch gc removes it): ${message}`)
+        return
+      }
+      log.info(`removal of container ${id.slice(0, 12)} failed, trying again: ${message}`)
+      await new Promise(r => setTimeout(r, 2000))
+    }
   }
   const { user, system } = process.cpuUsage()
   log.info(`removed container ${id.slice(0, 12)}`, { ms: Math.round(performance.now() - started), cpuMs: Math.round((user + system) / 1000) })

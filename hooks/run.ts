@@ -109,7 +109,9 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     status = await main({ env, momPriv, config, log, engine, metrics, started })
     if (textfile && GAUGING.has(name)) {
       time()
-      await countRunningJobs(metrics, engine(), momPriv).catch(err => log.error(`metrics: running jobs not counted: ${err.message}`))
+      // An epilogue's own job is over though its container may still be ending (hooks/remover.ts).
+      const ended = name.startsWith('epilogue') ? jobIdFrom(env) : undefined
+      await countRunningJobs(metrics, engine(), momPriv, ended).catch(err => log.error(`metrics: running jobs not counted: ${err.message}`))
     }
   } catch (err) {
     if (err instanceof CbatchError) {
@@ -158,11 +160,11 @@ function childCpuMs(): number {
 /** The hooks that start or end jobs, and the node check, keep the running-jobs gauge true. */
 const GAUGING = new Set(['prologue', 'prologue.parallel', 'epilogue', 'epilogue.parallel', 'nodecheck'])
 
-/** This mom's running job containers, by queue; the config's other queues 0. */
-async function countRunningJobs(metrics: MetricsBatch, engine: Engine, momPriv: string): Promise<void> {
+/** This mom's running job containers (but `endedJob`'s), by queue; the config's other queues 0. */
+async function countRunningJobs(metrics: MetricsBatch, engine: Engine, momPriv: string, endedJob?: string): Promise<void> {
   const running = new Map(metrics.queues.map(queue => [queue, 0]))
   for (const c of await engine.findByLabel(LABEL.job)) {
-    if (c.state !== 'running' || !isThisMom(c.labels, momPriv)) continue
+    if (c.state !== 'running' || !isThisMom(c.labels, momPriv) || labelOf(c.labels, LABEL.job) === endedJob) continue
     const queue = labelOf(c.labels, LABEL.queue) ?? ''
     running.set(queue, (running.get(queue) ?? 0) + 1)
   }

@@ -41,6 +41,13 @@ t.teardown(dispose)
 const jobsOn = (socket?: string) => execFileSync('docker', [...(socket ? ['-H', `unix://${socket}`] : []), 'ps', '-a', '--filter', 'label=cbatch.job',
   '--format', '{{.ID}} {{.Label "cbatch.job"}}'], { encoding: 'utf8' }).split('\n').filter(l => l.split(' ')[1]?.startsWith(String(process.pid))).map(l => l.split(' ')[0])
 const engines = () => [undefined, ...sisters.map(s => s.engine.socket)]
+/** What is left of this file's jobs on each engine, once the detached removers (hooks/remover.ts) had a minute. */
+async function leftOnEngines(): Promise<string[][]> {
+  for (const until = Date.now() + 60_000; ; await new Promise(r => setTimeout(r, 200))) {
+    const left = engines().map(jobsOn)
+    if (left.every(l => !l.length) || Date.now() > until) return left
+  }
+}
 const accountingOf = (jobId: string) => readFileSync(accounting, 'utf8').split('\n').filter(Boolean)
   .map(line => JSON.parse(line) as AccountingRecord).filter(r => r.jobId === jobId)
 
@@ -71,7 +78,7 @@ t.test('a 2-node job: every task runs in its node\'s container, as the owner, an
   t.match(job.stdout, /shell done/)
   t.same(job.tmTasks!.filter(x => x.argv[2] === 'exit 7').map(x => [x.node, x.status]), [[1, 7]], 'a task on the sister failed with its own status')
   t.same(new Set(job.tmTasks!.map(x => x.task)).size, 5, 'task numbers are job-wide')
-  t.same(engines().map(jobsOn), [[], [], []], 'nothing left on any engine')
+  t.same(await leftOnEngines(), [[], [], []], 'nothing left on any engine')
   const lines2 = accountingOf(job.jobId)
   t.same(lines2.map(r => r.nodeNumber).sort(), [0, 1], 'one accounting line per node')
   t.equal(lines2.find(r => r.nodeNumber === 1)!.exitStatus, undefined, 'a sister is not told the exit status')
@@ -87,7 +94,7 @@ t.test('a 3-node job: pbsdsh -u starts one task on each node; the sisters\' cont
   t.same(lines, [0, 1, 2].map(n => `node=${n} shm=${100 * 1024} id=${TEST_USER}`))
   t.same(accountingOf(job.jobId).map(r => [r.nodeNumber, r.usage?.memory.limitBytes]).sort(),
     [[0, 100 * 1024 ** 2], [1, 100 * 1024 ** 2], [2, 100 * 1024 ** 2]])
-  t.same(engines().map(jobsOn), [[], [], []])
+  t.same(await leftOnEngines(), [[], [], []])
 })
 
 t.test('qdel reaches the tasks on every node', async t => {
@@ -105,7 +112,7 @@ t.test('qdel reaches the tasks on every node', async t => {
   t.equal(job.exitStatus, 256 + 15, 'the job shell died of SIGTERM')
   t.same(job.tmTasks!.map(x => x.node).sort(), [0, 1, 2])
   t.ok(job.tmTasks!.every(x => x.status > 128), `every task was killed: ${JSON.stringify(job.tmTasks!.map(x => x.status))}`)
-  t.same(engines().map(jobsOn), [[], [], []])
+  t.same(await leftOnEngines(), [[], [], []])
 })
 
 t.test('a sister whose engine is down requeues the job (the node goes down), and nothing is left on the others', async t => {
@@ -116,7 +123,7 @@ t.test('a sister whose engine is down requeues the job (the node goes down), and
   t.same(job.sisterPrologues!.map(p => p.status), [0, 2], 'the broken sister exits non-zero: pbs_mom marks it down')
   t.notOk(job.exitStatus, 'the job never ran')
   t.notMatch(job.stdout, /ran/)
-  t.same(engines().map(jobsOn), [[], [], []], 'the working sister\'s container went with epilogue.parallel')
+  t.same(await leftOnEngines(), [[], [], []], 'the working sister\'s container went with epilogue.parallel')
 })
 
 t.test('a mother superior whose prologue fails leaves nothing on its sisters, though pbs_mom runs no epilogue.parallel there', async t => {
@@ -144,14 +151,14 @@ t.test('a job a sister cannot run is refused there with exit 0 (no requeue loop)
   t.match(job.stderr, /cbatch: the job asks for 2 CPUs on this node; its queue allows at most 1/)
   t.notOk(existsSync(join(strict.pbsHome, 'mom_priv/cbatch-refused')) && readdirSync(join(strict.pbsHome, 'mom_priv/cbatch-refused')).length,
     'epilogue.parallel cleared the refusal')
-  t.same(engines().map(jobsOn), [[], [], []])
+  t.same(await leftOnEngines(), [[], [], []])
 })
 
 t.test('a job on several nodes runs in its queue\'s image: #CBATCH image= is refused with the reason', async t => {
   const job = await run('#CBATCH image=cbatch-test/entrypoint:latest\necho ran\n', sisters.slice(0, 1))
   t.equal(job.exitStatus, 125)
   t.match(job.stderr, /runs on 2 nodes.*queue's image/)
-  t.same(engines().map(jobsOn), [[], [], []])
+  t.same(await leftOnEngines(), [[], [], []])
 })
 
 t.test('without the host network, pbsdsh cannot reach pbs_mom (tm_init fails), as on a cluster', async t => {
@@ -188,5 +195,5 @@ t.test('every node spec form runs, and each node\'s container is sized by that n
     t.equal(job.exitStatus, 0, `${resources}: ${job.stderr}`)
     t.same(job.stdout.split('\n').filter(l => l.startsWith('node=')).sort(), cpus.map((n, i) => `node=${i} cpus=${n}`), resources)
   }
-  t.same(engines().map(jobsOn), [[], [], []])
+  t.same(await leftOnEngines(), [[], [], []])
 })

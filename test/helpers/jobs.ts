@@ -126,7 +126,7 @@ export function containersOf(jobId: string): string[] {
 }
 
 /** The job's containers once those its epilogue left to the detached remover (hooks/remover.ts) had `ms` to go. */
-export async function containersLeft(jobId: string, ms = 20_000): Promise<string[]> {
+export async function containersLeft(jobId: string, ms = 60_000): Promise<string[]> {
   for (const until = Date.now() + ms; ; await new Promise(r => setTimeout(r, 100))) {
     const left = containersOf(jobId)
     if (!left.length || Date.now() > until) return left
