@@ -9,7 +9,7 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeF
 import { join } from 'node:path'
 import { containerName } from '../lib/job/container.ts'
 import { LABEL } from '../lib/engine/labels.ts'
-import { hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersLeft, hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(5 * 60 * 1000)
 const shared = sharedDir()
@@ -117,7 +117,7 @@ t.test('root\'s epilogue never touches a path an image\'s cbatch.scratch names, 
   t.equal(labels[LABEL.scratch], '', 'create set it empty over the image\'s')
   const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'j', '0', '', '', 'labelled', '', '0'], { env: {}, config })
   t.equal(epilogue.status, 0, epilogue.stderr)
-  t.equal(execFileSync('docker', ['ps', '-aq', '--filter', `name=${name}`], { encoding: 'utf8' }), '', 'its container is gone')
+  t.same(await containersLeft(jobId), [], 'its container is gone (after the detached remover)')
   t.equal(canaryState(), pristine, 'mode, owner and content of what the label named are unchanged')
   t.notMatch(readFileSync(join(root, 'cbatch.log'), 'utf8'), canaryBase, 'nor was it ever tried')
 })
