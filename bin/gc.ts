@@ -8,6 +8,7 @@ import type { JobContainer } from '../lib/engine/engine.ts'
 import { UsageError } from '../lib/errors.ts'
 import { printable } from '../lib/format.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
+import { pbsMom } from '../lib/torque/mom.ts'
 import { defineCommand, type OptionValues } from './command.ts'
 import { CONFIG, configPath, PBS_HOME } from './options.ts'
 
@@ -32,12 +33,12 @@ async function gc(_: string[], values: OptionValues<typeof GC_OPTIONS>): Promise
   const config = await loadConfig(configPath(values))
   const grace = values.grace === undefined ? config.gc.graceSeconds : Number(values.grace)
   if (!(grace >= 0)) throw new UsageError(`--grace ${values.grace}: expected seconds`)
-  const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
-  if (!existsSync(join(momPriv, 'jobs'))) throw new UsageError(`${momPriv}/jobs does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
+  const batch = pbsMom(join(values['pbs-home'] ?? config.torque.home, 'mom_priv'))
+  if (!existsSync(batch.scriptDir)) throw new UsageError(`${batch.scriptDir} does not exist: is this pbs_mom's PBS_HOME? (--pbs-home)`)
   const engine = openEngine(config.engine)
   const unlabelled = (c: JobContainer) => process.stdout.write(`${printable(`left alone ${c.name} (job ${c.labels[LABEL.job]}, ${c.state}): `
     + `no ${LABEL.mom} label says which pbs_mom made it (an older cbatch's); remove it by hand once its job is gone`)}\n`)
-  const removed = await collectOrphans(engine, { momPriv, graceSeconds: grace, dryRun: values['dry-run'], onUnlabelled: unlabelled })
+  const removed = await collectOrphans(engine, { batch, graceSeconds: grace, dryRun: values['dry-run'], onUnlabelled: unlabelled })
   for (const c of removed) process.stdout.write(`${printable(`${values['dry-run'] ? 'would remove' : 'removed'} ${c.name} (job ${c.labels[LABEL.job]}, ${c.state})`)}\n`)
   return 0
 }

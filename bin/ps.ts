@@ -4,6 +4,7 @@ import { loadConfig } from '../lib/policy/config.ts'
 import { openEngine } from '../lib/engine/open.ts'
 import { formatBytes, formatDuration, formatTable, printableJson } from '../lib/format.ts'
 import { nodeJobs } from '../lib/node/jobs.ts'
+import { pbsMom } from '../lib/torque/mom.ts'
 import { defineCommand, type OptionValues } from './command.ts'
 import { configPath, NODE_OPTIONS } from './options.ts'
 
@@ -17,8 +18,7 @@ export const psCommand = defineCommand({
 
 async function ps(values: OptionValues<typeof NODE_OPTIONS>): Promise<number> {
   const config = await loadConfig(configPath(values))
-  const momPriv = join(values['pbs-home'] ?? config.torque.home, 'mom_priv')
-  const jobs = await nodeJobs(openEngine(config.engine), momPriv)
+  const jobs = await nodeJobs(openEngine(config.engine), pbsMom(join(values['pbs-home'] ?? config.torque.home, 'mom_priv')))
   if (values.json) {
     process.stdout.write(`${printableJson(jobs)}\n`)
     return 0

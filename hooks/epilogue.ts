@@ -27,7 +27,7 @@ function startRemover(id: string): void {
 }
 const hook = process.env.CBATCH_HOOK === 'epilogue.parallel' ? 'epilogue.parallel' : 'epilogue'
 const sister = hook === 'epilogue.parallel'
-void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine, metrics }) => {
+void runHook(hook, () => args[0], async ({ env, batch, config, log, engine, metrics }) => {
   const facts = parseEpilogueArgs(args)
   // What killed starters of this job (or of any ended one) left in their places (node/tasks.ts).
   try {
@@ -44,7 +44,7 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   // Under TORQUE's cgroups pbs_mom removes the job's cgroup once the epilogue returns: the
   // container's, inside it, must be gone by then, so the engine stops it here.
   const removeLater = underTorque ? undefined : startRemover
-  const cleaned = await cleanupJob({ ...facts, momPriv, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase, removeLater }, engine()).catch(err => {
+  const cleaned = await cleanupJob({ ...facts, momPriv: batch.stateDir, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase, removeLater }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.
     if (underTorque) log.error(`engine unusable: killed ${killContainerProcesses(facts.jobId, undefined, onlyContainer === undefined ? undefined : engine().cgroupNames(onlyContainer))} processes of the job's container`)
@@ -56,7 +56,7 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   const { record, scratchDir } = cleaned
   metrics.count('cbatch_jobs_ended_total', { queue: record.queue, node: sister ? 'sister' : 'mother' })
   if (record.oomKilled) metrics.count('cbatch_oom_kills_total', { queue: record.queue })
-  removeAccountFiles(accountsDir(momPriv, record.container))
+  removeAccountFiles(accountsDir(batch.stateDir, record.container))
   if (config.accounting.file) appendRecord(config.accounting.file, record)
   // On a line of its own, after a last line of the job's that has no newline.
   if (!sister && policy?.summaryLine !== false) process.stdout.write(`${atLineStart() ? '' : '\n'}${summaryLine(record)}\n`)
@@ -68,10 +68,10 @@ void runHook(hook, () => args[0], { abort: 1, requeue: 2, internal: 2 }, async (
   // A job its prologue refused never had a container: its .ER already says why.
   // A sister's guard (CBATCH_SISTER_CONTAINER) ends a try that had a container: a refusal
   // recorded now is a later try's, for its starters to read.
-  early: ({ momPriv, env }) => {
+  early: ({ batch, env }) => {
     if (sister && env.CBATCH_SISTER_CONTAINER) return undefined
-    if (!args[0] || refusalOf(momPriv, args[0]) === undefined) return undefined
-    clearRefusal(momPriv, args[0])
+    if (!args[0] || refusalOf(batch, args[0]) === undefined) return undefined
+    clearRefusal(batch, args[0])
     return 0
   },
 })

@@ -6,7 +6,6 @@
 import { checkClaims, containerForShell, runInContainer, runNatively } from '../lib/job/starter.ts'
 import { resizeSister } from '../lib/job/share.ts'
 import { lookupUser } from '../lib/host/identity.ts'
-import { readClaimedJob } from '../lib/torque/jobfile.ts'
 import { jobLimits } from '../lib/torque/rlimits.ts'
 import { refusalOf } from '../lib/job/refusal.ts'
 import { rejoinJobMemoryCgroup } from '../lib/torque/cgroups.ts'
@@ -20,10 +19,10 @@ import { runHook } from './run.ts'
 const argv = process.argv.slice(2)
 /** cbatch did not run the job: the reason is in its .ER. */
 const REFUSED = CANNOT_RUN_EXIT.jobstarter
-void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFUSED, internal: REFUSED }, async ({ env, momPriv, config, log, engine: engineOf, started }) => {
+void runHook('jobstarter', env => env.PBS_JOBID, async ({ env, batch, config, log, engine: engineOf, started }) => {
   if (!argv.length) throw new UsageError('job starter: no job shell or task given')
   const facts = starterFacts(env)
-  const job = readClaimedJob(momPriv, facts.jobId, facts.cookie)
+  const job = batch.claimedJob(facts.jobId, facts.cookie)
   checkClaims(facts, job)
   const request = { facts, job, argv, env, started }
   if (!config.queues.has(job.queue)) {
@@ -32,10 +31,10 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
   }
   const policy = config.queues.get(job.queue)!
   const engine = engineOf()
-  const container = await containerForShell(engine, job.jobId, momPriv)
+  const container = await containerForShell(engine, job.jobId, batch.stateDir)
   // This node's number is root's label: the job's processors here may raise maxTasks.
   const node = container.labels[LABEL.node]
-  const release = claimTaskPlace(job.jobId, momPriv, taskLimit(policy.maxTasks, job, node ? Number(node) : undefined))
+  const release = claimTaskPlace(job.jobId, batch.stateDir, taskLimit(policy.maxTasks, job, node ? Number(node) : undefined))
   try {
     // A sister's container made before its share was known gets it now, before the task runs.
     const resized = await resizeSister(job, container, config, engine)
@@ -49,12 +48,12 @@ void runHook('jobstarter', env => env.PBS_JOBID, { abort: REFUSED, requeue: REFU
 }, {
   // The prologue refused the job and wrote why into its .ER: nothing runs. A task says why
   // too: on a sister node, the prologue.parallel that refused it printed into /dev/null.
-  early: ({ momPriv, env }) => {
-    const reason = env.PBS_JOBID ? refusalOf(momPriv, env.PBS_JOBID) : undefined
+  early: ({ batch, env }) => {
+    const reason = env.PBS_JOBID ? refusalOf(batch, env.PBS_JOBID) : undefined
     if (reason === undefined) return undefined
     // Said only to the job's own processes: the reason may name its owner's paths.
     try {
-      readClaimedJob(momPriv, env.PBS_JOBID!, env.PBS_JOBCOOKIE)
+      batch.claimedJob(env.PBS_JOBID!, env.PBS_JOBCOOKIE)
     } catch {
       return REFUSED
     }

@@ -16,13 +16,13 @@ import { runHook } from './run.ts'
 /** pbs_mom reads the check's stdout: each problem on an ERROR line. */
 const sayError = (problem: string) => process.stdout.write(`ERROR cbatch: ${printable(problem)}\n`)
 
-void runHook('nodecheck', () => undefined, { abort: 1, requeue: 1, internal: 1 }, async ({ momPriv, config, log }) => {
+void runHook('nodecheck', () => undefined, async ({ batch, config, log }) => {
   // pbs_mom waits for the check: a hung engine must not hold it long.
   const engine = openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })
   await engine.ping()
   const problems: string[] = []
   // Its line is public (pbsnodes): counts only; the node log has the jobs and the reasons.
-  const streak = requeueProblem(momPriv, { log })
+  const streak = requeueProblem(batch.stateDir, { log })
   if (streak) problems.push(streak)
   for (const [name, policy] of config.queues) {
     if (policy.pull === 'never' && !await engine.hasImage(policy.image)) problems.push(`queue ${name}: image ${policy.image} is not on this node (pull: never)`)

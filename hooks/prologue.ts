@@ -17,7 +17,7 @@ import { recordRefusal } from '../lib/job/refusal.ts'
 import { clearRequeues, recordRequeue } from '../lib/node/requeues.ts'
 import { parsePrologueArgs } from '../lib/torque/contract.ts'
 import { jobContext } from '../lib/torque/job.ts'
-import { guardSister } from '../lib/job/guard.ts'
+import { guardSister } from '../lib/torque/guard.ts'
 import { runHook } from './run.ts'
 
 const args = process.argv.slice(2)
@@ -32,7 +32,7 @@ function startPuller(image: string): void {
 }
 
 const hook = process.env.CBATCH_HOOK === 'prologue.parallel' ? 'prologue.parallel' : 'prologue'
-void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async ({ env, momPriv, config, log, engine: engineOf, metrics }) => {
+void runHook(hook, () => args[0], async ({ env, batch, config, log, engine: engineOf, metrics }) => {
   const attempt: Attempt = {}
   try {
     const facts = parsePrologueArgs(args)
@@ -45,19 +45,19 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
     const engine = engineOf()
     // Orphans are collected alongside, best effort: they must never fail this job.
     const gc = config.gc.onPrologue
-      ? collectOrphans(engine, { momPriv, graceSeconds: config.gc.graceSeconds }).then(
+      ? collectOrphans(engine, { batch, graceSeconds: config.gc.graceSeconds }).then(
         removed => {
           removed.forEach(c => log.info(`removed orphan ${c.name} of job ${c.labels[LABEL.job]}`))
           if (removed.length) metrics.count('cbatch_orphans_collected_total', {}, removed.length)
         },
         err => log.error(`orphan collection failed: ${(err as Error).message}`))
       : Promise.resolve()
-    const [prepared] = await Promise.all([prepareJob(job, config, engine, { momPriv, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
+    const [prepared] = await Promise.all([prepareJob(job, config, engine, { batch, sister: hook === 'prologue.parallel', startPuller, attempt }), gc])
     if (prepared.kind === 'container') {
-      if (hook === 'prologue') clearRequeues(momPriv)
+      if (hook === 'prologue') clearRequeues(batch.stateDir)
       if (hook === 'prologue.parallel') {
         // The installed hooks are in mom_priv (hooks/wrapper.ts), which is where CBATCH_HOOKS_DIR points when set.
-        await guardSister({ momPriv, hooksDir: process.env.CBATCH_HOOKS_DIR || momPriv, containerId: prepared.id, args,
+        await guardSister({ momPriv: batch.stateDir, hooksDir: process.env.CBATCH_HOOKS_DIR || batch.stateDir, containerId: prepared.id, args,
           onError: err => log.error(`cannot start the guard of container ${prepared.name}: ${err.message}; `
             + 'should pbs_mom abort the job here without epilogue.parallel, its container stays until cbatch gc') })
       }
@@ -75,14 +75,14 @@ void runHook(hook, () => args[0], { abort: 0, requeue: 2, internal: 2 }, async (
       // Only what says the node cannot run jobs counts, never what a job could bring about (countsAgainstNode).
       if (hook === 'prologue' && countsAgainstNode(err, attempt)) {
         // pbs_mom's arguments: the job's id and owner (parsed above, or the failure was a refusal).
-        recordRequeue(momPriv, { job: args[0] ?? '-', owner: args[1] ?? '-', reason: err instanceof Error ? err.message : String(err) }, { log })
+        recordRequeue(batch.stateDir, { job: args[0] ?? '-', owner: args[1] ?? '-', reason: err instanceof Error ? err.message : String(err) }, { log })
       }
       await new Promise(r => setTimeout(r, config.engine.requeuePause * 1000))
     }
     throw err
   }
 }, {
-  onAbort: ({ momPriv }, err) => {
-    if (args[0]) recordRefusal(momPriv, args[0], err.userMessage)
+  onAbort: ({ batch }, err) => {
+    if (args[0]) recordRefusal(batch, args[0], err.userMessage)
   },
 })

@@ -3,6 +3,8 @@
 import { closeSync, readFileSync } from 'node:fs'
 import { loadConfig, type Config } from '../lib/policy/config.ts'
 import { CbatchError, describeIssue, UsageError, type Disposition } from '../lib/errors.ts'
+import { FAILURE_EXITS } from '../lib/torque/contract.ts'
+import { pbsMom, type BatchNode } from '../lib/torque/mom.ts'
 import { nodeLogger, type Logger } from '../lib/log.ts'
 import type { Engine } from '../lib/engine/engine.ts'
 import { openEngine } from '../lib/engine/open.ts'
@@ -39,11 +41,15 @@ export function hookStart(own: NodeJS.ProcessEnv = process.env): HookStart {
   return { configPath, momPriv, cacheDir, env }
 }
 
-export interface HookContext {
+/** What a hook's steps before its main know: the environment, and the pbs_mom that runs it. */
+export interface HookBasis {
   /** pbs_mom's environment for the hook: for the job starter, the job's. */
   env: NodeJS.ProcessEnv
-  /** This pbs_mom's mom_priv, where the hook is installed. */
-  momPriv: string
+  /** The pbs_mom that runs the hook (its mom_priv is where the hook is installed). */
+  batch: BatchNode
+}
+
+export interface HookContext extends HookBasis {
   config: Config
   log: Logger
   /** The config's engine; the hook's last log line says how long each of its calls took. */
@@ -54,27 +60,26 @@ export interface HookContext {
   started: () => void
 }
 
-/** Exit codes by disposition; pbs_mom reads them differently per hook. */
-export type ExitCodes = Record<Disposition | 'internal', number>
-
 /** Steps of a hook around its main. */
 export interface HookSteps {
   /** Before the config is read: a status ends the hook there (the starter of a refused job). */
-  early?: (start: HookStart) => number | undefined
+  early?: (basis: HookBasis) => number | undefined
   /** When the hook fails for a reason that cannot pass (the prologue records the refusal). */
-  onAbort?: (start: HookStart, err: CbatchError) => void
+  onAbort?: (basis: HookBasis, err: CbatchError) => void
   /** When it fails at all, with the line said on stderr (the node check says it to pbs_mom too). */
   onFailure?: (message: string) => void
 }
 
 /**
  * Runs a hook's main with the config loaded and every failure turned into one line for
- * the job owner (stderr, the job's .ER), a detailed line in the node log, and `codes`.
+ * the job owner (stderr, the job's .ER), a detailed line in the node log, and the hook's exit
+ * status for it (FAILURE_EXITS).
  */
-export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) => string | undefined, codes: ExitCodes,
+export async function runHook(name: keyof typeof FAILURE_EXITS, jobIdFrom: (env: NodeJS.ProcessEnv) => string | undefined,
   main: (ctx: HookContext) => Promise<number>, steps: HookSteps = {}): Promise<never> {
+  const codes = FAILURE_EXITS[name]
   let log = nodeLogger(name, '-', undefined)
-  let start: HookStart | undefined
+  let basis: HookBasis | undefined
   let status: number
   const calls: { call: string; ms: number; failed?: boolean }[] = []
   const began = performance.now()
@@ -94,9 +99,10 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     if (textfile) flushMetrics(metrics, textfile)
   }
   try {
-    start = hookStart()
-    const { configPath, momPriv, cacheDir, env } = start
-    const early = steps.early?.(start)
+    const { configPath, momPriv, cacheDir, env } = hookStart()
+    const batch = pbsMom(momPriv)
+    basis = { env, batch }
+    const early = steps.early?.(basis)
     if (early !== undefined) process.exit(early)
     let fresh = false
     const config = await loadConfig(configPath, { cacheDir, validated: () => (fresh = true) })
@@ -106,19 +112,19 @@ export async function runHook(name: string, jobIdFrom: (env: NodeJS.ProcessEnv) 
     // Obeyed, and said once per change of the file: by the hook that validated it (the next ones take the kept copy).
     if (fresh) for (const w of config.warnings) log.warn(`config warning: ${describeIssue(config.file, w)}`, { rule: w.rule })
     const engine = () => openEngine(config.engine, (call, ms, ok) => calls.push({ call, ms, ...(ok ? {} : { failed: true }) }))
-    status = await main({ env, momPriv, config, log, engine, metrics, started })
+    status = await main({ env, batch, config, log, engine, metrics, started })
     if (textfile && GAUGING.has(name)) {
       time()
       // An epilogue's own job is over though its container may still be ending (hooks/remover.ts).
       const ended = name.startsWith('epilogue') ? jobIdFrom(env) : undefined
-      await countRunningJobs(metrics, engine(), momPriv, ended).catch(err => log.error(`metrics: running jobs not counted: ${err.message}`))
+      await countRunningJobs(metrics, engine(), batch.stateDir, ended).catch(err => log.error(`metrics: running jobs not counted: ${err.message}`))
     }
   } catch (err) {
     if (err instanceof CbatchError) {
       process.stderr.write(`cbatch: ${err.userMessage}\n`)
       steps.onFailure?.(err.userMessage)
       log.error(`${err.name}: ${err.message}${causeOf(err)}`)
-      if (err.disposition === 'abort' && start) steps.onAbort?.(start, err)
+      if (err.disposition === 'abort' && basis) steps.onAbort?.(basis, err)
       status = codes[err.disposition]
       outcome = err.disposition
     } else {

@@ -132,7 +132,7 @@ export class ImageMissingError extends CbatchError {
   readonly disposition = 'abort'
 }
 
-/** pbs_mom's files of a job (its job file, its script) are missing, unreadable or not what they should be. */
+/** pbs_mom's files of a job (its job file, its script), or the directory it runs in, are missing, unreadable or not what they should be. */
 export class JobFileError extends CbatchError {
   readonly disposition = 'abort'
 }

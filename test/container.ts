@@ -5,6 +5,7 @@ import { buildContainerSpec, containerName, findJobContainer, type ContainerRequ
 import { LABEL, labelOf } from '../lib/engine/labels.ts'
 import { dockerCreateOptions } from '../lib/engine/docker.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
+import { pbsMom } from '../lib/torque/mom.ts'
 
 /** The spec as the Docker adapter sends it: what the engine is asked, as before the spec was neutral. */
 const asDocker = (req: ContainerRequest) => dockerCreateOptions(buildContainerSpec(req))
@@ -19,7 +20,7 @@ const planned = [
 const request = (over: Partial<ContainerRequest> = {}): ContainerRequest => ({
   job: { jobId: '12.srv', queue: 'batch', request: parseRequest('nodes=1:ppn=2,mem=1gb') },
   owner, policy, version: '0.0.0', hostname: 'node1', node: {}, image: 'img:1', mounts: planned,
-  paths: { nodeFile: '/var/spool/torque/aux/12.srv', script: SC, momPriv: '/var/spool/torque/mom_priv' },
+  paths: { nodeFile: '/var/spool/torque/aux/12.srv', script: SC, batch: pbsMom('/var/spool/torque/mom_priv') },
   ...over,
 })
 
@@ -81,7 +82,7 @@ t.test('mounts: user databases, node file, script, then what mounts.ts planned',
     ['/scratch', '/scratch', false],
     ['/home/alice', '/home/alice', false],
   ])
-  const noNodeFile = asDocker(request({ paths: { momPriv: '/var/spool/torque/mom_priv' } })).HostConfig!.Mounts!
+  const noNodeFile = asDocker(request({ paths: { batch: pbsMom('/var/spool/torque/mom_priv') } })).HostConfig!.Mounts!
   t.notOk(noNodeFile.some(m => m.Source.includes('/aux/')))
 })
 
@@ -90,7 +91,7 @@ t.test('root, the holder\'s uid and scripts outside mom_priv are refused', async
   t.throws(() => asDocker(request({ owner: { ...owner, gid: 0 } })), { name: 'PolicyError' })
   t.throws(() => asDocker(request({ owner: { ...owner, uid: 65534 } })), { name: 'PolicyError', message: /runs the container's holder/ })
   t.throws(() => asDocker(request({ owner: { ...owner, uid: 2 ** 32 } })), { name: 'PolicyError', message: /the engine cannot carry that uid/ })
-  const elsewhere = request({ paths: { script: '/etc/shadow', momPriv: '/var/spool/torque/mom_priv' } })
+  const elsewhere = request({ paths: { script: '/etc/shadow', batch: pbsMom('/var/spool/torque/mom_priv') } })
   t.throws(() => asDocker(elsewhere), { name: 'PolicyError', message: /not in \/var\/spool\/torque\/mom_priv\/jobs/ })
 })
 
@@ -157,7 +158,7 @@ t.test('every container has nofile and nproc, soft = hard: the queue\'s, bounded
 t.test('security options of the queue', async t => {
   const spec = asDocker(request({
     policy: { ...policy, capAdd: ['NET_BIND_SERVICE'], devices: [{ path: '/dev/fuse', permissions: 'rw' }], readOnlyRootfs: true, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
-    paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
+    paths: { batch: pbsMom('/var/spool/torque/mom_priv'), scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
   }))
   t.match(spec.HostConfig, {
     CapDrop: ['ALL'], CapAdd: ['NET_BIND_SERVICE'], ReadonlyRootfs: true, Tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${1024 ** 3}` },
@@ -186,7 +187,7 @@ t.test('create sets every label cbatch reads, empty where it does not apply: an 
   const full = asDocker(request({
     job: { ...request().job, request: parseRequest('nodes=1:ppn=1,cput=60') },
     policy: { ...policy, scratch: { base: '/var/tmp/cbatch', target: '/scratch' } },
-    paths: { momPriv: '/var/spool/torque/mom_priv', scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
+    paths: { batch: pbsMom('/var/spool/torque/mom_priv'), scratchDir: '/var/tmp/cbatch/cbatch-12.srv-x' },
     node: { number: 2, provisional: true },
     gpus: { indices: [1, 3], devices: [], runtime: true },
   }))

@@ -12,6 +12,7 @@ import { prepareJob } from '../lib/job/prologue.ts'
 import { privateEngine } from '../emulator/engines.ts'
 import { containersLeft, containersOf, PROLOGUE, runHook, runJob, sharedDir, testConfig, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { jobContext } from '../lib/torque/job.ts'
+import { pbsMom } from '../lib/torque/mom.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -70,8 +71,8 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
   const queues = parseConfig(readFileSync(config, 'utf8'))
   const [known, orphan, elsewhere, legacy] = ['1.known', '2.orphan', '3.elsewhere', '4.legacy'].map(id => `${process.pid}${id}`)
   writeFileSync(join(momPriv, 'jobs', `${known}.JB`), 'job')
-  await prepareJob(facts(known), queues, engine, { ...PROLOGUE, momPriv })
-  await prepareJob(facts(orphan), queues, engine, { ...PROLOGUE, momPriv })
+  await prepareJob(facts(known), queues, engine, { ...PROLOGUE, batch: pbsMom(momPriv) })
+  await prepareJob(facts(orphan), queues, engine, { ...PROLOGUE, batch: pbsMom(momPriv) })
   // A job of the other mom: this one has no file of it, yet it is not this mom's to remove.
   await prepareJob(facts(elsewhere), queues, engine, PROLOGUE)
   const unlabelled = execFileSync('docker', ['run', '-d', '--network', 'none', TEST_IMAGE, 'sleep', '60'], { encoding: 'utf8' }).trim()
@@ -79,8 +80,8 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
   execFileSync('docker', ['run', '-d', '--network', 'none', '--label', `cbatch.job=${legacy}`, TEST_IMAGE, 'sleep', '60'])
   t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...[known, orphan, elsewhere, legacy].flatMap(containersOf)]))
 
-  t.same(await collectOrphans(engine, { momPriv, graceSeconds: 3600 }), [], 'too young: its prologue may still run')
-  const dry = await collectOrphans(engine, { momPriv, graceSeconds: 0, dryRun: true })
+  t.same(await collectOrphans(engine, { batch: pbsMom(momPriv), graceSeconds: 3600 }), [], 'too young: its prologue may still run')
+  const dry = await collectOrphans(engine, { batch: pbsMom(momPriv), graceSeconds: 0, dryRun: true })
   t.same(dry.map(c => c.labels['cbatch.job']), [orphan])
   t.equal(containersOf(orphan).length, 1, 'a dry run removes nothing')
 
@@ -98,7 +99,7 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
   const ps = execFileSync(join(import.meta.dirname, '../dist/cbatch'), ['ps', '--json', '--config', config, '--pbs-home', pbsHome], { encoding: 'utf8' })
   const shown = (JSON.parse(ps) as { job: string; mom?: string; knownToMom: boolean }[]).filter(j => [known, elsewhere, legacy].includes(j.job))
   t.same(shown.sort((a, b) => a.job.localeCompare(b.job)).map(j => [j.job, j.mom, j.knownToMom]),
-    [[known, momPriv, true], [elsewhere, PROLOGUE.momPriv, false], [legacy, undefined, false]], 'cbatch ps shows each container\'s mom')
+    [[known, momPriv, true], [elsewhere, PROLOGUE.batch.stateDir, false], [legacy, undefined, false]], 'cbatch ps shows each container\'s mom')
 })
 
 t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {

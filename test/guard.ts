@@ -1,10 +1,10 @@
-// The sister's guard (lib/job/guard.ts): busybox sh, run here against a jobs directory and a
+// The sister's guard (lib/torque/guard.ts): busybox sh, run here against a jobs directory and a
 // stand-in epilogue.parallel that records how it was run.
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { guardSister, sisterGuardScript } from '../lib/job/guard.ts'
+import { guardSister, sisterGuardScript } from '../lib/torque/guard.ts'
 
 const ARGS = ['13.head', 'alice', 'staff', 'job', 'nodes=2', 'batch', 'acct', '/x/jobs/13.head.SC']
 const CONTAINER = 'c'.repeat(64)

@@ -13,7 +13,7 @@ import { jobContext } from '../lib/torque/job.ts'
 const engine = testEngine()
 const facts = (jobId: string, queue = 'batch') =>
   jobContext({ jobId, user: TEST_USER, group: '', jobName: 'j', resources: 'nodes=1:ppn=1', queue, account: '' }, {})
-const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv })
+const ended = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir })
 const config = parseConfig(withTestEngine(`queues:
   batch: { image: ${TEST_IMAGE}, pull: never }
   pulled: { image: ${REGISTRY_IMAGE}, pull: always }

@@ -1,7 +1,7 @@
 // The job's nodes and this node's share, for every node spec TORQUE takes, as a real
 // pbs_mom hands them to the prologues (PBS_NUM_NODES=0 when the spec names a host).
 import t from 'tap'
-import { execHostShare, nodeShare, parseNodes } from '../lib/torque/nodes.ts'
+import { execHostSlots, nodeShare, parseNodes, slotsShare } from '../lib/torque/nodes.ts'
 import { parseRequest } from '../lib/torque/request.ts'
 
 /** The node spec of a Resource_List. */
@@ -37,11 +37,11 @@ t.test('a sister takes its share from the spec when its chunks are alike, else t
 })
 
 t.test('exec_host says each node\'s share: nodes numbered by their hosts\' first appearance', async t => {
-  t.same(execHostShare('vm2/0+vm/0-1', 0), { nodes: 2, ppnHere: 1, npTotal: 3 })
-  t.same(execHostShare('vm2/0+vm/0-1', 1), { nodes: 2, ppnHere: 2, npTotal: 3 })
-  t.same(execHostShare('a/0-1,4+b/2+a/7', 0), { nodes: 2, ppnHere: 4, npTotal: 5 })
-  for (const bad of ['', 'vm', 'vm/', 'vm/1-0', 'vm/x']) t.throws(() => execHostShare(bad, 0), { name: 'UsageError' }, bad)
-  t.throws(() => execHostShare('vm/0', 1), { message: /has no node 1/ })
+  t.same(slotsShare(execHostSlots('vm2/0+vm/0-1'), 0), { nodes: 2, ppnHere: 1, npTotal: 3 })
+  t.same(slotsShare(execHostSlots('vm2/0+vm/0-1'), 1), { nodes: 2, ppnHere: 2, npTotal: 3 })
+  t.same(slotsShare(execHostSlots('a/0-1,4+b/2+a/7'), 0), { nodes: 2, ppnHere: 4, npTotal: 5 })
+  for (const bad of ['', 'vm', 'vm/', 'vm/1-0', 'vm/x']) t.throws(() => execHostSlots(bad), { name: 'UsageError' }, bad)
+  t.throws(() => slotsShare(execHostSlots('vm/0'), 1), { message: /has no node 1/ })
 })
 
 t.test('a job that names no nodes has one; pbs_mom\'s numbers serve where the spec cannot say', async t => {

@@ -40,12 +40,12 @@ t.test('the epilogue accounts for a container before it removes it; no container
   const engine = new FakeEngine()
   await prepareJob(facts('5.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   const [id] = engine.containers.keys()
-  const cleaned = await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine, () => new Date(Date.now() + 2000))
+  const cleaned = await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine, () => new Date(Date.now() + 2000))
   t.match(cleaned?.record, { jobId: '5.srv', user: TEST_USER, queue: 'batch', image: 'img:1', exitStatus: 0, oomKilled: false })
   t.ok(cleaned!.record.wallSeconds >= 1.9)
   t.ok(cleaned!.record.usage, 'usage read from its cgroup while it ran')
   t.equal(engine.calls.at(-1), `remove ${id}`)
-  t.equal(await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine), undefined)
+  t.equal(await cleanupJob({ jobId: '5.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine), undefined)
 })
 
 t.test('a queue\'s runtime: a job runs under it when the engine has it, is refused before anything is pulled or made when not; the record says which ran it', async t => {
@@ -59,22 +59,22 @@ t.test('a queue\'s runtime: a job runs under it when the engine has it, is refus
   await prepareJob(facts('7.srv', 'untrusted'), gvisor, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
   const [container] = engine.containers.values()
   t.equal(container.spec.runtime, 'runsc')
-  const cleaned = await cleanupJob({ jobId: '7.srv', user: TEST_USER, queue: 'untrusted', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
+  const cleaned = await cleanupJob({ jobId: '7.srv', user: TEST_USER, queue: 'untrusted', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine)
   t.equal(cleaned?.record.runtime, 'runsc')
   await prepareJob(facts('8.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
-  const cleanedDefault = await cleanupJob({ jobId: '8.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
+  const cleanedDefault = await cleanupJob({ jobId: '8.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine)
   t.equal(cleanedDefault?.record.runtime, 'runc', 'a queue without one: the engine\'s default, by its name')
 })
 
 t.test('the epilogue believes a scratch label only if it names the job\'s own directory in its queue\'s configured base', async t => {
   const engine = new FakeEngine()
   const scratchBase = '/var/tmp/cbatch-scratch'
-  const name = containerName('6.srv', PROLOGUE.momPriv)
+  const name = containerName('6.srv', PROLOGUE.batch.stateDir)
   const epilogue = async (labels: Record<string, string>, base: string | null = scratchBase) => {
     await prepareJob(facts('6.srv'), config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
     const [container] = engine.containers.values()
     Object.assign(container.labels, labels) // as if they had come from the image
-    return cleanupJob({ jobId: '6.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv, scratchBase: base ?? undefined }, engine)
+    return cleanupJob({ jobId: '6.srv', user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir, scratchBase: base ?? undefined }, engine)
   }
   t.equal((await epilogue({ [LABEL.scratch]: `${scratchBase}/${name}` }))?.scratchDir, `${scratchBase}/${name}`, 'the one the prologue makes')
   for (const planted of ['/etc', `/etc/${name}`, `${scratchBase}/other`, `${scratchBase}/../${name}`, `${scratchBase}/sub/${name}`, `${scratchBase}/${name}/..`, '']) {

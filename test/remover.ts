@@ -44,9 +44,9 @@ t.test('killContainerInit kills only a process of the named cgroup, and says whe
   t.equal(await killContainerInit(0, [cgroup]), false, 'no pid: a container not running')
 })
 
-const facts = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv })
+const facts = (jobId: string) => ({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir })
 /** What a job's container has of its spec that the epilogue reads: its name and labels. */
-const spec = (jobId: string) => ({ name: containerName(jobId, PROLOGUE.momPriv), image: 'img:1', labels: { [LABEL.job]: jobId, [LABEL.mom]: PROLOGUE.momPriv } }) as unknown as ContainerSpec
+const spec = (jobId: string) => ({ name: containerName(jobId, PROLOGUE.batch.stateDir), image: 'img:1', labels: { [LABEL.job]: jobId, [LABEL.mom]: PROLOGUE.batch.stateDir } }) as unknown as ContainerSpec
 
 t.test('the epilogue hands the removal over once the job\'s processes are killed, and removes it itself when they cannot be', async t => {
   const { child, cgroup } = containerLike(t)

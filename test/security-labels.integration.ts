@@ -23,7 +23,7 @@ const owner = { uid: Number(hostId('-u')), gid: Number(hostId('-g')) }
 
 // The job whose epilogue the second test runs, by a job id the image's author knew.
 const jobId = `${process.pid}77.labels`
-const name = containerName(jobId, PROLOGUE.momPriv)
+const name = containerName(jobId, PROLOGUE.batch.stateDir)
 const canaryBase = join(root, 'canary')
 mkdirSync(join(canaryBase, name), { recursive: true })
 chmodSync(canaryBase, 0o755)
@@ -98,7 +98,7 @@ echo "uid=$(id -u) cuda=\${CUDA_VISIBLE_DEVICES-unset} scratch=\${CBATCH_SCRATCH
     t.ok(labels, `${queue}: its container was seen`)
     t.match(labels, {
       [LABEL.job]: job.jobId, [LABEL.user]: TEST_USER, [LABEL.uid]: String(owner.uid), [LABEL.gid]: String(owner.gid),
-      [LABEL.scratch]: queue === 'scratched' ? join(root, 'scratch', containerName(job.jobId, PROLOGUE.momPriv)) : '',
+      [LABEL.scratch]: queue === 'scratched' ? join(root, 'scratch', containerName(job.jobId, PROLOGUE.batch.stateDir)) : '',
       [LABEL.cput]: '', [LABEL.gpus]: '', [LABEL.provisional]: '', [LABEL.node]: '0', [LABEL.shellFallback]: '/bin/sh',
     }, `${queue}: every label is cbatch's`)
     t.not(labels?.[LABEL.mom], planted[LABEL.mom])

@@ -204,7 +204,7 @@ t.test('a job id cannot reach another job\'s container, nor another user', async
 t.test('a container that only has a job\'s name is neither entered nor removed', async t => {
   const engine = testEngine()
   const jobId = `${process.pid}9.lookalike`
-  const name = containerName(jobId, PROLOGUE.momPriv)
+  const name = containerName(jobId, PROLOGUE.batch.stateDir)
   engineCli(['create', '--name', name, '--label', `cbatch.job=${jobId}.other`, '--network', 'none', TEST_IMAGE, 'sleep', '60'])
   t.teardown(() => engineCliQuiet(['rm', '-f', name]))
   const jobFile = recordJob(jobId)
@@ -213,7 +213,7 @@ t.test('a container that only has a job\'s name is neither entered nor removed',
     { env: { PBS_QUEUE: 'batch', HOME: '/tmp', USER: TEST_USER, PBS_JOBID: jobId, PBS_JOBCOOKIE: cookieOf(jobId) }, config, input: 'id -u\n' })
   t.equal(r.status, 125)
   t.match(r.stderr, `no container for job ${jobId}`)
-  t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine), undefined)
+  t.equal(await cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine), undefined)
   t.equal(engineCli(['inspect', '-f', '{{.Name}}', name]).trim().replace(/^\//, ''), name, 'still there')
 })
 

@@ -2,10 +2,12 @@
 import t from 'tap'
 import { resizeSister } from '../lib/job/share.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
+import { runningJob } from '../lib/torque/job.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 
 const config = parseConfig('queues:\n  batch: { image: busybox }\n')
-const job = { jobId: '5.vm', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1001, cookie: 'C', resources: 'nodes=1:ppn=2+1:ppn=1,mem=300mb', execHost: 'vm2/0+vm/0-1' }
+const record = { jobId: '5.vm', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1001, cookie: 'C', resources: 'nodes=1:ppn=2+1:ppn=1,mem=300mb', execHost: 'vm2/0+vm/0-1' }
+const job = runningJob(record)
 
 async function sister(engine: FakeEngine, labels: Record<string, string>) {
   const id = await engine.run(testSpec({ name: 'cbatch-5.vm', image: 'busybox', labels: { 'cbatch.job': '5.vm', 'cbatch.node': '1', ...labels } }))
@@ -24,8 +26,8 @@ t.test('a provisional container gets this node\'s slots and its share of mem', a
 t.test('a container sized from a sure share, another job\'s, or a job file without exec_host is left as it is', async t => {
   const engine = new FakeEngine()
   t.equal(await resizeSister(job, await sister(engine, {}), config, engine), undefined)
-  t.equal(await resizeSister({ ...job, jobId: '6.vm' }, await sister(engine, { 'cbatch.provisional': 'true' }), config, engine), undefined)
-  t.equal(await resizeSister({ ...job, execHost: undefined }, await sister(engine, { 'cbatch.provisional': 'true' }), config, engine), undefined)
+  t.equal(await resizeSister(runningJob({ ...record, jobId: '6.vm' }), await sister(engine, { 'cbatch.provisional': 'true' }), config, engine), undefined)
+  t.equal(await resizeSister(runningJob({ ...record, execHost: undefined }), await sister(engine, { 'cbatch.provisional': 'true' }), config, engine), undefined)
   t.notOk(engine.calls.some(c => c.startsWith('updateLimits')))
 })
 

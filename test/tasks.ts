@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { claimTaskPlace, collectTaskPlaces, taskLimit } from '../lib/node/tasks.ts'
+import { runningJob } from '../lib/torque/job.ts'
 import { startTimeOf } from '../lib/host/proc.ts'
 
 async function process_(t: Test): Promise<ChildProcess> {
@@ -59,18 +60,20 @@ t.test('a planted directory or link is refused before anything is made through i
 })
 
 t.test('a job may always hold a starter per processor it has on the node, and its job shell', async t => {
-  const big = { resources: 'nodes=2:ppn=80', execHost: 'big1/0-79+big2/0-79' }
+  const job = (resources: string, execHost?: string) =>
+    runningJob({ jobId: '1.node', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1001, cookie: 'C', resources, ...(execHost ? { execHost } : {}) })
+  const big = job('nodes=2:ppn=80', 'big1/0-79+big2/0-79')
   t.same(taskLimit(64, big, 0), { max: 81, why: 'maxTasks 64, raised to its 80 processors here and its job shell' })
   t.same(taskLimit(100, big, 1), { max: 100, why: 'maxTasks 100' }, 'the queue\'s own, where more')
   // This node's share, from the exec_host pbs_mom saved, not the largest.
-  const uneven = { resources: 'nodes=1:ppn=80+1:ppn=2', execHost: 'big/0-79+small/0-1' }
+  const uneven = job('nodes=1:ppn=80+1:ppn=2', 'big/0-79+small/0-1')
   t.equal(taskLimit(64, uneven, 0).max, 81)
   t.equal(taskLimit(64, uneven, 1).max, 64)
   t.equal(taskLimit(2, uneven, 1).max, 3)
   t.equal(taskLimit(64, uneven, undefined).max, 81, 'no node number: the largest share, which this node\'s cannot exceed')
   t.equal(taskLimit(64, uneven, 7).max, 81, 'a node the exec_host does not have: the same')
-  t.equal(taskLimit(64, { resources: 'nodes=1:ppn=128' }).max, 129, 'no exec_host yet: the node spec')
-  t.equal(taskLimit(64, { resources: 'walltime=10' }).max, 64)
+  t.equal(taskLimit(64, job('nodes=1:ppn=128')).max, 129, 'no exec_host yet: the node spec')
+  t.equal(taskLimit(64, job('walltime=10')).max, 64)
 
   // The refusal says which limit it was.
   const dir = t.testdir()

@@ -104,13 +104,13 @@ t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for o
   t.match(jobFile, `${process.pid}-3.array.JB`)
   t.teardown(() => {
     rmSync(jobFile, { force: true })
-    return cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine)
+    return cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine)
   })
   await prepareJob(jobContext({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, {}), parseConfig(yaml), engine, PROLOGUE)
-  const orphans = await collectOrphans(engine, { momPriv: PROLOGUE.momPriv, graceSeconds: 0, dryRun: true })
+  const orphans = await collectOrphans(engine, { batch: PROLOGUE.batch, graceSeconds: 0, dryRun: true })
   t.notOk(orphans.some(c => c.labels['cbatch.job'] === jobId), 'a running array sub-job is not an orphan')
   t.equal(containersOf(jobId).length, 1)
-  t.ok(execFileSync('docker', ['inspect', '-f', '{{.Name}}', containerName(jobId, PROLOGUE.momPriv)], { encoding: 'utf8' }))
+  t.ok(execFileSync('docker', ['inspect', '-f', '{{.Name}}', containerName(jobId, PROLOGUE.batch.stateDir)], { encoding: 'utf8' }))
 })
 
 function readLog(): string {

@@ -9,6 +9,7 @@ import type { BindMount, ContainerDetails, ContainerEngine, ContainerSpec } from
 import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
 import { PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
+import type { BatchNode } from '../torque/mom.ts'
 import type { JobContext } from '../torque/job.ts'
 import { containerLimits, containerRlimits, countRlimits, type NodeFacts } from '../policy/resources.ts'
 import type { HostMount } from '../host/mounts.ts'
@@ -41,8 +42,8 @@ export interface JobPaths {
   nodeFile?: string
   /** The job script, when it exists (interactive jobs have none). */
   script?: string
-  /** mom_priv of this pbs_mom: only the job's own script in it may be mounted. */
-  momPriv: string
+  /** The pbs_mom making it: it labels the container, and a job script is mounted only from its script directory. */
+  batch: Pick<BatchNode, 'stateDir' | 'scriptDir'>
   /** The job's scratch directory on the host, when the queue gives one. */
   scratchDir?: string
 }
@@ -129,7 +130,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
   checkOwner(owner, policy.allowRoot)
   const limits = containerLimits(request, policy.limits, req.node)
   return {
-    name: containerName(job.jobId, paths.momPriv),
+    name: containerName(job.jobId, paths.batch.stateDir),
     image: req.signed?.reference ?? req.image,
     // The holder alone, unless the queue runs the image's entrypoint around it.
     entrypoint: policy.entrypoint,
@@ -155,7 +156,7 @@ export function buildContainerSpec(req: ContainerRequest): ContainerSpec {
       [LABEL.cput]: request.cput !== undefined ? String(request.cput) : '',
       [LABEL.node]: String(req.node.number ?? 0),
       [LABEL.gpus]: req.gpus ? req.gpus.indices.join(',') : '',
-      [LABEL.mom]: paths.momPriv,
+      [LABEL.mom]: paths.batch.stateDir,
       [LABEL.provisional]: req.node.provisional ? 'true' : '',
       [LABEL.image]: req.image,
       [LABEL.signer]: req.signed?.signer ?? '',
@@ -191,7 +192,7 @@ function mounts(req: ContainerRequest): BindMount[] {
   const list = [bind(paths.accounts?.passwd ?? '/etc/passwd', '/etc/passwd', true), bind(paths.accounts?.group ?? '/etc/group', '/etc/group', true)]
   if (paths.nodeFile) list.push(bind(paths.nodeFile, paths.nodeFile, true))
   if (paths.script) {
-    if (!isWithin(paths.script, `${paths.momPriv}/jobs`)) throw new PolicyError(`job script ${paths.script} is not in ${paths.momPriv}/jobs`)
+    if (!isWithin(paths.script, paths.batch.scriptDir)) throw new PolicyError(`job script ${paths.script} is not in ${paths.batch.scriptDir}`)
     list.push(bind(paths.script, paths.script, true))
   }
   list.push(...req.mounts.map(m => bind(m.source, m.target, m.readOnly)))

@@ -2,7 +2,6 @@
 // job refused before anything is made.
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs'
 import { availableParallelism, hostname, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
 import type { Config, QueuePolicy } from '../policy/config.ts'
 import { jobGpus } from '../host/gpus.ts'
 import { verifiedImage } from './signatures.ts'
@@ -23,6 +22,7 @@ import { grantableLimits } from '../host/grantable.ts'
 import { containerFiles } from '../host/files.ts'
 import { VERSION } from '../version.ts'
 import type { JobContext } from '../torque/job.ts'
+import type { BatchNode } from '../torque/mom.ts'
 import { CbatchError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError, UnsafePathError, JobFileError, RuntimeMissingError, EngineTimeoutError } from '../errors.ts'
 
 export type Prepared =
@@ -31,8 +31,8 @@ export type Prepared =
 
 /** Where the prologue runs, beyond the job (torque/job.ts). */
 export interface PrologueContext {
-  /** This pbs_mom's mom_priv. */
-  momPriv: string
+  /** The pbs_mom running the prologue. */
+  batch: BatchNode
   /**
    * A sister node's prologue.parallel. It runs before the mother superior's prologue, with
    * no job script, job file or node file yet (docs/torque-contract.md): its container is made
@@ -111,9 +111,9 @@ function pullFor(config: Config, policy: QueuePolicy, engine: Engine, { startPul
 export async function prepareJob(job: JobContext, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(job.queue)
   if (!policy) return { kind: 'native' }
-  const { momPriv, sister } = context
+  const { batch, sister } = context
   // What the job asks for is judged before the engine is touched.
-  const asks = sister ? { mounts: [] } : jobAsks(job, momPriv, policy.maxMounts)
+  const asks = sister ? { mounts: [] } : jobAsks(job, batch.scriptDir, policy.maxMounts)
   const image = grantedImage(policy, asks)
   if (context.attempt) context.attempt.chosenImage = image !== policy.image
   // How many nodes the job has, and its share of this one: what each node may give it depends on it.
@@ -128,7 +128,7 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
       // A registry the job chose cannot take the node out of scheduling (node/requeues.ts).
       throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
     }),
-    removeJobContainer(engine, job.jobId, momPriv, config.engine.timeout * 1000),
+    removeJobContainer(engine, job.jobId, batch.stateDir, config.engine.timeout * 1000),
     lookupUser(job.user, job.group),
   ])
   recordImageUse(image)
@@ -141,10 +141,10 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
   const lines = accountLines(owner)
   lines.catch(() => undefined) // awaited below; not an unhandled rejection if the job is refused first
   const mounts = await planMounts({
-    owner, policy, requested: asks.mounts, workDir: job.workDir, tmpDir: job.tmpDir, neverMounted: neverMounted(dirname(momPriv), config.engine.socket),
+    owner, policy, requested: asks.mounts, workDir: job.workDir, tmpDir: job.tmpDir, neverMounted: neverMounted(batch.home, config.engine.socket),
   })
   const gpus = await jobGpusHere(job, policy, engine)
-  const name = containerName(job.jobId, momPriv)
+  const name = containerName(job.jobId, batch.stateDir)
   // Interactive jobs have no script (pbs_mom names one all the same) and keep their terminal;
   // others write their own output.
   const script = job.scriptPath && existsSync(job.scriptPath) ? job.scriptPath : undefined
@@ -164,12 +164,12 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
     },
     paths: {
       nodeFile: job.nodeFile,
-      script, output, momPriv, scratchDir, accounts,
+      script, output, batch, scratchDir, accounts,
     },
   })
   build() // every policy check passes before anything is made on the node
   const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)
-  const accounts = accountsDir(momPriv, name)
+  const accounts = accountsDir(batch.stateDir, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
     const spec = build(scratchDir, writeAccountFiles(accounts, await lines))
@@ -243,9 +243,9 @@ export const SCRIPT_HEAD_BYTES = 64 * 1024
  * script is the owner's file in root's jobs directory: read without following a link, and
  * only its head. Interactive jobs have none, though pbs_mom names one.
  */
-function jobAsks(facts: JobContext, momPriv: string, maxMounts: number): JobAsks {
+function jobAsks(facts: JobContext, scriptDir: string, maxMounts: number): JobAsks {
   if (!facts.scriptPath) return { mounts: [] }
-  if (!isWithin(facts.scriptPath, join(momPriv, 'jobs'))) throw new JobFileError(`job script ${facts.scriptPath} is not in ${momPriv}/jobs`)
+  if (!isWithin(facts.scriptPath, scriptDir)) throw new JobFileError(`job script ${facts.scriptPath} is not in ${scriptDir}`)
   let head: string
   try {
     head = readHead(facts.scriptPath, SCRIPT_HEAD_BYTES)
@@ -272,8 +272,8 @@ function readHead(file: string, bytes: number): string {
 }
 
 /** A requeued job's container from its earlier run; true if there was one. */
-async function removeJobContainer(engine: ContainerEngine, jobId: string, momPriv: string, timeoutMs: number): Promise<boolean> {
-  const stale = await findJobContainer(engine, jobId, momPriv, { former: false })
+async function removeJobContainer(engine: ContainerEngine, jobId: string, stateDir: string, timeoutMs: number): Promise<boolean> {
+  const stale = await findJobContainer(engine, jobId, stateDir, { former: false })
   if (!stale) return false
   await engine.remove(stale.id)
   // The earlier try's remover (hooks/remover.ts) may be at it still, and the engine then

@@ -6,28 +6,25 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { replaceFile } from '../host/trusted.ts'
 import { join } from 'node:path'
-import { jobFilePrefix } from '../torque/jobfile.ts'
+import type { BatchNode } from '../torque/mom.ts'
 
-/** Root's own directory in mom_priv for the records. */
-function recordFile(momPriv: string, jobId: string): string {
-  return join(momPriv, 'cbatch-refused', jobFilePrefix(jobId).replace(/\//g, '_').replace(/^\./, '_'))
-}
+/** Root's own directory in the mom's state directory for the records, named by job key (gc asks whether its job is gone). */
+const recordDir = (batch: BatchNode) => join(batch.stateDir, 'cbatch-refused')
 
-export function recordRefusal(momPriv: string, jobId: string, reason: string): void {
-  const file = recordFile(momPriv, jobId)
-  mkdirSync(join(momPriv, 'cbatch-refused'), { mode: 0o700, recursive: true })
-  replaceFile(file, reason, 0o600)
+export function recordRefusal(batch: BatchNode, jobId: string, reason: string): void {
+  mkdirSync(recordDir(batch), { mode: 0o700, recursive: true })
+  replaceFile(join(recordDir(batch), batch.jobKey(jobId)), reason, 0o600)
 }
 
 /** The reason the prologue refused the job, if it did. */
-export function refusalOf(momPriv: string, jobId: string): string | undefined {
+export function refusalOf(batch: BatchNode, jobId: string): string | undefined {
   try {
-    return readFileSync(recordFile(momPriv, jobId), 'utf8')
+    return readFileSync(join(recordDir(batch), batch.jobKey(jobId)), 'utf8')
   } catch {
     return undefined
   }
 }
 
-export function clearRefusal(momPriv: string, jobId: string): void {
-  rmSync(recordFile(momPriv, jobId), { force: true })
+export function clearRefusal(batch: BatchNode, jobId: string): void {
+  rmSync(join(recordDir(batch), batch.jobKey(jobId)), { force: true })
 }

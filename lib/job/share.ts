@@ -7,8 +7,8 @@ import type { ContainerDetails, ContainerEngine, LimitsUpdate } from '../engine/
 import type { Config } from '../policy/config.ts'
 import { containerLimits } from '../policy/resources.ts'
 import { parseRequest } from '../torque/request.ts'
-import type { JobRecord } from '../torque/jobfile.ts'
-import { execHostShare } from '../torque/nodes.ts'
+import type { RunningJob } from '../torque/job.ts'
+import { execHostSlots, slotsShare } from '../torque/nodes.ts'
 import { torqueCpuset } from '../torque/cgroups.ts'
 
 /**
@@ -18,11 +18,12 @@ import { torqueCpuset } from '../torque/cgroups.ts'
  * (torque/nodes.ts). Each of the job's starters there does it before it runs a task (the
  * first one that matters); returns the limits the container now has.
  */
-export async function resizeSister(job: JobRecord, container: ContainerDetails, config: Config, engine: ContainerEngine): Promise<LimitsUpdate | undefined> {
+export async function resizeSister(job: RunningJob, container: ContainerDetails, config: Config, engine: ContainerEngine): Promise<LimitsUpdate | undefined> {
   const policy = config.queues.get(job.queue)
   if (!policy || !job.execHost || labelOf(container.labels, LABEL.provisional) !== 'true' || labelOf(container.labels, LABEL.job) !== job.jobId) return undefined
-  const share = execHostShare(job.execHost, Number(labelOf(container.labels, LABEL.node) ?? 0))
-  const limits = containerLimits(parseRequest(job.resources), policy.limits, {
+  // What did not parse when the job was read is parsed again here, for its error.
+  const share = slotsShare(job.slots ?? execHostSlots(job.execHost), Number(labelOf(container.labels, LABEL.node) ?? 0))
+  const limits = containerLimits(job.request ?? parseRequest(job.resources), policy.limits, {
     ...share, hostMemory: totalmem(), hostCpus: availableParallelism(),
     torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(job.jobId) : undefined,
   })

@@ -13,9 +13,9 @@ import { LABEL, labelOf } from '../engine/labels.ts'
 import { formatBytes } from '../format.ts'
 import type { ContainerDetails, ContainerEngine } from '../engine/engine.ts'
 import { visibleDevicesInside } from '../host/gpus.ts'
-import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityError, PolicyError, UsageError } from '../errors.ts'
+import { ContainerNotFoundError, ContainerStoppedError, EngineError, IdentityError, JobFileError, PolicyError } from '../errors.ts'
 import type { Identity } from '../host/identity.ts'
-import type { JobRecord } from '../torque/jobfile.ts'
+import type { RunningJob } from '../torque/job.ts'
 import { ImageReference } from '../policy/reference.ts'
 import { redirection } from './output.ts'
 import { containerFiles } from '../host/files.ts'
@@ -35,7 +35,7 @@ export interface Stdio {
 export interface ShellRequest {
   facts: StarterFacts
   /** The job as pbs_mom stored it (mom_priv/jobs/<jobid>.JB). */
-  job: JobRecord
+  job: RunningJob
   /** `[shell, ...rest]` of the job shell, or a task's argv, as pbs_mom passed them. */
   argv: string[]
   env: NodeJS.ProcessEnv
@@ -57,7 +57,7 @@ export function checkImage(container: Pick<ContainerDetails, 'image' | 'labels'>
 }
 
 /** What pbs_mom's environment claims must be what its job file says. */
-export function checkClaims(facts: StarterFacts, job: JobRecord): void {
+export function checkClaims(facts: StarterFacts, job: RunningJob): void {
   if (facts.queue !== undefined && facts.queue !== job.queue) {
     throw new PolicyError(`job ${job.jobId} is in queue ${job.queue}, not ${facts.queue}`)
   }
@@ -76,32 +76,8 @@ export async function containerForShell(engine: ContainerEngine, jobId: string, 
 /** Runs the job shell in the job's container; resolves with its exit status. */
 export async function runInContainer(engine: ContainerEngine, container: ContainerDetails, req: ShellRequest,
   stdio: Stdio = process, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const { facts, job } = req
-  // The prologue, as root, labelled the container with the job, its queue and its owner's
-  // name, uid and gid; pbs_mom wrote the job file. Both must agree, and the job shell or
-  // task runs as the labels say. No lookup of the owner here: the prologue's is the job's.
-  const { labels } = container
-  if (labels[LABEL.job] !== job.jobId || labels[LABEL.queue] !== job.queue || labels[LABEL.user] !== job.user
-    || labels[LABEL.uid] !== String(job.uid) || !/^\d+$/.test(labels[LABEL.gid] ?? '')) {
-    throw new PolicyError(`the container of job ${job.jobId} does not belong to ${job.user}`)
-  }
-  if (!container.running) throw new ContainerStoppedError(`the container of job ${job.jobId} is not running (${container.state})`)
-  checkImage(container, req.env.CBATCH_IMAGE)
-
-  const [command, ...rest] = req.argv
-  // Only the job shell falls back to another shell; a task runs what it named, or fails.
-  const fallback = facts.task === 1 ? labelOf(labels, LABEL.shellFallback) : undefined
-  const usable = !fallback || await engine.pathExists(container.id, command) ? command : fallback
-  // Interactive jobs (qsub -I) get a terminal from pbs_mom: the job shell gets one too.
-  const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
-  const session = await engine.exec(container.id, {
-    // The container's entrypoint (none unless its queue runs the image's) wraps the job too.
-    cmd: [...container.entrypoint, usable, ...rest],
-    env: Object.entries(visibleDevicesInside(req.env, labelOf(labels, LABEL.gpus))).map(([k, v]) => `${k}=${v}`),
-    workingDir: facts.workDir,
-    user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,
-    tty: terminal !== undefined,
-  })
+  checkContainer(container, req)
+  const { session, terminal } = await openShell(engine, container, req, stdio)
   const size = stdio.stdout as WriteStream
   const resize = () => {
     if (size.rows && size.columns) session.resize(size.rows, size.columns).catch(() => undefined)
@@ -111,52 +87,24 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
     resize()
     signals.on('SIGWINCH', resize)
   }
-
-  // The exec'd shell leads its own session (runc makes it one): signal every process of
-  // that session, as pbs_mom itself would on the host.
-  let pid: Promise<number> | undefined
-  const execPid = () => (pid ??= session.inspect().then(i => i.pid))
-  const passedOn = new Set<number>()
-  const forward = (signal: NodeJS.Signals) => {
-    passedOn.add(constants.signals[signal])
-    execPid().then(p => signalSession(p, signal, { container: engine.cgroupNames(container.id) })).catch(() => undefined)
-  }
-  for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
-  const cput = enforceCput(container, stdio.stderr, forward)
+  const relay = relaySignals(engine, container, session, signals)
+  const cput = enforceCput(container, stdio.stderr, relay.forward)
   const orphaned = initGone(container.pid)
   let status: number
   try {
-    const ended = new Promise<void>((resolve, reject) => {
-      session.stream.on('end', resolve)
-      session.stream.on('close', resolve)
-      session.stream.on('error', reject)
-    })
     session.demux(stdio.stdout, stdio.stderr)
     // The job shell reads its script line from stdin. First it takes pbs_mom's umask (0077),
     // which an exec in a container would not have (any shell understands it); and with
     // `qsub -j oe` it sends its stderr where its stdout goes, so the lines keep their order
     // (the engine's two streams would not).
-    if (facts.task === 1 && !terminal) session.stream.write(prelude(command, stdio, directOutput(container.pid)))
+    if (req.facts.task === 1 && !terminal) session.stream.write(prelude(req.argv[0], stdio, directOutput(container.pid)))
     stdio.stdin.pipe(session.stream, { end: true })
     req.started?.()
-    if (await Promise.race([ended.then(() => false), orphaned.gone.then(() => true)])) {
-      // The job went with its container; the engine would keep its stream open for ever.
-      ended.catch(() => undefined)
-      session.stream.destroy()
-      status = 128 + constants.signals.SIGKILL
-      const oom = (await engine.inspect(container.id).catch(() => undefined))?.oomKilled
-      stdio.stderr.write(oom ? 'cbatch: job killed: out of memory\n' : 'cbatch: job killed: its container ended\n')
-    } else {
-      status = await exitStatus(session)
-      // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
-      if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
-        stdio.stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
-      }
-    }
+    status = await jobEnded(engine, container, session, orphaned.gone, stdio.stderr)
   } finally {
     orphaned.stop()
     cput.stop()
-    for (const s of FORWARDED_SIGNALS) signals.off(s, forward)
+    relay.stop()
     signals.off('SIGWINCH', resize)
     terminal?.setRawMode(false)
     stdio.stdin.unpipe(session.stream)
@@ -165,7 +113,85 @@ export async function runInContainer(engine: ContainerEngine, container: Contain
   }
   // The job shell died of a signal the starter passed on (qdel, walltime, cput): the starter
   // dies of it too, so TORQUE shows 256+N, as for a job shell of its own.
-  if (passedOn.has(status - 128)) process.kill(process.pid, Object.entries(constants.signals).find(([, n]) => n === status - 128)![0] as NodeJS.Signals)
+  if (relay.passedOn.has(status - 128)) process.kill(process.pid, Object.entries(constants.signals).find(([, n]) => n === status - 128)![0] as NodeJS.Signals)
+  return status
+}
+
+/**
+ * The prologue, as root, labelled the container with the job, its queue and its owner's
+ * name, uid and gid; pbs_mom wrote the job file. Both must agree, and the job shell or task
+ * runs as the labels say. No lookup of the owner here: the prologue's is the job's.
+ */
+function checkContainer(container: ContainerDetails, { job, env }: ShellRequest): void {
+  const { labels } = container
+  if (labels[LABEL.job] !== job.jobId || labels[LABEL.queue] !== job.queue || labels[LABEL.user] !== job.user
+    || labels[LABEL.uid] !== String(job.uid) || !/^\d+$/.test(labels[LABEL.gid] ?? '')) {
+    throw new PolicyError(`the container of job ${job.jobId} does not belong to ${job.user}`)
+  }
+  if (!container.running) throw new ContainerStoppedError(`the container of job ${job.jobId} is not running (${container.state})`)
+  checkImage(container, env.CBATCH_IMAGE)
+}
+
+type Session = Awaited<ReturnType<ContainerEngine['exec']>>
+
+/** The job shell or task, exec'd as its owner; with a terminal of its own when pbs_mom gave the starter one (qsub -I). */
+async function openShell(engine: ContainerEngine, container: ContainerDetails, { facts, argv, env }: ShellRequest, stdio: Stdio):
+  Promise<{ session: Session; terminal?: ReadStream }> {
+  const { labels } = container
+  const [command, ...rest] = argv
+  // Only the job shell falls back to another shell; a task runs what it named, or fails.
+  const fallback = facts.task === 1 ? labelOf(labels, LABEL.shellFallback) : undefined
+  const usable = !fallback || await engine.pathExists(container.id, command) ? command : fallback
+  const terminal = (stdio.stdin as ReadStream).isTTY ? stdio.stdin as ReadStream : undefined
+  const session = await engine.exec(container.id, {
+    // The container's entrypoint (none unless its queue runs the image's) wraps the job too.
+    cmd: [...container.entrypoint, usable, ...rest],
+    env: Object.entries(visibleDevicesInside(env, labelOf(labels, LABEL.gpus))).map(([k, v]) => `${k}=${v}`),
+    workingDir: facts.workDir,
+    user: `${labels[LABEL.uid]}:${labels[LABEL.gid]}`,
+    tty: terminal !== undefined,
+  })
+  return { session, terminal }
+}
+
+/**
+ * Passes the signals pbs_mom and terminals send on to the job. The exec'd shell leads its
+ * own session (runc makes it one): every process of that session gets them, as pbs_mom
+ * itself would signal them on the host. `passedOn`: the signals it passed on, by number.
+ */
+function relaySignals(engine: ContainerEngine, container: ContainerDetails, session: Session, signals: NodeJS.EventEmitter):
+  { forward: (signal: NodeJS.Signals) => void; passedOn: Set<number>; stop(): void } {
+  let pid: Promise<number> | undefined
+  const execPid = () => (pid ??= session.inspect().then(i => i.pid))
+  const passedOn = new Set<number>()
+  const forward = (signal: NodeJS.Signals) => {
+    passedOn.add(constants.signals[signal])
+    execPid().then(p => signalSession(p, signal, { container: engine.cgroupNames(container.id) })).catch(() => undefined)
+  }
+  for (const s of FORWARDED_SIGNALS) signals.on(s, forward)
+  return { forward, passedOn, stop: () => FORWARDED_SIGNALS.forEach(s => signals.off(s, forward)) }
+}
+
+/** The job's exit status, once its stream ends or its container went (`orphaned`); the owner is told of a kill by the kernel. */
+async function jobEnded(engine: ContainerEngine, container: ContainerDetails, session: Session, orphaned: Promise<void>, stderr: Writable): Promise<number> {
+  const ended = new Promise<void>((resolve, reject) => {
+    session.stream.on('end', resolve)
+    session.stream.on('close', resolve)
+    session.stream.on('error', reject)
+  })
+  if (await Promise.race([ended.then(() => false), orphaned.then(() => true)])) {
+    // The job went with its container; the engine would keep its stream open for ever.
+    ended.catch(() => undefined)
+    session.stream.destroy()
+    const oom = (await engine.inspect(container.id).catch(() => undefined))?.oomKilled
+    stderr.write(oom ? 'cbatch: job killed: out of memory\n' : 'cbatch: job killed: its container ended\n')
+    return 128 + constants.signals.SIGKILL
+  }
+  const status = await exitStatus(session)
+  // SIGKILLed with an OOM kill in its cgroup: the kernel ended the job, tell its owner why.
+  if (status === 128 + constants.signals.SIGKILL && oomKills(container.pid) > 0) {
+    stderr.write(`cbatch: job killed: out of memory${memoryLimit(container.pid)}\n`)
+  }
   return status
 }
 
@@ -275,7 +301,7 @@ function memoryLimit(pid: number): string {
   }
 }
 
-async function exitStatus(session: Awaited<ReturnType<ContainerEngine['exec']>>): Promise<number> {
+async function exitStatus(session: Session): Promise<number> {
   // The stream can end a moment before the engine records the exit.
   for (let attempt = 0; ; attempt++) {
     const info = await session.inspect()
@@ -303,7 +329,7 @@ export async function runNatively(req: ShellRequest & { owner: Identity; limits:
     if (!statSync(facts.workDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
     accessSync(facts.workDir, fsConstants.X_OK)
   } catch (err) {
-    throw new UsageError(`cannot enter the job's working directory ${facts.workDir} (${(err as NodeJS.ErrnoException).code})`)
+    throw new JobFileError(`cannot enter the job's working directory ${facts.workDir} (${(err as NodeJS.ErrnoException).code})`)
   }
   // The job's limits, as pbs_mom set them on the starter, back on the job (the owner may lower them).
   const restore = restoringOptions(req.limits, ownLimits())

@@ -4,7 +4,7 @@
 import { LABEL, labelOf } from '../engine/labels.ts'
 import type { ContainerEngine } from '../engine/engine.ts'
 import { readUsage } from '../host/cgroup.ts'
-import { jobGone } from '../torque/jobfile.ts'
+import type { BatchNode } from '../torque/mom.ts'
 
 export interface NodeJob {
   job: string
@@ -25,11 +25,15 @@ export interface NodeJob {
   knownToMom: boolean
 }
 
-export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'inspect'>, momPriv: string, now = new Date()): Promise<NodeJob[]> {
+/** The job containers on the node; `batch`: the pbs_mom asked about, whose are those without a `cbatch.mom` label. */
+export async function nodeJobs(engine: Pick<ContainerEngine, 'findByLabel' | 'inspect'>, batch: BatchNode, now = new Date()): Promise<NodeJob[]> {
   const containers = await engine.findByLabel(LABEL.job)
   const details = await Promise.all(containers.map(c => engine.inspect(c.id)))
-  // Absent on two looks (jobfile.ts jobGone): one can fall inside a job_save of a live job.
-  const gone = await Promise.all(containers.map(c => jobGone(labelOf(c.labels, LABEL.mom) ?? momPriv, c.labels[LABEL.job])))
+  // Asked of the mom that made it: several may share the engine.
+  const gone = await Promise.all(containers.map(c => {
+    const mom = labelOf(c.labels, LABEL.mom)
+    return (mom ? batch.other(mom) : batch).jobGone(c.labels[LABEL.job])
+  }))
   return containers.map((c, i) => {
     const d = details[i]
     const job = c.labels[LABEL.job]

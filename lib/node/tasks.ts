@@ -13,9 +13,7 @@ import { join } from 'node:path'
 import { PolicyError } from '../errors.ts'
 import { assertRootControlled, makeRootDir } from '../host/trusted.ts'
 import { startTimeOf } from '../host/proc.ts'
-import { parseRequest } from '../torque/request.ts'
-import type { JobRecord } from '../torque/jobfile.ts'
-import { execHostSlots } from '../torque/nodes.ts'
+import type { RunningJob } from '../torque/job.ts'
 
 export const TASKS_DIR = '/run/cbatch/tasks'
 
@@ -45,28 +43,19 @@ export interface TaskLimit {
  * node's number (its container's label); without one, the largest share of any node of the
  * job, which this node's cannot exceed. Never a value the job's environment claims.
  */
-export function taskLimit(maxTasks: number, job: Pick<JobRecord, 'resources' | 'execHost'>, node?: number): TaskLimit {
+export function taskLimit(maxTasks: number, job: Pick<RunningJob, 'request' | 'slots'>, node?: number): TaskLimit {
   const ppn = processorsHere(job, node)
   if (ppn + 1 <= maxTasks) return { max: maxTasks, why: `maxTasks ${maxTasks}` }
   return { max: ppn + 1, why: `maxTasks ${maxTasks}, raised to its ${ppn} processors here and its job shell` }
 }
 
-function processorsHere(job: Pick<JobRecord, 'resources' | 'execHost'>, node: number | undefined): number {
-  if (job.execHost) {
-    try {
-      const slots = execHostSlots(job.execHost)
-      const here = node !== undefined ? slots[node] : undefined
-      return here ?? Math.max(0, ...slots) // a node number it does not have: the largest share bounds it
-    } catch {
-      // not host/slots: the Resource_List then
-    }
+function processorsHere({ slots, request }: Pick<RunningJob, 'request' | 'slots'>, node: number | undefined): number {
+  if (slots) {
+    const here = node !== undefined ? slots[node] : undefined
+    return here ?? Math.max(0, ...slots) // a node number it does not have: the largest share bounds it
   }
-  try {
-    const request = parseRequest(job.resources)
-    return Math.max(0, ...request.nodes.map(n => n.ppn), request.ncpus ?? 0, request.procs ?? 0)
-  } catch {
-    return 0
-  }
+  // no exec_host yet, or not host/slots: the Resource_List then
+  return request ? Math.max(0, ...request.nodes.map(n => n.ppn), request.ncpus ?? 0, request.procs ?? 0) : 0
 }
 
 /**

@@ -1,7 +1,7 @@
 // What pbs_mom hands our programs: argv of the prologue and epilogue families,
 // the job starter's environment, and the Resource_List string.
 // See docs/torque-contract.md ("Arguments", "The job starter").
-import { UsageError } from '../errors.ts'
+import { UsageError, type Disposition } from '../errors.ts'
 
 /**
  * What each of cbatch's programs exits with when cbatch itself cannot run at all (an
@@ -28,6 +28,27 @@ export const CANNOT_RUN_EXIT = {
 } as const
 
 export type ProgramName = keyof typeof CANNOT_RUN_EXIT
+
+/** What a hook exits with when it fails: by the failure's disposition, or for an internal error. */
+export type FailureExits = Record<Disposition | 'internal', number>
+
+/**
+ * How each hook pbs_mom runs says it failed, as pbs_mom reads it:
+ * - prologue, prologue.parallel: a job refused (`abort`) exits 0, its reason in its .ER and
+ *   recorded for its starters, which will not run it (with exit 1 pbs_mom would deliver no
+ *   output, only "Job cannot be executed"); what may pass exits 2, and the job is requeued;
+ * - epilogue, epilogue.parallel: pbs_mom only logs the status;
+ * - jobstarter: 125 whatever the failure: "cbatch did not run the job";
+ * - nodecheck: 1, which with its `ERROR` line marks the node down.
+ */
+export const FAILURE_EXITS: Record<Exclude<ProgramName, 'puller' | 'remover'>, FailureExits> = {
+  prologue: { abort: 0, requeue: 2, internal: CANNOT_RUN_EXIT.prologue },
+  'prologue.parallel': { abort: 0, requeue: 2, internal: CANNOT_RUN_EXIT['prologue.parallel'] },
+  epilogue: { abort: 1, requeue: 2, internal: CANNOT_RUN_EXIT.epilogue },
+  'epilogue.parallel': { abort: 1, requeue: 2, internal: CANNOT_RUN_EXIT['epilogue.parallel'] },
+  jobstarter: { abort: CANNOT_RUN_EXIT.jobstarter, requeue: CANNOT_RUN_EXIT.jobstarter, internal: CANNOT_RUN_EXIT.jobstarter },
+  nodecheck: { abort: CANNOT_RUN_EXIT.nodecheck, requeue: CANNOT_RUN_EXIT.nodecheck, internal: CANNOT_RUN_EXIT.nodecheck },
+}
 
 export interface JobFacts {
   jobId: string

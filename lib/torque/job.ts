@@ -7,7 +7,8 @@ import { posix } from 'node:path'
 import type { CgroupRoots } from '../host/cgroup.ts'
 import { torqueCpuset } from './cgroups.ts'
 import type { JobFacts } from './contract.ts'
-import { nodeShare, type NodeShare } from './nodes.ts'
+import type { JobRecord } from './jobfile.ts'
+import { execHostSlots, nodeShare, type NodeShare } from './nodes.ts'
 import { parseRequest, type JobRequest } from './request.ts'
 
 export interface JobContext extends JobFacts {
@@ -66,4 +67,30 @@ export function allocatedGpus(gpuFile: string, host: string): number[] {
     if (m && (names.has(m[1]) || names.has(m[1].split('.')[0]))) indices.push(Number(m[2]))
   }
   return [...new Set(indices)].sort((a, b) => a - b)
+}
+
+/**
+ * The job of a job shell or task, as root recorded it (its `.JB`), with its Resource_List
+ * and exec_host parsed once for the starter. Either may not parse (the prologue refuses such
+ * a job in a queue of cbatch's; a native queue's job never needs them): then absent.
+ */
+export interface RunningJob extends JobRecord {
+  request?: JobRequest
+  /** The job's slots on each of its nodes, by node number, once the server ran it. */
+  slots?: number[]
+}
+
+export function runningJob(record: JobRecord): RunningJob {
+  const parsed = <T>(parse: () => T): T | undefined => {
+    try {
+      return parse()
+    } catch {
+      return undefined
+    }
+  }
+  return {
+    ...record,
+    request: parsed(() => parseRequest(record.resources)),
+    slots: record.execHost ? parsed(() => execHostSlots(record.execHost!)) : undefined,
+  }
 }

@@ -91,17 +91,17 @@ function nodeNumber(value: string): number {
   return Number(value)
 }
 
-/**
- * A node's share from the job's exec_host (`vm2/0+vm/0-1,3`: host/slots, `+`-joined), which
- * pbs_mom saves in every node's job file: nodes are numbered by their hosts' first appearance.
- */
-export function execHostShare(execHost: string, number: number): Pick<NodeShare, 'nodes' | 'ppnHere' | 'npTotal'> {
-  const counts = execHostSlots(execHost)
-  if (number >= counts.length) throw new UsageError(`exec_host ${JSON.stringify(execHost)} has no node ${number}`)
-  return { nodes: counts.length, ppnHere: counts[number], npTotal: counts.reduce((a, b) => a + b, 0) }
+/** Node `number`'s share of a job with `slots` on each of its nodes (execHostSlots). */
+export function slotsShare(slots: number[], number: number): Pick<NodeShare, 'nodes' | 'ppnHere' | 'npTotal'> {
+  if (number >= slots.length) throw new UsageError(`the job's exec_host has no node ${number}`)
+  return { nodes: slots.length, ppnHere: slots[number], npTotal: slots.reduce((a, b) => a + b, 0) }
 }
 
-/** The job's slots on each of its nodes, by node number, from its exec_host (execHostShare). */
+/**
+ * The job's slots on each of its nodes, by node number, from its exec_host (`vm2/0+vm/0-1,3`:
+ * host/slots, `+`-joined), which pbs_mom saves in every node's job file: nodes are numbered by
+ * their hosts' first appearance.
+ */
 export function execHostSlots(execHost: string): number[] {
   const slots = new Map<string, number>()
   for (const entry of execHost.split('+')) {

@@ -11,6 +11,7 @@ import { engineCli, testEngine, withTestEngine } from './engine.ts'
 import { cleanupJob } from '../../lib/job/epilogue.ts'
 import { prepareJob } from '../../lib/job/prologue.ts'
 import { jobContext } from '../../lib/torque/job.ts'
+import { pbsMom } from '../../lib/torque/mom.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
@@ -51,7 +52,7 @@ export interface JobOptions {
 }
 
 /** What the prologue knows beyond its arguments, for jobs made through the library. */
-export const PROLOGUE = { momPriv: join(DEFAULT_PBS_HOME, 'mom_priv') }
+export const PROLOGUE = { batch: pbsMom(join(DEFAULT_PBS_HOME, 'mom_priv')) }
 
 /** A directory every user may write to, removed with `t.teardown(dispose)`. */
 export function sharedDir(): { path: string; dispose: () => void } {
@@ -155,7 +156,7 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
 export async function preparedJob(t: Test, jobId: string, configYaml: string, queue = 'batch',
   { user = TEST_USER, known = true }: { user?: string; known?: boolean } = {}): Promise<void> {
   const engine = testEngine({ pullTimeoutMs: 30_000 })
-  t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0, momPriv: PROLOGUE.momPriv }, engine))
+  t.teardown(() => cleanupJob({ jobId, user, queue, exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine))
   await prepareJob(jobContext({ jobId, user, group: '', jobName: 'j', resources: '', queue, account: '' }, {}), parseConfig(withTestEngine(configYaml)), engine, PROLOGUE)
   if (!known) return // an orphan: pbs_mom has no file of it
   const jobFile = recordJob(jobId, queue, user)

@@ -6,7 +6,7 @@
 // busybox sh and sleep, not node, and leaves the job's cgroups (it outlives them).
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { jobFilePrefix } from '../torque/jobfile.ts'
+import { jobFilePrefix } from './jobfile.ts'
 
 export interface GuardTiming {
   /** Seconds the guard waits for the job file once its prologue.parallel ended (a sister has none before). */
