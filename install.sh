@@ -62,9 +62,6 @@ safe_path --bin-dir "$BIN_DIR"
 
 MOM_PRIV=$PBS_HOME/mom_priv
 MOM_CONFIG=$MOM_PRIV/config
-# prologue.parallel and epilogue.parallel run on sister nodes; they share the bundles of
-# the prologue and epilogue.
-HOOKS="prologue prologue.parallel epilogue epilogue.parallel jobstarter"
 
 # A release tarball carries its build; a source checkout builds here (npm ci: registry access).
 RELEASE=""
@@ -106,8 +103,15 @@ is_ours() { [ -f "$1" ] && grep -q "^# cbatch .* hook for pbs_mom" "$1"; }
 # The cbatch install.sh put on PATH, and whether it runs this mom_priv's CLI.
 is_our_cli() { [ -f "$BIN_DIR/cbatch" ] && grep -q '^# cbatch CLI, put here by install.sh' "$BIN_DIR/cbatch"; }
 serves_this_mom() { grep -qF "'$MOM_PRIV/cbatch.d/cbatch'" "$BIN_DIR/cbatch"; }
-# Where pbs_mom finds each program: its own names for the hooks, ours for the node check.
-hook_file() { if [ "$1" = nodecheck ]; then echo cbatch-nodecheck; else echo "$1"; fi; }
+# Each program pbs_mom runs and the file in mom_priv it runs it by (its own names for the
+# hooks, ours for the node check), as the build listed them (lib/torque/hooks.ts): the
+# install's own copy, which --uninstall reads, else the build's in dist/.
+hook_list() {
+  for list in "$@"; do
+    if [ -f "$list" ]; then cat "$list"; return; fi
+  done
+  die "no list of hooks in $*: build first (npm run build), or install from a release tarball"
+}
 
 install_hooks() {
   [ -n "$RELEASE" ] && say "installing cbatch $RELEASE"
@@ -121,8 +125,10 @@ install_hooks() {
   # The CLI, for `cbatch gc` from cron and the operator's commands.
   put 0755 "$HERE/dist/cbatch" "$MOM_PRIV/cbatch.d/cbatch"
   put 0644 "$HERE/dist/package.json" "$MOM_PRIV/cbatch.d/package.json"
-  for hook in $HOOKS nodecheck; do
-    target=$MOM_PRIV/$(hook_file "$hook")
+  hooks=$(hook_list "$HERE/dist/hooks.txt")
+  put 0644 "$HERE/dist/hooks.txt" "$MOM_PRIV/cbatch.d/hooks.txt"
+  while read -r hook file; do
+    target=$MOM_PRIV/$file
     if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
       say "keeping the site's $hook as $target.cbatch-orig"
       run mv "$target" "$target.cbatch-orig"
@@ -135,7 +141,9 @@ install_hooks() {
     grep -q "^  CBATCH_JOB_MEMCG=.* '$NODE' \"" "$wrapper" || die "dist/$hook does not start node as install.sh expects: a mismatched dist/?"
     put 0755 "$wrapper" "$target"
     rm -f "$wrapper"
-  done
+  done <<EOF
+$hooks
+EOF
 
   # `cbatch` on PATH, bound to this install's config and node, whatever the caller's PATH (cron's).
   cli=$(mktemp)
@@ -195,14 +203,17 @@ install_hooks() {
 }
 
 uninstall_hooks() {
-  for hook in $HOOKS nodecheck; do
-    target=$MOM_PRIV/$(hook_file "$hook")
+  hooks=$(hook_list "$MOM_PRIV/cbatch.d/hooks.txt" "$HERE/dist/hooks.txt")
+  while read -r hook file; do
+    target=$MOM_PRIV/$file
     if is_ours "$target"; then run rm -f "$target"; fi
     if [ -e "$target.cbatch-orig" ]; then
       say "restoring the site's $hook"
       run mv "$target.cbatch-orig" "$target"
     fi
-  done
+  done <<EOF
+$hooks
+EOF
   run rm -rf "$MOM_PRIV/cbatch.d"
   if is_our_cli && serves_this_mom; then run rm -f "$BIN_DIR/cbatch"; fi
   if [ -f "$MOM_CONFIG" ]; then

@@ -1,7 +1,7 @@
 // Run with tsx (npm run build). Writes config/cbatch.schema.json from lib/policy/config.ts, then
 // bundles each hook and the CLI into one self-contained file: mom_priv needs no node_modules.
 //   dist/<hook>               busybox sh wrappers pbs_mom runs, one per hook of lib/torque/hooks.ts
-//   dist/hooks.txt            each wrapper and the file name pbs_mom runs it by in mom_priv
+//   dist/hooks.txt            each wrapper and the file name pbs_mom runs it by in mom_priv (install.sh reads it)
 //   dist/cbatch.d/<bundle>.cjs                       the bundled hooks they start, and their loader
 //   dist/cbatch                                      the CLI (cbatch run)
 import { build } from 'esbuild'
