@@ -2,26 +2,29 @@
 // the prologue, job starter and epilogue run as real processes with the argv, environment,
 // stdin, stdout/stderr, cwd, permission check, time limits and kill sequence pbs_mom uses.
 // It is how `cbatch run` tries cbatch without TORQUE, and the engine of the integration tests.
-import { execFileSync, spawn, type StdioOptions } from 'node:child_process'
-import { chmodSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, mkdirSync, rmdirSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { constants, hostname } from 'node:os'
-import { join, resolve } from 'node:path'
+// This module is pbs_mom's sequence for a job; what each step does is in the modules beside it.
+import { randomBytes } from 'node:crypto'
+import { rmSync, statSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
 import { execa } from 'execa'
-import { XMLBuilder } from 'fast-xml-parser'
-import { createHash, randomBytes } from 'node:crypto'
-import { writeWrappers } from '../hooks/wrapper.ts'
-import type { SisterNode } from './engines.ts'
-import { installPbsdsh, startTaskManager } from './tm.ts'
-import { jobFilePrefix } from '../lib/torque/jobfile.ts'
-import { DEFAULT_CONFIG_PATH } from '../lib/policy/config.ts'
+import { UsageError } from '../lib/errors.ts'
 import { formatDuration } from '../lib/format.ts'
-import { parentOf, signalSession } from '../lib/host/proc.ts'
-import { lookupUser, type Identity } from '../lib/host/identity.ts'
 import { readFileAsOwner } from '../lib/host/asowner.ts'
-import { assertRootControlled, replaceFile } from '../lib/host/trusted.ts'
-import { UnsafePathError, UsageError } from '../lib/errors.ts'
-import { parseDuration, parseResourceList, parseSize } from '../lib/torque/contract.ts'
-import { parseNodes, type NodeSpec } from '../lib/torque/nodes.ts'
+import { lookupUser, type Identity } from '../lib/host/identity.ts'
+import { signalSession } from '../lib/host/proc.ts'
+import { parseDuration, parseResourceList } from '../lib/torque/contract.ts'
+import { jobFilePrefix } from '../lib/torque/jobfile.ts'
+import type { SisterNode } from './engines.ts'
+import { makeJobCgroups, momLimits, type JobCgroups } from './limits.ts'
+import { MAX_RECORDED_OUTPUT, readOutput, tail } from './output.ts'
+import { createFile, DEFAULT_PBS_HOME, hooksFor, jobFileOf, momDirs, writeJobFile, type EmulatedJobFile } from './pbshome.ts'
+import { placeJob } from './placement.ts'
+import { ROOT_ENV, runScript, runStarter, runTask, type HookRun } from './processes.ts'
+import { installPbsdsh, startTaskManager } from './tm.ts'
+
+// What `cbatch run` and the tests name here, wherever it is kept.
+export { DEFAULT_PBS_HOME, hooksFor, writeJobFile } from './pbshome.ts'
 
 export interface EmulatorOptions {
   /** The job script on the host; copied to `mom_priv/jobs/<jobid>.SC`. */
@@ -84,12 +87,6 @@ export interface EmulatorOptions {
   interactive?: { input: string; command?: string }
 }
 
-export interface HookRun {
-  /** Exit code as pbs_mom sees it: the code, 256+signal when killed, -1 permission, -4 timeout. */
-  status: number
-  /** How long it ran, milliseconds. */
-  ms: number
-}
 
 export interface EmulatedJob {
   jobId: string
@@ -117,14 +114,9 @@ export interface EmulatedJob {
   pbsHome: string
 }
 
-const PERMISSION_DENIED = -1
-const TIMED_OUT = -4
-const WALLTIME_KILLED = -11
 let sequence = 0
 /** The emulator's pbsdsh (emulator/tm.ts), written once per process. */
 let pbsdshInstalled: string | undefined
-/** Like TORQUE's /var/spool/torque: outside any directory a job may be submitted from. */
-export const DEFAULT_PBS_HOME = '/var/spool/cbatch-pbs_home'
 
 export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
   const owner = await lookupUser(opts.user)
@@ -148,28 +140,105 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
       if (result.outcome !== 'requeued' || attempt >= (opts.attempts ?? 1)) return { ...result, attempts: attempt }
     }
   } finally {
-    // pbs_mom forgets the job: its files go, and with them the job's .JB.
-    if (!opts.keep) {
-      const prefix = jobFilePrefix(jobId)
-      for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%', 'aux/%gpu']) {
-        const file = join(pbsHome, f.replace('%', prefix))
-        // Output the record could not hold whole stays, where readOutput said it is.
-        if (!opts.follow && f.startsWith('spool/') && (statSync(file, { throwIfNoEntry: false })?.size ?? 0) > MAX_RECORDED_OUTPUT) continue
-        rmSync(file, { force: true })
-      }
-      for (const sister of opts.sisters ?? []) rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true })
-    }
+    if (!opts.keep) forgetJob(opts, { jobId, pbsHome })
   }
 }
 
-/** One start of the job on this node (and its sisters): what emulateJob repeats while the prologue requeues it. */
-async function runJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: { owner: Identity; group: string; jobId: string; pbsHome: string }): Promise<EmulatedJob> {
-  const momPriv = join(pbsHome, 'mom_priv')
-  const jobsDir = join(momPriv, 'jobs')
-
-  // An array sub-job N[i].host has files N-i.host.* (contract).
+/** pbs_mom forgets the job: its files go, and with them the job's .JB, on every node. */
+function forgetJob(opts: EmulatorOptions, { jobId, pbsHome }: { jobId: string; pbsHome: string }): void {
   const prefix = jobFilePrefix(jobId)
-  const scriptPath = join(jobsDir, `${prefix}.SC`)
+  for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%', 'aux/%gpu']) {
+    const file = join(pbsHome, f.replace('%', prefix))
+    // Output the record could not hold whole stays, where readOutput said it is.
+    if (!opts.follow && f.startsWith('spool/') && (statSync(file, { throwIfNoEntry: false })?.size ?? 0) > MAX_RECORDED_OUTPUT) continue
+    rmSync(file, { force: true })
+  }
+  for (const sister of opts.sisters ?? []) rmSync(jobFileOf(sister.pbsHome, jobId), { force: true })
+}
+
+/** The job as this node's pbs_mom holds it from receiving it: its files, place, hooks and environments. */
+interface MomJob {
+  opts: EmulatorOptions
+  owner: Identity
+  group: string
+  jobId: string
+  pbsHome: string
+  /** An array sub-job N[i].host has files N-i.host.* (contract). */
+  prefix: string
+  scriptPath: string
+  outFile: string
+  errFile: string
+  /** Where the hooks' and job's output goes: qsub -j oe, one file for both. */
+  files: { out: string; err: string }
+  resources: Map<string, string>
+  /** The Resource_List's node spec, as pbs_server passed it. */
+  nodes: string
+  ppn: number
+  nodeCount: number
+  walltime?: number
+  /** This node's GPUs given to the job. */
+  gpus: number[]
+  workDir: string
+  jobName: string
+  /** $prologalarm, seconds. */
+  alarm: number
+  /** pbs_mom's own environment. */
+  momEnv: NodeJS.ProcessEnv
+  momNodeFile: string
+  /** The job's size as the job shell and its tasks see it. */
+  jobSizes: Record<'PBS_NUM_NODES' | 'PBS_NUM_PPN' | 'PBS_NP' | 'PBS_NODEFILE', string>
+  /** The mother superior's prologue and epilogue environment. */
+  scriptEnv: NodeJS.ProcessEnv
+  /** The job's secret, in its job file and given to the job shell and every task (PBS_JOBCOOKIE). */
+  cookie: string
+  record: EmulatedJobFile
+  /** The mother superior's installed hooks. */
+  hooks: string
+  /** Each sister's PBS_HOME, installed hooks and (never written) job script. */
+  sisters: { pbsHome: string; hooks: string; script: string }[]
+  cgroups?: JobCgroups
+}
+
+/**
+ * One start of the job on this node (and its sisters), in pbs_mom's order: what emulateJob
+ * repeats while the prologue requeues it.
+ */
+async function runJob(opts: EmulatorOptions, who: { owner: Identity; group: string; jobId: string; pbsHome: string }): Promise<EmulatedJob> {
+  const job = await receiveJob(opts, who)
+  const sisterPrologues = await runSisterPrologues(job)
+  if (sisterPrologues.some(p => p.status !== 0)) return requeueForSister(job, sisterPrologues)
+  const prologue = await runPrologue(job)
+  // An interactive job has nobody to wait for it: any failure aborts it.
+  const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
+  const { jobId, pbsHome } = job
+  const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(job.sisters.length ? { sisterPrologues } : {}) }
+  if (outcome === 'ran') {
+    const shell = await runJobShell(job)
+    Object.assign(result, shell)
+    const used = usage(formatDuration(shell.starterMs / 1000))
+    if (job.sisters.length) result.sisterEpilogues = await runSisterEpilogues(job, used)
+    result.epilogue = await runEpilogue(job, { used, exitStatus: shell.exitStatus })
+  } else {
+    // The mother superior's prologue failed: mom aborts the sisters' part of the job without
+    // epilogue.parallel, and they forget it (contract, "When a prologue fails").
+    job.sisters.forEach(sister => rmSync(jobFileOf(sister.pbsHome, jobId), { force: true }))
+  }
+  if (job.cgroups) result.cgroupLeftovers = await job.cgroups.remove()
+  // After a prologue exit 1, pbs_mom copies no output back to the owner.
+  if (outcome !== 'aborted') {
+    result.stdout = readOutput(job.outFile)
+    result.stderr = readOutput(job.errFile)
+  }
+  return result
+}
+
+/**
+ * pbs_mom receives the job: its script and output files, where it is placed (node and gpu
+ * files), its cookie and job file record, its cgroups, and the environment of its hooks.
+ */
+async function receiveJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: { owner: Identity; group: string; jobId: string; pbsHome: string }): Promise<MomJob> {
+  const prefix = jobFilePrefix(jobId)
+  const scriptPath = join(pbsHome, 'mom_priv', 'jobs', `${prefix}.SC`)
   // Interactive jobs have no script, though the prologue is still told of one. The script
   // is read as its owner: a link they made to a file of root's leads nowhere they could not go.
   if (!opts.interactive) {
@@ -189,10 +258,8 @@ async function runJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: {
   const sisters = opts.sisters ?? []
   const nodeCount = 1 + sisters.length
   const nodeNames = [hostname(), ...sisters.map((_, i) => `${hostname()}-sister${i + 1}`)]
-  const { chunks, slots, gpus } = placeJob({ nodeFile: join(pbsHome, 'aux', prefix), nodes, ppn, nodeNames, gpus: opts.gpus })
+  const { chunks, slots, gpus, execHost } = placeJob({ nodeFile: join(pbsHome, 'aux', prefix), nodes, ppn, nodeNames, gpus: opts.gpus })
   const workDir = opts.workDir ?? process.cwd()
-  const queue = opts.queue
-  const jobName = opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15)
 
   const momEnv: NodeJS.ProcessEnv = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8',
@@ -212,627 +279,219 @@ async function runJob(opts: EmulatorOptions, { owner, group, jobId, pbsHome }: {
     PBS_RESOURCE_NODES: nodes, ...(resources.has('gres') ? { PBS_RESOURCE_GRES: resources.get('gres') } : {}),
     PBS_NODENUM: '0', PBS_MSHOST: hostname(), PBS_O_WORKDIR: workDir,
   }
-  const prologueArgs = [jobId, opts.user, group, jobName, opts.resources, queue, '', scriptPath]
-  // qsub -j oe: pbs_mom opens one file for both.
-  const files = { out: outFile, err: opts.join ? outFile : errFile }
-  const alarm = opts.prologAlarm ?? 300
   const hooks = hooksFor(opts.hooksDir, opts.config, pbsHome)
 
-  // The job's secret: the mother superior makes it, sends it to its sisters, saves it in the
-  // job file and gives it to the job shell and every task (PBS_JOBCOOKIE).
+  // The mother superior makes the job's secret and sends it to its sisters.
   const cookie = randomBytes(16).toString('hex').toUpperCase()
-  // Where the job's slots are, as pbs_server tells every node (exec_host: `host/0-1+host2/0`).
-  const execHost = nodeNames.map((name, i) => `${name}/0${slots[i] > 1 ? `-${slots[i] - 1}` : ''}`).join('+')
   const record = { jobId, queue: opts.queue, owner, group, resources: opts.resources, variables: opts.variables ?? {}, cookie, execHost }
-  // pbs_mom writes the job file while the prologue already runs (contract, "When the job file
-  // is written": seen ~200 ms in once; later checks never saw it before the prologue returned).
-  const jobFile = () => writeJobFile(pbsHome, record)
   const cgroups = opts.cgroups ? makeJobCgroups(jobId, resources, opts.cgroups) : undefined
-
-  // Sisters: prologue.parallel first, all of them, before the mother superior's prologue
-  // (contract: no script, job file or node file yet; output to /dev/null; no PBS_JOBID).
-  const sisterHooks = sisters.map(sister => hooksFor(opts.hooksDir, sister.config, sister.pbsHome))
-  const sisterScript = (i: number) => join(sisters[i].pbsHome, 'mom_priv', 'jobs', `${prefix}.SC`)
-  const nothing = { out: '/dev/null', err: '/dev/null' }
-  const sisterPrologues = await Promise.all(sisters.map((sister, i) => {
-    const env = {
-      ...momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: hookSizes.PBS_NP,
-      PBS_NUM_NODES: hookSizes.PBS_NUM_NODES, PBS_NUM_PPN: hookSizes.PBS_NUM_PPN, PBS_O_WORKDIR: workDir, PBS_RESOURCE_NODES: nodes,
-    }
-    return runScript({ path: join(sisterHooks[i], 'prologue.parallel'), args: [...prologueArgs.slice(0, 7), sisterScript(i)], env,
-      cwd: join(sister.pbsHome, 'mom_priv'), files: nothing }, { alarmSeconds: alarm })
-  }))
-  // Then a sister saves the job, and from then on has its job file.
-  sisters.forEach(sister => writeJobFile(sister.pbsHome, record))
-  const sisterEpilogues = (used: string) => Promise.all(sisters.map((sister, i) => runScript({ path: join(sisterHooks[i], 'epilogue.parallel'),
-    args: [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', '0', sisterScript(i)], env: scriptEnv, cwd: join(sister.pbsHome, 'mom_priv'), files: nothing },
-  { alarmSeconds: alarm })))
-  const noUse = 'cput=00:00:00,vmem=0kb,walltime=00:00:00,mem=0kb,energy_used=0'
-  // A sister's failed prologue.parallel never aborts the job: the mother superior runs its
-  // epilogue with exit status -3 and the job is requeued (and that node goes down).
-  if (sisterPrologues.some(p => p.status !== 0)) {
-    const sisterEpilogueRuns = await sisterEpilogues(noUse)
-    const epilogue = await runScript({ path: join(hooks, 'epilogue'), args: [jobId, opts.user, group, jobName, '0', opts.resources, noUse, queue, '', '-3', scriptPath],
-      env: scriptEnv, cwd: momPriv, files }, { alarmSeconds: alarm })
-    if (cgroups) await cgroups.remove()
-    return { jobId, prologue: { status: 0, ms: 0 }, outcome: 'requeued', epilogue, sisterPrologues, sisterEpilogues: sisterEpilogueRuns,
-      stdout: readOutput(outFile), stderr: readOutput(errFile), pbsHome }
+  return {
+    opts, owner, group, jobId, pbsHome, prefix, scriptPath, outFile, errFile,
+    files: { out: outFile, err: opts.join ? outFile : errFile },
+    resources, nodes, ppn, nodeCount, walltime, gpus, workDir,
+    jobName: opts.jobName ?? opts.script.split('/').pop()!.slice(0, 15),
+    alarm: opts.prologAlarm ?? 300,
+    momEnv, momNodeFile, jobSizes, scriptEnv, cookie, record, hooks,
+    sisters: sisters.map(sister => ({
+      pbsHome: sister.pbsHome,
+      hooks: hooksFor(opts.hooksDir, sister.config, sister.pbsHome),
+      script: join(sister.pbsHome, 'mom_priv', 'jobs', `${prefix}.SC`),
+    })),
+    cgroups,
   }
+}
 
-  const prologue = await runScript({ path: join(hooks, 'prologue'), args: prologueArgs, env: scriptEnv, cwd: momPriv, files, inside: cgroups?.spawn },
-    { alarmSeconds: alarm, meanwhile: jobFile })
-  // An interactive job has nobody to wait for it: any failure aborts it.
-  const outcome = prologue.status === 0 ? 'ran' : prologue.status === 1 || opts.interactive ? 'aborted' : 'requeued'
-  const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(sisters.length ? { sisterPrologues } : {}) }
-  // The mother superior's prologue failed: mom aborts the sisters' part of the job without
-  // epilogue.parallel, and they forget it (contract, "When a prologue fails").
-  if (outcome !== 'ran') sisters.forEach(sister => rmSync(join(sister.pbsHome, 'mom_priv/jobs', `${prefix}.JB`), { force: true }))
-  if (outcome === 'ran') {
-    const started = performance.now()
-    const variableList: NodeJS.ProcessEnv = {
-      ...momEnv,
-      PBS_O_HOME: owner.home, PBS_O_LOGNAME: opts.user, PBS_O_PATH: process.env.PATH ?? '',
-      PBS_O_SHELL: owner.shell, PBS_O_WORKDIR: workDir, PBS_O_HOST: hostname(), PBS_O_SERVER: hostname(),
-      PBS_O_QUEUE: queue, PBS_O_LANG: process.env.LANG ?? 'C',
-      ...opts.variables,
+/** The prologue family's argv (contract): job, owner, group, name, Resource_List, queue, account, script. */
+function prologueArgs(job: MomJob, script: string): string[] {
+  return [job.jobId, job.opts.user, job.group, job.jobName, job.opts.resources, job.opts.queue, '', script]
+}
+
+/** The epilogue family's argv (contract): job, owner, group, name, session, Resource_List, resources used, queue, account, exit status, script. */
+function epilogueArgs(job: MomJob, { used, exitStatus, script }: { used: string; exitStatus: string; script: string }): string[] {
+  return [job.jobId, job.opts.user, job.group, job.jobName, '0', job.opts.resources, used, job.opts.queue, '', exitStatus, script]
+}
+
+/** The resources_used pbs_mom reports to the epilogues: only the walltime is measured. */
+function usage(walltime: string): string {
+  return `cput=00:00:00,vmem=0kb,walltime=${walltime},mem=0kb,energy_used=0`
+}
+
+/** Where hooks print that print into none of the job's files: sisters' hooks, an interactive job's epilogue. */
+const NOTHING = { out: '/dev/null', err: '/dev/null' }
+
+/**
+ * Sisters: prologue.parallel first, all of them, before the mother superior's prologue
+ * (contract: no script, job file or node file yet; output to /dev/null; no PBS_JOBID).
+ * Then each sister saves the job, and from then on has its job file.
+ */
+async function runSisterPrologues(job: MomJob): Promise<HookRun[]> {
+  // The node counts are the prologue's.
+  const { scriptEnv } = job
+  const runs = await Promise.all(job.sisters.map((sister, i) => {
+    const env = {
+      ...job.momEnv, PATH: '/bin:/usr/bin', PBS_MSHOST: hostname(), PBS_NODENUM: String(i + 1), PBS_NP: scriptEnv.PBS_NP,
+      PBS_NUM_NODES: scriptEnv.PBS_NUM_NODES, PBS_NUM_PPN: scriptEnv.PBS_NUM_PPN, PBS_O_WORKDIR: job.workDir, PBS_RESOURCE_NODES: job.nodes,
     }
-    // A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
-    // SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
-    // Only the mother superior's tasks have the node file.
-    const taskEnv = (task: number, vnode = 0): NodeJS.ProcessEnv => ({
-      ...variableList,
-      PBS_JOBID: jobId, HOME: owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: String(Math.floor(vnode / ppn)), PBS_VNODENUM: String(vnode),
-      PBS_MOMPORT: String(tm.port), PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie, PBS_NUM_NODES: jobSizes.PBS_NUM_NODES, PBS_NUM_PPN: String(ppn),
-      PBS_ENVIRONMENT: 'PBS_BATCH',
-      ...(vnode < ppn ? { PBS_NODEFILE: momNodeFile, PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`) } : {}),
-      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
-    })
-    // Task numbers are job-wide: the job shell is 1.
-    let lastTask = 1 + (opts.tasks?.length ?? 0)
-    const running = new Set<number>()
-    const tmTasks: NonNullable<EmulatedJob['tmTasks']> = []
-    const starterOf = (node: number) => join(node === 0 ? hooks : sisterHooks[node - 1], 'jobstarter')
-    const task = async (node: number, argv: string[], env: NodeJS.ProcessEnv) => {
-      const { pid, status } = runTask(starterOf(node), argv, env, owner.home, files)
-      running.add(pid)
-      try {
-        return await status
-      } finally {
-        running.delete(pid)
-      }
+    return runScript({ path: join(sister.hooks, 'prologue.parallel'), args: prologueArgs(job, sister.script), env,
+      cwd: join(sister.pbsHome, 'mom_priv'), files: NOTHING }, { alarmSeconds: job.alarm })
+  }))
+  job.sisters.forEach(sister => writeJobFile(sister.pbsHome, job.record))
+  return runs
+}
+
+/**
+ * A sister's failed prologue.parallel never aborts the job: the mother superior runs its
+ * epilogue with exit status -3 and the job is requeued (and that node goes down).
+ */
+async function requeueForSister(job: MomJob, sisterPrologues: HookRun[]): Promise<EmulatedJob> {
+  const noUse = usage('00:00:00')
+  const sisterEpilogues = await runSisterEpilogues(job, noUse)
+  const epilogue = await runScript({ path: join(job.hooks, 'epilogue'), args: epilogueArgs(job, { used: noUse, exitStatus: '-3', script: job.scriptPath }),
+    env: job.scriptEnv, cwd: join(job.pbsHome, 'mom_priv'), files: job.files }, { alarmSeconds: job.alarm })
+  if (job.cgroups) await job.cgroups.remove()
+  return { jobId: job.jobId, prologue: { status: 0, ms: 0 }, outcome: 'requeued', epilogue, sisterPrologues, sisterEpilogues,
+    stdout: readOutput(job.outFile), stderr: readOutput(job.errFile), pbsHome: job.pbsHome }
+}
+
+/**
+ * The mother superior's prologue, in the job's cgroups. pbs_mom writes the job file while it
+ * already runs (contract, "When the job file is written": seen ~200 ms in once; later checks
+ * never saw it before the prologue returned).
+ */
+function runPrologue(job: MomJob): Promise<HookRun> {
+  return runScript({ path: join(job.hooks, 'prologue'), args: prologueArgs(job, job.scriptPath), env: job.scriptEnv, cwd: join(job.pbsHome, 'mom_priv'),
+    files: job.files, inside: job.cgroups?.spawn }, { alarmSeconds: job.alarm, meanwhile: () => writeJobFile(job.pbsHome, job.record) })
+}
+
+/**
+ * The job shell through the job starter, and the tasks started meanwhile (`tasks`, pbsdsh's);
+ * once the shell ended, whatever the job's tasks still run is killed, on every node.
+ */
+async function runJobShell(job: MomJob) {
+  const { opts, owner } = job
+  const started = performance.now()
+  const tasks = await startTasks(job)
+  opts.cancel?.addEventListener('abort', tasks.kill, { once: true })
+  const given = Promise.all((opts.tasks ?? []).map((argv, i) => tasks.start(argv, i + 2)))
+  // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).
+  const line = `${job.scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
+  const command = opts.interactive?.command
+  const env = jobShellEnv(job, tasks.port)
+  const exitStatus = await runStarter({ path: join(job.hooks, 'jobstarter'), args: command ? [owner.shell, '-c', command] : [owner.shell],
+    env, cwd: env.PBS_O_INITDIR || owner.home, files: job.files, inside: job.cgroups?.spawn },
+  { input: opts.interactive?.input ?? line, interactive: !!opts.interactive, walltime: job.walltime, killDelay: opts.killDelay ?? 2,
+    cancel: opts.cancel, limits: momLimits(job.resources) })
+  opts.cancel?.removeEventListener('abort', tasks.kill)
+  tasks.kill()
+  const taskStatuses = await given
+  await tasks.close()
+  return { exitStatus, taskStatuses, ...(job.sisters.length ? { tmTasks: tasks.tmTasks } : {}), starterMs: performance.now() - started }
+}
+
+/**
+ * pbs_mom's task manager for the job: tasks on its vnodes through each node's starter, from
+ * pbsdsh (emulator/tm.ts) or `tasks` (each on this node). Task numbers are job-wide: the job
+ * shell is 1, `tasks` come next, pbsdsh's after them.
+ */
+async function startTasks(job: MomJob) {
+  const { ppn } = job
+  const running = new Set<number>()
+  const tmTasks: NonNullable<EmulatedJob['tmTasks']> = []
+  let lastTask = 1 + (job.opts.tasks?.length ?? 0)
+  const run = async (node: number, argv: string[], env: NodeJS.ProcessEnv) => {
+    const { pid, status } = runTask({ path: join(node === 0 ? job.hooks : job.sisters[node - 1].hooks, 'jobstarter'), args: argv, env, cwd: job.owner.home, files: job.files })
+    running.add(pid)
+    try {
+      return await status
+    } finally {
+      running.delete(pid)
     }
-    const tm = await startTaskManager({
-      cookie, vnodes: ppn * nodeCount, ppn,
-      async spawn(vnode, argv) {
-        const number = ++lastTask
-        const status = await task(Math.floor(vnode / ppn), argv, taskEnv(number, vnode))
-        tmTasks.push({ task: number, node: Math.floor(vnode / ppn), argv, status })
-        return status
-      },
-    })
-    // The job's end, qdel or walltime: moms signal every task's session; sisters TERM then KILL at once.
-    const killTasks = () => {
+  }
+  const tm = await startTaskManager({
+    cookie: job.cookie, vnodes: ppn * job.nodeCount, ppn,
+    async spawn(vnode, argv) {
+      const number = ++lastTask
+      const status = await run(Math.floor(vnode / ppn), argv, taskEnv(job, { momPort: tm.port, task: number, vnode }))
+      tmTasks.push({ task: number, node: Math.floor(vnode / ppn), argv, status })
+      return status
+    },
+  })
+  return {
+    port: tm.port,
+    /** pbsdsh's tasks, as they ended. */
+    tmTasks,
+    /** Task number `task` on this node, started now. */
+    start: (argv: string[], task: number) => run(0, argv, taskEnv(job, { momPort: tm.port, task })),
+    /** The job's end, qdel or walltime: moms signal every task's session; sisters TERM then KILL at once. */
+    kill() {
       for (const pid of running) signalSession(pid, 'SIGTERM')
       setTimeout(() => running.forEach(pid => signalSession(pid, 'SIGKILL')), 50)
-    }
-    opts.cancel?.addEventListener('abort', killTasks, { once: true })
-    // pbs_mom's own settings win over anything qsub -v said.
-    const jobEnv: NodeJS.ProcessEnv = {
-      ...variableList,
-      HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
-      PBS_JOBNAME: jobName, PBS_JOBID: jobId, PBS_QUEUE: queue, PBS_JOBCOOKIE: cookie,
-      // Seen on a real 6.1 mom: HOSTNAME empty, no PBS_NNODES, these set.
-      PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: String(tm.port), HOSTNAME: '',
-      PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`), PBS_MICFILE: join(pbsHome, 'aux', `${prefix}mic`),
-      ENVIRONMENT: 'BATCH', PBS_O_MAIL: `/var/mail/${opts.user}`,
-      PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
-      PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
-      ...jobSizes,
-      ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
-      ...(gpus.length ? { CUDA_VISIBLE_DEVICES: gpus.join(',') } : {}),
-    }
-    const tasks = Promise.all((opts.tasks ?? []).map((argv, i) => task(0, argv, taskEnv(i + 2))))
-    // As a real 6.1 mom sends it: no `exec ` (that comes only with $exec_with_exec true).
-    const line = `${scriptPath}${opts.scriptArgs?.length ? ' ' + opts.scriptArgs.join(' ') : ''}\n`
-    const command = opts.interactive?.command
-    result.exitStatus = await runStarter({ path: join(hooks, 'jobstarter'), args: command ? [owner.shell, '-c', command] : [owner.shell],
-      env: jobEnv, cwd: jobEnv.PBS_O_INITDIR || owner.home, files, inside: cgroups?.spawn },
-    { input: opts.interactive?.input ?? line, interactive: !!opts.interactive, walltime, killDelay: opts.killDelay ?? 2, cancel: opts.cancel, limits: momLimits(resources) })
-    // The job shell ended: whatever the job's tasks still run is killed, on every node.
-    opts.cancel?.removeEventListener('abort', killTasks)
-    killTasks()
-    result.taskStatuses = await tasks
-    await tm.close()
-    while (running.size) await new Promise(r => setTimeout(r, 20))
-    if (sisters.length) result.tmTasks = tmTasks
-    result.starterMs = performance.now() - started
-    const wall = formatDuration(result.starterMs / 1000)
-    const used = `cput=00:00:00,vmem=0kb,walltime=${wall},mem=0kb,energy_used=0`
-    if (sisters.length) result.sisterEpilogues = await sisterEpilogues(used)
-    const epilogueArgs = [jobId, opts.user, group, jobName, '0', opts.resources, used, queue, '', String(result.exitStatus), scriptPath]
-    // Epilogues of interactive jobs print into /dev/null.
-    result.epilogue = await runScript({ path: join(hooks, 'epilogue'), args: epilogueArgs, env: scriptEnv, cwd: momPriv,
-      files: opts.interactive ? { out: '/dev/null', err: '/dev/null' } : files }, { alarmSeconds: alarm })
-  }
-  if (cgroups) result.cgroupLeftovers = await cgroups.remove()
-  // After a prologue exit 1, pbs_mom copies no output back to the owner.
-  if (outcome !== 'aborted') {
-    result.stdout = readOutput(outFile)
-    result.stderr = readOutput(errFile)
-  }
-  return result
-}
-
-export interface EmulatedJobFile {
-  jobId: string
-  queue: string
-  owner: Pick<Identity, 'name' | 'uid' | 'gid'>
-  group: string
-  resources: string
-  variables: Record<string, string>
-  cookie: string
-  execHost?: string
-}
-
-/** Most of a job's output file the record holds (a string cannot hold a GiB). */
-const MAX_RECORDED_OUTPUT = 64 * 1024 ** 2
-
-/**
- * Copies what is appended to `file` into `to`, from its start, until the returned stop()
- * (which copies the rest); a file not there yet is waited for. Never more than 1 MiB in memory.
- */
-function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
-  let offset = 0
-  let stopped = false
-  const chunk = Buffer.alloc(1024 ** 2)
-  const copy = async () => {
-    let fd: number
-    try {
-      fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
-    } catch {
-      return
-    }
-    try {
-      for (let n; (n = readSync(fd, chunk, 0, chunk.length, offset)) > 0; offset += n) {
-        if (!to.write(chunk.subarray(0, n))) await new Promise(r => to.once('drain', r))
-      }
-    } finally {
-      closeSync(fd)
-    }
-  }
-  const done = (async () => {
-    while (!stopped) {
-      await copy()
-      await new Promise(r => setTimeout(r, 200))
-    }
-    await copy()
-  })()
-  return () => {
-    stopped = true
-    return done
-  }
-}
-
-/** The job's output as delivered; one larger than MAX_RECORDED_OUTPUT is kept whole in its file (emulateJob), and said so. */
-function readOutput(file: string): string {
-  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW)
-  try {
-    const size = fstatSync(fd).size
-    if (size <= MAX_RECORDED_OUTPUT) return readFileSync(fd, 'utf8')
-    const head = Buffer.alloc(MAX_RECORDED_OUTPUT)
-    readSync(fd, head, 0, MAX_RECORDED_OUTPUT, 0)
-    return `${head.toString('utf8')}\n[cbatch run: the output is ${size} bytes; the first ${MAX_RECORDED_OUTPUT} are above, all of it (its end too) is kept in ${file}]\n`
-  } finally {
-    closeSync(fd)
-  }
-}
-
-/** The job as TORQUE 6's pbs_mom stores it: `mom_priv/jobs/<jobid>.JB`, XML, root's (src/server/job_recov.c, saveJobToXML). */
-export function writeJobFile(pbsHome: string, job: EmulatedJobFile): string {
-  const file = join(pbsHome, 'mom_priv', 'jobs', `${jobFilePrefix(job.jobId)}.JB`)
-  replaceFile(file, jobFileXml(job), 0o600) // it holds the job's secret cookie: root's alone
-  return file
-}
-
-/**
- * The emulated PBS_HOME's directories, each root's alone with exactly its mode (as pbs_mom
- * keeps them: job owners may pass through, their scripts are in jobs/; one left open to
- * others, as TORQUE's sticky spool is, is closed): root makes and opens job files
- * there (the owner's .OU/.ER among them), so no one else may plant a name or link in them
- * first. The PBS_HOME itself must be where only root can change what its path names.
- */
-function momDirs(pbsHome: string): void {
-  assertRootControlled(pbsHome, 'emulated PBS_HOME', { mayBeMissing: true })
-  for (const [dir, mode] of [['', 0o755], ['mom_priv', 0o751], ['mom_priv/jobs', 0o751], ['spool', 0o755], ['aux', 0o755]] as const) {
-    const path = join(pbsHome, dir)
-    mkdirSync(path, { recursive: true, mode })
-    const stat = statSync(path)
-    if (!stat.isDirectory() || stat.uid !== 0) throw new UnsafePathError(`emulated PBS_HOME ${pbsHome} is not safe: ${path} is not root's own directory`)
-    chmodSync(path, mode)
-  }
-}
-
-/**
- * A new file of the job in a PBS_HOME directory (root's alone): never through a name already
- * there (one a crashed run left is removed first), given to `owner` on the open file itself.
- */
-function createFile(file: string, content: string | Uint8Array, mode: number, owner: Pick<Identity, 'uid' | 'gid'>): void {
-  rmSync(file, { force: true })
-  const fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode)
-  try {
-    writeFileSync(fd, content)
-    fchmodSync(fd, mode)
-    fchownSync(fd, owner.uid, owner.gid)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-function jobFileXml(job: EmulatedJobFile): string {
-  const flags = { '@_flags': '1' }
-  const attribute = (value: string) => ({ ...flags, '#text': value })
-  return new XMLBuilder({ format: true, ignoreAttributes: false, suppressEmptyNode: false }).build({
-    '?xml': { '@_version': '1.0' },
-    job: {
-      version: 131842, state: 4, substate: 42, server_flags: 33, start_time: Math.floor(Date.now() / 1000),
-      jobid: job.jobId, fileprefix: jobFilePrefix(job.jobId), queue: '', destination_queue: '', record_type: 3, svr_addr: 0, exit_status: 0,
-      execution_uid: job.owner.uid, execution_gid: job.owner.gid,
-      attributes: {
-        Job_Owner: attribute(`${job.owner.name}@${hostname()}`),
-        job_state: attribute('R'),
-        queue: attribute(job.queue),
-        Resource_List: Object.fromEntries([...parseResourceList(job.resources)].map(([k, v]) => [k, attribute(v)])),
-        Variable_List: attribute(Object.entries(job.variables).map(([k, v]) => `${k}=${v}`).join('\n')),
-        euser: attribute(job.owner.name),
-        cookie: attribute(job.cookie),
-        ...(job.execHost ? { exec_host: attribute(job.execHost) } : {}),
-        egroup: attribute(job.group),
-      },
     },
-  })
-}
-
-/**
- * The hooks as install.sh would install them for this PBS_HOME and `config`: wrappers
- * naming both, kept in PBS_HOME per config and sharing the built bundles of `hooksDir`.
- */
-export function hooksFor(hooksDir: string, config = DEFAULT_CONFIG_PATH, pbsHome = DEFAULT_PBS_HOME): string {
-  const elsewhere = { momPriv: join(pbsHome, 'mom_priv'), bundles: join(resolve(hooksDir), 'cbatch.d') }
-  const options = { node: process.execPath, config, elsewhere }
-  const dir = join(pbsHome, 'cbatch-hooks', createHash('sha256').update(JSON.stringify(options)).digest('hex').slice(0, 16))
-  writeWrappers(dir, options) // each time: whole files, so jobs running meanwhile never see half of one
-  return dir
-}
-
-/** A program pbs_mom starts: its argv, environment and directory, the files its stdout and stderr go to. */
-interface Launch {
-  path: string
-  args: string[]
-  env: NodeJS.ProcessEnv
-  cwd: string
-  files: { out: string; err: string }
-  /** Starts it inside the job's cgroups (pbs_mom built with cgroups). */
-  inside?: Inside
-}
-
-/**
- * A root script of the prologue/epilogue family, with pbs_mom's permission check and alarm;
- * `meanwhile` is what pbs_mom does 200 ms after starting it (or once it ended, if sooner).
- */
-async function runScript(launch: Launch, { alarmSeconds, meanwhile }: { alarmSeconds: number; meanwhile?: () => void }): Promise<HookRun> {
-  let done = !meanwhile
-  const once = () => {
-    if (!done) meanwhile!()
-    done = true
-  }
-  const late = setTimeout(once, 200)
-  try {
-    return await runChecked(launch, alarmSeconds)
-  } finally {
-    clearTimeout(late)
-    once()
+    /** No more tasks; resolves once the running ones ended. */
+    async close() {
+      await tm.close()
+      while (running.size) await new Promise(r => setTimeout(r, 20))
+    },
   }
 }
 
-async function runChecked({ path, args, env, cwd, files, inside = start => start() }: Launch, alarmSeconds: number): Promise<HookRun> {
-  let mode: ReturnType<typeof statSync>
-  try {
-    mode = statSync(path)
-  } catch {
-    return { status: 0, ms: 0 } // a missing script counts as success
-  }
-  const owned = mode.uid === 0 && mode.isFile() && (mode.mode & 0o500) === 0o500 && (mode.mode & 0o022) === 0
-  if (!owned) return { status: PERMISSION_DENIED, ms: 0 }
-  const fds = openOutputs(files)
-  try {
-    const started = performance.now()
-    // pbs_mom's umask: 0077 for the mother superior's prologue and epilogue, 0022 for a
-    // sister's (contract, "How the prologues and epilogues run").
-    const mask = path.endsWith('.parallel') ? 0o022 : 0o077
-    const child = inside(() => withUmask(mask, () => spawn(path, args, { cwd, env, stdio: ['ignore', fds[0], fds[1]], detached: true })))
-    let timedOut = false
-    const alarm = setTimeout(() => {
-      timedOut = true
-      signalSession(child.pid!, 'SIGKILL')
-    }, (alarmSeconds - 10) * 1000)
-    const { code } = await exited(child)
-    clearTimeout(alarm)
-    const ms = performance.now() - started
-    if (timedOut) return { status: TIMED_OUT, ms }
-    return { status: code ?? 0, ms } // killed by a signal, not the alarm: the job runs
-  } finally {
-    new Set(fds).forEach(closeSync)
-  }
-}
-
-/** The environment of root's own children: fixed, never the job's (docs/security.md, rule 1c). */
-const ROOT_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
-
-/**
- * What pbs_mom does between fork and exec of a batch job's starter, with what every node
- * has (busybox-static, util-linux): the child is statically linked busybox, already with the
- * job's environment as pbs_mom's child has it (it reads none of it: the wrappers run so
- * too), holding on fd 3 while root sets the job's rlimits on it (prlimit --pid, ROOT_ENV);
- * then it execs the starter by its absolute path, in the session it leads. Nothing of the
- * job reaches a dynamically linked root process or a command line others can read.
- */
-const HOLD = 'read -r _ <&3 && exec "$0" "$@" 3<&-'
-
-/** prlimit's option for each rlimit pbs_mom sets (momLimits). */
-const PRLIMIT_OPTIONS: Record<string, string> = { RLIMIT_CPU: 'cpu', RLIMIT_FSIZE: 'fsize', RLIMIT_DATA: 'data', RLIMIT_RSS: 'rss', RLIMIT_AS: 'as' }
-
-/** Sets the limits on the held child, then lets it exec; a child it cannot limit is killed, with the reason in `err`. */
-function release(pid: number, limits: Rlimit[], hold: NodeJS.WritableStream, err: number): void {
-  try {
-    // A hard limit of -1 is left as it is: only the soft one is set (momLimits, no CAP_SYS_RESOURCE).
-    const options = limits.map(([name, soft, hard]) => `--${PRLIMIT_OPTIONS[name]}=${soft}:${hard === -1 ? '' : hard}`)
-    if (options.length) execFileSync('/usr/bin/prlimit', ['--pid', String(pid), ...options], { env: ROOT_ENV, stdio: ['ignore', 'ignore', 'pipe'] })
-    hold.end('go\n')
-  } catch (error) {
-    writeFileSync(err, `cbatch run: cannot set the job's rlimits on its starter: ${String((error as { stderr?: Buffer }).stderr ?? error).trim()}\n`)
-    process.kill(pid, 'SIGKILL')
-  }
-}
-
-/**
- * The same for an interactive job (qsub -I), whose starter gets a new session on a new pty:
- * python3 (dynamically linked, so with ROOT_ENV and isolated: -I -S) reads the starter's argv,
- * environment and limits as JSON from fd 3, forks it on the pty and relays the master.
- */
-const LAUNCHER = `
-import json, os, pty, resource, select, signal, sys
-with os.fdopen(3, 'rb') as f:
-    spec = json.loads(f.read())
-def start():
-    for name, soft, hard in spec['limits']:
-        resource.setrlimit(getattr(resource, name), (soft, hard))
-    os.execve(spec['argv'][0], spec['argv'], spec['env'])
-pid, master = pty.fork()
-if pid == 0:
-    start()
-inputs = [0, master]
-while True:
-    for fd in select.select(inputs, [], [])[0]:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            data = b''
-        if fd == master:
-            if not data:
-                inputs = []
-                break
-            os.write(1, data)
-        elif data:
-            os.write(master, data)
-        else:
-            inputs.remove(0)
-    if not inputs:
-        break
-status = os.waitpid(pid, 0)[1]
-if os.WIFSIGNALED(status):
-    if os.WTERMSIG(status) != signal.SIGKILL:
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-    os.kill(os.getpid(), os.WTERMSIG(status))
-sys.exit(os.waitstatus_to_exitcode(status))
-`
-
-/**
- * The job starter, privileged, as session leader: batch jobs get the script line on a stdin
- * pipe (HOLD); interactive ones a terminal (LAUNCHER holds the pty master).
- */
-async function runStarter({ path, args, env, cwd, files, inside = start => start() }: Launch,
-  { input, interactive, walltime, killDelay, cancel, limits }:
-  { input: string; interactive: boolean; walltime?: number; killDelay: number; cancel?: AbortSignal; limits: Rlimit[] }): Promise<number> {
-  const fds = openOutputs(files)
-  try {
-    // pbs_mom's umask and the job's rlimits, set on the starter before exec.
-    const stdio: StdioOptions = ['pipe', fds[0], fds[1], 'pipe']
-    const child = inside(() => withUmask(0o077, () => (interactive
-      ? spawn('/usr/bin/python3', ['-I', '-S', '-c', LAUNCHER], { cwd, env: ROOT_ENV, stdio, detached: true })
-      : spawn('/bin/busybox', ['sh', '-c', HOLD, path, ...args], { cwd, env, stdio, detached: true }))))
-    const control = child.stdio[3] as NodeJS.WritableStream
-    control.on('error', () => undefined) // a launcher that died first: its exit says so
-    if (interactive) control.end(JSON.stringify({ argv: [path, ...args], env, limits }))
-    else if (child.pid !== undefined) release(child.pid, limits, control, fds[1])
-    child.stdin!.on('error', () => undefined) // a job that never reads its stdin
-    child.stdin!.end(input)
-    // pbs_mom signals every process of the job's session: the starter leads it.
-    const session = () => (interactive ? childOf(child.pid!) : child.pid!)
-    const timers: NodeJS.Timeout[] = []
-    let walltimeKilled = false
-    const kill = () => {
-      signalSession(session(), 'SIGTERM')
-      timers.push(setTimeout(() => signalSession(session(), 'SIGKILL'), killDelay * 1000))
-    }
-    if (walltime !== undefined) {
-      timers.push(setTimeout(() => {
-        walltimeKilled = true
-        writeFileSync(fds[1], `=>> PBS: job killed: walltime ${walltime + 1} exceeded limit ${walltime}\n`)
-        kill()
-      }, walltime * 1000))
-    }
-    cancel?.addEventListener('abort', kill, { once: true })
-    const { code, signal } = await exited(child)
-    timers.forEach(clearTimeout)
-    cancel?.removeEventListener('abort', kill)
-    if (walltimeKilled) return WALLTIME_KILLED
-    return code ?? 256 + constants.signals[signal!]
-  } finally {
-    new Set(fds).forEach(closeSync)
-  }
-}
-
-/** An rlimit as Python's resource module names it, soft and hard (-1: unlimited). */
-type Rlimit = [name: string, soft: number, hard: number]
-
-/**
- * The rlimits pbs_mom sets on the starter (linux/mom_mach.c, mom_set_limits). Without
- * CAP_SYS_RESOURCE (some sandboxes), only soft limits: the hooks could not lift hard ones,
- * which pbs_mom's root can.
- */
-function momLimits(resources: Map<string, string>): Rlimit[] {
-  const hard = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))
-  const mayRaise = hard ? (BigInt(`0x${hard[1]}`) >> 24n) & 1n : 0n
-  const limit = (name: string, v: number): Rlimit => [name, v, mayRaise ? v : -1]
-  const size = (name: string) => {
-    try {
-      return resources.has(name) ? parseSize(resources.get(name)!) : undefined
-    } catch {
-      return undefined // a size cbatch refuses (mem=0b): the prologue says so, the starter never runs
-    }
-  }
-  const oneNode = !/^([2-9]|\d\d+)|\+/.test(resources.get('nodes') ?? '1')
-  const memory = size('pmem') ?? (oneNode ? size('mem') : undefined)
-  const virtual = size('pvmem') ?? size('vmem')
-  return [
-    ...(resources.has('pcput') ? [limit('RLIMIT_CPU', parseDuration(resources.get('pcput')!))] : []),
-    ...(resources.has('file') ? [limit('RLIMIT_FSIZE', size('file')!)] : []),
-    ...(memory !== undefined ? [limit('RLIMIT_DATA', memory), limit('RLIMIT_RSS', memory)] : []),
-    ...(virtual !== undefined ? [limit('RLIMIT_AS', virtual)] : []),
-  ]
-}
-
-/** The job's .OU and .ER for appending; one open file when they are one (qsub -j oe). */
-function openOutputs(files: { out: string; err: string }): [number, number] {
-  const open = (file: string) => openSync(file, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW)
-  const out = open(files.out)
-  return [out, files.err === files.out ? out : open(files.err)]
-}
-
-/** Runs a spawn where pbs_mom would start the process (the job's cgroups, or as it is). */
-type Inside = <T>(start: () => T) => T
-
-/** The controllers a TORQUE built with cgroups makes for each job, and removes after it. */
-const MOM_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices']
-
-/** The job's cgroups as pbs_mom makes them (contract: "TORQUE built with cgroups"). */
-function makeJobCgroups(jobId: string, resources: Map<string, string>, { cpus }: { cpus: string }) {
-  const sys = '/sys/fs/cgroup'
-  const dirOf = (controller: string) => join(sys, controller, 'torque', jobId)
-  for (const controller of MOM_CONTROLLERS) {
-    mkdirSync(dirOf(controller), { recursive: true })
-    if (controller === 'cpuset') {
-      // A new cpuset has no CPUs or memory nodes until given some, level by level.
-      const mems = readFileSync(join(sys, 'cpuset', 'cpuset.mems'), 'utf8').trim()
-      for (const dir of [join(sys, 'cpuset', 'torque'), dirOf('cpuset')]) {
-        writeFileSync(join(dir, 'cpuset.cpus'), dir === dirOf('cpuset') ? cpus : readFileSync(join(sys, 'cpuset', 'cpuset.cpus'), 'utf8').trim())
-        writeFileSync(join(dir, 'cpuset.mems'), mems)
-      }
-    }
-  }
-  const mem = resources.get('mem')
-  if (mem) writeFileSync(join(dirOf('memory'), 'memory.limit_in_bytes'), String(parseSize(mem)))
-  const own = readFileSync('/proc/self/cgroup', 'utf8')
-  const ownPath = (controller: string) => new RegExp(`^\\d+:(?:[^:]*,)?${controller}(?:,[^:]*)?:(.*)$`, 'm').exec(own)?.[1] ?? '/'
-  const move = (dir: (controller: string) => string) => {
-    for (const controller of MOM_CONTROLLERS) writeFileSync(join(dir(controller), 'cgroup.procs'), String(process.pid))
-  }
+/** What the job shell and its tasks have of qsub: its -v variables and where it was called (PBS_O_*). */
+function variableList(job: MomJob): NodeJS.ProcessEnv {
+  const { opts, owner } = job
   return {
-    /** Spawns inside the job's cgroups, as pbs_mom does before it execs: the child starts there. */
-    spawn<T>(start: () => T): T {
-      move(dirOf)
-      try {
-        return start()
-      } finally {
-        move(controller => join(sys, controller, ownPath(controller)))
-      }
-    },
-    /** pbs_mom's removal: its own controllers, retried a while; what is left afterwards. */
-    async remove(): Promise<string[]> {
-      for (let attempt = 0; attempt < 10; attempt++) {
-        const left = MOM_CONTROLLERS.filter(c => existsSync(dirOf(c)))
-        for (const c of left) try { rmdirSync(dirOf(c)) } catch { /* busy: retried */ }
-        if (!MOM_CONTROLLERS.some(c => existsSync(dirOf(c)))) break
-        await new Promise(r => setTimeout(r, 200))
-      }
-      return readdirSync(sys).map(dirOf).filter(existsSync)
-    },
+    ...job.momEnv,
+    PBS_O_HOME: owner.home, PBS_O_LOGNAME: opts.user, PBS_O_PATH: process.env.PATH ?? '',
+    PBS_O_SHELL: owner.shell, PBS_O_WORKDIR: job.workDir, PBS_O_HOST: hostname(), PBS_O_SERVER: hostname(),
+    PBS_O_QUEUE: opts.queue, PBS_O_LANG: process.env.LANG ?? 'C',
+    ...opts.variables,
+  }
+}
+
+/** The job shell's environment: pbs_mom's own settings win over anything qsub -v said. */
+function jobShellEnv(job: MomJob, momPort: number): NodeJS.ProcessEnv {
+  const { opts, owner, pbsHome, prefix, walltime, gpus } = job
+  return {
+    ...variableList(job),
+    HOME: owner.home, LOGNAME: opts.user, USER: opts.user, SHELL: owner.shell,
+    PBS_JOBNAME: job.jobName, PBS_JOBID: job.jobId, PBS_QUEUE: opts.queue, PBS_JOBCOOKIE: job.cookie,
+    // Seen on a real 6.1 mom: HOSTNAME empty, no PBS_NNODES, these set.
+    PBS_NODENUM: '0', PBS_TASKNUM: '1', PBS_MOMPORT: String(momPort), HOSTNAME: '',
+    PBS_GPUFILE: join(pbsHome, 'aux', `${prefix}gpu`), PBS_MICFILE: join(pbsHome, 'aux', `${prefix}mic`),
+    ENVIRONMENT: 'BATCH', PBS_O_MAIL: `/var/mail/${opts.user}`,
+    PBS_VERSION: 'TORQUE-6.1.3 (cbatch emulator)', PBS_VNODENUM: '0',
+    PBS_ENVIRONMENT: opts.interactive ? 'PBS_INTERACTIVE' : 'PBS_BATCH',
+    ...job.jobSizes,
+    ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
+    ...(gpus.length ? { CUDA_VISIBLE_DEVICES: gpus.join(',') } : {}),
   }
 }
 
 /**
- * Where pbs_server placed the job, written as pbs_mom writes it before the prologue: each
- * node's slots in the node file (chunk by chunk where the spec's chunks are the nodes,
- * `1:ppn=2+1:ppn=1`), and with NVIDIA support this node's GPUs in the gpu file beside it.
+ * A TM task's environment (contract: "Multi-node jobs and TM tasks"): no USER, LOGNAME,
+ * SHELL, PBS_NP, PBS_NNODES or TMPDIR of mom's; the job's own, if it set them, stay.
+ * Only the mother superior's tasks have the node file.
  */
-function placeJob({ nodeFile, nodes, ppn, nodeNames, gpus: choice }: { nodeFile: string; nodes: string; ppn: number; nodeNames: string[]; gpus?: number[] }) {
-  const chunks = specChunks(nodes)
-  const perNode = chunks?.flatMap(c => Array<number>(c.count).fill(c.ppn))
-  const slots = perNode?.length === nodeNames.length ? perNode : nodeNames.map(() => ppn)
-  replaceFile(nodeFile, nodeNames.map((name, i) => `${name}\n`.repeat(slots[i])).join(''), 0o644)
-  const asked = Number(/(?:^|:)gpus=(\d+)/.exec(nodes)?.[1] ?? 0)
-  const gpus = asked ? (choice ?? Array.from({ length: asked }, (_, i) => i)).slice(0, asked) : []
-  if (gpus.length) replaceFile(`${nodeFile}gpu`, gpus.map(i => `${hostname()}-gpu${i}\n`).join(''), 0o644)
-  return { chunks, slots, gpus }
-}
-
-/** The node spec's chunks, or undefined for one pbs_server would take but cbatch cannot read (mom passes it on all the same). */
-function specChunks(nodes: string): NodeSpec[] | undefined {
-  try {
-    return parseNodes(nodes)
-  } catch {
-    return undefined
+function taskEnv(job: MomJob, { momPort, task, vnode = 0 }: { momPort: number; task: number; vnode?: number }): NodeJS.ProcessEnv {
+  const { ppn, walltime } = job
+  return {
+    ...variableList(job),
+    PBS_JOBID: job.jobId, HOME: job.owner.home, PBS_TASKNUM: String(task), PBS_NODENUM: String(Math.floor(vnode / ppn)), PBS_VNODENUM: String(vnode),
+    PBS_MOMPORT: String(momPort), PBS_QUEUE: job.opts.queue, PBS_JOBCOOKIE: job.cookie, PBS_NUM_NODES: job.jobSizes.PBS_NUM_NODES, PBS_NUM_PPN: String(ppn),
+    PBS_ENVIRONMENT: 'PBS_BATCH',
+    ...(vnode < ppn ? { PBS_NODEFILE: job.momNodeFile, PBS_GPUFILE: join(job.pbsHome, 'aux', `${job.prefix}gpu`) } : {}),
+    ...(walltime !== undefined ? { PBS_WALLTIME: String(walltime) } : {}),
   }
 }
 
-/** Runs `start` (a spawn) with the process umask `mask`: the child inherits it, as from pbs_mom. */
-function withUmask<T>(mask: number, start: () => T): T {
-  const old = process.umask(mask)
-  try {
-    return start()
-  } finally {
-    process.umask(old)
-  }
+/** The sisters' epilogue.parallel, all at once, with the mother superior's epilogue environment. */
+function runSisterEpilogues(job: MomJob, used: string): Promise<HookRun[]> {
+  return Promise.all(job.sisters.map(sister => runScript({ path: join(sister.hooks, 'epilogue.parallel'),
+    args: epilogueArgs(job, { used, exitStatus: '0', script: sister.script }), env: job.scriptEnv, cwd: join(sister.pbsHome, 'mom_priv'), files: NOTHING },
+  { alarmSeconds: job.alarm })))
 }
 
-/** A TM task through the starter: its own argv, stdin /dev/null, output into the job's, session leader, cwd $HOME. */
-function runTask(path: string, argv: string[], env: NodeJS.ProcessEnv, home: string, files: { out: string; err: string }): { pid: number; status: Promise<number> } {
-  const fds = openOutputs(files)
-  try {
-    const child = withUmask(0o077, () => spawn(path, argv, { cwd: home, env, argv0: path, stdio: ['ignore', fds[0], fds[1]], detached: true }))
-    const status = exited(child).then(({ code, signal }) => code ?? 256 + constants.signals[signal!])
-    return { pid: child.pid!, status }
-  } finally {
-    new Set(fds).forEach(closeSync)
-  }
+/** The mother superior's epilogue, told the job's exit status; an interactive job's prints into /dev/null. */
+function runEpilogue(job: MomJob, { used, exitStatus }: { used: string; exitStatus: number }): Promise<HookRun> {
+  return runScript({ path: join(job.hooks, 'epilogue'), args: epilogueArgs(job, { used, exitStatus: String(exitStatus), script: job.scriptPath }),
+    env: job.scriptEnv, cwd: join(job.pbsHome, 'mom_priv'), files: job.opts.interactive ? NOTHING : job.files }, { alarmSeconds: job.alarm })
 }
-
-/** The child of `pid` (the starter under `script`), or 0. */
-function childOf(pid: number): number {
-  for (const entry of readdirSync('/proc')) {
-    try {
-      if (/^\d+$/.test(entry) && parentOf(readFileSync(`/proc/${entry}/stat`, 'utf8')) === pid) return Number(entry)
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return 0
-}
-
-function exited(child: ReturnType<typeof spawn>): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve, reject) => {
-    child.on('error', reject)
-    child.on('exit', (code, signal) => resolve({ code, signal }))
-  })
-}
-
