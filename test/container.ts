@@ -4,6 +4,7 @@ import { parseRequest } from '../lib/torque/request.ts'
 import { buildContainerSpec, containerName, findJobContainer, type ContainerRequest } from '../lib/job/container.ts'
 import { LABEL, labelOf } from '../lib/engine/labels.ts'
 import { dockerCreateOptions } from '../lib/engine/docker.ts'
+import { podmanRequestBody, podmanSpec } from '../lib/engine/podman.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
 import { pbsMom } from '../lib/torque/mom.ts'
 
@@ -227,4 +228,22 @@ t.test('the spec is in cbatch\'s terms; the Docker adapter adds the confinement 
   t.notOk('HostConfig' in spec)
   const bare = dockerCreateOptions({ ...spec, capAdd: [], devices: [], readOnlyRootfs: false, tmpSize: undefined })
   t.match(bare.HostConfig, { Init: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false, IpcMode: 'private', CapAdd: undefined, Tmpfs: undefined })
+})
+
+t.test('the Podman adapter asks libpod for the same container, confined alike, RLIM_INFINITY exact', async t => {
+  const spec = { ...buildContainerSpec(request()), rlimits: { nofile: { soft: 1024, hard: 4096 }, memlock: { soft: 'unlimited', hard: 'unlimited' } } } as const
+  const docker = dockerCreateOptions(spec).HostConfig!
+  const sent = JSON.parse(podmanRequestBody(spec).toString('utf8').replace(/18446744073709551615/g, '"max"')) as Record<string, any>
+  t.same(sent.mounts.filter((m: { type: string }) => m.type === 'bind').map((m: { source: string; destination: string; options: string[] }) => [m.source, m.destination, m.options]),
+    docker.Mounts!.map(m => [m.Source, m.Target, ['rbind', m.ReadOnly ? 'ro' : 'rw']]), 'the same binds, none of them made if missing')
+  t.same([sent.user, sent.groups, sent.netns, sent.read_only_filesystem, sent.shm_size], [spec.user, spec.groups, { nsmode: 'none' }, true, spec.shmSize])
+  t.same([sent.init, sent.cap_drop, sent.no_new_privileges, sent.privileged, sent.ipcns, sent.log_configuration],
+    [true, ['ALL'], true, false, { nsmode: 'private' }, { driver: 'none' }], 'CONFINEMENT, in libpod\'s terms')
+  t.same(sent.entrypoint, [], 'no entrypoint unless the queue runs the image\'s')
+  t.match(sent.mounts.find((m: { type: string }) => m.type === 'tmpfs'), { destination: '/tmp', options: ['rw', 'nosuid', 'nodev', 'mode=1777', `size=${spec.tmpSize}`] }, 'the writable /tmp of a read-only root')
+  t.same(sent.resource_limits.memory, { limit: docker.Memory, swap: docker.MemorySwap })
+  t.equal(sent.resource_limits.cpu.quota / sent.resource_limits.cpu.period, docker.NanoCpus! / 1e9)
+  t.same(sent.r_limits, [{ type: 'nofile', soft: 1024, hard: 4096 }, { type: 'memlock', soft: 'max', hard: 'max' }], 'unlimited is RLIM_INFINITY, written exactly')
+  t.same(podmanSpec({ ...spec, entrypoint: true, gpus: { driver: 'nvidia', ids: ['1'] } }).entrypoint, undefined, 'the image\'s entrypoint')
+  t.match(podmanSpec({ ...spec, gpus: { driver: 'nvidia', ids: ['1'] } }).devices, [{ path: 'nvidia.com/gpu=1' }], 'GPUs by their CDI names')
 })

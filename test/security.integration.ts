@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { containerName } from '../lib/job/container.ts'
 import { ENGINE_SOCKET, engineCli, engineCliQuiet, testEngine } from './helpers/engine.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
+import { testSpec } from './helpers/fake-engine.ts'
 import { hostId, preparedJob, PROLOGUE, recordJob, refused, REGISTRY_IMAGE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig, cookieOf } from './helpers/jobs.ts'
 
 t.setTimeout(10 * 60 * 1000)
@@ -373,6 +374,21 @@ t.test('a path swapped while the hooks run is never what gets mounted', async t 
     }
   }
   t.comment(`ran ${outcomes.ran}, refused ${outcomes.refused}`)
+  t.equal(canaryState(), pristine)
+})
+
+t.test('the engine never makes a bind source that is missing: not through a link of the owner\'s, not as root', async t => {
+  // What a swap can leave at the moment the engine makes the container: a path whose last
+  // part is gone, below a link of the owner's to a directory of root's.
+  asAttacker(`cd ${corner} && ln -sfn ${canaries} to-canaries`)
+  const engine = testEngine()
+  const name = `cbatch-test-missing-source-${process.pid}`
+  t.teardown(() => engine.remove(name).catch(() => undefined))
+  await t.rejects(engine.run(testSpec({
+    name, image: TEST_IMAGE, labels: {}, mounts: [{ source: `${corner}/to-canaries/made-by-the-engine`, target: '/x', readOnly: false }],
+    rlimits: { nofile: { soft: 1024, hard: 1024 }, nproc: { soft: 4096, hard: 4096 } },
+  })), { name: 'ContainerRefusedError' }, 'refused, as a container the engine will never make as asked')
+  t.notOk(existsSync(join(canaries, 'made-by-the-engine')), 'nothing made in root\'s directory')
   t.equal(canaryState(), pristine)
 })
 

@@ -158,14 +158,20 @@ export class DockerEngine implements Engine {
 
   /** Creates and starts a container; removes it again when it cannot start. */
   async run(spec: ContainerSpec): Promise<string> {
-    const container = await this.call(`create container ${spec.name}`, signal =>
-      this.docker.createContainer({ ...dockerCreateOptions(spec), abortSignal: signal } as Docker.ContainerCreateOptions)).catch(err => refused(err, this.product))
+    const id = await this.create(spec)
     try {
-      await this.call(`start container ${spec.name}`, signal => container.start({ abortSignal: signal })).catch(err => refused(err, this.product))
+      await this.call(`start container ${spec.name}`, signal => this.docker.getContainer(id).start({ abortSignal: signal })).catch(err => refused(err, this.product))
     } catch (err) {
-      await this.remove(container.id).catch(() => undefined)
+      await this.remove(id).catch(() => undefined)
       throw err
     }
+    return id
+  }
+
+  /** Makes the container, not started; its id. */
+  protected async create(spec: ContainerSpec): Promise<string> {
+    const container = await this.call(`create container ${spec.name}`, signal =>
+      this.docker.createContainer({ ...dockerCreateOptions(spec), abortSignal: signal } as Docker.ContainerCreateOptions)).catch(err => refused(err, this.product))
     return container.id
   }
 
@@ -283,7 +289,7 @@ export class DockerEngine implements Engine {
 }
 
 /** 400: the engine will never make this container as asked (a bind source that is gone, a bad limit). */
-function refused(err: EngineError, product: string): never {
+export function refused(err: EngineError, product: string): never {
   if (statusOf(err.cause) === 400) throw new ContainerRefusedError(`the ${product} engine refused the job's container`, detailOf(err.cause), { cause: err })
   throw err
 }

@@ -1,15 +1,79 @@
 // The Podman adapter: rootful `podman system service` through its Docker-compatible API,
 // which is the Docker adapter's wherever Podman answers as Docker does. What differs is
-// here (docs/admin.md, "Podman"): cgroup names, limits updates and the runtime a container
-// runs under come from Podman's own (libpod) API; runtimes are those whose program exists.
+// here (docs/admin.md, "Podman"): containers are made, cgroup names, limits updated and the
+// runtime a container runs under read through Podman's own (libpod) API; runtimes are those
+// whose program exists.
 import { existsSync } from 'node:fs'
-import { DockerEngine, type DockerOptions } from './docker.ts'
-import type { ContainerDetails, EngineDescription, LimitsUpdate } from './engine.ts'
+import { ContainerRefusedError, type EngineError } from '../errors.ts'
+import { CONFINEMENT } from '../policy/security.ts'
+import { DockerEngine, refused, type DockerOptions } from './docker.ts'
+import type { ContainerDetails, ContainerSpec, EngineDescription, LimitsUpdate } from './engine.ts'
 
 /** The libpod API version asked for: Podman 4.0 and later serve it. */
 const LIBPOD = '/v4.0.0/libpod'
 /** CFS period Podman uses when given a quota alone, µs. */
 const CPU_PERIOD = 100_000
+/** RLIM_INFINITY, which no JavaScript number holds exactly: written into the request as it is. */
+const UNLIMITED = 'cbatch-rlim-infinity'
+
+/**
+ * A job's container spec as libpod's create request (its SpecGenerator), with the
+ * confinement every job container has. Not the compatible API's create: for a bind source
+ * that is missing there (an owner's path swapped away in a race), Podman makes the
+ * directory, as root, following any link on the way; libpod's refuses the container.
+ */
+export function podmanSpec(spec: ContainerSpec): Record<string, unknown> {
+  const { limits } = spec
+  return {
+    name: spec.name,
+    image: spec.image,
+    // Absent: the image's; empty: none.
+    ...(spec.entrypoint ? {} : { entrypoint: [] }),
+    command: spec.command,
+    env: Object.fromEntries(spec.env.map(e => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
+    user: spec.user,
+    groups: spec.groups,
+    labels: spec.labels,
+    ...(spec.hostname === undefined ? {} : { hostname: spec.hostname }),
+    netns: { nsmode: spec.network },
+    ...(spec.runtime === undefined ? {} : { oci_runtime: spec.runtime }),
+    mounts: [
+      ...spec.mounts.map(m => ({ type: 'bind', source: m.source, destination: m.target, options: ['rbind', m.readOnly ? 'ro' : 'rw'] })),
+      ...(spec.tmpSize === undefined ? [] : [{ type: 'tmpfs', source: 'tmpfs', destination: '/tmp', options: ['rw', 'nosuid', 'nodev', 'mode=1777', `size=${spec.tmpSize}`] }]),
+    ],
+    // Container Device Interface names for the GPUs (Podman has no Docker device requests).
+    devices: [...spec.devices.map(d => ({ path: `${d.host}:${d.container}:${d.permissions}` })),
+      ...(spec.gpus?.ids ?? []).map(id => ({ path: `nvidia.com/gpu=${id}` }))],
+    cap_add: spec.capAdd,
+    // CONFINEMENT, in libpod's terms.
+    init: CONFINEMENT.Init,
+    cap_drop: [...CONFINEMENT.CapDrop],
+    no_new_privileges: CONFINEMENT.SecurityOpt.includes('no-new-privileges'),
+    privileged: CONFINEMENT.Privileged,
+    ipcns: { nsmode: CONFINEMENT.IpcMode },
+    log_configuration: { driver: CONFINEMENT.LogConfig.Type },
+    read_only_filesystem: spec.readOnlyRootfs,
+    ...(spec.cgroupParent === undefined ? {} : { cgroup_parent: spec.cgroupParent }),
+    r_limits: Object.entries(spec.rlimits).map(([name, { soft, hard }]) =>
+      ({ type: name, soft: soft === 'unlimited' ? UNLIMITED : soft, hard: hard === 'unlimited' ? UNLIMITED : hard })),
+    resource_limits: {
+      ...(limits.memoryBytes === undefined ? {} : { memory: { limit: limits.memoryBytes, ...(limits.memorySwapBytes === undefined ? {} : { swap: limits.memorySwapBytes }) } }),
+      ...(limits.cpus === undefined && limits.cpuset === undefined ? {} : {
+        cpu: {
+          ...(limits.cpus === undefined ? {} : { quota: Math.round(limits.cpus * CPU_PERIOD), period: CPU_PERIOD }),
+          ...(limits.cpuset === undefined ? {} : { cpus: limits.cpuset }),
+        },
+      }),
+      ...(spec.pidsLimit === undefined ? {} : { pids: { limit: spec.pidsLimit } }),
+    },
+    shm_size: spec.shmSize,
+  }
+}
+
+/** The request's text: RLIM_INFINITY as the unsigned 64-bit number it is. */
+export function podmanRequestBody(spec: ContainerSpec): Buffer {
+  return Buffer.from(JSON.stringify(podmanSpec(spec)).replaceAll(`"${UNLIMITED}"`, '18446744073709551615'))
+}
 
 export class PodmanEngine extends DockerEngine {
   constructor(options: Omit<DockerOptions, 'product'>) {
@@ -19,6 +83,18 @@ export class PodmanEngine extends DockerEngine {
   /** cgroupfs names the directory libpod-<id>, systemd a libpod-<id>.scope (conmon's cgroup is not the container's). */
   override cgroupNames(id: string): string[] {
     return /^[0-9a-f]{64}$/.test(id) ? [`libpod-${id}`, `libpod-${id}.scope`] : []
+  }
+
+  protected override async create(spec: ContainerSpec): Promise<string> {
+    const made = await this.libpod<{ Id: string }>(`create container ${spec.name}`, 'POST', '/containers/create', podmanRequestBody(spec)).catch(err => {
+      const message = ((err as EngineError).cause as { json?: { message?: string } } | undefined)?.json?.message ?? ''
+      // A bind source that is not there (Docker answers 400): the engine will never make this container as asked.
+      if (/^statfs .*: no such file or directory$/.test(message)) {
+        throw new ContainerRefusedError('the Podman engine refused the job\'s container', message, { cause: err })
+      }
+      return refused(err, 'Podman')
+    })
+    return made.Id
   }
 
   /** The compatible API has no container update: libpod's takes the OCI resources. */
@@ -51,11 +127,13 @@ export class PodmanEngine extends DockerEngine {
     return (await this.describe()).runtimes.map(r => r.name)
   }
 
-  private libpod<T>(what: string, method: 'GET' | 'POST', path: string, body?: object): Promise<T> {
+  /** `body`: an object, or a request's text already made. */
+  private libpod<T>(what: string, method: 'GET' | 'POST', path: string, body?: object | Buffer): Promise<T> {
+    const request = Buffer.isBuffer(body) ? { file: body, headers: { 'Content-Type': 'application/json' } } : { options: body ?? {} }
     return this.call(what, signal => new Promise<T>((resolve, reject) => {
       this.docker.modem.dial({
-        path: `${LIBPOD}${path}`, method, options: body ?? {}, abortSignal: signal,
-        statusCodes: { 200: true, 201: true, 204: true, 400: 'bad request', 404: 'no such container', 500: 'server error' },
+        path: `${LIBPOD}${path}`, method, ...request, abortSignal: signal,
+        statusCodes: { 200: true, 201: true, 204: true, 400: 'bad request', 404: 'no such container', 409: 'conflict', 500: 'server error' },
       }, (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as T)))
     }))
   }
