@@ -4,7 +4,7 @@
 // tier until the prologue takes its NSS lookups from its context (test/remover.ts keeps the rest).
 import t from 'tap'
 import { parseConfig } from '../lib/policy/parse.ts'
-import { prepareJob } from '../lib/job/prologue.ts'
+import { NODE_HOST, prepareJob } from '../lib/job/prologue.ts'
 import type { ContainerSpec } from '../lib/engine/engine.ts'
 import { jobContext } from '../lib/torque/job.ts'
 import { FakeEngine } from './helpers/fake-engine.ts'
@@ -30,10 +30,10 @@ t.test('a requeued try waits until the earlier try\'s container, still being rem
   }
   const engine = new Removing()
   engine.images.add('img:1')
-  const first = await prepareJob(job, config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
+  const first = await prepareJob(job, config, engine, { ...PROLOGUE, host: { ...NODE_HOST, proveBinds: engine.proveBinds } })
   if (first.kind !== 'container') throw new Error('no container')
   void engine.remove(first.id) // the earlier try's remover, under way
-  const again = await prepareJob(job, config, engine, { ...PROLOGUE, proveBinds: engine.proveBinds })
+  const again = await prepareJob(job, config, engine, { ...PROLOGUE, host: { ...NODE_HOST, proveBinds: engine.proveBinds } })
   t.match(again, { kind: 'container', replaced: true })
   t.equal(engine.containers.size, 1, 'the earlier container is gone, the new one made')
 })

@@ -4,7 +4,7 @@ import t from 'tap'
 import { chmodSync, chownSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { clearRequeues, recordRequeue, requeueProblem, requeuesFile, STREAK } from '../lib/node/requeues.ts'
-import { countsAgainstNode, prepareJob, type Attempt } from '../lib/job/prologue.ts'
+import { countsAgainstNode, NODE_HOST, prepareJob, type Attempt } from '../lib/job/prologue.ts'
 import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, JobImagePullError, PolicyError, PullUnderWayError } from '../lib/errors.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
 import type { ContainerSpec } from '../lib/engine/engine.ts'
@@ -139,7 +139,7 @@ t.test('the prologue says what it had come to: a run with the owner\'s paths, or
   const raced = new RaceLost()
   raced.images.add('img:1')
   const attempt: Attempt = {}
-  const err = await prepareJob(facts('11.srv'), config, raced, { ...PROLOGUE, proveBinds: raced.proveBinds, attempt }).catch(e => e as unknown)
+  const err = await prepareJob(facts('11.srv'), config, raced, { ...PROLOGUE, host: { ...NODE_HOST, proveBinds: raced.proveBinds }, attempt }).catch(e => e as unknown)
   t.match(err, { name: 'EngineError' })
   t.same(attempt, { chosenImage: false, runWithOwnerPaths: true }, 'the home directory is bound')
   t.notOk(countsAgainstNode(err, attempt), 'so it does not count')
@@ -150,7 +150,7 @@ t.test('the prologue says what it had come to: a run with the owner\'s paths, or
   }
   const down = new Down()
   const before: Attempt = {}
-  const failed = await prepareJob(facts('12.srv'), config, down, { ...PROLOGUE, proveBinds: down.proveBinds, attempt: before }).catch(e => e as unknown)
+  const failed = await prepareJob(facts('12.srv'), config, down, { ...PROLOGUE, host: { ...NODE_HOST, proveBinds: down.proveBinds }, attempt: before }).catch(e => e as unknown)
   t.same(before, { chosenImage: false }, 'it failed before any container was made')
   t.ok(countsAgainstNode(failed, before), 'an engine that fails the queue\'s image counts')
 })

@@ -44,13 +44,39 @@ export interface PrologueContext {
    * may outlive it; without it, the prologue pulls the image itself.
    */
   startPuller?: (image: string) => void
-  /**
-   * How the started container's binds are proven to be what was judged (host/mounts.ts
-   * proveBinds); an in-memory engine, which mounts nothing, brings its own.
-   */
-  proveBinds?: typeof proveBinds
+  /** The node the prologue works on: this one (NODE_HOST) unless a test gives another. */
+  host?: PrologueHost
   /** Filled in as the prologue goes, for `countsAgainstNode` if it fails. */
   attempt?: Attempt
+}
+
+/**
+ * What the prologue asks of the node itself, beside the engine and the files it makes in
+ * the mom's state directory: the owner (NSS), the owner's paths, the node's facts, the
+ * proof of the started container's binds. A test gives its own to run the prologue's
+ * orchestration on no real node.
+ */
+export interface PrologueHost {
+  lookupUser: typeof lookupUser
+  accountLines: typeof accountLines
+  planMounts: typeof planMounts
+  makeScratch: typeof makeScratch
+  /** The node's name, memory and CPUs, and the rlimits the engine on `socket` can grant. */
+  facts(socket: string): { hostname: string; memoryBytes: number; cpus: number; rlimitCeilings: ReturnType<typeof grantableLimits> }
+  /** Notes that a job used the image (cbatch images prune keeps what jobs use). */
+  recordImageUse: (image: string) => void
+  /** Proves that the container whose init is `pid` shows each bind as judged; throws if not. */
+  proveBinds(pid: number, binds: ExpectedBind[]): void
+}
+
+export const NODE_HOST: PrologueHost = {
+  lookupUser, accountLines, planMounts, makeScratch,
+  facts: socket => ({ hostname: hostname(), memoryBytes: totalmem(), cpus: availableParallelism(), rlimitCeilings: grantableLimits(socket) }),
+  recordImageUse: image => recordImageUse(image),
+  proveBinds: (pid, binds) => {
+    const files = containerFiles(pid)
+    proveBinds(files.pid, binds, undefined, { readOnlyShown: files.readOnlyShown })
+  },
 }
 
 /** What the prologue had come to when it failed: what its failure may owe to the job's own choices. */
@@ -111,7 +137,7 @@ function pullFor(config: Config, policy: QueuePolicy, engine: Engine, { startPul
 export async function prepareJob(job: JobContext, config: Config, engine: Engine, context: PrologueContext): Promise<Prepared> {
   const policy = config.queues.get(job.queue)
   if (!policy) return { kind: 'native' }
-  const { batch, sister } = context
+  const { batch, sister, host = NODE_HOST } = context
   // What the job asks for is judged before the engine is touched.
   const asks = sister ? { mounts: [] } : jobAsks(job, batch.scriptDir, policy.maxMounts)
   const image = grantedImage(policy, asks)
@@ -129,18 +155,18 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
       throw image !== policy.image && err instanceof ImagePullError ? new JobImagePullError(err.userMessage, undefined, { cause: err }) : err
     }),
     removeJobContainer(engine, job.jobId, batch.stateDir, config.engine.timeout * 1000),
-    lookupUser(job.user, job.group),
+    host.lookupUser(job.user, job.group),
   ])
-  recordImageUse(image)
+  host.recordImageUse(image)
   // Signed images only: the container is made from the digest verified, never from a tag.
   const signed = policy.signatures.required ? await verifiedImage(engine, image, {
     keys: policy.signatures.keys, auth: config.images.auth, timeoutMs: config.engine.timeout * 1000,
   }) : undefined
   checkOwner(owner, policy.allowRoot) // before any of the owner's paths is looked at
   // NSS again, for the container's account files: overlapping the owner's paths.
-  const lines = accountLines(owner)
+  const lines = host.accountLines(owner)
   lines.catch(() => undefined) // awaited below; not an unhandled rejection if the job is refused first
-  const mounts = await planMounts({
+  const mounts = await host.planMounts({
     owner, policy, requested: asks.mounts, workDir: job.workDir, tmpDir: job.tmpDir, neverMounted: neverMounted(batch.home, config.engine.socket),
   })
   const gpus = await jobGpusHere(job, policy, engine)
@@ -149,18 +175,18 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
   // others write their own output.
   const script = job.scriptPath && existsSync(job.scriptPath) ? job.scriptPath : undefined
   const output = script ? outputFiles(owner.uid) : undefined
-  const rlimitCeilings = grantableLimits(config.engine.socket)
+  const node = host.facts(config.engine.socket)
   const build = (scratchDir?: string, accounts?: AccountFiles) => buildContainerSpec({
-    job, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: hostname(),
+    job, owner, policy, image, signed, mounts, gpus, version: VERSION, hostname: node.hostname,
     node: {
       number: share.number,
       ppnHere: share.ppnHere,
       npTotal: share.npTotal,
       provisional: share.provisional,
-      hostMemory: totalmem(),
-      hostCpus: availableParallelism(),
+      hostMemory: node.memoryBytes,
+      hostCpus: node.cpus,
       torqueCpuset: job.cpuset,
-      rlimitCeilings,
+      rlimitCeilings: node.rlimitCeilings,
     },
     paths: {
       nodeFile: job.nodeFile,
@@ -168,7 +194,7 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
     },
   })
   build() // every policy check passes before anything is made on the node
-  const scratchDir = policy.scratch && await makeScratch(policy.scratch.base, name, owner)
+  const scratchDir = policy.scratch && await host.makeScratch(policy.scratch.base, name, owner)
   const accounts = accountsDir(batch.stateDir, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
@@ -183,8 +209,7 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
     if (context.attempt) context.attempt.runWithOwnerPaths = false
     const started = await engine.inspect(id)
     try {
-      const files = containerFiles(started?.pid ?? 0)
-      ;(context.proveBinds ?? proveBinds)(files.pid, binds, undefined, { readOnlyShown: files.readOnlyShown })
+      host.proveBinds(started?.pid ?? 0, binds)
     } catch (err) {
       await engine.remove(id)
       throw err
