@@ -1,6 +1,6 @@
 // The epilogue kills the job's processes from the host and leaves its container's removal to
-// a detached remover (hooks/remover.ts). A requeued try that waits for that removal:
-// test/remover-requeue.integration.ts (its prologue looks up the test user through NSS).
+// a detached remover (hooks/remover.ts): here with real processes in a cgroup of their own
+// (cgroup v1 pids, as root). A requeued try that waits for that removal: test/remover-requeue.ts.
 import t, { type Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
