@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readdirSync, statSync } from 'node:fs'
 import { SOMEONE } from './helpers/jobs.ts'
-import { describeImages, lastUses, planPrune, recordImageUse } from '../lib/node/imagecache.ts'
+import { describeImages, lastUses, planPrune, recordImageUse, shortNames } from '../lib/node/imagecache.ts'
 
 const MiB = 1024 ** 2
 const image = (id: string, references: string[], size: number, created: string) => ({ id, references, size: size * MiB, created: new Date(created) })
@@ -15,6 +15,21 @@ t.test('each image with its last use by a job, the queues naming it, and whether
     { id: 'a', queues: [], inUse: true, lastUse: new Date('2026-03-01') },
     { id: 'b', queues: ['batch'], inUse: false, lastUse: undefined },
   ])
+})
+
+t.test('Podman\'s full names are found by the short names queues and jobs give', async t => {
+  const images = [image('l', ['localhost/site/a:1'], 100, '2026-01-01'), image('h', ['docker.io/library/busybox:latest'], 5, '2026-01-02'),
+    image('o', ['docker.io/someone/tool:2'], 5, '2026-01-02'), image('r', ['reg.example:5000/site/a:1'], 5, '2026-01-02')]
+  const queues = new Map([['batch', { image: 'site/a:1' }], ['tiny', { image: 'busybox' }], ['tool', { image: 'someone/tool:2' }]])
+  const uses = new Map([['site/a:1', new Date('2026-03-01')]])
+  t.match(describeImages(images, new Set(), queues, uses), [
+    { id: 'l', queues: ['batch'], lastUse: new Date('2026-03-01') },
+    { id: 'h', queues: ['tiny'] },
+    { id: 'o', queues: ['tool'] },
+    { id: 'r', queues: [], lastUse: undefined },
+  ])
+  t.same(shortNames('docker.io/someone/library:1'), ['docker.io/someone/library:1', 'someone/library:1'])
+  t.same(shortNames('reg.example:5000/library/x:1'), ['reg.example:5000/library/x:1'], 'other registries\' names are never shortened')
 })
 
 t.test('prune: least recently used first, down to the budget, never in use or named by a queue', async t => {

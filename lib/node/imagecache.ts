@@ -52,12 +52,28 @@ export interface CachedImage extends NodeImage {
   inUse: boolean
 }
 
+/**
+ * The names a queue or a job may have given an image the engine lists as `reference`: the
+ * reference itself and, as Podman lists them, the short name it resolves to that image:
+ * `localhost/<name>` (made or loaded on the node, found first by its short name) and Docker
+ * Hub's `docker.io/library/<name>`, `docker.io/<owner>/<name>` (Docker lists these short).
+ * Only for finding what a queue names and when a job used it; an image is removed by the
+ * engine's own names.
+ */
+export function shortNames(reference: string): string[] {
+  const short = /^(?:localhost|docker\.io)\/(.+)$/.exec(reference)?.[1]
+  if (short === undefined) return [reference]
+  const library = /^library\/([^/]+)$/.exec(short)?.[1]
+  return [reference, short, ...(reference.startsWith('docker.io/') && library !== undefined ? [library] : [])]
+}
+
 /** The node's images with what the cache knows of each. */
 export function describeImages(images: NodeImage[], inUse: Set<string>, queues: Map<string, Pick<QueuePolicy, 'image'>>,
   uses: Map<string, Date>): CachedImage[] {
   return images.map(image => {
-    const named = [...queues].filter(([, q]) => image.references.includes(ImageReference.of(q.image).completed) || image.references.includes(q.image)).map(([n]) => n)
-    const times = image.references.map(r => uses.get(r)).filter((d): d is Date => !!d)
+    const names = new Set(image.references.flatMap(shortNames))
+    const named = [...queues].filter(([, q]) => names.has(ImageReference.of(q.image).completed) || names.has(q.image)).map(([n]) => n)
+    const times = [...names].map(r => uses.get(r)).filter((d): d is Date => !!d)
     return {
       ...image, queues: named, inUse: inUse.has(image.id),
       lastUse: times.length ? new Date(Math.max(...times.map(d => d.getTime()))) : undefined,
