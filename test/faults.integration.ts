@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
-import { DockerEngine } from '../lib/engine/docker.ts'
+import { engineCli, testEngine } from './helpers/engine.ts'
 import { emulateJob } from '../emulator/emulator.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -62,7 +62,7 @@ t.test('when the job starter itself is SIGKILLed, the epilogue still removes the
 })
 
 t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unknown to it', async t => {
-  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = testEngine({ pullTimeoutMs: 30_000 })
   // This test's own pbs_mom beside the emulator's, on the same engine (multi-mom, or `--pbs-home` of another).
   const pbsHome = `/var/spool/cbatch-gc-test-${process.pid}`
   const momPriv = join(pbsHome, 'mom_priv')
@@ -75,10 +75,12 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
   await prepareJob(facts(orphan), queues, engine, { ...PROLOGUE, batch: pbsMom(momPriv) })
   // A job of the other mom: this one has no file of it, yet it is not this mom's to remove.
   await prepareJob(facts(elsewhere), queues, engine, PROLOGUE)
-  const unlabelled = execFileSync('docker', ['run', '-d', '--network', 'none', TEST_IMAGE, 'sleep', '60'], { encoding: 'utf8' }).trim()
+  // Rlimits of its own: rootful Podman's defaults exceed what its service may grant (docs/admin.md).
+  const run = (...args: string[]) => engineCli(['run', '-d', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', ...args, TEST_IMAGE, 'sleep', '60']).trim()
+  const unlabelled = run()
   // Made by a cbatch before the mom label: whose it is cannot be told.
-  execFileSync('docker', ['run', '-d', '--network', 'none', '--label', `cbatch.job=${legacy}`, TEST_IMAGE, 'sleep', '60'])
-  t.teardown(() => execFileSync('docker', ['rm', '-f', unlabelled, ...[known, orphan, elsewhere, legacy].flatMap(containersOf)]))
+  run('--label', `cbatch.job=${legacy}`)
+  t.teardown(() => engineCli(['rm', '-f', unlabelled, ...[known, orphan, elsewhere, legacy].flatMap(containersOf)]))
 
   t.same(await collectOrphans(engine, { batch: pbsMom(momPriv), graceSeconds: 3600 }), [], 'too young: its prologue may still run')
   const dry = await collectOrphans(engine, { batch: pbsMom(momPriv), graceSeconds: 0, dryRun: true })
@@ -95,7 +97,7 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
   t.equal(containersOf(known).length, 1, 'a job pbs_mom knows keeps its container')
   t.equal(containersOf(elsewhere).length, 1, 'another mom\'s job keeps its container')
   t.equal(containersOf(legacy).length, 1, 'an unlabelled job container is left alone')
-  t.match(execFileSync('docker', ['inspect', '-f', '{{.State.Status}}', unlabelled], { encoding: 'utf8' }), 'running', 'never a container without the label')
+  t.match(engineCli(['inspect', '-f', '{{.State.Status}}', unlabelled]), 'running', 'never a container without the label')
   const ps = execFileSync(join(import.meta.dirname, '../dist/cbatch'), ['ps', '--json', '--config', config, '--pbs-home', pbsHome], { encoding: 'utf8' })
   const shown = (JSON.parse(ps) as { job: string; mom?: string; knownToMom: boolean }[]).filter(j => [known, elsewhere, legacy].includes(j.job))
   t.same(shown.sort((a, b) => a.job.localeCompare(b.job)).map(j => [j.job, j.mom, j.knownToMom]),
