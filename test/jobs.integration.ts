@@ -1,11 +1,11 @@
 // Real jobs, real engine, real non-root user: the foundation end to end.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { containersLeft, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
+import { engineCli } from './helpers/engine.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -134,7 +134,7 @@ t.test('containers are labelled with the version of the package the hooks were b
       const poll = setInterval(() => {
         if (!existsSync(marker)) return
         clearInterval(poll)
-        label = execFileSync('docker', ['ps', '--filter', 'label=cbatch.version', '--format', '{{.Label "cbatch.version"}}'], { encoding: 'utf8' }).trim()
+        label = engineCli(['ps', '--filter', 'label=cbatch.version', '--format', '{{.Label "cbatch.version"}}']).trim()
       }, 50)
     },
   })
