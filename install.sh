@@ -128,6 +128,7 @@ install_hooks() {
   hooks=$(hook_list "$HERE/dist/hooks.txt")
   put 0644 "$HERE/dist/hooks.txt" "$MOM_PRIV/cbatch.d/hooks.txt"
   while read -r hook file; do
+    case $file in ''|*/*|.*) continue ;; esac # a name in mom_priv, nothing else
     target=$MOM_PRIV/$file
     if [ -e "$target" ] && ! is_ours "$target" && [ ! -e "$target.cbatch-orig" ]; then
       say "keeping the site's $hook as $target.cbatch-orig"
@@ -205,6 +206,7 @@ EOF
 uninstall_hooks() {
   hooks=$(hook_list "$MOM_PRIV/cbatch.d/hooks.txt" "$HERE/dist/hooks.txt")
   while read -r hook file; do
+    case $file in ''|*/*|.*) continue ;; esac # a name in mom_priv, nothing else
     target=$MOM_PRIV/$file
     if is_ours "$target"; then run rm -f "$target"; fi
     if [ -e "$target.cbatch-orig" ]; then

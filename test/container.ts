@@ -245,5 +245,17 @@ t.test('the Podman adapter asks libpod for the same container, confined alike, R
   t.equal(sent.resource_limits.cpu.quota / sent.resource_limits.cpu.period, docker.NanoCpus! / 1e9)
   t.same(sent.r_limits, [{ type: 'nofile', soft: 1024, hard: 4096 }, { type: 'memlock', soft: 'max', hard: 'max' }], 'unlimited is RLIM_INFINITY, written exactly')
   t.same(podmanSpec({ ...spec, entrypoint: true, gpus: { driver: 'nvidia', ids: ['1'] } }).entrypoint, undefined, 'the image\'s entrypoint')
+  // Every other field of the spec, each where libpod takes it.
+  const full = {
+    ...spec, env: ['A=1', 'B=x=y'], hostname: 'node1', capAdd: ['SYS_PTRACE'], runtime: 'runsc', cgroupParent: '/torque/1.srv', pidsLimit: 77,
+    devices: [{ host: '/dev/fuse', container: '/dev/fuse', permissions: 'rwm' }], limits: { ...spec.limits, cpuset: '0-1' },
+  }
+  t.match(podmanSpec(full), {
+    labels: full.labels, env: { A: '1', B: 'x=y' }, hostname: 'node1', cap_add: ['SYS_PTRACE'], oci_runtime: 'runsc', cgroup_parent: '/torque/1.srv',
+    devices: [{ path: '/dev/fuse:/dev/fuse:rwm' }], resource_limits: { pids: { limit: 77 }, cpu: { cpus: '0-1' } }, oom_score_adj: 0, user: full.user,
+  })
+  t.same(podmanSpec({ ...full, network: 'host' }).netns, { nsmode: 'host' })
+  t.notMatch(podmanRequestBody({ ...full, image: 'cbatch-rlim-infinity' }).toString('utf8'), /18446744073709551615.*18446744073709551615.*18446744073709551615/s,
+    'only the rlimits asked unlimited are written as RLIM_INFINITY, whatever else the request says')
   t.match(podmanSpec({ ...spec, gpus: { driver: 'nvidia', ids: ['1'] } }).devices, [{ path: 'nvidia.com/gpu=1' }], 'GPUs by their CDI names')
 })

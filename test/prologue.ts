@@ -31,7 +31,7 @@ t.test('a queue cbatch does not manage: nothing asked of the engine or the node'
   const { engine, host, batch } = setup(t)
   t.same(await prepareJob(job('1.srv', 'native'), config, engine, { batch, host }), { kind: 'native' })
   t.same(engine.calls, [])
-  t.same(host.imagesUsed, [])
+  t.same(host.calls, [])
 })
 
 t.test('the container: its queue\'s image, as its owner, this mom\'s, with the owner\'s account files; a requeued try replaces it', async t => {
@@ -56,6 +56,7 @@ t.test('an owner who may not run refuses the job before any container is made', 
   const host = fakeHost(engine, { lookupUser: async () => ({ ...OWNER, name: 'root', uid: 0, gid: 0, groups: [0] }) })
   await t.rejects(prepareJob(job('3.srv'), config, engine, { batch, host }), { name: 'PolicyError' })
   t.notOk(engine.calls.some(c => c.startsWith('run ')))
+  t.notOk(host.calls.includes('planMounts'), 'none of the owner\'s paths looked at')
   t.notOk(existsSync(join(batch.stateDir, 'cbatch-accounts')), 'no account files made')
 })
 

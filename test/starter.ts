@@ -9,6 +9,7 @@ import { checkClaims, checkImage, runInContainer } from '../lib/job/starter.ts'
 import { inContainer, parentOf, sessionOf, signalSession } from '../lib/host/proc.ts'
 import { DockerEngine } from '../lib/engine/docker.ts'
 import { FakeEngine, testSpec } from './helpers/fake-engine.ts'
+import { runningJob } from '../lib/torque/job.ts'
 
 /** Docker's names of a container's cgroup (no engine call is made). */
 const docker = new DockerEngine({ socket: '/nonexistent/docker.sock', timeoutMs: 1000, pullTimeoutMs: 1000 })
@@ -65,7 +66,7 @@ t.test('a process is in a container by its cgroup path, under any driver or pare
 })
 
 // The starter's orchestration, against the in-memory engine.
-const job = { jobId: '7.srv', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1002, cookie: 'C00K1E', resources: '' }
+const job = runningJob({ jobId: '7.srv', queue: 'batch', user: 'alice', uid: 1001, group: 'alice', gid: 1002, cookie: 'C00K1E', resources: '' })
 const facts = { jobId: '7.srv', task: 1, queue: 'batch', user: 'alice', home: '/home/alice', workDir: '/home/alice' }
 const labels = { 'cbatch.job': '7.srv', 'cbatch.queue': 'batch', 'cbatch.user': 'alice', 'cbatch.uid': '1001', 'cbatch.gid': '1002', 'cbatch.shell-fallback': '/bin/sh' }
 

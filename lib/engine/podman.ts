@@ -3,6 +3,7 @@
 // here (docs/admin.md, "Podman"): containers are made, cgroup names, limits updated and the
 // runtime a container runs under read through Podman's own (libpod) API; runtimes are those
 // whose program exists.
+import { randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { ContainerRefusedError, type EngineError } from '../errors.ts'
 import { CONFINEMENT } from '../policy/security.ts'
@@ -13,8 +14,6 @@ import type { ContainerDetails, ContainerSpec, EngineDescription, LimitsUpdate }
 const LIBPOD = '/v4.0.0/libpod'
 /** CFS period Podman uses when given a quota alone, µs. */
 const CPU_PERIOD = 100_000
-/** RLIM_INFINITY, which no JavaScript number holds exactly: written into the request as it is. */
-const UNLIMITED = 'cbatch-rlim-infinity'
 
 /**
  * A job's container spec as libpod's create request (its SpecGenerator), with the
@@ -22,7 +21,7 @@ const UNLIMITED = 'cbatch-rlim-infinity'
  * that is missing there (an owner's path swapped away in a race), Podman makes the
  * directory, as root, following any link on the way; libpod's refuses the container.
  */
-export function podmanSpec(spec: ContainerSpec): Record<string, unknown> {
+export function podmanSpec(spec: ContainerSpec, unlimited: number | string = 'unlimited'): Record<string, unknown> {
   const { limits } = spec
   return {
     name: spec.name,
@@ -55,7 +54,9 @@ export function podmanSpec(spec: ContainerSpec): Record<string, unknown> {
     read_only_filesystem: spec.readOnlyRootfs,
     ...(spec.cgroupParent === undefined ? {} : { cgroup_parent: spec.cgroupParent }),
     r_limits: Object.entries(spec.rlimits).map(([name, { soft, hard }]) =>
-      ({ type: name, soft: soft === 'unlimited' ? UNLIMITED : soft, hard: hard === 'unlimited' ? UNLIMITED : hard })),
+      ({ type: name, soft: soft === 'unlimited' ? unlimited : soft, hard: hard === 'unlimited' ? unlimited : hard })),
+    // libpod leaves it to what conmon has unless told; Docker's create sets 0.
+    oom_score_adj: 0,
     resource_limits: {
       ...(limits.memoryBytes === undefined ? {} : { memory: { limit: limits.memoryBytes, ...(limits.memorySwapBytes === undefined ? {} : { swap: limits.memorySwapBytes }) } }),
       ...(limits.cpus === undefined && limits.cpuset === undefined ? {} : {
@@ -70,9 +71,13 @@ export function podmanSpec(spec: ContainerSpec): Record<string, unknown> {
   }
 }
 
-/** The request's text: RLIM_INFINITY as the unsigned 64-bit number it is. */
+/**
+ * The request's text, RLIM_INFINITY in it as the unsigned 64-bit number it is, which no
+ * JavaScript number holds: written in place of a mark no other value of the request can be.
+ */
 export function podmanRequestBody(spec: ContainerSpec): Buffer {
-  return Buffer.from(JSON.stringify(podmanSpec(spec)).replaceAll(`"${UNLIMITED}"`, '18446744073709551615'))
+  const mark = `cbatch-rlim-infinity-${randomUUID()}`
+  return Buffer.from(JSON.stringify(podmanSpec(spec, mark)).replaceAll(`"${mark}"`, '18446744073709551615'))
 }
 
 export class PodmanEngine extends DockerEngine {
@@ -89,7 +94,7 @@ export class PodmanEngine extends DockerEngine {
     const made = await this.libpod<{ Id: string }>(`create container ${spec.name}`, 'POST', '/containers/create', podmanRequestBody(spec)).catch(err => {
       const message = ((err as EngineError).cause as { json?: { message?: string } } | undefined)?.json?.message ?? ''
       // A bind source that is not there (Docker answers 400): the engine will never make this container as asked.
-      if (/^statfs .*: no such file or directory$/.test(message)) {
+      if (/^statfs .*: (no such file or directory|not a directory|too many levels of symbolic links)$/s.test(message)) {
         throw new ContainerRefusedError('the Podman engine refused the job\'s container', message, { cause: err })
       }
       return refused(err, 'Podman')

@@ -6,10 +6,7 @@ import { LABEL, labelOf } from '../engine/labels.ts'
 import type { ContainerDetails, ContainerEngine, LimitsUpdate } from '../engine/engine.ts'
 import type { Config } from '../policy/config.ts'
 import { containerLimits } from '../policy/resources.ts'
-import { parseRequest } from '../torque/request.ts'
 import type { RunningJob } from '../torque/job.ts'
-import { execHostSlots, slotsShare } from '../torque/nodes.ts'
-import { torqueCpuset } from '../torque/cgroups.ts'
 
 /**
  * A sister's container, sized at first by the smallest chunk of the node spec (its share was
@@ -21,11 +18,10 @@ import { torqueCpuset } from '../torque/cgroups.ts'
 export async function resizeSister(job: RunningJob, container: ContainerDetails, config: Config, engine: ContainerEngine): Promise<LimitsUpdate | undefined> {
   const policy = config.queues.get(job.queue)
   if (!policy || !job.execHost || labelOf(container.labels, LABEL.provisional) !== 'true' || labelOf(container.labels, LABEL.job) !== job.jobId) return undefined
-  // What did not parse when the job was read is parsed again here, for its error.
-  const share = slotsShare(job.slots ?? execHostSlots(job.execHost), Number(labelOf(container.labels, LABEL.node) ?? 0))
-  const limits = containerLimits(job.request ?? parseRequest(job.resources), policy.limits, {
+  const share = job.shareOf(Number(labelOf(container.labels, LABEL.node) ?? 0))
+  const limits = containerLimits(job.request(), policy.limits, {
     ...share, hostMemory: totalmem(), hostCpus: availableParallelism(),
-    torqueCpuset: policy.limits.cpu === 'cpuset' ? torqueCpuset(job.jobId) : undefined,
+    torqueCpuset: policy.limits.cpu === 'cpuset' ? job.cpuset() : undefined,
   })
   await engine.updateLimits(container.id, limits)
   return limits

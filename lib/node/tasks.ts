@@ -49,12 +49,21 @@ export function taskLimit(maxTasks: number, job: Pick<RunningJob, 'request' | 's
   return { max: ppn + 1, why: `maxTasks ${maxTasks}, raised to its ${ppn} processors here and its job shell` }
 }
 
-function processorsHere({ slots, request }: Pick<RunningJob, 'request' | 'slots'>, node: number | undefined): number {
+function processorsHere(job: Pick<RunningJob, 'request' | 'slots'>, node: number | undefined): number {
+  const parsed = <T>(read: () => T): T | undefined => {
+    try {
+      return read()
+    } catch {
+      return undefined
+    }
+  }
+  const slots = parsed(job.slots)
   if (slots) {
     const here = node !== undefined ? slots[node] : undefined
     return here ?? Math.max(0, ...slots) // a node number it does not have: the largest share bounds it
   }
   // no exec_host yet, or not host/slots: the Resource_List then
+  const request = parsed(job.request)
   return request ? Math.max(0, ...request.nodes.map(n => n.ppn), request.ncpus ?? 0, request.procs ?? 0) : 0
 }
 

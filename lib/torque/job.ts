@@ -8,7 +8,7 @@ import type { CgroupRoots } from '../host/cgroup.ts'
 import { torqueCpuset } from './cgroups.ts'
 import type { JobFacts } from './contract.ts'
 import type { JobRecord } from './jobfile.ts'
-import { execHostSlots, nodeShare, type NodeShare } from './nodes.ts'
+import { execHostSlots, nodeShare, slotsShare, type NodeShare } from './nodes.ts'
 import { parseRequest, type JobRequest } from './request.ts'
 
 export interface JobContext extends JobFacts {
@@ -70,27 +70,44 @@ export function allocatedGpus(gpuFile: string, host: string): number[] {
 }
 
 /**
- * The job of a job shell or task, as root recorded it (its `.JB`), with its Resource_List
- * and exec_host parsed once for the starter. Either may not parse (the prologue refuses such
- * a job in a queue of cbatch's; a native queue's job never needs them): then absent.
+ * The job of a job shell or task, as root recorded it (its `.JB`). What the starter reads of
+ * it beyond the record is parsed (or read) once, on first use: a native queue's job never
+ * needs it, and what does not parse throws UsageError where it is used.
  */
 export interface RunningJob extends JobRecord {
-  request?: JobRequest
-  /** The job's slots on each of its nodes, by node number, once the server ran it. */
-  slots?: number[]
+  /** The Resource_List. */
+  request(): JobRequest
+  /** The job's slots on each of its nodes, by node number, from its exec_host: undefined until the server ran it. */
+  slots(): number[] | undefined
+  /** Node `number`'s share of the job, from its exec_host. */
+  shareOf(number: number): Pick<NodeShare, 'nodes' | 'ppnHere' | 'npTotal'>
+  /** The CPUs of the cpuset TORQUE made for the job on this node (built with cgroups). */
+  cpuset(): string | undefined
 }
 
-export function runningJob(record: JobRecord): RunningJob {
-  const parsed = <T>(parse: () => T): T | undefined => {
-    try {
-      return parse()
-    } catch {
-      return undefined
-    }
-  }
+export function runningJob(record: JobRecord, cgroups?: CgroupRoots): RunningJob {
+  const slots = once(() => (record.execHost ? execHostSlots(record.execHost) : undefined))
   return {
     ...record,
-    request: parsed(() => parseRequest(record.resources)),
-    slots: record.execHost ? parsed(() => execHostSlots(record.execHost!)) : undefined,
+    request: once(() => parseRequest(record.resources)),
+    slots,
+    shareOf: number => slotsShare(slots() ?? [], number),
+    cpuset: once(() => torqueCpuset(record.jobId, cgroups)),
+  }
+}
+
+/** `fn`'s answer, or its error, from its first call on. */
+function once<T>(fn: () => T): () => T {
+  let outcome: { value: T } | { error: unknown } | undefined
+  return () => {
+    if (!outcome) {
+      try {
+        outcome = { value: fn() }
+      } catch (error) {
+        outcome = { error }
+      }
+    }
+    if ('error' in outcome) throw outcome.error
+    return outcome.value
   }
 }

@@ -8,10 +8,11 @@ import type { FakeEngine } from './fake-engine.ts'
 
 export const OWNER: Identity = { name: 'alice', uid: 1001, gid: 1001, groups: [1001, 3000], home: '/home/alice', shell: '/bin/sh' }
 
-export function fakeHost(engine: FakeEngine, over: Partial<PrologueHost> = {}): PrologueHost & { imagesUsed: string[] } {
+/** `calls`: the name of each of its operations the prologue used, in order; `imagesUsed`: the images it recorded. */
+export function fakeHost(engine: FakeEngine, over: Partial<PrologueHost> = {}): PrologueHost & { calls: string[]; imagesUsed: string[] } {
+  const calls: string[] = []
   const imagesUsed: string[] = []
-  return {
-    imagesUsed,
+  const host: PrologueHost = {
     lookupUser: async name => ({ ...OWNER, name }),
     accountLines: async owner => ({ passwd: `${owner.name}:x:${owner.uid}:${owner.gid}::${owner.home}:${owner.shell}`, groups: [`${owner.name}:x:${owner.gid}:`] }),
     planMounts: async () => [],
@@ -23,4 +24,7 @@ export function fakeHost(engine: FakeEngine, over: Partial<PrologueHost> = {}): 
     proveBinds: (pid, binds) => engine.proveBinds(pid, binds),
     ...over,
   }
+  const recorded = Object.fromEntries(Object.entries(host).map(([name, op]) =>
+    [name, (...args: unknown[]) => (calls.push(name), (op as (...a: unknown[]) => unknown)(...args))])) as unknown as PrologueHost
+  return { ...recorded, calls, imagesUsed }
 }
