@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { ContainerRefusedError, type EngineError } from '../errors.ts'
 import { CONFINEMENT } from '../policy/security.ts'
 import { DockerEngine, refused, type DockerOptions } from './docker.ts'
-import type { ContainerDetails, ContainerSpec, EngineDescription, LimitsUpdate } from './engine.ts'
+import type { ContainerDetails, ContainerSpec, EngineDescription, ExecRequest, ExecSession, LimitsUpdate } from './engine.ts'
 
 /** The libpod API version asked for: Podman 4.0 and later serve it. */
 const LIBPOD = '/v4.0.0/libpod'
@@ -112,6 +112,16 @@ export class PodmanEngine extends DockerEngine {
     }
     await this.libpod(`update container ${id}`, 'POST', `/containers/${encodeURIComponent(id)}/update`,
       { ...(memory ? { memory } : {}), ...(Object.keys(cpu).length ? { cpu } : {}) })
+  }
+
+  /**
+   * Podman gives an exec run as `uid:gid` none of the container's groups (Docker gives it
+   * them); one run as a bare uid, the gid and groups the container's /etc/passwd and
+   * /etc/group give that uid. A job's container names its owner there once, with the job's
+   * gid, in exactly their groups (host/accounts.ts): so the uid alone.
+   */
+  override async exec(id: string, request: ExecRequest): Promise<ExecSession> {
+    return super.exec(id, { ...request, user: request.user.replace(/^(\d+):\d+$/, '$1') })
   }
 
   /** The compatible inspect says "oci" for every runtime: libpod's names it. */

@@ -30,19 +30,31 @@ export async function accountLines(owner: Identity): Promise<AccountLines> {
   return { passwd, groups }
 }
 
-export function writeAccountFiles(dir: string, { passwd, groups }: AccountLines, etc = '/etc'): AccountFiles {
-  const merged = (file: string, lines: string[], key: (line: string) => string) => {
-    const own = readFileSync(join(etc, file), 'utf8').split('\n').filter(Boolean)
-    const known = new Set(own.map(key))
-    return `${[...own, ...lines.filter(line => !known.has(key(line)))].join('\n')}\n`
+/**
+ * The node's files with the owner's lines as NSS answers them, the owner named exactly once
+ * by uid (with the job's gid) and listed in exactly their groups: an engine that looks the
+ * job's user up in the container (Podman's exec) then finds what cbatch found on the host.
+ */
+export function writeAccountFiles(dir: string, { passwd, groups }: AccountLines, owner: Identity, etc = '/etc'): AccountFiles {
+  const own = (file: string) => readFileSync(join(etc, file), 'utf8').split('\n').filter(Boolean)
+  const fields = (line: string) => line.split(':')
+  const ownerLine = fields(passwd)
+  ownerLine[3] = String(owner.gid)
+  const users = [...own('passwd').filter(line => fields(line)[0] !== owner.name && fields(line)[2] !== String(owner.uid)), ownerLine.join(':')]
+  const known = new Set(own('group').map(line => fields(line)[0]))
+  const theirs = new Set([owner.gid, ...owner.groups].map(String))
+  const withOwner = (line: string) => {
+    const [name, password, gid, members = ''] = fields(line)
+    const others = members.split(',').filter(m => m && m !== owner.name)
+    return [name, password, gid, [...others, ...(theirs.has(gid) ? [owner.name] : [])].join(',')].join(':')
   }
-  const byName = (line: string) => line.split(':')[0]
+  const groupFile = [...own('group'), ...groups.filter(line => !known.has(fields(line)[0]))].map(withOwner)
   mkdirSync(dir, { recursive: true, mode: 0o755 })
   const files = { passwd: join(dir, 'passwd'), group: join(dir, 'group') }
   // Modes set whole: pbs_mom runs the mother superior's prologue under umask 0077, and the
   // job (not root) must read these.
-  replaceFile(files.passwd, merged('passwd', [passwd], byName), 0o644)
-  replaceFile(files.group, merged('group', groups, byName), 0o644)
+  replaceFile(files.passwd, `${users.join('\n')}\n`, 0o644)
+  replaceFile(files.group, `${groupFile.join('\n')}\n`, 0o644)
   return files
 }
 

@@ -3,7 +3,7 @@
 // it). Everything a job's container may do is decided here and in policy/security.ts.
 import { createHash } from 'node:crypto'
 import { realpathSync } from 'node:fs'
-import { basename, normalize } from 'node:path'
+import { basename, resolve } from 'node:path'
 import type { QueuePolicy } from '../policy/config.ts'
 import type { BindMount, ContainerDetails, ContainerEngine, ContainerSpec } from '../engine/engine.ts'
 import { LABEL, labelOf, type LabelKey } from '../engine/labels.ts'
@@ -97,7 +97,7 @@ function realMomPriv(momPriv: string): string {
   try {
     return realpathSync(momPriv)
   } catch {
-    return normalize(momPriv)
+    return resolve(momPriv)
   }
 }
 

@@ -198,7 +198,7 @@ export async function prepareJob(job: JobContext, config: Config, engine: Engine
   const accounts = accountsDir(batch.stateDir, name)
   try {
     // An engine that could not mount a path the owner swapped meanwhile is the owner's doing: refused, not requeued.
-    const spec = build(scratchDir, writeAccountFiles(accounts, await lines))
+    const spec = build(scratchDir, writeAccountFiles(accounts, await lines, owner))
     const binds = expectedBinds(spec, mounts, output)
     // Only the site's volumes are the admin's (resolved as root); every other bind, and the output files, the owner's.
     if (context.attempt) context.attempt.runWithOwnerPaths = output !== undefined || mounts.some(m => m.what !== 'volume')
