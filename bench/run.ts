@@ -249,6 +249,64 @@ ${timedWrite(mib)}`)
   table('4. A job\'s stdout into its output file (rates: medians of 5, timed inside the job to 10 ms; target cbatch / native >= 0.9)', rows)
 }
 
+/** Seconds since boot, as the job's `read a _ < /proc/uptime` gives them. */
+const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0])
+
+/**
+ * Runs `command`, reading its stdout as a terminal or pipe would, to the end. The rate: what it
+ * printed over the time from the job's first write (the job's own clock, `start=` on its
+ * stderr) to the last byte read.
+ */
+function readAll(command: string, args: string[]): Promise<{ mib: number; seconds: number; status: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let bytes = 0
+    let last = 0
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      last = uptime()
+    })
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+    child.on('error', reject)
+    child.on('close', status => {
+      const start = Number(/start=([\d.]+)/.exec(stderr)?.[1])
+      if (!Number.isFinite(start)) return reject(new Error(`${command}: no start= on its stderr: ${stderr.slice(-500)}`))
+      resolve({ mib: bytes / 1024 ** 2, seconds: Math.max(last - start, 0.01), status })
+    })
+  })
+}
+
+/**
+ * Section 6: `cbatch run --follow`, which copies the job's .OU to its own stdout as the file
+ * grows, against the same job run natively with its stdout a pipe to the same reader.
+ */
+async function followThroughput() {
+  const mib = 256
+  const body = `read a _ < /proc/uptime
+echo "start=$a" >&2
+dd if=/dev/zero bs=1M count=${mib} 2>/dev/null
+`
+  const file = join(work, 'follow.sh')
+  writeFileSync(file, `#!/bin/sh\n${body}`, { mode: 0o755 })
+  const native = () => readAll('setpriv', ['--reuid', USER, '--regid', USER, '--init-groups', '/bin/busybox', 'sh', '-c', body])
+  const follow = () => readAll(join(HOOKS, 'cbatch'), ['run', file, '--follow', '--user', USER, '--config', config, '--workdir', work])
+  const n: number[] = [], c: number[] = []
+  for (let i = 0; i < 5; i++) { // alternating, each from an empty page cache
+    for (const [way, into] of [[native, n], [follow, c]] as const) {
+      dropCaches()
+      const r = await way()
+      if (r.status !== 0 || Math.round(r.mib) !== mib) throw new Error(`follow bench: exit ${r.status}, ${r.mib} MiB read`)
+      into.push(mib / r.seconds)
+    }
+  }
+  const rate = (x: number) => `${x.toFixed(0)} MiB/s`
+  table('6. The job\'s output read as it is written (medians of 5: its size over the job\'s first write to the last byte read; target cbatch / native >= 0.5)', [
+    ['output', 'natively, stdout a pipe', '`cbatch run --follow`', 'cbatch / native'],
+    [`${mib} MiB`, rate(median(n)), rate(median(c)), ratio(median(c), median(n))],
+  ])
+}
+
 /** Proportional set size of a process, kB (its share of what it shares with others). */
 function pssKb(pid: number): number {
   try {
@@ -318,10 +376,11 @@ async function memoryPerJob() {
 
 console.log(`cbatch benchmark — ${new Date().toISOString()}`)
 console.log(`machine: ${cpus().length} x ${cpus()[0].model}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; ${execFileSync('docker', ['version', '-f', 'Docker Engine {{.Server.Version}}, API {{.Server.APIVersion}}'], { encoding: 'utf8' }).trim()}; node ${process.version}; ${REPEATS} repeats`)
-// BENCH_ONLY=overhead,scaling,speed,output,memory picks sections.
-const only = (process.env.BENCH_ONLY ?? 'overhead,scaling,speed,output,memory').split(',')
+// BENCH_ONLY=overhead,scaling,speed,output,follow,memory picks sections.
+const only = (process.env.BENCH_ONLY ?? 'overhead,scaling,speed,output,follow,memory').split(',')
 if (only.includes('overhead')) await overhead()
 if (only.includes('scaling')) await scaling()
 if (only.includes('speed')) await jobSpeed()
 if (only.includes('output')) await outputThroughput()
+if (only.includes('follow')) await followThroughput()
 if (only.includes('memory')) await memoryPerJob()

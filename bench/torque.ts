@@ -156,39 +156,46 @@ console.log(`cbatch on a real TORQUE — ${new Date().toISOString()}`)
 console.log(`machine: ${cpus().length} x ${cpus()[0].model}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB; ${
   execFileSync('pbsnodes', ['-a', NODE], { encoding: 'utf8' }).match(/np = \d+/)?.[0]} on node ${NODE}; ${REPEATS} repeats; node ${process.version}`)
 
+// BENCH_ONLY=one,eight,output picks sections.
+const only = (process.env.BENCH_ONLY ?? 'one,eight,output').split(',')
 await sideBySide(noop, 1, 1) // warm: the hooks write their code cache on their first run
-const one = await sideBySide(noop, 1, REPEATS)
-const eight = await sideBySide(noop, 8, Math.max(3, Math.ceil(REPEATS / 2)))
+const one = only.includes('one') ? await sideBySide(noop, 1, REPEATS) : undefined
+const eight = only.includes('eight') ? await sideBySide(noop, 8, Math.max(3, Math.ceil(REPEATS / 2))) : undefined
 const floorCpu = busyCpuMs()
 const floorMs: number[] = []
-for (let i = 0; i < REPEATS; i++) {
+for (let i = 0; eight && i < REPEATS; i++) {
   const t = performance.now()
   await apiFloor(SOCKET, IMAGE)
   floorMs.push(performance.now() - t)
 }
 const floor = { ms: median(floorMs), cpuMs: (busyCpuMs() - floorCpu) / REPEATS }
-const output = await sideBySide(heavy, 1, 3, dropCaches)
+const output = only.includes('output') ? await sideBySide(heavy, 1, 5, dropCaches) : undefined
 
 use('cbatch') // the installed build back in place
-const rows = (label: string, r: typeof one, goal: string) => [
+type Side = Awaited<ReturnType<typeof sideBySide>>
+const rows = (label: string, r: Side | undefined, goal: string) => r ? [
   [label, ms(r.native.ms), ms(r.cbatch.ms), ratio(r.cbatch.ms, r.native.ms), ms(r.native.cpuMs), ms(r.cbatch.cpuMs), goal],
   ...(BEFORE ? [[`  the same, before (BENCH_BEFORE)`, '', ms(r.before.ms), ratio(r.before.ms, r.native.ms), '', ms(r.before.cpuMs), '']] : []),
-]
+] : []
 table('Turnaround, qsub until the job is complete (medians; CPU: the whole machine\'s per job, qstat polling and whatever else runs on the machine included)', [
   ['job', 'native', 'cbatch', 'cbatch / native', 'CPU native', 'CPU cbatch', 'goal'],
   ...rows('no-op, one at a time', one, '<= 1.15'),
   ...rows('no-op, 8 at once', eight, '<= 1.3'),
   ...rows(`${GIB} MiB to stdout`, output, '<= 1.2'),
 ])
-const added = eight.cbatch.cpuMs - eight.native.cpuMs
-const hooks = hookCpu([...one.cbatch.jobs, ...eight.cbatch.jobs])
-const hooksBefore = hookCpu([...one.before.jobs, ...eight.before.jobs])
-const heavyHooks = hookCpu(output.cbatch.jobs)
+const jobsOf = (...sides: (Side | undefined)[]) => (way: Way) => sides.flatMap(side => side?.[way].jobs ?? [])
+const noops = jobsOf(one, eight)
+const hooks = hookCpu(noops('cbatch'))
+const hooksBefore = hookCpu(noops('before'))
+const heavyHooks = hookCpu(jobsOf(output)('cbatch'))
+const added = eight ? eight.cbatch.cpuMs - eight.native.cpuMs : NaN
 table('Machine CPU a cbatch job adds (8 at once), against the bare engine calls (create, start, exec, remove on the socket)', [
   ['what', 'CPU per job', BEFORE ? 'before' : '', 'time'],
-  ['cbatch job - native job', ms(added), BEFORE ? ms(eight.before.cpuMs - eight.native.cpuMs) : '', ''],
-  ['bare engine calls', ms(floor.cpuMs), '', ms(floor.ms)],
-  ['ratio (goal <= 1.5)', ratio(added, floor.cpuMs), '', ''],
+  ...(eight ? [
+    ['cbatch job - native job', ms(added), BEFORE ? ms(eight.before.cpuMs - eight.native.cpuMs) : '', ''],
+    ['bare engine calls', ms(floor.cpuMs), '', ms(floor.ms)],
+    ['ratio (goal <= 1.5)', ratio(added, floor.cpuMs), '', ''],
+  ] : []),
   ...[...hooks].map(([hook, cpu]) => [`  ${hook}: its own CPU and its children's (no-op jobs)`, ms(cpu), hooksBefore.has(hook) ? ms(hooksBefore.get(hook)!) : '', '']),
   ...[...heavyHooks].map(([hook, cpu]) => [`  ${hook} (${GIB} MiB jobs)`, ms(cpu), '', '']),
 ])

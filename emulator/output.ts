@@ -1,6 +1,6 @@
 // The job's output files in PBS_HOME's spool (.OU, .ER): opened for the job's processes,
 // followed while they grow (`cbatch run --follow`), and read into the job's record.
-import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync, watch, type FSWatcher } from 'node:fs'
 
 /** Most of a job's output file the record holds (a string cannot hold a GiB). */
 export const MAX_RECORDED_OUTPUT = 64 * 1024 ** 2
@@ -14,11 +14,15 @@ export function openOutputs(files: { out: string; err: string }): [number, numbe
 
 /**
  * Copies what is appended to `file` into `to`, from its start, until the returned stop()
- * (which copies the rest); a file not there yet is waited for. Never more than 1 MiB in memory.
+ * (which copies the rest); a file not there yet is waited for. It wakes on the file's inotify
+ * events (fs.watch), so the reader gets output as it is written, and every 200 ms whatever
+ * happens. Never more than 1 MiB in memory.
  */
 export function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
   let offset = 0
   let stopped = false
+  let watcher: FSWatcher | undefined
+  let wake = () => {}
   const chunk = Buffer.alloc(1024 ** 2)
   const copy = async () => {
     let fd: number
@@ -28,6 +32,7 @@ export function tail(file: string, to: NodeJS.WritableStream): () => Promise<voi
       return
     }
     try {
+      watcher ??= watch(file, { persistent: false }, () => wake())
       for (let n; (n = readSync(fd, chunk, 0, chunk.length, offset)) > 0; offset += n) {
         if (!to.write(chunk.subarray(0, n))) await new Promise(r => to.once('drain', r))
       }
@@ -35,15 +40,28 @@ export function tail(file: string, to: NodeJS.WritableStream): () => Promise<voi
       closeSync(fd)
     }
   }
-  const done = (async () => {
-    while (!stopped) {
-      await copy()
-      await new Promise(r => setTimeout(r, 200))
+  const changed = () => new Promise<void>(resolve => {
+    const timer = setTimeout(() => wake(), 200)
+    wake = () => {
+      clearTimeout(timer)
+      wake = () => {}
+      resolve()
     }
-    await copy()
+  })
+  const done = (async () => {
+    try {
+      while (!stopped) {
+        await copy()
+        await changed()
+      }
+      await copy()
+    } finally {
+      watcher?.close()
+    }
   })()
   return () => {
     stopped = true
+    wake()
     return done
   }
 }

@@ -19,9 +19,9 @@ import { runHook } from './run.ts'
 const args = process.argv.slice(2)
 
 /** The container's removal after this epilogue (hooks/remover.ts): its own session, only the config path of its environment. */
-function startRemover(id: string): void {
+function startRemover(id: string, momPriv: string): void {
   const { CBATCH_CACHE_DIR: bundles, CBATCH_CONFIG: config } = process.env
-  spawn(process.execPath, [join(bundles!, 'load.cjs'), 'remover', id, args[0] ?? '-'], { detached: true, stdio: 'ignore', cwd: '/', env: { CBATCH_CONFIG: config } })
+  spawn(process.execPath, [join(bundles!, 'load.cjs'), 'remover', id, args[0] ?? '-', momPriv], { detached: true, stdio: 'ignore', cwd: '/', env: { CBATCH_CONFIG: config } })
     .on('error', () => undefined) // cbatch gc removes the container
     .unref()
 }
@@ -43,7 +43,7 @@ void runHook(hook, () => args[0], async ({ env, batch, config, log, engine, metr
   const scratchBase = policy?.scratch?.base
   // Under TORQUE's cgroups pbs_mom removes the job's cgroup once the epilogue returns: the
   // container's, inside it, must be gone by then, so the engine stops it here.
-  const removeLater = underTorque ? undefined : startRemover
+  const removeLater = underTorque ? undefined : (id: string) => startRemover(id, batch.stateDir)
   const cleaned = await cleanupJob({ ...facts, momPriv: batch.stateDir, exitStatus: sister ? undefined : facts.exitStatus, onlyContainer, scratchBase, removeLater }, engine()).catch(err => {
     // A container that outlives its job would keep pbs_mom from removing the job's cgroup.
     // A guard's run (onlyContainer) kills that container's processes alone, never a later try's.

@@ -3,22 +3,28 @@
 // whose unmount of the container's overlay syncs the node's filesystem (seconds after a job
 // that wrote much), happen here, after pbs_mom has the epilogue's exit. Started as root, in
 // a session of its own, with an environment holding only the config path its wrapper named.
-// argv: the container's full id, which the epilogue found labelled as the job's, and the
-// job's id, for the node log. Should it
-// fail, `cbatch gc` (and every prologue's orphan collection) removes the container.
+// It waits until pbs_mom is done with the job (its files in mom_priv/jobs gone: output
+// delivered, obit sent), so that the sync slows no job's stage-out. argv: the container's
+// full id, which the epilogue found labelled as the job's, the job's id, and pbs_mom's
+// mom_priv. Should it fail, `cbatch gc` (and every prologue's orphan collection) removes the
+// container.
 import { openEngine } from '../lib/engine/open.ts'
 import { CbatchError } from '../lib/errors.ts'
 import { nodeLogger } from '../lib/log.ts'
 import { loadConfig } from '../lib/policy/config.ts'
 import { leaveJobCgroups } from '../lib/torque/cgroups.ts'
+import { jobKnown } from '../lib/torque/jobfile.ts'
 
 const REMOVE_ATTEMPTS = 3
-const [id = '', jobId = '-'] = process.argv.slice(2)
+/** Longest wait for pbs_mom to be done with the job: a mom that keeps it longer does not keep its container. */
+const JOB_END_WAIT_MS = 60_000
+const [id = '', jobId = '-', momPriv = ''] = process.argv.slice(2)
 const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
 
 async function remove(): Promise<void> {
-  if (!configPath || !/^[0-9a-f]{64}$/.test(id)) throw new Error('usage: remover CONTAINER-ID JOB-ID, with CBATCH_CONFIG')
+  if (!configPath || !/^[0-9a-f]{64}$/.test(id) || !momPriv.startsWith('/')) throw new Error('usage: remover CONTAINER-ID JOB-ID MOM-PRIV, with CBATCH_CONFIG')
   leaveJobCgroups()
+  for (const until = Date.now() + JOB_END_WAIT_MS; jobKnown(momPriv, jobId) && Date.now() < until;) await new Promise(r => setTimeout(r, 250))
   const config = await loadConfig(configPath, { cacheDir })
   const log = nodeLogger('remover', jobId, config.log.file, config.log.syslog || undefined)
   const started = performance.now()
