@@ -1,11 +1,12 @@
 // Real jobs, real engine, real non-root user: the foundation end to end.
 import t from 'tap'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { containersLeft, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
+import { containersLeft, containersOf, hostId, NSS_USER, runJob, sharedDir, testConfig, TEST_USER, writeConfig } from './helpers/jobs.ts'
 import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
 import { engineCli } from './helpers/engine.ts'
+import { jobFilePrefix } from '../lib/torque/jobfile.ts'
 
 const shared = sharedDir()
 t.teardown(shared.dispose)
@@ -31,6 +32,22 @@ echo "user=$USER job=$PBS_JOBID queue=$PBS_QUEUE pwd=$(pwd)"
   t.match(job.stdout, `user=${TEST_USER} job=${job.jobId} queue=batch pwd=/home/${TEST_USER}`)
   t.match(job.stdout, /\ncbatch: cpu \d+\.\d s, cpus [\d.]+ \([\d,-]+\), peak mem [\d.]+ [KM]iB incl\. page cache \([\d.]+ (B|KiB|MiB) at end\), wall 00:00:0\d, exit 0\n$/)
   t.same(await containersLeft(job.jobId), [], 'nothing left behind')
+})
+
+t.test('the container goes once pbs_mom is done with the job, not while it still delivers the output', async t => {
+  // --keep: the job's files stay, as they do while pbs_mom copies its output and sends the obit.
+  const { job } = await runJob('#!/bin/sh\nsleep 300 &\necho done\n', { config, args: ['--keep'] })
+  const prefix = jobFilePrefix(job.jobId)
+  t.teardown(() => {
+    for (const f of ['mom_priv/jobs/%.SC', 'mom_priv/jobs/%.JB', 'spool/%.OU', 'spool/%.ER', 'aux/%']) rmSync(join(DEFAULT_PBS_HOME, f.replace('%', prefix)), { force: true })
+  })
+  t.equal(job.exitStatus, 0, job.stderr)
+  await new Promise(r => setTimeout(r, 3000))
+  const [id] = containersOf(job.jobId)
+  t.ok(id, 'the container waits for pbs_mom')
+  t.equal(engineCli(['inspect', '-f', '{{.State.Running}}', id]).trim(), 'false', 'with no process of the job left in it')
+  rmSync(join(DEFAULT_PBS_HOME, 'mom_priv/jobs', `${prefix}.JB`))
+  t.same(await containersLeft(job.jobId, 15_000), [], 'and goes once pbs_mom has forgotten the job')
 })
 
 t.test('exit status, stdout and stderr come back unmixed', async t => {
