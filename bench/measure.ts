@@ -1,5 +1,6 @@
 // What both benchmarks (bench/run.ts, bench/torque.ts) measure with: medians, the machine's
 // busy CPU, tables, and the engine's floor (the calls any container-per-job design pays).
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 
@@ -17,6 +18,17 @@ export function table(title: string, rows: string[][]): void {
 export function busyCpuMs(): number {
   const [, user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).map(Number)
   return (user + nice + system + irq + softirq) * 10
+}
+
+/**
+ * Waits (at most a minute) until the engine has no ended cbatch container carrying `label`
+ * left: the epilogue leaves their removal to a detached remover, which waits until pbs_mom
+ * (or `cbatch run`) is done with the job, so that no measurement pays for an earlier job's.
+ */
+export async function removersDone(label = 'cbatch.job'): Promise<void> {
+  const leftovers = () => execFileSync('docker', ['ps', '-aq', '--filter', `label=${label}`, '--filter', 'status=exited',
+    '--filter', 'status=dead', '--filter', 'status=removing'], { encoding: 'utf8' }).trim()
+  for (const until = Date.now() + 60_000; leftovers() && Date.now() < until;) await new Promise(r => setTimeout(r, 100))
 }
 
 /** One Engine API call on the socket, no client library around it. */

@@ -3,12 +3,13 @@
 // Needs what `npm test` provisions (engine, image, user cbatchtest); run as root.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { emulateJob, hooksFor, writeJobFile, type EmulatedJob } from '../emulator/emulator.ts'
 import { lookupUser } from '../lib/host/identity.ts'
-import { apiFloor as engineFloor, busyCpuMs, median, ms, ratio, table } from './measure.ts'
+import { apiFloor as engineFloor, busyCpuMs, median, ms, ratio, removersDone, table } from './measure.ts'
 
 const IMAGE = 'cbatch-test/busybox:latest'
 const USER = 'cbatchtest'
@@ -49,7 +50,8 @@ async function repeatWithCpu(fn: () => Promise<unknown> | unknown, n = REPEATS):
   return [time, (busyCpuMs() - before) / n]
 }
 
-function job(script: string, queue = 'batch'): Promise<EmulatedJob> {
+async function job(script: string, queue = 'batch'): Promise<EmulatedJob> {
+  await removersDone()
   const file = join(work, `job-${Math.random().toString(36).slice(2)}.sh`)
   writeFileSync(file, script)
   return emulateJob({ script: file, user: USER, queue, resources: 'nodes=1:ppn=1', hooksDir: HOOKS, config, workDir: work })
@@ -249,31 +251,38 @@ ${timedWrite(mib)}`)
   table('4. A job\'s stdout into its output file (rates: medians of 5, timed inside the job to 10 ms; target cbatch / native >= 0.9)', rows)
 }
 
-/** Seconds since boot, as the job's `read a _ < /proc/uptime` gives them. */
-const uptime = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0])
+/**
+ * A reader of its stdin to the end, in a process of its own (not this one, with its module
+ * graph and heap): it prints the bytes read and when the last came, in seconds since boot as
+ * the job's `read a _ < /proc/uptime` gives them (uptime read once, the monotonic clock since).
+ */
+const READER = `const { readFileSync } = require('node:fs')
+const offset = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - performance.now() / 1000
+let bytes = 0, last = 0
+process.stdin.on('data', chunk => { bytes += chunk.length; last = offset + performance.now() / 1000 })
+process.stdin.on('end', () => process.stdout.write(JSON.stringify({ bytes, last })))`
 
 /**
- * Runs `command`, reading its stdout as a terminal or pipe would, to the end. The rate: what it
- * printed over the time from the job's first write (the job's own clock, `start=` on its
- * stderr) to the last byte read.
+ * Runs `command` with its stdout a pipe to READER. The rate: what it printed over the time
+ * from the job's first write (its own clock, `start=` on its stderr) to the last byte read.
  */
 function readAll(command: string, args: string[]): Promise<{ mib: number; seconds: number; status: number | null }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let bytes = 0
-    let last = 0
+    const reader = spawn(process.execPath, ['-e', READER], { stdio: [child.stdout, 'pipe', 'inherit'] })
     let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      bytes += chunk.length
-      last = uptime()
-    })
+    let read = ''
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+    reader.stdout.on('data', (chunk: Buffer) => (read += chunk))
     child.on('error', reject)
-    child.on('close', status => {
+    reader.on('error', reject)
+    // The job's stdout is the reader's: the job has ended once it exited and its stderr closed.
+    Promise.all([once(child, 'exit'), once(child.stderr, 'close'), once(reader, 'close')]).then(([[status]]) => {
       const start = Number(/start=([\d.]+)/.exec(stderr)?.[1])
       if (!Number.isFinite(start)) return reject(new Error(`${command}: no start= on its stderr: ${stderr.slice(-500)}`))
-      resolve({ mib: bytes / 1024 ** 2, seconds: Math.max(last - start, 0.01), status })
-    })
+      const { bytes, last } = JSON.parse(read) as { bytes: number; last: number }
+      resolve({ mib: bytes / 1024 ** 2, seconds: Math.max(last - start, 0.01), status: status as number | null })
+    }, reject)
   })
 }
 
@@ -294,6 +303,7 @@ dd if=/dev/zero bs=1M count=${mib} 2>/dev/null
   const n: number[] = [], c: number[] = []
   for (let i = 0; i < 5; i++) { // alternating, each from an empty page cache
     for (const [way, into] of [[native, n], [follow, c]] as const) {
+      await removersDone()
       dropCaches()
       const r = await way()
       if (r.status !== 0 || Math.round(r.mib) !== mib) throw new Error(`follow bench: exit ${r.status}, ${r.mib} MiB read`)

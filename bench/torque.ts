@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { apiFloor, busyCpuMs, median, ms, ratio, table } from './measure.ts'
+import { apiFloor, busyCpuMs, median, ms, ratio, removersDone, table } from './measure.ts'
 
 const OWNER = 'cbatchtest'
 const NODE = 'vm'
@@ -76,17 +76,6 @@ async function completed(jobs: string[], timeoutMs = 600_000): Promise<void> {
   }
 }
 
-/**
- * Waits until node vm's cbatch containers of ended jobs are gone (the epilogue leaves their
- * removal to a detached remover), so that no burst pays for another's, nor another build's
- * remover runs.
- */
-async function settled(): Promise<void> {
-  const leftovers = () => execFileSync('docker', ['ps', '-aq', '--filter', 'label=cbatch.mom=/var/spool/torque/mom_priv', '--filter', 'status=exited',
-    '--filter', 'status=dead', '--filter', 'status=removing'], { encoding: 'utf8' }).trim()
-  for (const until = Date.now() + 60_000; leftovers() && Date.now() < until;) await sleep(100)
-}
-
 /** The build a way runs: BENCH_BEFORE's swapped in for 'before' (the installed one is kept aside meanwhile). */
 function use(way: Way): void {
   if (!BEFORE) return
@@ -104,7 +93,8 @@ function use(way: Way): void {
 
 /** Turnaround of `n` jobs submitted at once (ms, qsub until all complete) and the machine's busy CPU per job. */
 async function burst(way: Way, script: string, n: number): Promise<{ ms: number; cpuMs: number; jobs: string[] }> {
-  await settled()
+  // No burst pays for another's removals, nor runs beside another build's remover.
+  await removersDone('cbatch.mom=/var/spool/torque/mom_priv')
   use(way)
   const cpu = busyCpuMs()
   const began = performance.now()

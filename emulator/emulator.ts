@@ -136,7 +136,9 @@ export async function emulateJob(opts: EmulatorOptions): Promise<EmulatedJob> {
         tail(join(pbsHome, 'spool', `${prefix}.OU`), opts.follow.out),
         ...(opts.join ? [] : [tail(join(pbsHome, 'spool', `${prefix}.ER`), opts.follow.err)]),
       ]
-      const result = await runJob(opts, { owner, group, jobId, pbsHome }).finally(() => tails && Promise.all(tails.map(stop => stop())))
+      // What the job shell wrote is all printed before the epilogue runs (and adds its line).
+      const caughtUp = tails ? () => Promise.all(tails.map(t => t.caughtUp())) : undefined
+      const result = await runJob(opts, { owner, group, jobId, pbsHome }, caughtUp).finally(() => tails && Promise.all(tails.map(t => t.stop())))
       if (result.outcome !== 'requeued' || attempt >= (opts.attempts ?? 1)) return { ...result, attempts: attempt }
     }
   } finally {
@@ -203,7 +205,8 @@ interface MomJob {
  * One start of the job on this node (and its sisters), in pbs_mom's order: what emulateJob
  * repeats while the prologue requeues it.
  */
-async function runJob(opts: EmulatorOptions, who: { owner: Identity; group: string; jobId: string; pbsHome: string }): Promise<EmulatedJob> {
+async function runJob(opts: EmulatorOptions, who: { owner: Identity; group: string; jobId: string; pbsHome: string },
+  afterJobShell?: () => Promise<unknown>): Promise<EmulatedJob> {
   const job = await receiveJob(opts, who)
   const sisterPrologues = await runSisterPrologues(job)
   if (sisterPrologues.some(p => p.status !== 0)) return requeueForSister(job, sisterPrologues)
@@ -214,6 +217,7 @@ async function runJob(opts: EmulatorOptions, who: { owner: Identity; group: stri
   const result: EmulatedJob = { jobId, prologue, outcome, stdout: '', stderr: '', pbsHome, ...(job.sisters.length ? { sisterPrologues } : {}) }
   if (outcome === 'ran') {
     const shell = await runJobShell(job)
+    await afterJobShell?.()
     Object.assign(result, shell)
     const used = usage(formatDuration(shell.starterMs / 1000))
     if (job.sisters.length) result.sisterEpilogues = await runSisterEpilogues(job, used)

@@ -12,18 +12,26 @@ export function openOutputs(files: { out: string; err: string }): [number, numbe
   return [out, files.err === files.out ? out : open(files.err)]
 }
 
+/** A job's output file followed as it grows (tail). */
+export interface Tail {
+  /** Resolves once what the file held when asked is copied. */
+  caughtUp(): Promise<void>
+  /** Copies the rest, then stops. */
+  stop(): Promise<void>
+}
+
 /**
- * Copies what is appended to `file` into `to`, from its start, until the returned stop()
- * (which copies the rest); a file not there yet is waited for. It wakes on the file's inotify
- * events (fs.watch), so the reader gets output as it is written, and every 200 ms whatever
- * happens. Never more than 1 MiB in memory.
+ * Copies what is appended to `file` into `to`, from its start; a file not there yet is waited
+ * for. It wakes on the file's inotify events (fs.watch), so the reader gets output as it is
+ * written, and every 200 ms whatever happens. At most 1 MiB read ahead of what `to` took.
  */
-export function tail(file: string, to: NodeJS.WritableStream): () => Promise<void> {
+export function tail(file: string, to: NodeJS.WritableStream): Tail {
   let offset = 0
   let stopped = false
   let watcher: FSWatcher | undefined
   let wake = () => {}
-  const chunk = Buffer.alloc(1024 ** 2)
+  let waiting: (() => void)[] = []
+  let finished = false
   const copy = async () => {
     let fd: number
     try {
@@ -33,7 +41,12 @@ export function tail(file: string, to: NodeJS.WritableStream): () => Promise<voi
     }
     try {
       watcher ??= watch(file, { persistent: false }, () => wake())
-      for (let n; (n = readSync(fd, chunk, 0, chunk.length, offset)) > 0; offset += n) {
+      for (;;) {
+        // A buffer of its own each time: `to` may still hold the last one.
+        const chunk = Buffer.allocUnsafe(1024 ** 2)
+        const n = readSync(fd, chunk, 0, chunk.length, offset)
+        if (n === 0) break
+        offset += n
         if (!to.write(chunk.subarray(0, n))) await new Promise(r => to.once('drain', r))
       }
     } finally {
@@ -41,6 +54,7 @@ export function tail(file: string, to: NodeJS.WritableStream): () => Promise<voi
     }
   }
   const changed = () => new Promise<void>(resolve => {
+    if (waiting.length || stopped) return resolve()
     const timer = setTimeout(() => wake(), 200)
     wake = () => {
       clearTimeout(timer)
@@ -50,19 +64,31 @@ export function tail(file: string, to: NodeJS.WritableStream): () => Promise<voi
   })
   const done = (async () => {
     try {
-      while (!stopped) {
+      do {
+        const served = waiting
+        waiting = []
         await copy()
+        served.forEach(resolve => resolve())
         await changed()
-      }
+      } while (!stopped)
       await copy()
     } finally {
+      finished = true
       watcher?.close()
+      waiting.forEach(resolve => resolve())
     }
   })()
-  return () => {
-    stopped = true
-    wake()
-    return done
+  return {
+    caughtUp: () => new Promise<void>(resolve => {
+      if (finished) return resolve()
+      waiting.push(resolve)
+      wake()
+    }),
+    stop: () => {
+      stopped = true
+      wake()
+      return done
+    },
   }
 }
 

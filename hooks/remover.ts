@@ -24,11 +24,12 @@ const { CBATCH_CONFIG: configPath, CBATCH_CACHE_DIR: cacheDir } = process.env
 async function remove(): Promise<void> {
   if (!configPath || !/^[0-9a-f]{64}$/.test(id) || !momPriv.startsWith('/')) throw new Error('usage: remover CONTAINER-ID JOB-ID MOM-PRIV, with CBATCH_CONFIG')
   leaveJobCgroups()
-  for (const until = Date.now() + JOB_END_WAIT_MS; jobKnown(momPriv, jobId) && Date.now() < until;) await new Promise(r => setTimeout(r, 250))
+  // The config as the epilogue read it, before the wait: it may change or go meanwhile.
   const config = await loadConfig(configPath, { cacheDir })
   const log = nodeLogger('remover', jobId, config.log.file, config.log.syslog || undefined)
-  const started = performance.now()
   const engine = openEngine(config.engine)
+  for (const until = Date.now() + JOB_END_WAIT_MS; jobKnown(momPriv, jobId) && Date.now() < until;) await new Promise(r => setTimeout(r, 250))
+  const started = performance.now()
   // An engine busy removing many containers at once may time a call out: try again first.
   for (let attempt = 1; ; attempt++) {
     try {
