@@ -26,7 +26,7 @@ const pbsHome = join(work, 'pbs_home')
 const script = join(pbsHome, 'mom_priv/jobs/1.bench.SC')
 mkdirSync(dirname(script), { recursive: true })
 writeFileSync(script, '#!/bin/sh\ntrue\n')
-writeFileSync(config, `log: { file: "" }\naccounting: { file: "" }\nqueues:\n  batch: { image: ${IMAGE}, pull: never, volumes: [{ source: ${work} }] }\n  tmp: { image: ${IMAGE}, pull: never, readOnlyRootfs: true, volumes: [{ source: ${work} }] }\n`)
+writeFileSync(config, `log: { file: "" }\naccounting: { file: "" }\n# 64 containers starting at once take this engine longer than the default 30 s per call.\nengine: { timeout: 120 }\nqueues:\n  batch: { image: ${IMAGE}, pull: never, volumes: [{ source: ${work} }] }\n  tmp: { image: ${IMAGE}, pull: never, readOnlyRootfs: true, volumes: [{ source: ${work} }] }\n`)
 
 async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
   const t = performance.now()
@@ -140,6 +140,8 @@ async function scaling() {
     const wall = await timed(async () => {
       const jobs = await Promise.all(Array.from({ length: n }, () => job('#!/bin/sh\ntrue\n')))
       ok = jobs.filter(j => j.exitStatus === 0).length
+      const failed = jobs.find(j => j.exitStatus !== 0)
+      if (failed) console.error(`scaling, ${n} at once: job ${failed.jobId} ${failed.outcome}, exit ${failed.exitStatus}, prologue ${failed.prologue.status}: ${failed.stderr.slice(-400)}`)
     })
     const floorWall = await timed(() => Promise.all(Array.from({ length: n }, apiFloor)))
     rows.push([String(n), `${ok}/${n}`, ms(wall), ms(wall / n), ms(floorWall / n), ms((wall - floorWall) / n), ratio(wall, floorWall)])

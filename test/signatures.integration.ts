@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { refused, runJob, sharedDir, TEST_IMAGE, writeConfig } from './helpers/jobs.ts'
 import { attachBundle, freshRepository, signImage, testKeys } from './helpers/registry.ts'
+import { ENGINE_SOCKET, engineCli, engineCliQuiet } from './helpers/engine.ts'
 
 const shared = sharedDir()
 const keys = testKeys()
@@ -23,7 +24,10 @@ t.teardown(() => {
   shared.dispose()
   keys.dispose()
   other.dispose()
-  for (const tag of ['signed', 'unsigned', 'wrong', 'bundled']) execFileSync('docker', ['rmi', '-f', `${repository}:${tag}`], { stdio: 'ignore' })
+  for (const tag of ['signed', 'unsigned', 'wrong', 'bundled']) {
+    execFileSync('docker', ['rmi', '-f', `${repository}:${tag}`], { stdio: 'ignore' })
+    engineCliQuiet(['rmi', '-f', `${repository}:${tag}`]) // what the tests' engine pulled (Podman: its own store)
+  }
 })
 
 /** An image of the test image with /which saying `what`, pushed as `tag`; its digest. */
@@ -104,11 +108,13 @@ t.test('an unsigned image, and one signed by a key the queue does not trust, are
 })
 
 t.test('the tag moved to an unsigned image while jobs start: each runs the verified digest or is refused, never the unsigned image', async t => {
-  // Flips the node's tag between the signed and the unsigned image, as fast as the engine lets it.
-  const flipper = spawn('sh', ['-c', `while :; do docker tag ${repository}@${unsigned} ${repository}:signed; docker tag ${repository}@${signed} ${repository}:signed; done`], { stdio: 'ignore' })
+  // Both on the node's engine; then its tag flips between them, as fast as the engine lets it.
+  for (const digest of [signed, unsigned]) engineCli(['pull', '-q', `${repository}@${digest}`])
+  const tag = `docker -H unix://${ENGINE_SOCKET} tag`
+  const flipper = spawn('sh', ['-c', `while :; do ${tag} ${repository}@${unsigned} ${repository}:signed; ${tag} ${repository}@${signed} ${repository}:signed; done`], { stdio: 'ignore' })
   t.teardown(() => {
     flipper.kill()
-    execFileSync('docker', ['tag', `${repository}@${signed}`, `${repository}:signed`])
+    engineCli(['tag', `${repository}@${signed}`, `${repository}:signed`])
   })
   const outcomes = { ran: 0, refused: 0 }
   for (let i = 0; i < 6; i++) {
