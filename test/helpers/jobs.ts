@@ -12,6 +12,7 @@ import { cleanupJob } from '../../lib/job/epilogue.ts'
 import { prepareJob } from '../../lib/job/prologue.ts'
 import { jobContext } from '../../lib/torque/job.ts'
 import { pbsMom } from '../../lib/torque/mom.ts'
+import { jobFilePrefix } from '../../lib/torque/jobfile.ts'
 
 export const CBATCH = join(import.meta.dirname, '../../dist/cbatch')
 export const TEST_USER = 'cbatchtest'
@@ -146,6 +147,9 @@ export function runHook(name: 'prologue' | 'jobstarter' | 'epilogue', args: stri
   { env, config, input = '', pbsHome }: { env: NodeJS.ProcessEnv; config: string; input?: string; pbsHome?: string }) {
   const hook = join(hooksFor(join(import.meta.dirname, '../../dist'), config, pbsHome), name)
   const result = spawnSync(hook, args, { input, encoding: 'utf8', env, cwd: '/' })
+  // As pbs_mom does once the epilogue ran (and the obit went): it forgets the job, and the
+  // epilogue's detached remover, waiting for that, removes the container.
+  if (name === 'epilogue' && args[0]) rmSync(join(pbsHome ?? DEFAULT_PBS_HOME, 'mom_priv/jobs', `${jobFilePrefix(args[0])}.JB`), { force: true })
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
