@@ -40,7 +40,12 @@ export function tail(file: string, to: NodeJS.WritableStream): Tail {
       return
     }
     try {
-      watcher ??= watch(file, { persistent: false }, () => wake())
+      // Without inotify (its limits reached, an error later), the 200 ms poll still copies it all.
+      try {
+        watcher ??= watch(file, { persistent: false }, () => wake()).on('error', () => watcher?.close())
+      } catch {
+        watcher = undefined
+      }
       for (;;) {
         // A buffer of its own each time: `to` may still hold the last one.
         const chunk = Buffer.allocUnsafe(1024 ** 2)
