@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
 import { parseConfig } from '../lib/policy/parse.ts'
-import { engineCli, testEngine } from './helpers/engine.ts'
+import { ENGINE_SOCKET, engineCli, TEST_ENGINE, testEngine } from './helpers/engine.ts'
 import { emulateJob } from '../emulator/emulator.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -105,10 +105,10 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
 })
 
 t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {
-  const engine = privateEngine([TEST_IMAGE])
+  const engine = privateEngine(TEST_ENGINE, [TEST_IMAGE], ENGINE_SOCKET)
   t.teardown(() => engine.dispose())
   await engine.start()
-  const privateConfig = writeConfig(shared.path, `engine: { socket: ${engine.socket}, timeout: 5 }
+  const privateConfig = writeConfig(shared.path, `engine: { kind: ${engine.kind}, socket: ${engine.socket}, timeout: 5 }
 log: { file: ${shared.path}/cbatch.log }
 queues:
   batch: { image: ${TEST_IMAGE}, pull: never, volumes: [{ source: ${shared.path} }] }
@@ -116,11 +116,11 @@ queues:
   const marker = join(shared.path, 'engine-restart')
   const run = runJob(`#!/bin/sh\ntouch ${marker}\necho working\nsleep 60\n`, { config: privateConfig })
   await waitFor(marker)
-  await engine.stop() // the engine goes away under a running job...
+  await engine.stop() // the engine goes away under a running job (a Podman service's containers go on)...
   const { job } = await run
   t.equal(job.exitStatus, 125, 'the starter fails the job as cbatch\'s own failure')
   t.match(job.stdout, 'working\n', 'what the job wrote before is kept')
-  t.match(job.stderr, /^cbatch: Docker engine error/m, 'and says why')
+  t.match(job.stderr, new RegExp(`^cbatch: ${TEST_ENGINE === 'podman' ? 'Podman' : 'Docker'} engine error`, 'm'), 'and says why, naming the engine')
   t.equal(job.epilogue?.status, 2, '...and is still down at the epilogue, which says so')
   await engine.start()
   const left = execFileSync('docker', ['-H', `unix://${engine.socket}`, 'ps', '-aq', '--filter', `label=cbatch.job=${job.jobId}`], { encoding: 'utf8' }).trim()

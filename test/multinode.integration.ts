@@ -11,6 +11,7 @@ import { emulateJob, type EmulatedJob, type EmulatorOptions } from '../emulator/
 import { startSisters, type SisterNode } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
+import { ENGINE_SOCKET, TEST_ENGINE } from './helpers/engine.ts'
 import { hostId, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(10 * 60 * 1000)
@@ -24,7 +25,8 @@ const mpiQueue = (network: 'host' | 'none') => `
     network: ${network}
     allowedImages: ['cbatch-test/**']
     volumes: [{ source: ${shared.path} }, { source: ${EMULATOR_TOOLS}, target: /opt/torque/bin, readOnly: true }]`
-const config = writeConfig(shared.path, `engine: { requeuePause: 0 }
+// `engine` adds to the engine's settings (a node whose engine is down, below).
+const configText = (engine = '') => `engine: { requeuePause: 0${engine} }
 log: { file: ${shared.path}/cbatch.log }
 accounting: { file: ${accounting} }
 queues:
@@ -32,13 +34,16 @@ queues:
   isolated:${mpiQueue('none')}
   capped:${mpiQueue('host')}
     maxTasks: 3
-`)
+`
+const config = writeConfig(shared.path, configText())
+/** The config on a node whose engine is down: its socket answers nothing. */
+const engineDown = (pbsHome: string) => writeConfig(shared.path, configText(`, kind: ${TEST_ENGINE}, socket: ${pbsHome}/no-engine.sock`))
 const { sisters, dispose } = await startSisters(2, config)
 t.teardown(dispose)
 
 // This test's jobs only (the emulator's job ids start with its pid): the main engine may run
 // other jobs meanwhile, a real pbs_mom's among them.
-const jobsOn = (socket?: string) => execFileSync('docker', [...(socket ? ['-H', `unix://${socket}`] : []), 'ps', '-a', '--filter', 'label=cbatch.job',
+const jobsOn = (socket = ENGINE_SOCKET) => execFileSync('docker', ['-H', `unix://${socket}`, 'ps', '-a', '--filter', 'label=cbatch.job',
   '--format', '{{.ID}} {{.Label "cbatch.job"}}'], { encoding: 'utf8' }).split('\n').filter(l => l.split(' ')[1]?.startsWith(String(process.pid))).map(l => l.split(' ')[0])
 const engines = () => [undefined, ...sisters.map(s => s.engine.socket)]
 /** What is left of this file's jobs on each engine, once the detached removers (hooks/remover.ts) had a minute. */
@@ -66,7 +71,7 @@ function run(text: string, nodes: Pick<SisterNode, 'pbsHome' | 'config'>[], extr
   })
 }
 
-const WHERE = `sh -c 'echo "task=$PBS_TASKNUM node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv && echo yes || echo no)"'`
+const WHERE = `sh -c 'echo "task=$PBS_TASKNUM node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv -o -e /run/.containerenv && echo yes || echo no)"'`
 
 t.test('a 2-node job: every task runs in its node\'s container, as the owner, and its exit status comes back', async t => {
   const job = await run(`/opt/torque/bin/pbsdsh ${WHERE}\n/opt/torque/bin/pbsdsh -n 3 sh -c 'exit 7'\necho shell done\n`, sisters.slice(0, 1))
@@ -116,8 +121,7 @@ t.test('qdel reaches the tasks on every node', async t => {
 })
 
 t.test('a sister whose engine is down requeues the job (the node goes down), and nothing is left on the others', async t => {
-  const broken = { pbsHome: sisters[1].pbsHome, config: writeConfig(shared.path, readFileSync(config, 'utf8')
-    .replace('engine: { requeuePause: 0 }', `engine: { requeuePause: 0, socket: ${sisters[1].pbsHome}/no-engine.sock }`)) }
+  const broken = { pbsHome: sisters[1].pbsHome, config: engineDown(sisters[1].pbsHome) }
   const job = await run('echo ran\n', [sisters[0], broken])
   t.equal(job.outcome, 'requeued')
   t.same(job.sisterPrologues!.map(p => p.status), [0, 2], 'the broken sister exits non-zero: pbs_mom marks it down')
@@ -127,8 +131,7 @@ t.test('a sister whose engine is down requeues the job (the node goes down), and
 })
 
 t.test('a mother superior whose prologue fails leaves nothing on its sisters, though pbs_mom runs no epilogue.parallel there', async t => {
-  const brokenMother = writeConfig(shared.path, readFileSync(config, 'utf8')
-    .replace('engine: { requeuePause: 0 }', `engine: { requeuePause: 0, socket: ${sisters[1].pbsHome}/no-engine.sock }`))
+  const brokenMother = engineDown(sisters[1].pbsHome)
   const job = await run('echo ran\n', sisters.slice(0, 1), { config: brokenMother })
   t.equal(job.outcome, 'requeued', job.stderr)
   t.same(job.sisterPrologues!.map(p => p.status), [0], 'the sister made its container')
