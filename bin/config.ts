@@ -70,8 +70,7 @@ async function configAction([action, file, ...extra]: string[], values: OptionVa
 async function engineRuntimes(config: Config): Promise<{ issues: ConfigIssue[]; unchecked?: string }> {
   if (![...config.queues.values()].some(q => q.runtime !== undefined)) return { issues: [] }
   try {
-    const known = await openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) }).runtimes()
-    return { issues: await missingRuntimes(config, known) }
+    return { issues: await missingRuntimes(config, openEngine({ ...config.engine, timeout: Math.min(config.engine.timeout, 10) })) }
   } catch (err) {
     if (!(err instanceof EngineError) && !(err instanceof UnsafePathError)) throw err
     return { issues: [], unchecked: `the queues' runtimes were not checked against the engine: ${err.message}` }

@@ -27,35 +27,48 @@ const SYSTEM_CONTAINERS_CONF = '/etc/containers/containers.conf'
 
 /**
  * The node's containers.conf for a second Podman on it: the same settings, but file locks
- * below its own tmpdir. The default shared-memory locks are one set per host, and a new
- * Podman's first start frees them all (it takes the host for freshly booted).
+ * below its own tmpdir (the default shared-memory locks are one set per host, and a new
+ * Podman's first start frees them all, taking the host for freshly booted), and its own
+ * default runtime if given.
  */
-function privatePodmanConf(): string {
-  const system = existsSync(SYSTEM_CONTAINERS_CONF) ? readFileSync(SYSTEM_CONTAINERS_CONF, 'utf8').replace(/^\s*lock_type\s*=.*$/gm, '') : ''
-  return /^\[engine\]\s*$/m.test(system) ? system.replace(/^\[engine\]\s*$/m, '[engine]\nlock_type = "file"')
-    : `${system}\n[engine]\nlock_type = "file"\n`
+function privatePodmanConf(defaultRuntime?: string): string {
+  const ours = ['lock_type = "file"', ...(defaultRuntime ? [`runtime = "${defaultRuntime}"`] : [])]
+  const system = existsSync(SYSTEM_CONTAINERS_CONF) ? readFileSync(SYSTEM_CONTAINERS_CONF, 'utf8') : ''
+  // Keys of [engine] this replaces go wherever they were (a key may be set once).
+  const rest = system.replace(new RegExp(`^\\s*(${ours.map(k => k.split(' ')[0]).join('|')})\\s*=.*$`, 'gm'), '')
+  return /^\[engine\]\s*$/m.test(rest) ? rest.replace(/^\[engine\]\s*$/m, `[engine]\n${ours.join('\n')}`)
+    : `${rest}\n[engine]\n${ours.join('\n')}\n`
 }
 
 /** The private Podman's own command line: its stores, locks and config (the service, and `podman` on it without one). */
-function podman(dir: string, args: string[]): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+function podman(dir: string, args: string[], defaultRuntime?: string): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
   const conf = join(dir, 'containers.conf')
-  if (!existsSync(conf)) writeFileSync(conf, privatePodmanConf())
+  if (!existsSync(conf)) writeFileSync(conf, privatePodmanConf(defaultRuntime))
   return {
     command: 'podman', env: { ...process.env, CONTAINERS_CONF: conf },
     args: ['--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--tmpdir', join(dir, 'tmp'), '--volumepath', join(dir, 'volumes'), ...args],
   }
 }
 
-function daemon(kind: EngineKind, dir: string, socket: string): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
-  if (kind === 'podman') return podman(dir, ['system', 'service', '--time=0', `unix://${socket}`])
+function daemon(kind: EngineKind, dir: string, socket: string, defaultRuntime?: string): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+  if (kind === 'podman') return podman(dir, ['system', 'service', '--time=0', `unix://${socket}`], defaultRuntime)
   return {
     command: 'dockerd', env: process.env,
     args: ['--host', `unix://${socket}`, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'docker.pid'), '--bridge=none', '--iptables=false', '--ip-masq=false'],
+      '--pidfile', join(dir, 'docker.pid'), '--bridge=none', '--iptables=false', '--ip-masq=false',
+      ...(defaultRuntime ? ['--default-runtime', defaultRuntime] : [])],
   }
 }
 
-export function privateEngine(kind: EngineKind = 'docker', images: string[] = [], from = DOCKER_SOCKET): PrivateEngine {
+export interface PrivateEngineOptions {
+  /** Images to copy in from the engine at `from` (default: the main dockerd). */
+  images?: string[]
+  from?: string
+  /** The runtime its containers get unless told (one the engine knows: runsc...). */
+  defaultRuntime?: string
+}
+
+export function privateEngine(kind: EngineKind = 'docker', { images = [], from = DOCKER_SOCKET, defaultRuntime }: PrivateEngineOptions = {}): PrivateEngine {
   const dir = mkdtempSync('/tmp/cbatch-engine-')
   const socket = join(dir, `${kind}.sock`)
   const cli = (target: string) => `docker -H unix://${target}`
@@ -72,7 +85,7 @@ export function privateEngine(kind: EngineKind = 'docker', images: string[] = []
     kind,
     socket,
     async start() {
-      const { command, args, env } = daemon(kind, dir, socket)
+      const { command, args, env } = daemon(kind, dir, socket, defaultRuntime)
       running = spawn(command, args, { stdio: 'ignore', env })
       for (let i = 0; !answers(); i++) {
         if (i > 100 || running.exitCode !== null) throw new Error(`the private ${kind} engine did not start`)
@@ -136,7 +149,7 @@ export async function startSisters(count: number, config: string): Promise<{ sis
   }
   try {
     for (let i = 1; i <= count; i++) {
-      const engine = privateEngine(kind, images, main)
+      const engine = privateEngine(kind, { images, from: main })
       const pbsHome = mkdtempSync(`/tmp/cbatch-sister${i}-`)
       chmodSync(pbsHome, 0o755)
       sisters.push({ pbsHome, engine, config: join(pbsHome, 'cbatch.yaml') })

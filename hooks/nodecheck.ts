@@ -36,7 +36,7 @@ void runHook('nodecheck', () => undefined, async ({ batch, config, log }) => {
   }
   // A queue whose runtime the engine lacks would have every job of it refused here.
   if ([...config.queues.values()].some(q => q.runtime !== undefined)) {
-    for (const issue of await missingRuntimes(config, await engine.runtimes())) problems.push(describeIssue(config.file, issue))
+    for (const issue of await missingRuntimes(config, engine)) problems.push(describeIssue(config.file, issue))
   }
   problems.forEach(sayError)
   return problems.length ? 1 : 0

@@ -210,6 +210,13 @@ fi
 # here). No network is ever made: containers default to none (cbatch asks for none or
 # host), so netavark never sets up its bridge or firewall rules.
 PODMAN_SOCKET=/run/cbatch-podman/podman.sock
+# Podman's runtimes take no arguments of their own: runsc with --network=none (as Docker's,
+# above) is this wrapper, registered as `runsc`.
+RUNSC_WRAPPER=/usr/local/libexec/runsc-network-none
+wrapper=$(mktemp)
+printf '%s\n' '#!/bin/sh' '# gVisor with no network but its own loopback (cbatch tests, Podman).' 'exec /usr/bin/runsc --network=none "$@"' >"$wrapper"
+cmp -s "$wrapper" "$RUNSC_WRAPPER" || install -D -m 0755 "$wrapper" "$RUNSC_WRAPPER"
+rm -f "$wrapper"
 command -v podman >/dev/null 2>&1 && [ -x /usr/libexec/podman/catatonit ] || {
   say "installing podman"
   apt-get update -q >/dev/null
@@ -229,6 +236,9 @@ network_backend = "netavark"
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+
+[engine.runtimes]
+runsc = ["/usr/local/libexec/runsc-network-none"]
 CONF
 cmp -s "$conf" /etc/containers/containers.conf || { install -m 0644 "$conf" /etc/containers/containers.conf; podman_changed=1; }
 printf '%s\n' '# cbatch tests: the local registries speak plain http on loopback.' \

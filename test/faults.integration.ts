@@ -105,7 +105,7 @@ t.test('cbatch gc removes orphans only: old, labelled, made by this mom, and unk
 })
 
 t.test('engine faults: restarted mid-job, down at the epilogue, cleaned later', async t => {
-  const engine = privateEngine(TEST_ENGINE, [TEST_IMAGE], ENGINE_SOCKET)
+  const engine = privateEngine(TEST_ENGINE, { images: [TEST_IMAGE], from: ENGINE_SOCKET })
   t.teardown(() => engine.dispose())
   await engine.start()
   const privateConfig = writeConfig(shared.path, `engine: { kind: ${engine.kind}, socket: ${engine.socket}, timeout: 5 }

@@ -8,6 +8,15 @@ import { parseConfig } from '../lib/policy/parse.ts'
 import { missingRuntimes, runtimeVersions } from '../lib/node/runtimes.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'cbatch-runtimes-'))
+/** An engine with these runtimes, of which `unusable` give no container (with why); it keeps what it was asked. */
+function engineWith(runtimes: string[], unusable: Record<string, string> = {}) {
+  const asked: string[] = []
+  return {
+    asked,
+    runtimes: async () => runtimes,
+    runtimeUnusable: async (runtime: string) => { asked.push(runtime); return unusable[runtime] },
+  }
+}
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
 t.test('a runtime the engine lacks is an error at the line naming it: the queue\'s own, else the defaults\' it inherits', async t => {
@@ -26,12 +35,25 @@ queues:
 `
   writeFileSync(file, text)
   const config = parseConfig(text, file)
-  t.same(await missingRuntimes(config, ['runc', 'runsc', 'kata']), [], 'all there')
-  t.match(await missingRuntimes(config, ['runc']), [
+  t.same(await missingRuntimes(config, engineWith(['runc', 'runsc', 'kata'])), [], 'all there')
+  t.match(await missingRuntimes(config, engineWith(['runc'])), [
     { path: 'queues.untrusted.runtime', line: 9, column: 14, message: /^"runsc" is not a runtime of the engine at \/var\/run\/docker.sock \(it has runc\): register it with the engine/ },
     { path: 'defaults.runtime', line: 2, column: 12, message: /^"kata" \(queue inherits\) is not a runtime of the engine/ },
   ])
-  t.same(await missingRuntimes(parseConfig('queues:\n  batch: { image: img:1 }\n', file), []), [], 'no queue names one: nothing asked')
+  const untouched = engineWith([])
+  t.same(await missingRuntimes(parseConfig('queues:\n  batch: { image: img:1 }\n', file), untouched), [], 'no queue names one: nothing asked')
+  t.same(untouched.asked, [])
+})
+
+t.test('a runtime the engine has but gives no container (Podman\'s API ignoring it) is an error at its line too, with the engine\'s reason', async t => {
+  const file = join(dir, 'ignored.yaml')
+  const text = 'queues:\n  batch:\n    image: img:1\n    runtime: runc\n  untrusted:\n    image: img:1\n    runtime: runsc\n'
+  writeFileSync(file, text)
+  const engine = engineWith(['runc', 'runsc'], { runsc: 'every container gets runc' })
+  t.match(await missingRuntimes(parseConfig(text, file), engine), [
+    { path: 'queues.untrusted.runtime', line: 7, column: 14, message: '"runsc" is a runtime of the engine at /var/run/docker.sock that no container gets: every container gets runc' },
+  ])
+  t.same(engine.asked.sort(), ['runc', 'runsc'], 'each runtime a queue names is asked about, once')
 })
 
 t.test('each runtime\'s --version, first line; one that fails or hangs says why, within the timeout', async t => {

@@ -2,7 +2,7 @@
 // Every call has a deadline; engine faults become EngineError (the job is requeued).
 import Docker from 'dockerode'
 import { Agent, type AgentOptions } from 'node:http'
-import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError } from '../errors.ts'
+import { ContainerRefusedError, EngineError, EngineTimeoutError, ImagePullError, ImageDeniedError, RuntimeMissingError } from '../errors.ts'
 import { ImageReference } from '../policy/reference.ts'
 import { CONFINEMENT } from '../policy/security.ts'
 import type { ContainerLimits } from '../policy/resources.ts'
@@ -157,9 +157,21 @@ export class DockerEngine implements Engine {
   }
 
   /** Creates and starts a container; removes it again when it cannot start. */
+  /** Docker gives a container the runtime its create names (`HostConfig.Runtime`). */
+  async runtimeUnusable(_runtime: string): Promise<string | undefined> {
+    return undefined
+  }
+
   async run(spec: ContainerSpec): Promise<string> {
     const id = await this.create(spec)
     try {
+      // Never started under another runtime than the queue's, whatever the engine did with the ask.
+      if (spec.runtime !== undefined) {
+        const made = (await this.inspect(id))?.runtime
+        if (made !== spec.runtime) {
+          throw new RuntimeMissingError(`the ${this.product} engine made the job's container under the runtime ${made || '(none said)'}, not ${spec.runtime}, which its queue names; tell the node's admin`)
+        }
+      }
       await this.call(`start container ${spec.name}`, signal => this.docker.getContainer(id).start({ abortSignal: signal })).catch(err => refused(err, this.product))
     } catch (err) {
       await this.remove(id).catch(() => undefined)

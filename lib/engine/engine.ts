@@ -109,6 +109,11 @@ export interface ContainerEngine {
   ping(): Promise<void>
   /** Names of the engine's container runtimes (runc, nvidia...). */
   runtimes(): Promise<string[]>
+  /**
+   * Why a container asking for `runtime`, one of runtimes(), would not get it (an engine may
+   * list runtimes it cannot give a single container); undefined when it would.
+   */
+  runtimeUnusable(runtime: string): Promise<string | undefined>
   /** What the engine says of itself (for `cbatch doctor`; not part of a job's life). */
   describe(): Promise<EngineDescription>
   /** Creates and starts a container; returns its id. */

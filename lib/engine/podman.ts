@@ -4,7 +4,9 @@
 // runtime a container runs under read through Podman's own (libpod) API; runtimes are those
 // whose program exists.
 import { randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ContainerRefusedError, type EngineError } from '../errors.ts'
 import { CONFINEMENT } from '../policy/security.ts'
 import { DockerEngine, refused, type DockerOptions } from './docker.ts'
@@ -140,6 +142,39 @@ export class PodmanEngine extends DockerEngine {
 
   override async runtimes(): Promise<string[]> {
     return (await this.describe()).runtimes.map(r => r.name)
+  }
+
+  /** Whether a container made asking for a runtime gets it, by runtime: found out once. */
+  private readonly runtimeTaken = new Map<string, Promise<boolean>>()
+
+  /**
+   * Podman's API (4.x, and later ones until its issue 28429 was fixed) ignores the runtime a
+   * create asks for: every container gets the service's default. Whether this one does is
+   * seen by making a container that never starts, on an empty root of its own.
+   */
+  override async runtimeUnusable(runtime: string): Promise<string | undefined> {
+    const about = await this.describe()
+    if (runtime === about.defaultRuntime) return undefined
+    if (!this.runtimeTaken.has(runtime)) this.runtimeTaken.set(runtime, this.containerGets(runtime))
+    if (await this.runtimeTaken.get(runtime)!) return undefined
+    return `Podman ${about.version} makes every container under its default runtime ${about.defaultRuntime}, whatever the container asks `
+      + `(its API ignores a container's runtime): run such queues on nodes whose Podman has ${runtime} as its default (containers.conf [engine] runtime), or on Docker`
+  }
+
+  private async containerGets(runtime: string): Promise<boolean> {
+    const root = mkdtempSync(join(tmpdir(), 'cbatch-runtime-probe-'))
+    const name = `cbatch-runtime-probe-${randomUUID()}`
+    try {
+      const { Id } = await this.libpod<{ Id: string }>(`create container ${name}`, 'POST', '/containers/create',
+        { name, rootfs: root, command: ['/nonexistent'], oci_runtime: runtime, netns: { nsmode: 'none' } })
+      try {
+        return (await this.libpod<{ OCIRuntime?: string }>(`inspect container ${name}`, 'GET', `/containers/${Id}/json`)).OCIRuntime === runtime
+      } finally {
+        await this.remove(Id)
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
   }
 
   /** `body`: an object, or a request's text already made. */

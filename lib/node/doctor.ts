@@ -6,7 +6,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, statfsSync, statSync 
 import { dirname, join, normalize, resolve } from 'node:path'
 import { STARTER_NEEDS } from '../torque/rlimits.ts'
 import { BUNDLES, WRAPPED_HOOKS } from '../torque/hooks.ts'
-import type { Engine, EngineDescription } from '../engine/engine.ts'
+import type { ContainerEngine, Engine, EngineDescription } from '../engine/engine.ts'
 import { ConfigError, describeIssue } from '../errors.ts'
 import { assertRootControlled } from '../host/trusted.ts'
 import { checkHostPaths, loadConfig, type Config } from '../policy/config.ts'
@@ -81,7 +81,7 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
       add('warn', 'engine live-restore', 'off: restarting dockerd kills every running job', 'set "live-restore": true in /etc/docker/daemon.json')
     }
     checkDisk('engine data root', about.dataRoot, add)
-    await checkRuntimes(config, about, add)
+    await checkRuntimes(config, engine, about, add)
     for (const [name, queue] of config.queues) {
       const present = await engine.hasImage(queue.image)
       if (present) add('ok', `queue ${name} image`, `${queue.image} is on this node`)
@@ -111,14 +111,14 @@ export async function diagnose({ configPath, pbsHome, engineFor }: DoctorOptions
 type Add = (verdict: Verdict, what: string, detail: string, fix?: string) => void
 
 /** The engine's runtimes with their versions, and each queue's runtime among them. */
-async function checkRuntimes(config: Config, about: EngineDescription, add: Add): Promise<void> {
+async function checkRuntimes(config: Config, engine: ContainerEngine, about: EngineDescription, add: Add): Promise<void> {
   for (const r of await runtimeVersions(about.runtimes)) {
     const program = [r.path, ...r.args].join(' ')
     const which = `${r.name === about.defaultRuntime ? ' (default)' : ''}`
     if (r.version) add('ok', `runtime ${r.name}`, `${program}${which}: ${r.version}`)
     else add('warn', `runtime ${r.name}`, `${program}${which}: no version (${r.error})`, 'check the runtime the engine registered under this name')
   }
-  for (const issue of await missingRuntimes(config, about.runtimes.map(r => r.name))) {
+  for (const issue of await missingRuntimes(config, engine)) {
     add('FAIL', 'config', describeIssue(config.file, issue), 'register the runtime with the engine, or change that line')
   }
 }

@@ -2,7 +2,7 @@
 // (`cbatch config check`, `cbatch doctor`, the node check), and what each of the engine's
 // runtimes says its version is (`cbatch doctor`).
 import { readFileSync } from 'node:fs'
-import type { EngineRuntime } from '../engine/engine.ts'
+import type { ContainerEngine, EngineRuntime } from '../engine/engine.ts'
 import type { ConfigIssue } from '../errors.ts'
 import { execResult } from '../host/exec.ts'
 import type { Config } from '../policy/config.ts'
@@ -11,12 +11,24 @@ import type { Config } from '../policy/config.ts'
 export const VERSION_TIMEOUT_MS = 5000
 
 /**
- * Each queue whose runtime the engine does not have (`known`: the engine's names), as a
- * config error at the line that names it: the queue's own, else the `defaults` it inherits.
+ * Each queue whose runtime the engine does not have, or has but cannot give a container, as
+ * a config error at the line that names it: the queue's own, else the `defaults` it inherits.
  */
-export async function missingRuntimes(config: Config, known: string[]): Promise<ConfigIssue[]> {
-  const missing = [...config.queues].filter(([, q]) => q.runtime !== undefined && !known.includes(q.runtime))
-  if (!missing.length) return []
+export async function missingRuntimes(config: Config, engine: Pick<ContainerEngine, 'runtimes' | 'runtimeUnusable'>): Promise<ConfigIssue[]> {
+  const named = [...config.queues].filter(([, q]) => q.runtime !== undefined)
+  if (!named.length) return []
+  const known = await engine.runtimes()
+  const problems: { queue: string; runtime: string; what: string }[] = []
+  for (const [queue, { runtime }] of named) {
+    if (!known.includes(runtime!)) {
+      problems.push({ queue, runtime: runtime!, what: `is not a runtime of the engine at ${config.engine.socket} (it has ${known.join(', ') || 'none'}): `
+        + 'register it with the engine (Docker: "runtimes" in /etc/docker/daemon.json, then kill -HUP dockerd; Podman: [engine.runtimes] in containers.conf) or name one it has' })
+      continue
+    }
+    const why = await engine.runtimeUnusable(runtime!)
+    if (why) problems.push({ queue, runtime: runtime!, what: `is a runtime of the engine at ${config.engine.socket} that no container gets: ${why}` })
+  }
+  if (!problems.length) return []
   // The YAML parser only when there is something to place (the node check runs often).
   const { placeOf } = await import('../policy/parse.ts')
   let text: string | undefined
@@ -25,15 +37,11 @@ export async function missingRuntimes(config: Config, known: string[]): Promise<
   } catch {
     // said without its line
   }
-  return missing.map(([name, queue]) => {
-    const paths = [['queues', name, 'runtime'], ['defaults', 'runtime']]
+  return problems.map(({ queue, runtime, what }) => {
+    const paths = [['queues', queue, 'runtime'], ['defaults', 'runtime']]
     const place = text === undefined ? { path: paths[0].join('.') } : placeOf(text, paths)
-    const whose = place.path === 'defaults.runtime' ? ` (queue ${name})` : ''
-    return {
-      ...place,
-      message: `${JSON.stringify(queue.runtime)}${whose} is not a runtime of the engine at ${config.engine.socket} (it has ${known.join(', ') || 'none'}): `
-        + 'register it with the engine (Docker: "runtimes" in /etc/docker/daemon.json, then kill -HUP dockerd) or name one it has',
-    }
+    const whose = place.path === 'defaults.runtime' ? ` (queue ${queue})` : ''
+    return { ...place, message: `${JSON.stringify(runtime)}${whose} ${what}` }
   })
 }
 

@@ -32,6 +32,14 @@ export class FakeEngine implements Engine {
     return this.runtimeNames
   }
 
+  /** Runtimes the engine lists but gives no container, with why. */
+  unusableRuntimes = new Map<string, string>()
+
+  async runtimeUnusable(runtime: string): Promise<string | undefined> {
+    this.calls.push(`runtimeUnusable ${runtime}`)
+    return this.unusableRuntimes.get(runtime)
+  }
+
   /** What the engine says of itself (its runtimes: runtimeNames, each at /usr/bin/<name>). */
   description: Omit<EngineDescription, 'runtimes'> = { product: 'Docker', version: '26.1.5', apiVersion: '1.45', cgroupVersion: '2', cgroupDriver: 'systemd', liveRestore: true, dataRoot: '/var/lib/docker', defaultRuntime: 'runc' }
 
