@@ -3,10 +3,11 @@
 // directory that the queue names as the node's device directory.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { emulateJob } from '../emulator/emulator.ts'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
+import { TEST_ENGINE } from './helpers/engine.ts'
 import { sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 const shared = sharedDir()
@@ -22,6 +23,7 @@ const config = writeConfig(shared.path, `log: { file: ${shared.path}/cbatch.log 
 accounting: { file: ${accounting} }
 queues:
   gpu: { image: ${TEST_IMAGE}, pull: never, gpus: { devices: ${devices} } }
+  vendor: { image: ${TEST_IMAGE}, pull: never, gpus: { devices: ${devices}, runtime: nvidia } }
   cpu: { image: ${TEST_IMAGE}, pull: never }
 `)
 
@@ -54,4 +56,27 @@ t.test('GPUs the queue does not give, or the node does not have, refuse the job 
   const missing = await run('gpu', 'nodes=1:ppn=1:gpus=2', [2, 7])
   t.equal(missing.exitStatus, 125)
   t.match(missing.stderr, 'cbatch: the job asks for GPU 7, which this node does not have')
+})
+
+// Podman hands GPUs in by their Container Device Interface names (nvidia.com/gpu=<index>),
+// as the NVIDIA Container Toolkit's generated spec names them; here a spec of the fake
+// device nodes, under the same kind. Docker's route (device requests to the NVIDIA runtime)
+// needs that runtime, which this node does not have.
+t.test('GPUs through the vendor\'s route: on Podman, the CDI devices of exactly the job\'s GPUs', { skip: TEST_ENGINE !== 'podman' && 'Docker\'s route needs the NVIDIA runtime' }, async t => {
+  const spec = `/var/run/cdi/cbatch-test-${process.pid}.json`
+  mkdirSync('/var/run/cdi', { recursive: true })
+  const node = (name: string) => ({ path: `/dev/${name}`, hostPath: join(devices, name) })
+  writeFileSync(spec, JSON.stringify({
+    cdiVersion: '0.5.0', kind: 'nvidia.com/gpu',
+    devices: [0, 1, 2, 3].map(i => ({ name: String(i), containerEdits: { deviceNodes: [node(`nvidia${i}`)] } })),
+    // A node only the spec has: the devices came through CDI, not as cbatch's device nodes.
+    containerEdits: { deviceNodes: [node('nvidiactl'), node('nvidia-uvm'), { path: '/dev/nvidia-from-cdi', hostPath: join(devices, 'nvidiactl') }] },
+  }))
+  t.teardown(() => rmSync(spec, { force: true }))
+  const job = await run('vendor', 'nodes=1:ppn=1:gpus=2', [1, 3])
+  t.equal(job.exitStatus, 0, job.stderr)
+  t.match(job.stdout, 'devices: nvidia-from-cdi nvidia-uvm nvidia1 nvidia3 nvidiactl \n', 'the spec\'s devices of its two GPUs, and the common ones, no others')
+  t.match(job.stdout, 'visible=0,1\n')
+  const line = readFileSync(accounting, 'utf8').split('\n').filter(Boolean).map(l => JSON.parse(l) as AccountingRecord).find(r => r.jobId === job.jobId)
+  t.same(line?.gpus, [1, 3])
 })

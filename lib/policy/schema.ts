@@ -123,7 +123,7 @@ const policyFields = {
   gpus: Type.Optional(Type.Object({
     devices: Type.String({ pattern: '^/', expects: 'an absolute path', default: '/dev', description: 'directory of the node\'s NVIDIA device nodes (nvidia0, nvidiactl...)' }),
     runtime: Type.Union([Type.Literal('auto'), Type.Literal('nvidia'), Type.Literal('none')], {
-      default: 'auto', description: 'nvidia: NVIDIA device requests; none: the device nodes; auto: requests when the engine has the nvidia runtime',
+      default: 'auto', description: 'nvidia: NVIDIA device requests (Podman: the Container Device Interface names nvidia.com/gpu=N); none: the device nodes; auto: requests when the engine has the nvidia runtime',
     }),
   }, { additionalProperties: false, description: 'the queue gives jobs the GPUs pbs_mom allocated them (none without this)' })),
   shmSize: Type.Optional(Size('size of /dev/shm (default: the job\'s memory on the node, else half the node\'s)')),
