@@ -4,7 +4,7 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { containersOf, eventually, finished, idOf, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
+import { containersOf, eventually, finished, idOf, IN_CONTAINER, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
 
 if (!torqueAnswers()) {
   t.comment('no TORQUE answers on this host: the real-TORQUE tier is skipped (scripts/torque/build.sh, then tier.sh)')
@@ -15,7 +15,7 @@ t.setTimeout(20 * 60 * 1000)
 const capable = (BigInt(`0x${/^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]}`) >> 24n) & 1n
 
 t.test('a job runs in its container as its owner; names resolve though the prologue runs under umask 0077', async t => {
-  const job = submit('#!/bin/sh\nid -un; id -gn; test -e /.dockerenv && echo in-container; ls -l /etc/passwd | cut -c1-10; umask\n',
+  const job = submit(`#!/bin/sh\nid -un; id -gn; ${IN_CONTAINER} && echo in-container; ls -l /etc/passwd | cut -c1-10; umask\n`,
     { resources: 'nodes=vm:ppn=1' })
   const done = await finished(job)
   t.equal(done.exitStatus, 0, done.stderr)
@@ -67,7 +67,8 @@ t.test('qsub -v CBATCH_IMAGE cannot choose the image; the job is told so and #CB
   const byVariable = await finished(submit('#!/bin/sh\necho ran\n', { vars: 'CBATCH_IMAGE=cbatch-test/busybox:latest', resources: 'nodes=vm:ppn=1' }))
   t.equal(byVariable.exitStatus, 125)
   t.notMatch(byVariable.stdout, 'ran')
-  t.match(byVariable.stderr, 'with CBATCH_IMAGE, which cannot choose the image; its container runs cbatch-test/torque:latest. Ask with a #CBATCH image= line')
+  // Podman names images it loaded localhost/<name>.
+  t.match(byVariable.stderr, /with CBATCH_IMAGE, which cannot choose the image; its container runs (localhost\/)?cbatch-test\/torque:latest\. Ask with a #CBATCH image= line/)
   const byLine = await finished(submit('#!/bin/sh\n#CBATCH image=cbatch-test/busybox:latest\ntest -x /usr/local/bin/pbsdsh || echo "plain busybox"\n', { resources: 'nodes=vm:ppn=1' }))
   t.equal(byLine.exitStatus, 0, byLine.stderr)
   t.match(byLine.stdout, 'plain busybox')
@@ -84,7 +85,7 @@ t.test('a job\'s vmem that root cannot lift is named to the owner; where it can,
 })
 
 t.test('tasks run in their node\'s container as the owner, whatever USER the job sets', async t => {
-  const job = submit(`#!/bin/sh\n/usr/local/bin/pbsdsh -u sh -c 'echo "node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv && echo yes)"'\n`,
+  const job = submit(`#!/bin/sh\n/usr/local/bin/pbsdsh -u sh -c 'echo "node=$PBS_NODENUM uid=$(id -u) container=$(${IN_CONTAINER} && echo yes)"'\n`,
     { resources: 'nodes=vm:ppn=1+vm2:ppn=1', vars: 'USER=root' })
   const done = await finished(job)
   t.equal(done.exitStatus, 0, done.stderr)
@@ -99,7 +100,7 @@ t.test('a sister\'s container lives as long as its job, through pbs_mom\'s rewri
   const job = submit(`#!/bin/sh
 i=0
 while [ $i -lt 8 ]; do
-  /usr/local/bin/pbsdsh -n 1 sh -c 'test -e /.dockerenv && echo "sister alive $PBS_NODENUM $(grep -m1 cpuacct /proc/self/cgroup)"'
+  /usr/local/bin/pbsdsh -n 1 sh -c '${IN_CONTAINER} && echo "sister alive $PBS_NODENUM $(grep -m1 cpuacct /proc/self/cgroup)"'
   i=$((i + 1)); sleep 5
 done
 `, { resources: 'nodes=vm:ppn=1+vm2:ppn=1' })

@@ -2,14 +2,25 @@
 // runs cbatch's installed hooks, and what the owner gets back is read from their files.
 // Nothing here emulates pbs_mom: this is what the emulator must agree with.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { parse } from 'yaml'
 
-/** The moms of the tier (scripts/torque/tier.sh): node name, PBS_HOME, engine socket. */
+/** A mom's engine, as scripts/torque/tier.sh configured it (Docker or Podman). */
+function engineOf(node: string): { kind: 'docker' | 'podman'; socket: string } {
+  const config = `/etc/cbatch-tier/${node}/cbatch.yaml`
+  const engine = existsSync(config) ? (parse(readFileSync(config, 'utf8'))?.engine ?? {}) : {}
+  return { kind: engine.kind ?? 'docker', socket: engine.socket ?? '/var/run/docker.sock' }
+}
+
+/** The moms of the tier (scripts/torque/tier.sh): node name, PBS_HOME, engine. */
 export const MOMS = [
-  { node: 'vm', pbsHome: '/var/spool/torque', socket: '/var/run/docker.sock' },
-  { node: 'vm2', pbsHome: '/var/spool/torque-mom2', socket: '/run/cbatch-tier/docker2.sock' },
+  { node: 'vm', pbsHome: '/var/spool/torque', ...engineOf('vm') },
+  { node: 'vm2', pbsHome: '/var/spool/torque-mom2', ...engineOf('vm2') },
 ] as const
+
+/** Shell words that say whether they run in a container, under either engine. */
+export const IN_CONTAINER = 'test -e /.dockerenv -o -e /run/.containerenv'
 
 export const OWNER = 'cbatchtest'
 export const OTHER = 'cbatchdemo'
