@@ -156,12 +156,15 @@ export class DockerEngine implements Engine {
     await this.call(`remove image ${reference}`, signal => this.docker.getImage(reference).remove({ abortSignal: signal }))
   }
 
-  /** Creates and starts a container; removes it again when it cannot start. */
   /** Docker gives a container the runtime its create names (`HostConfig.Runtime`). */
   async runtimeUnusable(_runtime: string): Promise<string | undefined> {
     return undefined
   }
 
+  /**
+   * Creates and starts a container; removes it again when it cannot start, or when the
+   * engine made it under another runtime than the spec's.
+   */
   async run(spec: ContainerSpec): Promise<string> {
     const id = await this.create(spec)
     try {
