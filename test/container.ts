@@ -251,7 +251,7 @@ t.test('the Podman adapter asks libpod for the same container, confined alike, R
     devices: [{ host: '/dev/fuse', container: '/dev/fuse', permissions: 'rwm' }], limits: { ...spec.limits, cpuset: '0-1' },
   }
   t.match(podmanSpec(full), {
-    labels: full.labels, env: { A: '1', B: 'x=y' }, hostname: 'node1', cap_add: ['SYS_PTRACE'], oci_runtime: 'runsc', cgroup_parent: '/torque/1.srv',
+    labels: full.labels, env: { A: '1', B: 'x=y' }, hostname: 'node1', cap_add: ['SYS_PTRACE'], oci_runtime: 'runsc', cgroup_parent: '/torque/1.srv', cgroups_mode: 'no-conmon',
     devices: [{ path: '/dev/fuse:/dev/fuse:rwm' }], resource_limits: { pids: { limit: 77 }, cpu: { cpus: '0-1' } }, oom_score_adj: 0, user: full.user,
   })
   t.same(podmanSpec({ ...full, network: 'host' }).netns, { nsmode: 'host' })

@@ -55,6 +55,9 @@ export function podmanSpec(spec: ContainerSpec, unlimited: number | string = 'un
     log_configuration: { driver: CONFINEMENT.LogConfig.Type },
     read_only_filesystem: spec.readOnlyRootfs,
     ...(spec.cgroupParent === undefined ? {} : { cgroup_parent: spec.cgroupParent }),
+    // conmon stays in the service's cgroup. Else cgroupfs puts it in <cgroup parent>/conmon,
+    // which no one removes: below a job's TORQUE cgroup, pbs_mom could never remove that.
+    cgroups_mode: 'no-conmon',
     r_limits: Object.entries(spec.rlimits).map(([name, { soft, hard }]) =>
       ({ type: name, soft: soft === 'unlimited' ? unlimited : soft, hard: hard === 'unlimited' ? unlimited : hard })),
     // libpod leaves it to what conmon has unless told; Docker's create sets 0.
