@@ -46,7 +46,9 @@ t.test('a bad config stops a job that reaches the starter anyway: never run unco
     { env: { PBS_JOBID: `${process.pid}.unconfined`, USER: TEST_USER, PBS_QUEUE: 'batch', HOME: '/tmp' }, config, input: 'echo must-not-run\n' })
   t.equal(starter.status, 125)
   t.equal(starter.stdout, '')
-  t.match(starter.stderr, /^cbatch: invalid cbatch config .*:1:10: queues\.0: /)
+  // At the first item, wherever the tests' engine section left it on the line.
+  const column = readFileSync(config, 'utf8').split('\n').find(l => l.startsWith('queues:'))!.indexOf('not') + 1
+  t.match(starter.stderr, new RegExp(`^cbatch: invalid cbatch config .*:\\d+:${column}: queues\\.0: `))
 })
 
 t.test('the starter refuses a job whose container is missing', async t => {

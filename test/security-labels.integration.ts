@@ -9,6 +9,7 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeF
 import { join } from 'node:path'
 import { containerName } from '../lib/job/container.ts'
 import { LABEL } from '../lib/engine/labels.ts'
+import { ENGINE_SOCKET, engineCli, engineCliQuiet, TEST_ENGINE } from './helpers/engine.ts'
 import { containersLeft, hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(5 * 60 * 1000)
@@ -36,7 +37,8 @@ const canaryState = () => [
 const pristine = canaryState()
 
 // The owner's image: the queue's busybox with every label cbatch reads planted in it
-// (`docker commit --change` is a Dockerfile's LABEL, with no build and no network).
+// (`docker commit --change` is a Dockerfile's LABEL, with no build and no network), made
+// in dockerd and loaded into the tests' engine (Podman's compatible commit takes no changes).
 const image = `cbatch-test/labelled:${process.pid}`
 const planted: Record<string, string> = {
   [LABEL.scratch]: join(canaryBase, name),
@@ -54,7 +56,13 @@ const made = execFileSync('docker', ['create', '--network', 'none', TEST_IMAGE, 
 execFileSync('docker', ['commit', ...Object.entries(planted).flatMap(([k, v]) => ['--change', `LABEL ${k}=${JSON.stringify(v)}`]), made, image])
 execFileSync('docker', ['rm', made])
 t.teardown(() => { execFileSync('docker', ['rmi', '-f', image]) })
-t.match(JSON.parse(execFileSync('docker', ['image', 'inspect', '--format', '{{json .Config.Labels}}', image], { encoding: 'utf8' })), planted, 'the image carries the labels')
+// Podman names what it loaded localhost/<name>, and filters by that name only.
+const loaded = TEST_ENGINE === 'podman' ? `localhost/${image}` : image
+if (TEST_ENGINE !== 'docker') {
+  execFileSync('sh', ['-c', `docker save '${image}' | docker -H unix://${ENGINE_SOCKET} load`], { stdio: 'ignore' })
+  t.teardown(() => engineCliQuiet(['rmi', '-f', image]))
+}
+t.match(JSON.parse(engineCli(['image', 'inspect', '--format', '{{json .Config.Labels}}', image])), planted, 'the image carries the labels')
 
 const accounting = join(root, 'accounting.jsonl')
 const config = writeConfig(shared.path, `log: { file: ${root}/cbatch.log }
@@ -87,8 +95,8 @@ echo "uid=$(id -u) cuda=\${CUDA_VISIBLE_DEVICES-unset} scratch=\${CBATCH_SCRATCH
     // Its container's labels while it runs, as root's hooks read them.
     let labels: Record<string, string> | undefined
     for (let i = 0; i < 100 && !labels; i++) {
-      const id = execFileSync('docker', ['ps', '-q', '--filter', `ancestor=${image}`, '--filter', 'label=cbatch.job'], { encoding: 'utf8' }).trim().split('\n')[0]
-      if (id) labels = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Config.Labels}}', id], { encoding: 'utf8' }))
+      const id = engineCli(['ps', '-q', '--filter', `ancestor=${loaded}`, '--filter', 'label=cbatch.job']).trim().split('\n')[0]
+      if (id) labels = JSON.parse(engineCli(['inspect', '--format', '{{json .Config.Labels}}', id]))
       else await new Promise(r => setTimeout(r, 100))
     }
     const { job } = await ran
@@ -113,7 +121,7 @@ t.test('root\'s epilogue never touches a path an image\'s cbatch.scratch names, 
   // The image names the job's own directory name, under a root directory of its choosing:
   // the job id was known, the container name follows from it.
   await preparedJob(t, jobId, readFileSync(config, 'utf8'), 'labelled')
-  const labels = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Config.Labels}}', name], { encoding: 'utf8' }))
+  const labels = JSON.parse(engineCli(['inspect', '--format', '{{json .Config.Labels}}', name]))
   t.equal(labels[LABEL.scratch], '', 'create set it empty over the image\'s')
   const epilogue = runHook('epilogue', [jobId, TEST_USER, TEST_USER, 'j', '0', '', '', 'labelled', '', '0'], { env: {}, config })
   t.equal(epilogue.status, 0, epilogue.stderr)

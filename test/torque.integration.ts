@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../lib/policy/parse.ts'
 import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
-import { DockerEngine } from '../lib/engine/docker.ts'
+import { engineCli, TEST_ENGINE, testEngine, withTestEngine } from './helpers/engine.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -78,7 +78,8 @@ t.test('qsub -v CBATCH_IMAGE cannot choose the image: the job is told so, and #C
   const { job } = await runJob('#!/bin/sh\necho ran\n', { config, vars: { CBATCH_IMAGE: REGISTRY_IMAGE } })
   t.equal(job.exitStatus, 125)
   t.notMatch(job.stdout, 'ran')
-  t.match(job.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image; its container runs ${TEST_IMAGE}. Ask with a #CBATCH image= line`)
+  // Podman names images it loaded localhost/<name>.
+  t.match(job.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image; its container runs ${TEST_ENGINE === 'podman' ? 'localhost/' : ''}${TEST_IMAGE}. Ask with a #CBATCH image= line`)
   const { job: asked } = await runJob(`#!/bin/sh\n#CBATCH image=${REGISTRY_IMAGE}\necho ran\n`, { config })
   t.equal(asked.exitStatus, 0, asked.stderr)
   t.match(readLog(), new RegExp(`"job":"${asked.jobId}","level":"info","message":"container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))
@@ -98,7 +99,7 @@ t.test('a job is never run in another image than its CBATCH_IMAGE names', async 
 })
 
 t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for orphans', async t => {
-  const engine = new DockerEngine({ socket: '/var/run/docker.sock', timeoutMs: 30_000, pullTimeoutMs: 30_000 })
+  const engine = testEngine()
   const jobId = `${process.pid}[3].array`
   const jobFile = recordJob(jobId)
   t.match(jobFile, `${process.pid}-3.array.JB`)
@@ -106,11 +107,11 @@ t.test('array sub-jobs are known by their files (N-i.host.JB), never taken for o
     rmSync(jobFile, { force: true })
     return cleanupJob({ jobId, user: TEST_USER, queue: 'batch', exitStatus: 0, momPriv: PROLOGUE.batch.stateDir }, engine)
   })
-  await prepareJob(jobContext({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, {}), parseConfig(yaml), engine, PROLOGUE)
+  await prepareJob(jobContext({ jobId, user: TEST_USER, group: '', jobName: 'a', resources: '', queue: 'batch', account: '' }, {}), parseConfig(withTestEngine(yaml)), engine, PROLOGUE)
   const orphans = await collectOrphans(engine, { batch: PROLOGUE.batch, graceSeconds: 0, dryRun: true })
   t.notOk(orphans.some(c => c.labels['cbatch.job'] === jobId), 'a running array sub-job is not an orphan')
   t.equal(containersOf(jobId).length, 1)
-  t.ok(execFileSync('docker', ['inspect', '-f', '{{.Name}}', containerName(jobId, PROLOGUE.batch.stateDir)], { encoding: 'utf8' }))
+  t.ok(engineCli(['inspect', '-f', '{{.Name}}', containerName(jobId, PROLOGUE.batch.stateDir)]))
 })
 
 function readLog(): string {
