@@ -26,7 +26,8 @@ const DOCKER_SOCKET = '/var/run/docker.sock'
 const SYSTEM_CONTAINERS_CONF = '/etc/containers/containers.conf'
 
 /**
- * The node's containers.conf for a second Podman on it: the same settings, but file locks
+ * The node's containers.conf (with CONTAINERS_CONF set, Podman reads that file alone) for a
+ * second Podman on it: the same settings, but file locks
  * below its own tmpdir (the default shared-memory locks are one set per host, and a new
  * Podman's first start frees them all, taking the host for freshly booted), and its own
  * default runtime if given.
@@ -36,8 +37,8 @@ function privatePodmanConf(defaultRuntime?: string): string {
   const system = existsSync(SYSTEM_CONTAINERS_CONF) ? readFileSync(SYSTEM_CONTAINERS_CONF, 'utf8') : ''
   // Keys of [engine] this replaces go wherever they were (a key may be set once).
   const rest = system.replace(new RegExp(`^\\s*(${ours.map(k => k.split(' ')[0]).join('|')})\\s*=.*$`, 'gm'), '')
-  return /^\[engine\]\s*$/m.test(rest) ? rest.replace(/^\[engine\]\s*$/m, `[engine]\n${ours.join('\n')}`)
-    : `${rest}\n[engine]\n${ours.join('\n')}\n`
+  const table = /^[ \t]*\[engine\][ \t]*(#.*)?$/m
+  return table.test(rest) ? rest.replace(table, `[engine]\n${ours.join('\n')}`) : `${rest}\n[engine]\n${ours.join('\n')}\n`
 }
 
 /** The private Podman's own command line: its stores, locks and config (the service, and `podman` on it without one). */

@@ -3,7 +3,7 @@
 // directory that the queue names as the node's device directory.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { emulateJob } from '../emulator/emulator.ts'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
@@ -65,6 +65,8 @@ t.test('GPUs the queue does not give, or the node does not have, refuse the job 
 t.test('GPUs through the vendor\'s route: on Podman, the CDI devices of exactly the job\'s GPUs', { skip: TEST_ENGINE !== 'podman' && 'Docker\'s route needs the NVIDIA runtime' }, async t => {
   const spec = `/var/run/cdi/cbatch-test-${process.pid}.json`
   mkdirSync('/var/run/cdi', { recursive: true })
+  // A spec an earlier run left would name the same devices: Podman refuses such a clash.
+  for (const old of readdirSync('/var/run/cdi').filter(f => /^cbatch-test-\d+\.json$/.test(f))) rmSync(join('/var/run/cdi', old))
   const node = (name: string) => ({ path: `/dev/${name}`, hostPath: join(devices, name) })
   writeFileSync(spec, JSON.stringify({
     cdiVersion: '0.5.0', kind: 'nvidia.com/gpu',

@@ -1,11 +1,12 @@
 // lib/node/runtimes.ts: queues' runtimes against the engine's, at the line that names them;
 // what each runtime of the engine says its version is, within a timeout.
 import t from 'tap'
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../lib/policy/parse.ts'
-import { missingRuntimes, runtimeVersions } from '../lib/node/runtimes.ts'
+import { missingRuntimes, rememberingVerdicts, runtimeVersions } from '../lib/node/runtimes.ts'
+import type { EngineDescription } from '../lib/engine/engine.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'cbatch-runtimes-'))
 /** An engine with these runtimes, of which `unusable` give no container (with why); it keeps what it was asked. */
@@ -53,7 +54,30 @@ t.test('a runtime the engine has but gives no container (Podman\'s API ignoring 
   t.match(await missingRuntimes(parseConfig(text, file), engine), [
     { path: 'queues.untrusted.runtime', line: 7, column: 14, message: '"runsc" is a runtime of the engine at /var/run/docker.sock that no container gets: every container gets runc' },
   ])
-  t.same(engine.asked.sort(), ['runc', 'runsc'], 'each runtime a queue names is asked about, once')
+  t.same(engine.asked.sort(), ['runc', 'runsc'], 'each runtime a queue names is asked about')
+  const shared = join(dir, 'shared.yaml')
+  writeFileSync(shared, 'defaults:\n  runtime: runsc\nqueues:\n  a: { image: img:1 }\n  b: { image: img:1 }\n')
+  const once = engineWith(['runc', 'runsc'], { runsc: 'every container gets runc' })
+  t.equal((await missingRuntimes(parseConfig(readFileSync(shared, 'utf8'), shared), once)).length, 2, 'both queues said')
+  t.same(once.asked, ['runsc'], 'their runtime asked about once')
+})
+
+t.test('the node check\'s verdicts are kept while the engine stays as it is, and asked again once it changes', async t => {
+  const file = join(dir, 'verdicts.json')
+  const engine = { ...engineWith(['runc', 'runsc'], { runsc: 'every container gets runc' }), about: { product: 'Podman', version: '4.3.1', defaultRuntime: 'runc' } }
+  const describe = async () => engine.about as unknown as EngineDescription
+  const judge = () => rememberingVerdicts({ ...engine, describe }, file)
+  t.equal(await judge().runtimeUnusable('runsc'), 'every container gets runc')
+  t.equal(await judge().runtimeUnusable('runsc'), 'every container gets runc', 'from the file, by a new process')
+  t.equal(await judge().runtimeUnusable('runc'), undefined)
+  t.equal(await judge().runtimeUnusable('runc'), undefined, 'a runtime it gives, kept too')
+  t.same(engine.asked, ['runsc', 'runc'], 'the engine asked once each')
+  t.equal(statSync(file).mode & 0o777, 0o600, 'root\'s alone')
+  engine.about = { ...engine.about, version: '5.9.0' }
+  await judge().runtimeUnusable('runsc')
+  t.same(engine.asked, ['runsc', 'runc', 'runsc'], 'another version: asked again')
+  writeFileSync(file, 'not json')
+  t.equal(await judge().runtimeUnusable('runsc'), 'every container gets runc', 'an unreadable file: asked again')
 })
 
 t.test('each runtime\'s --version, first line; one that fails or hangs says why, within the timeout', async t => {

@@ -170,7 +170,9 @@ export class DockerEngine implements Engine {
     try {
       // Never started under another runtime than the queue's, whatever the engine did with the ask.
       if (spec.runtime !== undefined) {
-        const made = (await this.inspect(id))?.runtime
+        const details = await this.inspect(id)
+        if (!details) throw new EngineError(`the ${this.product} engine lost the job's container ${spec.name} before it started`)
+        const made = details.runtime
         if (made !== spec.runtime) {
           throw new RuntimeMissingError(`the ${this.product} engine made the job's container under the runtime ${made || '(none said)'}, not ${spec.runtime}, which its queue names; tell the node's admin`)
         }

@@ -4,9 +4,7 @@
 // runtime a container runs under read through Podman's own (libpod) API; runtimes are those
 // whose program exists.
 import { randomUUID } from 'node:crypto'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { ContainerRefusedError, type EngineError } from '../errors.ts'
 import { CONFINEMENT } from '../policy/security.ts'
 import { DockerEngine, refused, type DockerOptions } from './docker.ts'
@@ -147,36 +145,38 @@ export class PodmanEngine extends DockerEngine {
     return (await this.describe()).runtimes.map(r => r.name)
   }
 
-  /** Whether a container made asking for a runtime gets it, by runtime: found out once. */
+  /** Whether a container made asking for a runtime gets it, by runtime: found out once (a failure is not kept). */
   private readonly runtimeTaken = new Map<string, Promise<boolean>>()
 
   /**
    * Podman's API (4.x, and later ones until its issue 28429 was fixed) ignores the runtime a
    * create asks for: every container gets the service's default. Whether this one does is
-   * seen by making a container that never starts, on an empty root of its own.
+   * seen by making a container that never starts.
    */
   override async runtimeUnusable(runtime: string): Promise<string | undefined> {
     const about = await this.describe()
     if (runtime === about.defaultRuntime) return undefined
-    if (!this.runtimeTaken.has(runtime)) this.runtimeTaken.set(runtime, this.containerGets(runtime))
+    if (!this.runtimeTaken.has(runtime)) {
+      this.runtimeTaken.set(runtime, this.containerGets(runtime).catch(err => {
+        this.runtimeTaken.delete(runtime)
+        throw err
+      }))
+    }
     if (await this.runtimeTaken.get(runtime)!) return undefined
     return `Podman ${about.version} makes every container under its default runtime ${about.defaultRuntime}, whatever the container asks `
       + `(its API ignores a container's runtime): run such queues on nodes whose Podman has ${runtime} as its default (containers.conf [engine] runtime), or on Docker`
   }
 
   private async containerGets(runtime: string): Promise<boolean> {
-    const root = mkdtempSync(join(tmpdir(), 'cbatch-runtime-probe-'))
     const name = `cbatch-runtime-probe-${randomUUID()}`
     try {
+      // Made and inspected, never started: the node's root serves as its root, untouched.
       const { Id } = await this.libpod<{ Id: string }>(`create container ${name}`, 'POST', '/containers/create',
-        { name, rootfs: root, command: ['/nonexistent'], oci_runtime: runtime, netns: { nsmode: 'none' } })
-      try {
-        return (await this.libpod<{ OCIRuntime?: string }>(`inspect container ${name}`, 'GET', `/containers/${Id}/json`)).OCIRuntime === runtime
-      } finally {
-        await this.remove(Id)
-      }
+        { name, rootfs: '/', command: ['/nonexistent'], oci_runtime: runtime, netns: { nsmode: 'none' } })
+      return (await this.libpod<{ OCIRuntime?: string }>(`inspect container ${name}`, 'GET', `/containers/${Id}/json`)).OCIRuntime === runtime
     } finally {
-      rmSync(root, { recursive: true, force: true })
+      // By name: also one whose create the service went on with after this call gave up.
+      await this.remove(name).catch(() => undefined)
     }
   }
 

@@ -118,9 +118,14 @@ async function checkRuntimes(config: Config, engine: ContainerEngine, about: Eng
     if (r.version) add('ok', `runtime ${r.name}`, `${program}${which}: ${r.version}`)
     else add('warn', `runtime ${r.name}`, `${program}${which}: no version (${r.error})`, 'check the runtime the engine registered under this name')
   }
-  for (const issue of await missingRuntimes(config, engine)) {
-    add('FAIL', 'config', describeIssue(config.file, issue), 'register the runtime with the engine, or change that line')
+  let issues
+  try {
+    issues = await missingRuntimes(config, engine)
+  } catch (err) {
+    add('warn', 'queue runtimes', `not checked: ${(err as Error).message}`, 'run cbatch doctor again')
+    return
   }
+  for (const issue of issues) add('FAIL', 'config', describeIssue(config.file, issue), 'do as the message says, or change that line')
 }
 
 /** pbs_mom's permission check, and that each hook is cbatch's with its bundle and a cache that fits. */

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import type { ContainerEngine, EngineRuntime } from '../engine/engine.ts'
 import type { ConfigIssue } from '../errors.ts'
 import { execResult } from '../host/exec.ts'
+import { replaceFile } from '../host/trusted.ts'
 import type { Config } from '../policy/config.ts'
 
 /** How long a runtime's `--version` may take: doctor must not hang on a broken one. */
@@ -18,15 +19,21 @@ export async function missingRuntimes(config: Config, engine: Pick<ContainerEngi
   const named = [...config.queues].filter(([, q]) => q.runtime !== undefined)
   if (!named.length) return []
   const known = await engine.runtimes()
+  // Each runtime judged once, however many queues name it.
+  const judged = new Map<string, Promise<string | undefined>>()
+  const judge = (runtime: string) => {
+    if (!judged.has(runtime)) {
+      judged.set(runtime, known.includes(runtime)
+        ? engine.runtimeUnusable(runtime).then(why => why && `is a runtime of the engine at ${config.engine.socket} that no container gets: ${why}`)
+        : Promise.resolve(`is not a runtime of the engine at ${config.engine.socket} (it has ${known.join(', ') || 'none'}): `
+          + 'register it with the engine (Docker: "runtimes" in /etc/docker/daemon.json, then kill -HUP dockerd; Podman: [engine.runtimes] in containers.conf) or name one it has'))
+    }
+    return judged.get(runtime)!
+  }
   const problems: { queue: string; runtime: string; what: string }[] = []
   for (const [queue, { runtime }] of named) {
-    if (!known.includes(runtime!)) {
-      problems.push({ queue, runtime: runtime!, what: `is not a runtime of the engine at ${config.engine.socket} (it has ${known.join(', ') || 'none'}): `
-        + 'register it with the engine (Docker: "runtimes" in /etc/docker/daemon.json, then kill -HUP dockerd; Podman: [engine.runtimes] in containers.conf) or name one it has' })
-      continue
-    }
-    const why = await engine.runtimeUnusable(runtime!)
-    if (why) problems.push({ queue, runtime: runtime!, what: `is a runtime of the engine at ${config.engine.socket} that no container gets: ${why}` })
+    const what = await judge(runtime!)
+    if (what) problems.push({ queue, runtime: runtime!, what })
   }
   if (!problems.length) return []
   // The YAML parser only when there is something to place (the node check runs often).
@@ -64,4 +71,36 @@ export async function runtimeVersions(runtimes: EngineRuntime[], timeoutMs = VER
     const first = stdout.split('\n').find(l => l.trim())?.trim()
     return code === 0 && first ? { ...runtime, version: first } : { ...runtime, error: (stderr.split('\n')[0] || `exit ${code}`).trim() }
   }))
+}
+
+/** Where in mom_priv the node check keeps the engine's verdicts on runtimes. */
+export const RUNTIME_VERDICTS = 'cbatch-runtime-verdicts.json'
+
+/** Verdicts of runtimeUnusable kept, by engine, its version and default runtime, and the runtime asked about. */
+type Verdicts = Record<string, string | null>
+
+/**
+ * The engine, with its answers to runtimeUnusable kept in `file` (root's, in mom_priv) for as
+ * long as its version and default runtime stay: the node check runs every few seconds, and
+ * Podman finds each answer out by making a container.
+ */
+export function rememberingVerdicts(engine: Pick<ContainerEngine, 'runtimes' | 'runtimeUnusable' | 'describe'>, file: string):
+  Pick<ContainerEngine, 'runtimes' | 'runtimeUnusable'> {
+  return {
+    runtimes: () => engine.runtimes(),
+    async runtimeUnusable(runtime) {
+      const { product, version, defaultRuntime } = await engine.describe()
+      const key = JSON.stringify([product, version, defaultRuntime, runtime])
+      let kept: Verdicts = {}
+      try {
+        kept = JSON.parse(readFileSync(file, 'utf8')) as Verdicts
+      } catch {
+        // none yet, or unreadable: asked again
+      }
+      if (Object.hasOwn(kept, key)) return kept[key] ?? undefined
+      const why = await engine.runtimeUnusable(runtime)
+      replaceFile(file, JSON.stringify({ ...kept, [key]: why ?? null }), 0o600)
+      return why
+    },
+  }
 }

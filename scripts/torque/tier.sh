@@ -17,7 +17,7 @@ die() { echo "torque/tier: $*" >&2; exit 1; }
 ENGINE=docker
 while [ $# -gt 0 ]; do
   case "$1" in
-    --engine) ENGINE=${2:-}; shift 2 ;;
+    --engine) [ $# -ge 2 ] || die "--engine: docker or podman"; ENGINE=$2; shift 2 ;;
     *) die "unknown argument $1 (usage: tier.sh [--engine docker|podman])" ;;
   esac
 done
@@ -56,7 +56,7 @@ else
     say "starting the second mom's Podman service on $SOCK2"
     # The host's settings, but file locks of its own: the shared-memory ones are one set per
     # host, and a second Podman's first start would free the first one's.
-    sed -e '/^[[:space:]]*lock_type[[:space:]]*=/d' -e 's/^\[engine\][[:space:]]*$/[engine]\nlock_type = "file"/' \
+    sed -e '/^[[:space:]]*lock_type[[:space:]]*=/d' -e 's/^[[:space:]]*\[engine\][[:space:]]*\(#.*\)\{0,1\}$/[engine]\nlock_type = "file"/' \
       /etc/containers/containers.conf >"$STATE/podman2.conf"
     grep -q '^lock_type = "file"' "$STATE/podman2.conf" || printf '[engine]\nlock_type = "file"\n' >>"$STATE/podman2.conf"
     CONTAINERS_CONF="$STATE/podman2.conf" nohup podman --root "$STATE/podman2" --runroot "$RUN/podman2" --tmpdir "$RUN/podman2-tmp" \

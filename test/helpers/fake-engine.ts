@@ -32,12 +32,10 @@ export class FakeEngine implements Engine {
     return this.runtimeNames
   }
 
-  /** Runtimes the engine lists but gives no container, with why. */
-  unusableRuntimes = new Map<string, string>()
-
+  /** Every runtime it lists, it gives a container. */
   async runtimeUnusable(runtime: string): Promise<string | undefined> {
     this.calls.push(`runtimeUnusable ${runtime}`)
-    return this.unusableRuntimes.get(runtime)
+    return undefined
   }
 
   /** What the engine says of itself (its runtimes: runtimeNames, each at /usr/bin/<name>). */
