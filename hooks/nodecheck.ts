@@ -1,10 +1,10 @@
 // pbs_mom's $node_check_script: a line starting with ERROR marks this node down in
 // pbs_server until the check passes again. A node that cannot run container jobs (config
 // unusable, engine unreachable, a queue's image missing where it may not be pulled, a
-// queue's runtime the engine does not have or gives no container, a scratch base where others could change or
-// make it first) must stop taking jobs: pbs_sched would otherwise re-run each requeued job
-// on it at once, forever (docs/torque-contract.md, "When a prologue fails"). Silent when
-// all is well.
+// queue's runtime the engine does not have or gives no container, a scratch base where
+// others could change or make it first) must stop taking jobs: pbs_sched would otherwise
+// re-run each requeued job on it at once, forever (docs/torque-contract.md, "When a
+// prologue fails"). Silent when all is well.
 import { join } from 'node:path'
 import { openEngine } from '../lib/engine/open.ts'
 import { checkScratchBase } from '../lib/host/scratch.ts'

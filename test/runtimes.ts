@@ -76,8 +76,12 @@ t.test('the node check\'s verdicts are kept while the engine stays as it is, and
   engine.about = { ...engine.about, version: '5.9.0' }
   await judge().runtimeUnusable('runsc')
   t.same(engine.asked, ['runsc', 'runc', 'runsc'], 'another version: asked again')
-  writeFileSync(file, 'not json')
-  t.equal(await judge().runtimeUnusable('runsc'), 'every container gets runc', 'an unreadable file: asked again')
+  for (const garbage of ['not json', 'null', '[1]', '{"x": 3}']) {
+    writeFileSync(file, garbage)
+    const asked = engine.asked.length
+    t.equal(await judge().runtimeUnusable('runsc'), 'every container gets runc', `${garbage}: asked again`)
+    t.equal(engine.asked.length, asked + 1)
+  }
 })
 
 t.test('each runtime\'s --version, first line; one that fails or hangs says why, within the timeout', async t => {

@@ -91,16 +91,22 @@ export function rememberingVerdicts(engine: Pick<ContainerEngine, 'runtimes' | '
     async runtimeUnusable(runtime) {
       const { product, version, defaultRuntime } = await engine.describe()
       const key = JSON.stringify([product, version, defaultRuntime, runtime])
-      let kept: Verdicts = {}
-      try {
-        kept = JSON.parse(readFileSync(file, 'utf8')) as Verdicts
-      } catch {
-        // none yet, or unreadable: asked again
-      }
+      const kept = readVerdicts(file)
       if (Object.hasOwn(kept, key)) return kept[key] ?? undefined
       const why = await engine.runtimeUnusable(runtime)
       replaceFile(file, JSON.stringify({ ...kept, [key]: why ?? null }), 0o600)
       return why
     },
   }
+}
+
+/** The kept verdicts; none when the file is missing or is not what this module writes. */
+function readVerdicts(file: string): Verdicts {
+  try {
+    const kept: unknown = JSON.parse(readFileSync(file, 'utf8'))
+    if (kept && typeof kept === 'object' && !Array.isArray(kept) && Object.values(kept).every(v => v === null || typeof v === 'string')) return kept as Verdicts
+  } catch {
+    // none yet, or unreadable
+  }
+  return {}
 }
