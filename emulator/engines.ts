@@ -27,10 +27,9 @@ const SYSTEM_CONTAINERS_CONF = '/etc/containers/containers.conf'
 
 /**
  * The node's containers.conf (with CONTAINERS_CONF set, Podman reads that file alone) for a
- * second Podman on it: the same settings, but file locks
- * below its own tmpdir (the default shared-memory locks are one set per host, and a new
- * Podman's first start frees them all, taking the host for freshly booted), and its own
- * default runtime if given.
+ * second Podman on it: the same settings, but file locks below its own tmpdir (the default
+ * shared-memory locks are one set per host, and a new Podman's first start frees them all,
+ * taking the host for freshly booted), and its own default runtime if given.
  */
 function privatePodmanConf(defaultRuntime?: string): string {
   const ours = ['lock_type = "file"', ...(defaultRuntime ? [`runtime = "${defaultRuntime}"`] : [])]
@@ -124,6 +123,7 @@ export function privateEngine(kind: EngineKind = 'docker', { images = [], from =
   }
   return engine
 }
+
 /** An emulated sister node: its own PBS_HOME, engine, and config naming that engine. */
 export interface SisterNode {
   pbsHome: string

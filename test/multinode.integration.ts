@@ -11,7 +11,7 @@ import { emulateJob, type EmulatedJob, type EmulatorOptions } from '../emulator/
 import { startSisters, type SisterNode } from '../emulator/engines.ts'
 import { EMULATOR_TOOLS } from '../emulator/tm.ts'
 import type { AccountingRecord } from '../lib/job/accounting.ts'
-import { ENGINE_SOCKET, TEST_ENGINE } from './helpers/engine.ts'
+import { ENGINE_SOCKET, IN_CONTAINER, TEST_ENGINE } from './helpers/engine.ts'
 import { hostId, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(10 * 60 * 1000)
@@ -71,7 +71,7 @@ function run(text: string, nodes: Pick<SisterNode, 'pbsHome' | 'config'>[], extr
   })
 }
 
-const WHERE = `sh -c 'echo "task=$PBS_TASKNUM node=$PBS_NODENUM uid=$(id -u) container=$(test -e /.dockerenv -o -e /run/.containerenv && echo yes || echo no)"'`
+const WHERE = `sh -c 'echo "task=$PBS_TASKNUM node=$PBS_NODENUM uid=$(id -u) container=$(${IN_CONTAINER} && echo yes || echo no)"'`
 
 t.test('a 2-node job: every task runs in its node\'s container, as the owner, and its exit status comes back', async t => {
   const job = await run(`/opt/torque/bin/pbsdsh ${WHERE}\n/opt/torque/bin/pbsdsh -n 3 sh -c 'exit 7'\necho shell done\n`, sisters.slice(0, 1))

@@ -9,7 +9,7 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeF
 import { join } from 'node:path'
 import { containerName } from '../lib/job/container.ts'
 import { LABEL } from '../lib/engine/labels.ts'
-import { ENGINE_SOCKET, engineCli, engineCliQuiet, TEST_ENGINE } from './helpers/engine.ts'
+import { ENGINE_SOCKET, engineCli, engineCliQuiet, loadedName, TEST_ENGINE } from './helpers/engine.ts'
 import { containersLeft, hostId, preparedJob, PROLOGUE, runHook, runJob, sharedDir, TEST_IMAGE, TEST_USER, writeConfig } from './helpers/jobs.ts'
 
 t.setTimeout(5 * 60 * 1000)
@@ -56,8 +56,8 @@ const made = execFileSync('docker', ['create', '--network', 'none', TEST_IMAGE, 
 execFileSync('docker', ['commit', ...Object.entries(planted).flatMap(([k, v]) => ['--change', `LABEL ${k}=${JSON.stringify(v)}`]), made, image])
 execFileSync('docker', ['rm', made])
 t.teardown(() => { execFileSync('docker', ['rmi', '-f', image]) })
-// Podman names what it loaded localhost/<name>, and filters by that name only.
-const loaded = TEST_ENGINE === 'podman' ? `localhost/${image}` : image
+// The engine filters by the name it gave what it loaded.
+const loaded = loadedName(image)
 if (TEST_ENGINE !== 'docker') {
   execFileSync('sh', ['-c', `docker save '${image}' | docker -H unix://${ENGINE_SOCKET} load`], { stdio: 'ignore' })
   t.teardown(() => engineCliQuiet(['rmi', '-f', image]))

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../lib/policy/parse.ts'
 import { containerName } from '../lib/job/container.ts'
 import { DEFAULT_PBS_HOME } from '../emulator/emulator.ts'
-import { engineCli, TEST_ENGINE, testEngine, withTestEngine } from './helpers/engine.ts'
+import { engineCli, loadedName, testEngine, withTestEngine } from './helpers/engine.ts'
 import { collectOrphans } from '../lib/job/gc.ts'
 import { cleanupJob } from '../lib/job/epilogue.ts'
 import { prepareJob } from '../lib/job/prologue.ts'
@@ -78,8 +78,7 @@ t.test('qsub -v CBATCH_IMAGE cannot choose the image: the job is told so, and #C
   const { job } = await runJob('#!/bin/sh\necho ran\n', { config, vars: { CBATCH_IMAGE: REGISTRY_IMAGE } })
   t.equal(job.exitStatus, 125)
   t.notMatch(job.stdout, 'ran')
-  // Podman names images it loaded localhost/<name>.
-  t.match(job.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image; its container runs ${TEST_ENGINE === 'podman' ? 'localhost/' : ''}${TEST_IMAGE}. Ask with a #CBATCH image= line`)
+  t.match(job.stderr, `cbatch: the job asked for image ${REGISTRY_IMAGE} with CBATCH_IMAGE, which cannot choose the image; its container runs ${loadedName(TEST_IMAGE)}. Ask with a #CBATCH image= line`)
   const { job: asked } = await runJob(`#!/bin/sh\n#CBATCH image=${REGISTRY_IMAGE}\necho ran\n`, { config })
   t.equal(asked.exitStatus, 0, asked.stderr)
   t.match(readLog(), new RegExp(`"job":"${asked.jobId}","level":"info","message":"container .* started from ${REGISTRY_IMAGE.replace(/[.]/g, '\\.')}`))

@@ -86,10 +86,12 @@ type Verdicts = Record<string, string | null>
  */
 export function rememberingVerdicts(engine: Pick<ContainerEngine, 'runtimes' | 'runtimeUnusable' | 'describe'>, file: string):
   Pick<ContainerEngine, 'runtimes' | 'runtimeUnusable'> {
+  let about: ReturnType<typeof engine.describe> | undefined
   return {
     runtimes: () => engine.runtimes(),
     async runtimeUnusable(runtime) {
-      const { product, version, defaultRuntime } = await engine.describe()
+      // Asked once, for every runtime judged.
+      const { product, version, defaultRuntime } = await (about ??= engine.describe())
       const key = JSON.stringify([product, version, defaultRuntime, runtime])
       const kept = readVerdicts(file)
       if (Object.hasOwn(kept, key)) return kept[key] ?? undefined

@@ -16,6 +16,14 @@ if (process.env.CBATCH_TEST_ENGINE && process.env.CBATCH_TEST_ENGINE !== TEST_EN
 }
 export const ENGINE_SOCKET = TEST_ENGINE === 'podman' ? PODMAN_SOCKET : DOCKER_SOCKET
 
+/** Shell words that say whether they run in a container, under either engine. */
+export const IN_CONTAINER = 'test -e /.dockerenv -o -e /run/.containerenv'
+
+/** The name the tests' engine gives an image loaded into it: Podman's are localhost/<name>. */
+export function loadedName(image: string): string {
+  return TEST_ENGINE === 'podman' ? `localhost/${image}` : image
+}
+
 /** The adapter of the tests' engine, as openEngine makes it from a config. */
 export function testEngine({ timeoutMs = 30_000, pullTimeoutMs = 60_000 } = {}): Engine {
   return openEngine({ kind: TEST_ENGINE, socket: ENGINE_SOCKET, timeout: timeoutMs / 1000, pullTimeout: pullTimeoutMs / 1000 })

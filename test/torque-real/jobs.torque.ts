@@ -4,7 +4,8 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { containersOf, eventually, finished, idOf, IN_CONTAINER, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
+import { IN_CONTAINER } from '../helpers/engine.ts'
+import { containersOf, eventually, finished, idOf, MOMS, OTHER, OWNER, running, submit, torqueAnswers } from './torque.ts'
 
 if (!torqueAnswers()) {
   t.comment('no TORQUE answers on this host: the real-TORQUE tier is skipped (scripts/torque/build.sh, then tier.sh)')

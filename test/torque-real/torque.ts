@@ -19,9 +19,6 @@ export const MOMS = [
   { node: 'vm2', pbsHome: '/var/spool/torque-mom2', ...engineOf('vm2') },
 ] as const
 
-/** Shell words that say whether they run in a container, under either engine. */
-export const IN_CONTAINER = 'test -e /.dockerenv -o -e /run/.containerenv'
-
 export const OWNER = 'cbatchtest'
 export const OTHER = 'cbatchdemo'
 
